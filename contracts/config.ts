@@ -1,0 +1,246 @@
+import { NAME_PATTERN } from "./keys";
+import { parser } from "./validate";
+
+/**
+ * The config files the host scripts take with `--config FILE`. The ReplicaAgent and VerifierFleet
+ * components render them, so their shape is a contract between the two sides.
+ * No secret lives here: MySQL credentials come from an option file, AWS from the default chain.
+ */
+
+/** How to reach AWS (or, in the lab, a local emulator). */
+export interface AwsSettings {
+  /** Defaults to the SDK's chain (AWS_REGION, the instance's region). */
+  region?: string;
+  /** An S3/SQS-compatible endpoint; only for the lab. Defaults to AWS. */
+  endpoint?: string;
+  /** Path-style S3 addressing, which emulators need. Defaults to false. */
+  forcePathStyle?: boolean;
+  /** An ini credentials file to read instead of the default chain; only for the lab. */
+  credentialsFile?: string;
+}
+
+/** Where metrics go: CloudWatch in production, JSON lines in a file locally. */
+export type MetricsSink = { sink: "cloudwatch" } | { sink: "file"; path: string };
+
+/** How to open a client session on the local server. */
+export interface MysqlConnection {
+  /** A my.cnf-style file whose [client] group holds user, password, socket or host/port. Mode 0600. */
+  optionFile: string;
+}
+
+export type SnapshotConfig =
+  | {
+      driver: "btrfs";
+      /** The btrfs subvolume that holds the datadir (and its logs). */
+      subvolume: string;
+      /** Where snapshots are created; must be on the same btrfs filesystem. */
+      snapshotDir: string;
+    }
+  | {
+      driver: "lvm";
+      /** `vg/lv` of the logical volume that holds the datadir. */
+      volume: string;
+      /** Snapshot size, e.g. `10G` or `20%ORIGIN`. */
+      size: string;
+      /** Where the snapshot is mounted read-only while it is archived. */
+      mountDir: string;
+    }
+  | {
+      driver: "zfs";
+      /** The dataset that holds the datadir, e.g. `tank/mysql`. */
+      dataset: string;
+    };
+
+/** `mysql-backup backup --config FILE`. */
+export interface BackupConfig {
+  cluster: string;
+  host: string;
+  mysql: MysqlConnection;
+  snapshot: SnapshotConfig;
+  /** Hard limit on how long the server stays locked. Defaults to 5000. */
+  lockTimeoutMs?: number;
+  /** Where archives are written before upload; the newest `keepLocal` stay there. */
+  localDir: string;
+  /** How many local archives to keep. Defaults to 2. */
+  keepLocal?: number;
+  /** zstd level and threads (0 = one per core). Defaults to level 1, threads 0. */
+  compression?: { level?: number; threads?: number };
+  s3: {
+    bucket: string;
+    /** Key prefix above `<cluster>/`. Defaults to "backups". */
+    prefix?: string;
+    /** The KMS key for SSE-KMS; the bucket default is used when absent. */
+    kmsKeyId?: string;
+    /** Multipart part size in MiB. Defaults to 64. */
+    partSizeMiB?: number;
+    /** Parts uploaded at once. Defaults to 4. */
+    queueSize?: number;
+  };
+  sqs: { queueUrl: string };
+  aws?: AwsSettings;
+  metrics?: MetricsSink;
+}
+
+/** `mysql-backup verify --config FILE`. */
+export interface VerifyConfig {
+  sqs: {
+    queueUrl: string;
+    /** Long-poll wait. Defaults to 20. */
+    waitTimeSeconds?: number;
+    /** Visibility on receive; must exceed the longest restore. Defaults to 3600. */
+    visibilityTimeoutSeconds?: number;
+  };
+  /** Parent of the per-restore scratch directories. */
+  scratchDir: string;
+  mysqld?: {
+    /** The server binary. Defaults to the first of mariadbd, mysqld on PATH. */
+    binary?: string;
+    /** The OS user the scratch server runs as. Defaults to "mysql". */
+    user?: string;
+    /** Seconds to wait for crash recovery. Defaults to 600. */
+    startTimeoutSeconds?: number;
+  };
+  aws?: AwsSettings;
+  metrics?: MetricsSink;
+}
+
+const aws = {
+  type: "object",
+  additionalProperties: false,
+  properties: {
+    region: { type: "string", minLength: 1 },
+    endpoint: { type: "string", pattern: "^https?://" },
+    forcePathStyle: { type: "boolean" },
+    credentialsFile: { type: "string", minLength: 1 },
+  },
+};
+const metrics = {
+  type: "object",
+  required: ["sink"],
+  discriminator: { propertyName: "sink" },
+  oneOf: [
+    {
+      type: "object",
+      additionalProperties: false,
+      required: ["sink"],
+      properties: { sink: { const: "cloudwatch" } },
+    },
+    {
+      type: "object",
+      additionalProperties: false,
+      required: ["sink", "path"],
+      properties: { sink: { const: "file" }, path: { type: "string", minLength: 1 } },
+    },
+  ],
+};
+const absolutePath = { type: "string", pattern: "^/" };
+
+export const backupConfigSchema = {
+  type: "object",
+  additionalProperties: false,
+  required: ["cluster", "host", "mysql", "snapshot", "localDir", "s3", "sqs"],
+  properties: {
+    cluster: { type: "string", pattern: NAME_PATTERN },
+    host: { type: "string", pattern: NAME_PATTERN },
+    mysql: {
+      type: "object",
+      additionalProperties: false,
+      required: ["optionFile"],
+      properties: { optionFile: absolutePath },
+    },
+    snapshot: {
+      type: "object",
+      required: ["driver"],
+      discriminator: { propertyName: "driver" },
+      oneOf: [
+        {
+          additionalProperties: false,
+          required: ["driver", "subvolume", "snapshotDir"],
+          properties: { driver: { const: "btrfs" }, subvolume: absolutePath, snapshotDir: absolutePath },
+        },
+        {
+          additionalProperties: false,
+          required: ["driver", "volume", "size", "mountDir"],
+          properties: {
+            driver: { const: "lvm" },
+            volume: { type: "string", pattern: "^[A-Za-z0-9+_.-]+/[A-Za-z0-9+_.-]+$" },
+            size: { type: "string", pattern: "^\\d+([KMGTkmgt]|%(ORIGIN|FREE|VG))$" },
+            mountDir: absolutePath,
+          },
+        },
+        {
+          additionalProperties: false,
+          required: ["driver", "dataset"],
+          properties: {
+            driver: { const: "zfs" },
+            dataset: { type: "string", pattern: "^[A-Za-z0-9_.:/-]+$" },
+          },
+        },
+      ],
+    },
+    lockTimeoutMs: { type: "integer", minimum: 100, maximum: 60000 },
+    localDir: absolutePath,
+    keepLocal: { type: "integer", minimum: 0, maximum: 100 },
+    compression: {
+      type: "object",
+      additionalProperties: false,
+      properties: {
+        level: { type: "integer", minimum: 1, maximum: 19 },
+        threads: { type: "integer", minimum: 0, maximum: 256 },
+      },
+    },
+    s3: {
+      type: "object",
+      additionalProperties: false,
+      required: ["bucket"],
+      properties: {
+        bucket: { type: "string", pattern: "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$" },
+        prefix: { type: "string", pattern: "^[A-Za-z0-9._/-]*$" },
+        kmsKeyId: { type: "string", minLength: 1 },
+        partSizeMiB: { type: "integer", minimum: 5, maximum: 5120 },
+        queueSize: { type: "integer", minimum: 1, maximum: 64 },
+      },
+    },
+    sqs: {
+      type: "object",
+      additionalProperties: false,
+      required: ["queueUrl"],
+      properties: { queueUrl: { type: "string", pattern: "^https?://" } },
+    },
+    aws,
+    metrics,
+  },
+} as const;
+
+export const verifyConfigSchema = {
+  type: "object",
+  additionalProperties: false,
+  required: ["sqs", "scratchDir"],
+  properties: {
+    sqs: {
+      type: "object",
+      additionalProperties: false,
+      required: ["queueUrl"],
+      properties: {
+        queueUrl: { type: "string", pattern: "^https?://" },
+        waitTimeSeconds: { type: "integer", minimum: 0, maximum: 20 },
+        visibilityTimeoutSeconds: { type: "integer", minimum: 30, maximum: 43200 },
+      },
+    },
+    scratchDir: absolutePath,
+    mysqld: {
+      type: "object",
+      additionalProperties: false,
+      properties: {
+        binary: { type: "string", minLength: 1 },
+        user: { type: "string", minLength: 1 },
+        startTimeoutSeconds: { type: "integer", minimum: 5, maximum: 86400 },
+      },
+    },
+    aws,
+    metrics,
+  },
+} as const;
+
+export const parseBackupConfig = parser<BackupConfig>("backup config", backupConfigSchema);
+export const parseVerifyConfig = parser<VerifyConfig>("verify config", verifyConfigSchema);

@@ -1,0 +1,85 @@
+import { randomBytes } from "node:crypto";
+
+/**
+ * The S3 key layout (DESIGN §3): `<prefix>/<cluster>/<host>/<backupId>/<object>`.
+ * IAM policies in components/ are derived from these functions, so the layout lives only here.
+ */
+export const ARCHIVE_OBJECT = "archive.tar.zst";
+export const MANIFEST_OBJECT = "manifest.json";
+export const VERIFICATION_OBJECT = "verification.json";
+
+/** Cluster and host names become key segments and metric dimensions: keep them boring. */
+export const NAME_PATTERN = "^[a-z0-9][a-z0-9._-]{0,62}$";
+const name = new RegExp(NAME_PATTERN);
+
+/** `20261124T020000Z-3fa9c1`: sorts by time (UTC), unique with a short random suffix. */
+export const BACKUP_ID_PATTERN = "^\\d{8}T\\d{6}Z-[0-9a-f]{6}$";
+const backupIdPattern = new RegExp(BACKUP_ID_PATTERN);
+
+/** Identifies one backup of one host. */
+export interface BackupRef {
+  prefix: string;
+  cluster: string;
+  host: string;
+  backupId: string;
+}
+
+export function newBackupId(now: Date = new Date(), random: Buffer = randomBytes(3)): string {
+  const stamp = now
+    .toISOString()
+    .replace(/[-:]/g, "")
+    .replace(/\.\d{3}Z$/, "Z");
+  return `${stamp}-${random.toString("hex").slice(0, 6)}`;
+}
+
+/** The time a backup id was taken, from its own text. */
+export function backupIdTime(backupId: string): Date {
+  if (!backupIdPattern.test(backupId))
+    throw new Error(`"${backupId}" is not a backup id (${BACKUP_ID_PATTERN})`);
+  const [, y, mo, d, h, mi, s] = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z/.exec(backupId)!;
+  return new Date(`${y}-${mo}-${d}T${h}:${mi}:${s}Z`);
+}
+
+function normalizePrefix(prefix: string): string {
+  return prefix.replace(/^\/+|\/+$/g, "");
+}
+
+function checkSegment(kind: string, value: string): void {
+  if (!name.test(value)) throw new Error(`${kind} "${value}" must match ${NAME_PATTERN}`);
+}
+
+/** `<prefix>/<cluster>/` — everything a cluster's replicas may write lives below it. */
+export function clusterPrefix(prefix: string, cluster: string): string {
+  checkSegment("cluster", cluster);
+  const p = normalizePrefix(prefix);
+  return p ? `${p}/${cluster}/` : `${cluster}/`;
+}
+
+export function hostPrefix(prefix: string, cluster: string, host: string): string {
+  checkSegment("host", host);
+  return `${clusterPrefix(prefix, cluster)}${host}/`;
+}
+
+export function backupPrefix(ref: BackupRef): string {
+  if (!backupIdPattern.test(ref.backupId))
+    throw new Error(`backup id "${ref.backupId}" must match ${BACKUP_ID_PATTERN}`);
+  return `${hostPrefix(ref.prefix, ref.cluster, ref.host)}${ref.backupId}/`;
+}
+
+export const archiveKey = (ref: BackupRef): string => backupPrefix(ref) + ARCHIVE_OBJECT;
+export const manifestKey = (ref: BackupRef): string => backupPrefix(ref) + MANIFEST_OBJECT;
+export const verificationKey = (ref: BackupRef): string => backupPrefix(ref) + VERIFICATION_OBJECT;
+
+/** Reads a manifest key back into its parts; the verifier uses it to refuse keys outside the layout. */
+export function parseManifestKey(key: string): BackupRef {
+  const parts = key.split("/");
+  if (parts.length < 4 || parts[parts.length - 1] !== MANIFEST_OBJECT) {
+    throw new Error(
+      `"${key}" is not a manifest key (<prefix>/<cluster>/<host>/<backupId>/${MANIFEST_OBJECT})`,
+    );
+  }
+  const [cluster, host, backupId] = parts.slice(-4, -1);
+  const ref = { prefix: parts.slice(0, -4).join("/"), cluster, host, backupId };
+  if (manifestKey(ref) !== key) throw new Error(`"${key}" does not follow the key layout`);
+  return ref;
+}

@@ -1,0 +1,232 @@
+import { BACKUP_ID_PATTERN, NAME_PATTERN } from "./keys";
+import { parser } from "./validate";
+
+export const MANIFEST_FORMAT_VERSION = 1;
+
+export type ServerFlavor = "mysql" | "mariadb";
+export type SnapshotDriverName = "btrfs" | "lvm" | "zfs";
+export type LockMethod = "FLUSH TABLES WITH READ LOCK" | "LOCK INSTANCE FOR BACKUP";
+
+/** Where the server stood while it was locked; everything a restore needs to rejoin the cluster. */
+export interface CapturedPosition {
+  /** MariaDB `@@gtid_binlog_pos`: the GTIDs in this server's own binary log. */
+  gtidBinlogPos: string | null;
+  /** MariaDB `@@gtid_slave_pos`: the last GTID the replica applied per domain. */
+  gtidSlavePos: string | null;
+  /** MariaDB `@@gtid_current_pos`. */
+  gtidCurrentPos: string | null;
+  /** MySQL `@@gtid_executed`. */
+  gtidExecuted: string | null;
+  /** This server's own binary log coordinates, or null when log_bin is off. */
+  binlog: { file: string; pos: number } | null;
+  /** The replica's coordinates in its source's binary log, or null on a server that is not a replica. */
+  source: { host: string; port: number; file: string; pos: number; usingGtid: string | null } | null;
+}
+
+/** Server settings a restore must reproduce for the datadir to start. */
+export interface RestoreSettings {
+  innodbPageSize: number;
+  lowerCaseTableNames: number;
+  /** `@@log_bin_basename` (absolute on the source host), or null when binary logging is off. */
+  logBinBasename: string | null;
+  /** `@@log_bin_index` (absolute on the source host), or null. */
+  logBinIndex: string | null;
+  /** `@@datadir` on the source host; paths in the archive are relative to it. */
+  datadir: string;
+  innodbLogFileSize: number | null;
+  innodbDataFilePath: string | null;
+}
+
+/** One file of the snapshot as archived. */
+export interface ManifestFile {
+  path: string;
+  bytes: number;
+  sha256: string;
+}
+
+/** One table of the inventory taken under the lock. */
+export interface ManifestTable {
+  schema: string;
+  table: string;
+  engine: string;
+}
+
+/** The single source of truth of a backup (DESIGN §3). Uploaded last: no manifest, no backup. */
+export interface BackupManifest {
+  formatVersion: typeof MANIFEST_FORMAT_VERSION;
+  backupId: string;
+  cluster: string;
+  host: string;
+  startedAt: string;
+  completedAt: string;
+  server: { flavor: ServerFlavor; version: string; serverId: number };
+  settings: RestoreSettings;
+  position: CapturedPosition;
+  lock: { method: LockMethod; ms: number };
+  snapshot: { driver: SnapshotDriverName; name: string };
+  archive: {
+    key: string;
+    bytes: number;
+    sha256: string;
+    compression: "zstd";
+    format: "tar";
+    /** Sum of the archived files' sizes, before compression. */
+    rawBytes: number;
+  };
+  files: ManifestFile[];
+  tables: ManifestTable[];
+}
+
+const sha256 = { type: "string", pattern: "^[0-9a-f]{64}$" };
+const nullableString = { type: ["string", "null"] };
+const count = { type: "integer", minimum: 0 };
+
+export const manifestSchema = {
+  $id: "https://mysql-backup-pipeline/manifest-v1.json",
+  type: "object",
+  additionalProperties: false,
+  required: [
+    "formatVersion",
+    "backupId",
+    "cluster",
+    "host",
+    "startedAt",
+    "completedAt",
+    "server",
+    "settings",
+    "position",
+    "lock",
+    "snapshot",
+    "archive",
+    "files",
+    "tables",
+  ],
+  properties: {
+    formatVersion: { const: MANIFEST_FORMAT_VERSION },
+    backupId: { type: "string", pattern: BACKUP_ID_PATTERN },
+    cluster: { type: "string", pattern: NAME_PATTERN },
+    host: { type: "string", pattern: NAME_PATTERN },
+    startedAt: { type: "string", format: "date-time" },
+    completedAt: { type: "string", format: "date-time" },
+    server: {
+      type: "object",
+      additionalProperties: false,
+      required: ["flavor", "version", "serverId"],
+      properties: {
+        flavor: { enum: ["mysql", "mariadb"] },
+        version: { type: "string", minLength: 1 },
+        serverId: count,
+      },
+    },
+    settings: {
+      type: "object",
+      additionalProperties: false,
+      required: [
+        "innodbPageSize",
+        "lowerCaseTableNames",
+        "logBinBasename",
+        "logBinIndex",
+        "datadir",
+        "innodbLogFileSize",
+        "innodbDataFilePath",
+      ],
+      properties: {
+        innodbPageSize: { enum: [4096, 8192, 16384, 32768, 65536] },
+        lowerCaseTableNames: { enum: [0, 1, 2] },
+        logBinBasename: nullableString,
+        logBinIndex: nullableString,
+        datadir: { type: "string", minLength: 1 },
+        innodbLogFileSize: { type: ["integer", "null"], minimum: 0 },
+        innodbDataFilePath: nullableString,
+      },
+    },
+    position: {
+      type: "object",
+      additionalProperties: false,
+      required: ["gtidBinlogPos", "gtidSlavePos", "gtidCurrentPos", "gtidExecuted", "binlog", "source"],
+      properties: {
+        gtidBinlogPos: nullableString,
+        gtidSlavePos: nullableString,
+        gtidCurrentPos: nullableString,
+        gtidExecuted: nullableString,
+        binlog: {
+          type: ["object", "null"],
+          additionalProperties: false,
+          required: ["file", "pos"],
+          properties: { file: { type: "string", minLength: 1 }, pos: count },
+        },
+        source: {
+          type: ["object", "null"],
+          additionalProperties: false,
+          required: ["host", "port", "file", "pos", "usingGtid"],
+          properties: {
+            host: { type: "string" },
+            port: count,
+            file: { type: "string" },
+            pos: count,
+            usingGtid: nullableString,
+          },
+        },
+      },
+    },
+    lock: {
+      type: "object",
+      additionalProperties: false,
+      required: ["method", "ms"],
+      properties: {
+        method: { enum: ["FLUSH TABLES WITH READ LOCK", "LOCK INSTANCE FOR BACKUP"] },
+        ms: { type: "number", minimum: 0 },
+      },
+    },
+    snapshot: {
+      type: "object",
+      additionalProperties: false,
+      required: ["driver", "name"],
+      properties: { driver: { enum: ["btrfs", "lvm", "zfs"] }, name: { type: "string", minLength: 1 } },
+    },
+    archive: {
+      type: "object",
+      additionalProperties: false,
+      required: ["key", "bytes", "sha256", "compression", "format", "rawBytes"],
+      properties: {
+        key: { type: "string", minLength: 1 },
+        bytes: count,
+        sha256,
+        compression: { const: "zstd" },
+        format: { const: "tar" },
+        rawBytes: count,
+      },
+    },
+    files: {
+      type: "array",
+      minItems: 1,
+      items: {
+        type: "object",
+        additionalProperties: false,
+        required: ["path", "bytes", "sha256"],
+        properties: {
+          // Relative, normalised paths only: an archive must never write outside its scratch directory.
+          path: { type: "string", minLength: 1, pattern: "^(?!/)(?!.*(^|/)\\.\\.(/|$)).+$" },
+          bytes: count,
+          sha256,
+        },
+      },
+    },
+    tables: {
+      type: "array",
+      items: {
+        type: "object",
+        additionalProperties: false,
+        required: ["schema", "table", "engine"],
+        properties: {
+          schema: { type: "string", minLength: 1 },
+          table: { type: "string", minLength: 1 },
+          engine: { type: "string" },
+        },
+      },
+    },
+  },
+} as const;
+
+/** Validates a manifest (on write and on read); throws a ContractError naming every bad key. */
+export const parseManifest = parser<BackupManifest>("manifest.json", manifestSchema);

@@ -1,0 +1,66 @@
+/**
+ * Metric names and dimensions shared by the host scripts (which emit) and the alarms (which watch).
+ * Nobody re-types these strings: an alarm on a metric that is never emitted would stay silent forever.
+ */
+export const METRIC_NAMESPACE = "MysqlBackupPipeline";
+
+export const Dimension = {
+  Cluster: "Cluster",
+  Host: "Host",
+} as const;
+
+/** Emitted by `mysql-backup backup` with dimensions Cluster and Host, and Cluster alone. */
+export const ReplicaMetric = {
+  BackupSucceeded: "BackupSucceeded",
+  BackupFailed: "BackupFailed",
+  LockMilliseconds: "LockMilliseconds",
+  BackupSeconds: "BackupSeconds",
+  ArchiveBytes: "ArchiveBytes",
+} as const;
+
+/** Emitted by `mysql-backup verify` with dimension Cluster. */
+export const VerifierMetric = {
+  VerificationSucceeded: "VerificationSucceeded",
+  VerificationFailed: "VerificationFailed",
+  RestoreSeconds: "RestoreSeconds",
+  BackupAgeAtVerificationSeconds: "BackupAgeAtVerificationSeconds",
+  RecoveryPointLagSeconds: "RecoveryPointLagSeconds",
+} as const;
+
+export type MetricName =
+  (typeof ReplicaMetric)[keyof typeof ReplicaMetric] | (typeof VerifierMetric)[keyof typeof VerifierMetric];
+
+/** CloudWatch units, as PutMetricData spells them. */
+export type MetricUnit = "Count" | "Milliseconds" | "Seconds" | "Bytes";
+
+export const METRIC_UNITS: Record<MetricName, MetricUnit> = {
+  BackupSucceeded: "Count",
+  BackupFailed: "Count",
+  LockMilliseconds: "Milliseconds",
+  BackupSeconds: "Seconds",
+  ArchiveBytes: "Bytes",
+  VerificationSucceeded: "Count",
+  VerificationFailed: "Count",
+  RestoreSeconds: "Seconds",
+  BackupAgeAtVerificationSeconds: "Seconds",
+  RecoveryPointLagSeconds: "Seconds",
+};
+
+/** One data point, as both sinks (CloudWatch, JSON lines) receive it. */
+export interface MetricDatum {
+  name: MetricName;
+  value: number;
+  unit: MetricUnit;
+  dimensions: Partial<Record<keyof typeof Dimension, string>>;
+  timestamp: string;
+}
+
+/** Builds a datum with the unit the contract assigns to the name. */
+export function metric(
+  name: MetricName,
+  value: number,
+  dimensions: MetricDatum["dimensions"],
+  now: Date = new Date(),
+): MetricDatum {
+  return { name, value, unit: METRIC_UNITS[name], dimensions, timestamp: now.toISOString() };
+}
