@@ -57,6 +57,7 @@ export function parseBackupCreated(body: string | undefined): BackupCreatedMessa
   } catch (e) {
     throw new Error(
       `backup.created message is not JSON (${(e as Error).message}): ${String(body).slice(0, 120)}`,
+      { cause: e },
     );
   }
   return parseMessage(value);
