@@ -5,3 +5,4 @@ export * from "./message";
 export * from "./metrics";
 export * from "./validate";
 export * from "./verification";
+export * from "./tags";
