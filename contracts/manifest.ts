@@ -31,7 +31,7 @@ export interface RestoreSettings {
   logBinBasename: string | null;
   /** `@@log_bin_index` (absolute on the source host), or null. */
   logBinIndex: string | null;
-  /** `@@datadir` on the source host; paths in the archive are relative to it. */
+  /** `@@datadir` on the source host (absolute); below `snapshot.sourceRoot`. */
   datadir: string;
   innodbLogFileSize: number | null;
   innodbDataFilePath: string | null;
@@ -63,7 +63,11 @@ export interface BackupManifest {
   settings: RestoreSettings;
   position: CapturedPosition;
   lock: { method: LockMethod; ms: number };
-  snapshot: { driver: SnapshotDriverName; name: string };
+  /**
+   * The snapshot the archive was read from. `sourceRoot` is the absolute path on the source host that
+   * the archive's root stands for: a restore maps datadir, binlog and log paths below it to its own root.
+   */
+  snapshot: { driver: SnapshotDriverName; name: string; sourceRoot: string };
   archive: {
     key: string;
     bytes: number;
@@ -181,8 +185,12 @@ export const manifestSchema = {
     snapshot: {
       type: "object",
       additionalProperties: false,
-      required: ["driver", "name"],
-      properties: { driver: { enum: ["btrfs", "lvm", "zfs"] }, name: { type: "string", minLength: 1 } },
+      required: ["driver", "name", "sourceRoot"],
+      properties: {
+        driver: { enum: ["btrfs", "lvm", "zfs"] },
+        name: { type: "string", minLength: 1 },
+        sourceRoot: { type: "string", pattern: "^/" },
+      },
     },
     archive: {
       type: "object",
