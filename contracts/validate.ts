@@ -23,7 +23,7 @@ export class ContractError extends Error {
 }
 
 /** Turns ajv's errors into lines a person can act on: the dotted key, then what it must be. */
-export function describeErrors(errors: ErrorObject[] | null | undefined): string[] {
+export function describeErrors(errors: ErrorObject[] | null | undefined, schema: object = {}): string[] {
   return (errors ?? []).map((e) => {
     const key = e.instancePath.replace(/^\//, "").replace(/\//g, ".") || "(top level)";
     switch (e.keyword) {
@@ -35,6 +35,14 @@ export function describeErrors(errors: ErrorObject[] | null | undefined): string
         return `${key} must be one of ${(e.params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(", ")}`;
       case "pattern":
         return e.params.pattern === "^/" ? `${key} must be an absolute path` : `${key} ${e.message}`;
+      case "discriminator": {
+        const tag = String(e.params.tag);
+        const parent = schemaAt(schema, e.schemaPath.replace(/\/discriminator$/, "")) as {
+          oneOf?: Array<{ properties?: Record<string, { const?: unknown }> }>;
+        };
+        const branches = (parent?.oneOf ?? []).map((b) => JSON.stringify(b.properties?.[tag]?.const));
+        return `${key}.${tag} must be one of ${branches.join(", ")} (got ${JSON.stringify(e.params.tagValue)})`;
+      }
       case "const":
         return `${key} must be ${JSON.stringify(e.params.allowedValue)}`;
       default:
@@ -43,11 +51,20 @@ export function describeErrors(errors: ErrorObject[] | null | undefined): string
   });
 }
 
+/** The subschema a JSON pointer such as `#/properties/snapshot` names. */
+function schemaAt(schema: object, pointer: string): unknown {
+  return pointer
+    .replace(/^#\/?/, "")
+    .split("/")
+    .filter(Boolean)
+    .reduce<unknown>((node, part) => (node as Record<string, unknown> | undefined)?.[part], schema);
+}
+
 /** Compiles `schema` once and returns a parser that throws a ContractError naming every bad key. */
 export function parser<T>(document: string, schema: object): (value: unknown) => T {
   const validate: ValidateFunction = ajv.compile(schema);
   return (value: unknown): T => {
-    if (!validate(value)) throw new ContractError(document, describeErrors(validate.errors));
+    if (!validate(value)) throw new ContractError(document, describeErrors(validate.errors, schema));
     return value as T;
   };
 }
