@@ -1,0 +1,84 @@
+import { writeFile } from "node:fs/promises";
+import {
+  parseBackupConfig,
+  parseVerifyConfig,
+  type AwsSettings,
+  type BackupConfig,
+  type VerifyConfig,
+} from "../contracts/config";
+import { LAB_REGION } from "./emulator";
+import { BACKUP_USER } from "./replication";
+
+/**
+ * The files the host scripts read in the lab: the backup user's option file (the only place its password
+ * lives) and the `--config` files of `mysql-backup backup` and `verify`, validated against the contracts
+ * before they are written, so a lab never hands out a config the scripts would reject.
+ */
+
+/** The lab's cluster name, as a replica agent would be configured. */
+export const LAB_CLUSTER = "lab";
+/** The lab replica's host name in backup keys and metrics. */
+export const LAB_HOST = "replica1";
+
+/** Everything the configs are made of. */
+export interface LabConfigInputs {
+  replicaSocket: string;
+  backupPassword: string;
+  backupOptionFile: string;
+  subvolume: string;
+  snapshotDir: string;
+  backupsDir: string;
+  scratchDir: string;
+  bucket: string;
+  queueUrl: string;
+  endpoint: string;
+  awsCredentialsFile: string;
+  metricsPath: string;
+}
+
+/** Writes the backup user's `[client]` option file, mode 0600. */
+export async function writeBackupOptionFile(inputs: LabConfigInputs): Promise<void> {
+  const ini = `[client]\nuser=${BACKUP_USER}\npassword=${inputs.backupPassword}\nsocket=${inputs.replicaSocket}\n`;
+  await writeFile(inputs.backupOptionFile, ini, { mode: 0o600, flag: "wx" });
+}
+
+function awsSettings(inputs: LabConfigInputs): AwsSettings {
+  return {
+    region: LAB_REGION,
+    endpoint: inputs.endpoint,
+    forcePathStyle: true,
+    credentialsFile: inputs.awsCredentialsFile,
+  };
+}
+
+/** The `mysql-backup backup` config of the lab replica. */
+export function backupConfig(inputs: LabConfigInputs): BackupConfig {
+  return parseBackupConfig({
+    cluster: LAB_CLUSTER,
+    host: LAB_HOST,
+    mysql: { optionFile: inputs.backupOptionFile },
+    snapshot: { driver: "btrfs", subvolume: inputs.subvolume, snapshotDir: inputs.snapshotDir },
+    localDir: inputs.backupsDir,
+    keepLocal: 2,
+    s3: { bucket: inputs.bucket, prefix: "backups" },
+    sqs: { queueUrl: inputs.queueUrl },
+    aws: awsSettings(inputs),
+    metrics: { sink: "file", path: inputs.metricsPath },
+  });
+}
+
+/** The `mysql-backup verify` config of a lab verifier. */
+export function verifyConfig(inputs: LabConfigInputs): VerifyConfig {
+  return parseVerifyConfig({
+    sqs: { queueUrl: inputs.queueUrl, waitTimeSeconds: 1, visibilityTimeoutSeconds: 120 },
+    scratchDir: inputs.scratchDir,
+    mysqld: { user: "mysql" },
+    aws: awsSettings(inputs),
+    metrics: { sink: "file", path: inputs.metricsPath },
+  });
+}
+
+/** Writes a config as pretty JSON (no secret is in it: those are referenced by path). */
+export async function writeJson(path: string, value: unknown): Promise<void> {
+  await writeFile(path, `${JSON.stringify(value, null, 2)}\n`, { mode: 0o644 });
+}
