@@ -92,6 +92,11 @@ export interface VerifyConfig {
   };
   /** Parent of the per-restore scratch directories. */
   scratchDir: string;
+  /**
+   * How `verification.json` is written. The bucket policy denies uploads without SSE-KMS under the
+   * bucket's key, so production configs name it. Defaults to SSE-KMS with the bucket's default key.
+   */
+  s3?: { kmsKeyId?: string };
   mysqld?: {
     /** The server binary. Defaults to the first of mariadbd, mysqld on PATH. */
     binary?: string;
@@ -228,6 +233,11 @@ export const verifyConfigSchema = {
       },
     },
     scratchDir: absolutePath,
+    s3: {
+      type: "object",
+      additionalProperties: false,
+      properties: { kmsKeyId: { type: "string", minLength: 1 } },
+    },
     mysqld: {
       type: "object",
       additionalProperties: false,

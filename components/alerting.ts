@@ -1,0 +1,288 @@
+import * as aws from "@pulumi/aws";
+import * as pulumi from "@pulumi/pulumi";
+import { Dimension, METRIC_NAMESPACE, ReplicaMetric, VerifierMetric } from "../contracts";
+import { alertKeyPolicy, alertTopicPolicy } from "./iam";
+import { ConfigError, requireInteger, requireMatch } from "./validation";
+
+/** Where alarms are delivered. */
+export interface AlertEndpoints {
+  /** E-mail addresses (each must confirm its subscription). Defaults to none. */
+  emails?: string[];
+  /** HTTPS endpoints, e.g. a PagerDuty CloudWatch integration URL. Defaults to none. */
+  httpsEndpoints?: pulumi.Input<string>[];
+}
+
+/** One cluster as the alarms see it. */
+export interface AlertedCluster {
+  name: string;
+  /** Hours within which a backup must succeed and be verified. Defaults to 26 (daily backups + slack). */
+  windowHours?: number;
+}
+
+/** Arguments of {@link Alerting}. */
+export interface AlertingArgs {
+  /** The clusters to watch (one set of alarms each). */
+  clusters: AlertedCluster[];
+  /** Subscriptions of the alert topic. Defaults to none (the topic still exists for later subscribers). */
+  endpoints?: AlertEndpoints;
+  /** The verification queue and its dead-letter queue, by name. */
+  queueName: pulumi.Input<string>;
+  deadLetterQueueName: pulumi.Input<string>;
+  /** Age of the oldest waiting message that pages. Defaults to 21600 (6 h). */
+  maxMessageAgeSeconds?: number;
+  /** Tags for every taggable child. Defaults to none. */
+  tags?: Record<string, string>;
+}
+
+/** The metric side of one alarm (no actions): pure data so tests can assert it against contracts/. */
+export interface AlarmSpec {
+  /** Suffix of the child's name and the alarm's purpose. */
+  id: string;
+  description: string;
+  namespace: string;
+  metricName: string;
+  dimensions: Record<string, pulumi.Input<string>>;
+  statistic: "Sum" | "Maximum";
+  period: number;
+  evaluationPeriods: number;
+  comparisonOperator: "LessThanThreshold" | "GreaterThanOrEqualToThreshold" | "GreaterThanThreshold";
+  threshold: number;
+  treatMissingData: "breaching" | "notBreaching";
+}
+
+/** The alarms of one cluster (DESIGN §5); silence is a failure for the "nothing succeeded" alarms. */
+export function clusterAlarms(cluster: AlertedCluster): AlarmSpec[] {
+  const hours = requireInteger(`clusters.${cluster.name}.windowHours`, cluster.windowHours ?? 26, 1, 168);
+  const dimensions = { [Dimension.Cluster]: cluster.name };
+  const base = { namespace: METRIC_NAMESPACE, dimensions, statistic: "Sum" as const };
+  return [
+    {
+      ...base,
+      id: "no-verified-backup",
+      description: `No backup of cluster ${cluster.name} was verified in ${hours} h: check the verifier fleet, the queue and its DLQ`,
+      metricName: VerifierMetric.VerificationSucceeded,
+      period: 3600,
+      evaluationPeriods: hours,
+      comparisonOperator: "LessThanThreshold",
+      threshold: 1,
+      treatMissingData: "breaching",
+    },
+    {
+      ...base,
+      id: "verification-failed",
+      description: `A backup of cluster ${cluster.name} failed verification: read its verification.json`,
+      metricName: VerifierMetric.VerificationFailed,
+      period: 300,
+      evaluationPeriods: 1,
+      comparisonOperator: "GreaterThanOrEqualToThreshold",
+      threshold: 1,
+      treatMissingData: "notBreaching",
+    },
+    {
+      ...base,
+      id: "backup-failed",
+      description: `A backup of cluster ${cluster.name} failed: journalctl -u mysql-backup.service on the replica`,
+      metricName: ReplicaMetric.BackupFailed,
+      period: 300,
+      evaluationPeriods: 1,
+      comparisonOperator: "GreaterThanOrEqualToThreshold",
+      threshold: 1,
+      treatMissingData: "notBreaching",
+    },
+    {
+      ...base,
+      id: "backup-missing",
+      description: `No backup of cluster ${cluster.name} succeeded in ${hours} h: check the replicas' mysql-backup.timer`,
+      metricName: ReplicaMetric.BackupSucceeded,
+      period: 3600,
+      evaluationPeriods: hours,
+      comparisonOperator: "LessThanThreshold",
+      threshold: 1,
+      treatMissingData: "breaching",
+    },
+  ];
+}
+
+/** The queue alarms: anything in the DLQ, or a message waiting too long. */
+export function queueAlarms(
+  queueName: pulumi.Input<string>,
+  deadLetterQueueName: pulumi.Input<string>,
+  maxAgeSeconds: number,
+): AlarmSpec[] {
+  return [
+    {
+      id: "dlq-not-empty",
+      description:
+        "A backup.created message reached the dead-letter queue: a backup could not be verified after every retry",
+      namespace: "AWS/SQS",
+      metricName: "ApproximateNumberOfMessagesVisible",
+      dimensions: { QueueName: deadLetterQueueName },
+      statistic: "Maximum",
+      period: 300,
+      evaluationPeriods: 1,
+      comparisonOperator: "GreaterThanThreshold",
+      threshold: 0,
+      treatMissingData: "notBreaching",
+    },
+    {
+      id: "oldest-message-too-old",
+      description: `A backup has waited more than ${maxAgeSeconds} s for verification: is the verifier fleet running?`,
+      namespace: "AWS/SQS",
+      metricName: "ApproximateAgeOfOldestMessage",
+      dimensions: { QueueName: queueName },
+      statistic: "Maximum",
+      period: 300,
+      evaluationPeriods: 1,
+      comparisonOperator: "GreaterThanThreshold",
+      threshold: maxAgeSeconds,
+      treatMissingData: "notBreaching",
+    },
+  ];
+}
+
+/** The dashboard body: one row of widgets per concern, one line per cluster. */
+export function dashboardBody(clusters: string[], region: string): string {
+  const widget = (title: string, metricName: string, stat: string, y: number, x: number) => ({
+    type: "metric",
+    x,
+    y,
+    width: 12,
+    height: 6,
+    properties: {
+      title,
+      region,
+      stat,
+      period: 3600,
+      view: "timeSeries",
+      metrics: clusters.map((c) => [METRIC_NAMESPACE, metricName, Dimension.Cluster, c]),
+    },
+  });
+  return JSON.stringify({
+    widgets: [
+      widget(
+        "Backup age at verification (s)",
+        VerifierMetric.BackupAgeAtVerificationSeconds,
+        "Maximum",
+        0,
+        0,
+      ),
+      widget("Recovery point lag (s)", VerifierMetric.RecoveryPointLagSeconds, "Maximum", 0, 12),
+      widget("Lock window (ms)", ReplicaMetric.LockMilliseconds, "Maximum", 6, 0),
+      widget("Archive size (bytes)", ReplicaMetric.ArchiveBytes, "Maximum", 6, 12),
+      widget("Restore time (s)", VerifierMetric.RestoreSeconds, "Maximum", 12, 0),
+      widget("Backup time (s)", ReplicaMetric.BackupSeconds, "Maximum", 12, 12),
+      widget("Failed backups", ReplicaMetric.BackupFailed, "Sum", 18, 0),
+      widget("Failed verifications", VerifierMetric.VerificationFailed, "Sum", 18, 12),
+    ],
+  });
+}
+
+const EMAIL = /^[^@\s]+@[^@\s]+\.[^@\s]+$/;
+
+/**
+ * Alerting: an SNS topic encrypted with a key CloudWatch may use, its subscriptions, the alarms of
+ * every cluster and of the queue, and a dashboard.
+ */
+export class Alerting extends pulumi.ComponentResource {
+  /** The encrypted topic every alarm notifies. */
+  readonly topic: aws.sns.Topic;
+  /** ARN of the alert topic (subscribe more endpoints to it). */
+  readonly topicArn: pulumi.Output<string>;
+  /** The CloudWatch dashboard of the pipeline. */
+  readonly dashboardName: pulumi.Output<string>;
+
+  constructor(name: string, args: AlertingArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("mysql-backup-pipeline:index:Alerting", name, {}, opts);
+    const tags = args.tags ?? {};
+    const parent = { parent: this };
+    const maxAge = requireInteger(
+      "alerts.maxMessageAgeSeconds",
+      args.maxMessageAgeSeconds ?? 21600,
+      300,
+      1209600,
+    );
+    const identity = aws.getCallerIdentityOutput({}, parent);
+    const partition = aws.getPartitionOutput({}, parent);
+    const region = aws.getRegionOutput({}, parent);
+
+    const key = new aws.kms.Key(
+      `${name}-key`,
+      {
+        description: `Encrypts the alarm notifications of ${name}`,
+        enableKeyRotation: true,
+        deletionWindowInDays: 30,
+        policy: pulumi
+          .all([identity.accountId, partition.partition])
+          .apply(([account, p]) => JSON.stringify(alertKeyPolicy(account, p))),
+        tags,
+      },
+      parent,
+    );
+    this.topic = new aws.sns.Topic(`${name}-topic`, { kmsMasterKeyId: key.arn, tags }, parent);
+    new aws.sns.TopicPolicy(
+      `${name}-topic-policy`,
+      {
+        arn: this.topic.arn,
+        policy: pulumi
+          .all([this.topic.arn, identity.accountId])
+          .apply(([arn, account]) => JSON.stringify(alertTopicPolicy(arn, account))),
+      },
+      parent,
+    );
+    this.subscribe(name, args.endpoints ?? {});
+
+    const actions = [this.topic.arn];
+    const specs = [
+      ...args.clusters.flatMap((c) => clusterAlarms(c).map((s) => ({ ...s, id: `${c.name}-${s.id}` }))),
+      ...queueAlarms(args.queueName, args.deadLetterQueueName, maxAge),
+    ];
+    for (const { id, description, ...metric } of specs) {
+      new aws.cloudwatch.MetricAlarm(
+        `${name}-${id}`,
+        { alarmDescription: description, ...metric, alarmActions: actions, okActions: actions, tags },
+        parent,
+      );
+    }
+    const dashboard = new aws.cloudwatch.Dashboard(
+      `${name}-dashboard`,
+      {
+        dashboardName: name,
+        dashboardBody: region.region.apply((r) =>
+          dashboardBody(
+            args.clusters.map((c) => c.name),
+            r,
+          ),
+        ),
+      },
+      parent,
+    );
+
+    this.topicArn = this.topic.arn;
+    this.dashboardName = dashboard.dashboardName;
+    this.registerOutputs({ topicArn: this.topicArn, dashboardName: this.dashboardName });
+  }
+
+  private subscribe(name: string, endpoints: AlertEndpoints): void {
+    const parent = { parent: this };
+    (endpoints.emails ?? []).forEach((email, i) => {
+      requireMatch(`alerts.emails[${i}]`, email, EMAIL, "an e-mail address");
+      new aws.sns.TopicSubscription(
+        `${name}-email-${i}`,
+        { topic: this.topic.arn, protocol: "email", endpoint: email },
+        parent,
+      );
+    });
+    (endpoints.httpsEndpoints ?? []).forEach((endpoint, i) => {
+      const url = pulumi.output(endpoint).apply((u) => {
+        if (!/^https:\/\//.test(u))
+          throw new ConfigError(`alerts.httpsEndpoints[${i}]`, "must be an https:// URL");
+        return u;
+      });
+      new aws.sns.TopicSubscription(
+        `${name}-https-${i}`,
+        { topic: this.topic.arn, protocol: "https", endpoint: url, endpointAutoConfirms: true },
+        parent,
+      );
+    });
+  }
+}

@@ -1,0 +1,342 @@
+import { createHash } from "node:crypto";
+import * as aws from "@pulumi/aws";
+import * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+import { parseBackupConfig, type BackupConfig, type SnapshotConfig } from "../contracts";
+import {
+  BACKUP_CONFIG_PATH,
+  BACKUP_SERVICE,
+  BACKUP_TIMER,
+  backupServiceUnit,
+  backupTimerUnit,
+  CONFIG_DIR,
+  INSTALLED_BINARY,
+  UNIT_DIR,
+} from "../hostscripts/systemd";
+import { ec2AssumeRolePolicy, replicaRolePolicy } from "./iam";
+
+/** An SSH endpoint with its pinned host key. */
+export interface SshEndpoint {
+  /** DNS name or IP address to connect to. */
+  address: string;
+  /** Defaults to 22. */
+  port?: number;
+  /** The login user; commands run through `sudo -n` unless it is root. */
+  user: string;
+  /** The host's public key (`ssh-ed25519 AAAA…`); the connection fails if the host presents another. */
+  hostKey: string;
+}
+
+/** The bundled host scripts (see scripts/bundle.ts). */
+export interface HostBundle {
+  path: string;
+  sha256: string;
+}
+
+/** Arguments of {@link ReplicaAgent}. */
+export interface ReplicaAgentArgs {
+  /** The cluster the replica belongs to (a key segment and metric dimension). */
+  cluster: string;
+  /** The replica's name (a key segment and metric dimension). */
+  host: string;
+  /** How to reach the replica. */
+  ssh: SshEndpoint;
+  /** The private key for the replica (and the bastion); kept secret. */
+  privateKey: pulumi.Input<string>;
+  /** A bastion the connection goes through. Defaults to a direct connection. */
+  bastion?: SshEndpoint;
+  /** How the replica snapshots its datadir. */
+  snapshot: SnapshotConfig;
+  /** OnCalendar expression of the backup timer. Defaults to "*-*-* 02:00:00 UTC". */
+  schedule?: string;
+  /** RandomizedDelaySec of the timer. Defaults to "0". */
+  randomizedDelaySec?: string;
+  /** The MySQL option file with the backup user's credentials (mode 0600, managed outside Pulumi). Defaults to "/etc/mysql-backup/client.cnf". */
+  mysqlOptionFile?: string;
+  /** Where archives are written before upload. Defaults to "/var/backups/mysql". */
+  localDir?: string;
+  /** Hard limit of the lock window. Defaults to the host script's default (5000 ms). */
+  lockTimeoutMs?: number;
+  /** Local archives kept on the replica. Defaults to the host script's default (2). */
+  keepLocal?: number;
+  /** The backup bucket, its ARN and its KMS key ARN. */
+  bucketName: pulumi.Input<string>;
+  bucketArn: pulumi.Input<string>;
+  keyArn: pulumi.Input<string>;
+  /** Key prefix above `<cluster>/`. */
+  prefix: string;
+  /** The verification queue. */
+  queueUrl: pulumi.Input<string>;
+  queueArn: pulumi.Input<string>;
+  /** The AWS region of the bucket and queue. */
+  region: pulumi.Input<string>;
+  /** The bundle to install as /usr/local/bin/mysql-backup. */
+  bundle: HostBundle;
+  /** Tags for every taggable child. Defaults to none. */
+  tags?: Record<string, string>;
+}
+
+/** The values a replica's backup.json is rendered from. */
+export interface BackupConfigInput {
+  cluster: string;
+  host: string;
+  snapshot: SnapshotConfig;
+  mysqlOptionFile: string;
+  localDir: string;
+  lockTimeoutMs?: number;
+  keepLocal?: number;
+  bucketName: string;
+  keyArn: string;
+  prefix: string;
+  queueUrl: string;
+  region: string;
+}
+
+/** Renders a replica's backup.json; it passes the contract's parser or this throws, naming the key. */
+export function renderBackupConfig(i: BackupConfigInput): BackupConfig {
+  const config: BackupConfig = {
+    cluster: i.cluster,
+    host: i.host,
+    mysql: { optionFile: i.mysqlOptionFile },
+    snapshot: i.snapshot,
+    localDir: i.localDir,
+    ...(i.lockTimeoutMs === undefined ? {} : { lockTimeoutMs: i.lockTimeoutMs }),
+    ...(i.keepLocal === undefined ? {} : { keepLocal: i.keepLocal }),
+    // The key ARN, not the id: the bucket policy compares the SSE key header against the ARN.
+    s3: { bucket: i.bucketName, prefix: i.prefix, kmsKeyId: i.keyArn },
+    sqs: { queueUrl: i.queueUrl },
+    aws: { region: i.region },
+    metrics: { sink: "cloudwatch" },
+  };
+  return parseBackupConfig(config);
+}
+
+const sha256 = (text: string): string => createHash("sha256").update(text).digest("hex");
+
+/** The files installed on a replica, by their staged name. */
+export interface StagedFiles {
+  bundleSha256: string;
+  config: string;
+  service: string;
+  timer: string;
+}
+
+/** Content hash of everything installed: any change re-stages and re-installs the whole set. */
+export function installHash(f: StagedFiles): string {
+  return sha256([f.bundleSha256, sha256(f.config), sha256(f.service), sha256(f.timer)].join("\n"));
+}
+
+/** The private staging directory of one install (per content hash, owned by the SSH user). */
+export function stageDir(hash: string): string {
+  return `/var/tmp/mysql-backup-stage-${hash.slice(0, 16)}`;
+}
+
+/** Creates the staging directory and refuses one that someone else created first. */
+export function stageScript(dir: string): string {
+  return [
+    "set -eu",
+    `install -d -m 0700 ${dir}`,
+    `[ -O ${dir} ] || { echo "${dir} exists and belongs to another user; remove it and retry" >&2; exit 1; }`,
+  ].join("\n");
+}
+
+/** Installs the staged files with root ownership and tight modes, then (re)starts the timer. */
+export function installScript(dir: string, bundleSha256: string, optionFile: string): string {
+  return [
+    "set -eu",
+    `command -v node >/dev/null || { echo "node (20 or newer) is not installed on this host; install it, then re-run pulumi up" >&2; exit 1; }`,
+    `[ -f ${optionFile} ] || { echo "${optionFile} is missing: create it (mode 0600) with the backup user's [client] credentials" >&2; exit 1; }`,
+    `echo "${bundleSha256}  ${dir}/mysql-backup.cjs" | sha256sum -c --quiet -`,
+    `install -o root -g root -m 0755 ${dir}/mysql-backup.cjs ${INSTALLED_BINARY}`,
+    `install -d -o root -g root -m 0750 ${CONFIG_DIR}`,
+    `install -o root -g root -m 0640 ${dir}/backup.json ${BACKUP_CONFIG_PATH}`,
+    `install -o root -g root -m 0644 ${dir}/${BACKUP_SERVICE} ${UNIT_DIR}/${BACKUP_SERVICE}`,
+    `install -o root -g root -m 0644 ${dir}/${BACKUP_TIMER} ${UNIT_DIR}/${BACKUP_TIMER}`,
+    `rm -rf ${dir}`,
+    "systemctl daemon-reload",
+    `systemctl enable ${BACKUP_TIMER}`,
+    `systemctl restart ${BACKUP_TIMER}`,
+  ].join("\n");
+}
+
+/** Stops the schedule and removes what the install added; local archives are left alone. */
+export function uninstallScript(): string {
+  return [
+    "set -eu",
+    `systemctl disable --now ${BACKUP_TIMER} || true`,
+    `rm -f ${UNIT_DIR}/${BACKUP_SERVICE} ${UNIT_DIR}/${BACKUP_TIMER} ${BACKUP_CONFIG_PATH} ${INSTALLED_BINARY}`,
+    "systemctl daemon-reload",
+  ].join("\n");
+}
+
+/**
+ * One replica host: its IAM role and instance profile (upload its cluster's backups, announce them,
+ * emit metrics; no read, no delete), and the installation over SSH of the bundled host scripts, the
+ * backup config and the systemd service and timer. Re-installs only when a content hash changes.
+ */
+export class ReplicaAgent extends pulumi.ComponentResource {
+  /** The replica's role: upload its cluster's backups, announce them, emit metrics. */
+  readonly role: aws.iam.Role;
+  /** Attach it to the replica's EC2 instance. */
+  readonly instanceProfile: aws.iam.InstanceProfile;
+  /** ARN of the replica's role. */
+  readonly roleArn: pulumi.Output<string>;
+  /** Name of the instance profile. */
+  readonly instanceProfileName: pulumi.Output<string>;
+  /** The rendered backup.json. */
+  readonly backupConfig: pulumi.Output<string>;
+  /** The hash the install is keyed on. */
+  readonly installHash: pulumi.Output<string>;
+
+  constructor(name: string, args: ReplicaAgentArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("mysql-backup-pipeline:index:ReplicaAgent", name, {}, opts);
+    const tags = args.tags ?? {};
+    const parent = { parent: this };
+
+    this.role = new aws.iam.Role(
+      `${name}-role`,
+      {
+        description: `Replica ${args.host} of cluster ${args.cluster}: uploads its backups`,
+        assumeRolePolicy: JSON.stringify(ec2AssumeRolePolicy()),
+        tags,
+      },
+      parent,
+    );
+    new aws.iam.RolePolicy(
+      `${name}-policy`,
+      {
+        role: this.role.id,
+        policy: pulumi
+          .all([args.bucketArn, args.keyArn, args.queueArn, args.region])
+          .apply(([bucketArn, keyArn, queueArn, region]) =>
+            JSON.stringify(
+              replicaRolePolicy({
+                bucketArn,
+                keyArn,
+                queueArn,
+                region,
+                prefix: args.prefix,
+                cluster: args.cluster,
+              }),
+            ),
+          ),
+      },
+      parent,
+    );
+    this.instanceProfile = new aws.iam.InstanceProfile(
+      `${name}-profile`,
+      { role: this.role.name, tags },
+      parent,
+    );
+
+    const optionFile = args.mysqlOptionFile ?? `${CONFIG_DIR}/client.cnf`;
+    this.backupConfig = pulumi.all([args.bucketName, args.keyArn, args.queueUrl, args.region]).apply(
+      ([bucketName, keyArn, queueUrl, region]) =>
+        JSON.stringify(
+          renderBackupConfig({
+            cluster: args.cluster,
+            host: args.host,
+            snapshot: args.snapshot,
+            mysqlOptionFile: optionFile,
+            localDir: args.localDir ?? "/var/backups/mysql",
+            lockTimeoutMs: args.lockTimeoutMs,
+            keepLocal: args.keepLocal,
+            bucketName,
+            keyArn,
+            prefix: args.prefix,
+            queueUrl,
+            region,
+          }),
+          null,
+          2,
+        ) + "\n",
+    );
+    const service = backupServiceUnit({ cluster: args.cluster, host: args.host });
+    const timer = backupTimerUnit({
+      schedule: args.schedule ?? "*-*-* 02:00:00 UTC",
+      randomizedDelaySec: args.randomizedDelaySec,
+    });
+    this.installHash = this.backupConfig.apply((config) =>
+      installHash({ bundleSha256: args.bundle.sha256, config, service, timer }),
+    );
+    this.install(name, args, optionFile, service, timer);
+
+    this.roleArn = this.role.arn;
+    this.instanceProfileName = this.instanceProfile.name;
+    this.registerOutputs({ roleArn: this.roleArn, instanceProfileName: this.instanceProfileName });
+  }
+
+  /** Stage, copy and install over SSH; every step is keyed on the install hash. */
+  private install(
+    name: string,
+    args: ReplicaAgentArgs,
+    optionFile: string,
+    service: string,
+    timer: string,
+  ): void {
+    const parent = { parent: this };
+    const connection = sshConnection(args);
+    const sudo = args.ssh.user === "root" ? "" : "sudo -n ";
+    const triggers = [this.installHash];
+    const dir = this.installHash.apply(stageDir);
+
+    const stage = new command.remote.Command(
+      `${name}-stage`,
+      { connection, create: dir.apply((d) => `sh -c '${stageScript(d)}'`), triggers, logging: "stderr" },
+      parent,
+    );
+    const files: Array<[string, pulumi.Input<pulumi.asset.Asset>]> = [
+      ["mysql-backup.cjs", new pulumi.asset.FileAsset(args.bundle.path)],
+      ["backup.json", this.backupConfig.apply((c): pulumi.asset.Asset => new pulumi.asset.StringAsset(c))],
+      [BACKUP_SERVICE, new pulumi.asset.StringAsset(service)],
+      [BACKUP_TIMER, new pulumi.asset.StringAsset(timer)],
+    ];
+    const copies = files.map(
+      ([file, source]) =>
+        new command.remote.CopyToRemote(
+          `${name}-copy-${file.replace(/[^a-z0-9]+/gi, "-")}`,
+          { connection, source, remotePath: dir.apply((d) => `${d}/${file}`), triggers },
+          { ...parent, dependsOn: [stage] },
+        ),
+    );
+    new command.remote.Command(
+      `${name}-install`,
+      {
+        connection,
+        // The script goes through stdin: nothing to quote, and it never appears in a process list.
+        create: `${sudo}sh -s`,
+        stdin: dir.apply((d) => installScript(d, args.bundle.sha256, optionFile)),
+        // `sh -c`, not stdin: the uninstall must not depend on what stdin held at create time.
+        delete: `${sudo}sh -c '${uninstallScript()}'`,
+        triggers,
+        logging: "stderr",
+      },
+      // A changed hash replaces the install; the old one's delete (the uninstall) must run first, or
+      // it would remove what the new one just installed.
+      { ...parent, dependsOn: copies, deleteBeforeReplace: true },
+    );
+  }
+}
+
+/** The connection of every remote step: pinned host key, secret private key, optional bastion. */
+function sshConnection(args: ReplicaAgentArgs): command.types.input.remote.ConnectionArgs {
+  const privateKey = pulumi.secret(args.privateKey);
+  return {
+    host: args.ssh.address,
+    port: args.ssh.port ?? 22,
+    user: args.ssh.user,
+    hostKey: args.ssh.hostKey,
+    privateKey,
+    ...(args.bastion
+      ? {
+          proxy: {
+            host: args.bastion.address,
+            port: args.bastion.port ?? 22,
+            user: args.bastion.user,
+            hostKey: args.bastion.hostKey,
+            privateKey,
+          },
+        }
+      : {}),
+  };
+}

@@ -1,0 +1,282 @@
+/**
+ * What the stack ships to hosts, checked with the real validators: the bundle is built from
+ * hostscripts/ during the run, the user-data passes `cloud-init schema`, the units pass
+ * `systemd-analyze verify`, every OnCalendar passes `systemd-analyze calendar`, and the rendered
+ * backup.json / verify.json pass the contracts' parsers.
+ */
+import { execFileSync, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { parse as parseYaml } from "yaml";
+import { parseBackupConfig, parseVerifyConfig } from "../../contracts";
+import { renderUserData, renderVerifyConfig, type ServerRelease } from "../../components";
+import { backupTimerUnit, INSTALLED_BINARY } from "../../hostscripts/systemd";
+import { bundleHostScripts } from "../../scripts/bundle";
+import { simulateStack, type RegisteredResource, type StackRun } from "../support/pulumi-mocks";
+
+const SBIN_PATH = `${process.env.PATH ?? ""}:/usr/sbin:/sbin`;
+let dev: StackRun;
+let prod: StackRun;
+let work: string;
+
+beforeAll(async () => {
+  work = fs.mkdtempSync(path.join(os.tmpdir(), "infra-hostfiles-"));
+  dev = await simulateStack("Pulumi.dev.yaml");
+  prod = await simulateStack("Pulumi.prod.yaml");
+}, 180_000);
+
+afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
+
+function run(cmd: string, args: string[]): { status: number | null; out: string } {
+  const r = spawnSync(cmd, args, { encoding: "utf8", env: { ...process.env, PATH: SBIN_PATH } });
+  if (r.error) throw r.error;
+  return { status: r.status, out: `${r.stdout}${r.stderr}` };
+}
+
+const copies = (s: StackRun): RegisteredResource[] =>
+  s.resources.filter((r) => r.type === "command:remote:CopyToRemote");
+const shipped = (r: RegisteredResource): { text?: string; path?: string } =>
+  r.inputs.source as { text?: string; path?: string };
+const copyNamed = (s: StackRun, suffix: string): RegisteredResource[] =>
+  copies(s).filter((r) => r.name.endsWith(suffix));
+const userDataOf = (s: StackRun): string => {
+  const lt = s.resources.find((r) => r.type === "aws:ec2/launchTemplate:LaunchTemplate")!;
+  return Buffer.from(lt.inputs.userData as string, "base64").toString("utf8");
+};
+
+describe("the bundle", () => {
+  test("is built from hostscripts/ during the run: an executable node script whose hash the stack ships", async () => {
+    const bundle = await bundleHostScripts({ outfile: path.join(work, "mysql-backup.cjs") });
+    const content = fs.readFileSync(bundle.path);
+    expect(content.subarray(0, 20).toString()).toBe("#!/usr/bin/env node\n");
+    expect(fs.statSync(bundle.path).mode & 0o111).toBe(0o111);
+    expect(bundle.sha256).toBe(createHash("sha256").update(content).digest("hex"));
+    // Same sources, same bytes: the stack shipped exactly what hostscripts/ builds now.
+    expect(dev.outputs.bundleSha256).toBe(bundle.sha256);
+    for (const r of copyNamed(dev, "-copy-mysql-backup-cjs")) {
+      expect(
+        createHash("sha256")
+          .update(fs.readFileSync(shipped(r).path!))
+          .digest("hex"),
+      ).toBe(bundle.sha256);
+    }
+    // Self-contained: run through its shebang from a directory with no node_modules above it, it
+    // answers with the usage of the two commands the units start.
+    const isolated = fs.mkdtempSync(path.join(os.tmpdir(), "bundle-run-"));
+    try {
+      const copy = path.join(isolated, "mysql-backup");
+      fs.copyFileSync(bundle.path, copy);
+      fs.chmodSync(copy, 0o755);
+      const usage = spawnSync(copy, [], { cwd: isolated, encoding: "utf8" });
+      const text = `${usage.stdout}${usage.stderr}`;
+      expect(text).toContain("usage: mysql-backup <command> --config FILE");
+      expect(text).toMatch(/^\s+backup\s/m);
+      expect(text).toMatch(/^\s+verify\s/m);
+    } finally {
+      fs.rmSync(isolated, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  test("a missing entry is a clear error", async () => {
+    await expect(
+      bundleHostScripts({ entry: path.join(work, "nope.ts"), outfile: path.join(work, "x.cjs") }),
+    ).rejects.toThrow(/cannot bundle the host scripts: .*nope\.ts does not exist/);
+  });
+});
+
+describe("rendered config files pass the contracts", () => {
+  test("each replica's backup.json passes parseBackupConfig and names its cluster, host, bucket, key and queue", () => {
+    const configs = [...copyNamed(dev, "-copy-backup-json"), ...copyNamed(prod, "-copy-backup-json")];
+    expect(configs).toHaveLength(3);
+    for (const r of configs) {
+      const config = parseBackupConfig(JSON.parse(shipped(r).text!));
+      const run = r.name.startsWith("mysql-backups-dev") ? dev : prod;
+      expect(config.s3).toMatchObject({
+        bucket: run.outputs.bucketName,
+        kmsKeyId: run.outputs.kmsKeyArn,
+        prefix: "backups",
+      });
+      expect(config.sqs.queueUrl).toBe(run.outputs.queueUrl);
+      expect(r.name).toContain(`-${config.cluster}-${config.host}-`);
+    }
+  });
+
+  test("the verifier's verify.json (inside the user-data) passes parseVerifyConfig", () => {
+    const cloudConfig = parseYaml(userDataOf(dev).replace(/^#cloud-config\n/, "")) as {
+      write_files: Array<{ path: string; content: string }>;
+    };
+    const file = cloudConfig.write_files.find((f) => f.path === "/etc/mysql-backup/verify.json")!;
+    const config = parseVerifyConfig(JSON.parse(file.content));
+    expect(config.sqs).toEqual({
+      queueUrl: dev.outputs.queueUrl,
+      waitTimeSeconds: 20,
+      visibilityTimeoutSeconds: 7200,
+    });
+  });
+});
+
+describe("cloud-init user-data", () => {
+  const schema = (text: string): { status: number | null; out: string } => {
+    const file = path.join(work, `user-data-${createHash("sha1").update(text).digest("hex")}.yaml`);
+    fs.writeFileSync(file, text);
+    return run("cloud-init", ["schema", "--config-file", file]);
+  };
+
+  test("the dev and prod stacks' user-data pass `cloud-init schema`", () => {
+    for (const s of [dev, prod]) {
+      const r = schema(userDataOf(s));
+      expect(r).toEqual({
+        status: 0,
+        out: expect.stringContaining("Valid cloud-config") as unknown as string,
+      });
+    }
+  });
+
+  test.each<[string, ServerRelease]>([
+    ["MariaDB 10.11 (Debian's own)", { flavor: "mariadb", version: "10.11" }],
+    ["MariaDB 11.4 (MariaDB's repository)", { flavor: "mariadb", version: "11.4" }],
+    ["MySQL 8.0", { flavor: "mysql", version: "8.0" }],
+    ["MySQL 8.4 LTS", { flavor: "mysql", version: "8.4" }],
+  ])("user-data for %s passes `cloud-init schema` and installs the matching server", (_name, server) => {
+    const text = renderUserData({
+      server,
+      nodeMajorVersion: 20,
+      bucketName: "mysql-backups-test",
+      bundleSha256: "0".repeat(64),
+      verifyConfig: renderVerifyConfig({
+        queueUrl: "https://sqs.eu-west-1.amazonaws.com/123456789012/q",
+        visibilityTimeoutSeconds: 3600,
+        region: "eu-west-1",
+        keyArn: "arn:aws:kms:eu-west-1:123456789012:key/test",
+      }),
+    });
+    expect(schema(text).status).toBe(0);
+    const doc = parseYaml(text) as {
+      packages: string[];
+      apt: { sources: Record<string, { source: string }> };
+    };
+    expect(doc.packages).toContain(server.flavor === "mariadb" ? "mariadb-server" : "mysql-server");
+    const sources = Object.values(doc.apt.sources)
+      .map((s) => s.source)
+      .join("\n");
+    if (server.flavor === "mysql")
+      expect(sources).toContain(server.version === "8.4" ? "mysql-8.4-lts" : "mysql-8.0");
+    if (server.flavor === "mariadb" && server.version !== "10.11")
+      expect(sources).toContain(`mariadb-server/${server.version}/`);
+  });
+
+  test("the validator rejects broken user-data (the check can fail)", () => {
+    expect(schema("#cloud-config\npackages: 3\n").status).not.toBe(0);
+  });
+
+  test("the bundle is fetched from its content-addressed key and its sha256 checked before install", () => {
+    const text = userDataOf(dev);
+    const sha = dev.outputs.bundleSha256 as string;
+    expect(text).toContain(`s3://${dev.outputs.bucketName as string}/artifacts/mysql-backup/${sha}.cjs`);
+    expect(text).toContain(`echo "${sha}  /usr/local/bin/mysql-backup.download" | sha256sum -c --quiet -`);
+  });
+});
+
+describe("systemd units", () => {
+  let root: string;
+
+  beforeAll(() => {
+    // A root with the distribution's units (targets the ours depend on) and a stand-in for the one
+    // binary the units start, so `--root` verification checks our units and nothing else.
+    root = path.join(work, "root");
+    fs.mkdirSync(path.join(root, "usr/lib/systemd"), { recursive: true });
+    fs.cpSync("/usr/lib/systemd/system", path.join(root, "usr/lib/systemd/system"), {
+      recursive: true,
+      verbatimSymlinks: true,
+    });
+    fs.mkdirSync(path.join(root, "etc/systemd/system"), { recursive: true });
+    fs.mkdirSync(path.join(root, path.dirname(INSTALLED_BINARY)), { recursive: true });
+    fs.writeFileSync(path.join(root, INSTALLED_BINARY), "#!/bin/sh\n", { mode: 0o755 });
+  });
+
+  const verify = (units: Record<string, string>): { status: number | null; out: string } => {
+    for (const [name, text] of Object.entries(units))
+      fs.writeFileSync(path.join(root, "etc/systemd/system", name), text);
+    return run("systemd-analyze", [
+      "verify",
+      `--root=${root}`,
+      ...Object.keys(units).map((n) => `/etc/systemd/system/${n}`),
+    ]);
+  };
+
+  test("each replica's backup service and timer pass `systemd-analyze verify` with no warning", () => {
+    for (const s of [dev, prod]) {
+      const services = copyNamed(s, "-copy-mysql-backup-service");
+      const timers = copyNamed(s, "-copy-mysql-backup-timer");
+      expect(services.length).toBe(timers.length);
+      services.forEach((service, i) => {
+        expect(
+          verify({
+            "mysql-backup.service": shipped(service).text!,
+            "mysql-backup.timer": shipped(timers[i]).text!,
+          }),
+        ).toEqual({
+          status: 0,
+          out: "",
+        });
+      });
+    }
+  });
+
+  test("the backup service runs the installed CLI with its config", () => {
+    const text = shipped(copyNamed(dev, "-copy-mysql-backup-service")[0]).text!;
+    expect(text).toContain(
+      "ExecStart=/usr/local/bin/mysql-backup backup --config /etc/mysql-backup/backup.json",
+    );
+    expect(text).toContain("Type=oneshot");
+  });
+
+  test("the verifier service (from the user-data) passes `systemd-analyze verify` and restarts on failure", () => {
+    const cloudConfig = parseYaml(userDataOf(dev)) as {
+      write_files: Array<{ path: string; content: string }>;
+    };
+    const unit = cloudConfig.write_files.find((f) =>
+      f.path.endsWith("mysql-backup-verifier.service"),
+    )!.content;
+    expect(verify({ "mysql-backup-verifier.service": unit })).toEqual({ status: 0, out: "" });
+    expect(unit).toContain(
+      "ExecStart=/usr/local/bin/mysql-backup verify --config /etc/mysql-backup/verify.json",
+    );
+    expect(unit).toContain("Restart=on-failure");
+  });
+
+  test("the verifier refuses a unit whose binary is missing (the check can fail)", () => {
+    const unit = "[Service]\nExecStart=/usr/local/bin/not-installed\n";
+    expect(verify({ "broken.service": unit }).status).not.toBe(0);
+  });
+
+  test("every OnCalendar value in the stacks passes `systemd-analyze calendar`", () => {
+    const schedules = [
+      ...copyNamed(dev, "-copy-mysql-backup-timer"),
+      ...copyNamed(prod, "-copy-mysql-backup-timer"),
+    ].map((r) => /^OnCalendar=(.+)$/m.exec(shipped(r).text!)![1]);
+    expect(schedules.sort()).toEqual(["*-*-* 00/6:00:00 UTC", "*-*-* 01:30:00 UTC", "*-*-* 02:00:00 UTC"]);
+    for (const schedule of schedules) {
+      expect(run("systemd-analyze", ["calendar", schedule]).status).toBe(0);
+    }
+    expect(run("systemd-analyze", ["calendar", "every day at two"]).status).not.toBe(0);
+  });
+
+  test("a schedule cannot smuggle extra unit lines", () => {
+    expect(() => backupTimerUnit({ schedule: "daily\nExecStart=/bin/sh" })).toThrow(
+      /one OnCalendar expression/,
+    );
+  });
+});
+
+test("systemd-analyze and cloud-init are the real tools", () => {
+  expect(
+    execFileSync("systemd-analyze", ["--version"], {
+      encoding: "utf8",
+      env: { ...process.env, PATH: SBIN_PATH },
+    }),
+  ).toMatch(/^systemd \d+/);
+  expect(run("cloud-init", ["--version"]).out).toMatch(/\d+\.\d+/);
+});
