@@ -60,12 +60,16 @@ export function backupConfig(inputs: LabConfigInputs): BackupConfig {
     snapshot: { driver: "btrfs", subvolume: inputs.subvolume, snapshotDir: inputs.snapshotDir },
     localDir: inputs.backupsDir,
     keepLocal: 2,
-    s3: { bucket: inputs.bucket, prefix: "backups" },
+    // fauxqs 1.9 caps request bodies at 11 MiB, so parts stay below it (S3's minimum is 5 MiB).
+    s3: { bucket: inputs.bucket, prefix: "backups", partSizeMiB: LAB_PART_SIZE_MIB },
     sqs: { queueUrl: inputs.queueUrl },
     aws: awsSettings(inputs),
     metrics: { sink: "file", path: inputs.metricsPath },
   });
 }
+
+/** Multipart part size the lab's emulator accepts. */
+export const LAB_PART_SIZE_MIB = 8;
 
 /** The `mysql-backup verify` config of a lab verifier. */
 export function verifyConfig(inputs: LabConfigInputs): VerifyConfig {

@@ -1,0 +1,174 @@
+import { GetObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import {
+  CHECKS,
+  VerifierMetric,
+  metric,
+  parseVerificationReport,
+  verificationKey,
+  type BackupManifest,
+  type BackupRef,
+  type CheckResult,
+  type MetricDatum,
+  type RestoredTable,
+  type VerificationReport,
+} from "../contracts";
+import type { RestoredPosition } from "./checks";
+
+/**
+ * `verification.json` (DESIGN §1 step 14): built from what the checks found, validated against its schema
+ * before it leaves the host, written next to the backup it judges, and turned into the verifier's metrics.
+ */
+
+/** Seconds spent in each phase of a restore. */
+export type RestoreTimings = VerificationReport["timings"];
+
+/** What a verification found, as the report is built from it. */
+export interface ReportInput {
+  bucket: string;
+  manifestKey: string;
+  ref: BackupRef;
+  /** Null when the manifest is missing or unreadable: the report then fails on "objects". */
+  manifest: BackupManifest | null;
+  /** The checks that ran, in order; a verdict is "verified" only when all of CHECKS ran and passed. */
+  checks: CheckResult[];
+  restored: RestoredPosition | null;
+  tables: RestoredTable[];
+  timings: RestoreTimings;
+  verifierHost: string;
+  serverVersion: string | null;
+  /** When the backup was taken (the manifest's start, else the backup id's time). */
+  takenAt: Date;
+  now: Date;
+  /** Set when this verifier cannot run the backup's server: the verdict is then "unsupported". */
+  unsupportedReason?: string;
+}
+
+/** The GTID value a report shows for a flavor: the binlog position on MariaDB, gtid_executed on MySQL. */
+function reportedGtid(
+  flavor: BackupManifest["server"]["flavor"],
+  p: { gtidBinlogPos: string | null; gtidExecuted: string | null },
+) {
+  return flavor === "mariadb" ? p.gtidBinlogPos : p.gtidExecuted;
+}
+
+/** Builds the report and validates it; a report that breaks its own schema is a bug, so this throws. */
+export function buildReport(input: ReportInput): VerificationReport {
+  const failed = input.checks.find((c) => !c.passed);
+  const complete = CHECKS.every((name) => input.checks.some((c) => c.name === name && c.passed));
+  const flavor = input.manifest?.server.flavor ?? "mariadb";
+  const round = (seconds: number) => Math.round(seconds * 1000) / 1000;
+  const unsupported = input.unsupportedReason !== undefined;
+  return parseVerificationReport({
+    formatVersion: 1,
+    bucket: input.bucket,
+    manifestKey: input.manifestKey,
+    backupId: input.ref.backupId,
+    cluster: input.ref.cluster,
+    host: input.ref.host,
+    verdict: unsupported ? "unsupported" : failed === undefined && complete ? "verified" : "failed",
+    failedCheck: unsupported
+      ? null
+      : (failed?.name ??
+        (complete ? null : (CHECKS.find((n) => !input.checks.some((c) => c.name === n)) ?? null))),
+    checks: input.checks,
+    verifiedAt: input.now.toISOString(),
+    verifier: { host: input.verifierHost, serverVersion: input.serverVersion },
+    position: {
+      captured: {
+        gtid: input.manifest ? reportedGtid(flavor, input.manifest.position) : null,
+        binlog: input.manifest?.position.binlog ?? null,
+      },
+      restored: input.restored ? { gtid: reportedGtid(flavor, input.restored), binlog: null } : null,
+    },
+    tables: input.tables,
+    timings: {
+      downloadExtractSeconds: round(input.timings.downloadExtractSeconds),
+      recoverySeconds: round(input.timings.recoverySeconds),
+      checksSeconds: round(input.timings.checksSeconds),
+      restoreSeconds: round(input.timings.restoreSeconds),
+    },
+    backupAgeSeconds: round((input.now.getTime() - input.takenAt.getTime()) / 1000),
+    ...(unsupported ? { unsupportedReason: input.unsupportedReason } : {}),
+  });
+}
+
+/**
+ * The verdict already written for a backup, or null when there is none. At-least-once delivery means a
+ * message can arrive twice: the verdict stands once written. A `verification.json` that is not a valid
+ * report throws (it is not overwritten blindly: someone must look at it).
+ */
+export async function readReport(s3: S3Client, bucket: string, ref: BackupRef): Promise<VerificationReport | null> {
+  const key = verificationKey(ref);
+  let text: string;
+  try {
+    const response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    text = (await response.Body?.transformToString()) ?? "";
+  } catch (error) {
+    const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
+    if (e.name === "NoSuchKey" || e.$metadata?.httpStatusCode === 404) return null;
+    throw error;
+  }
+  try {
+    return parseVerificationReport(JSON.parse(text));
+  } catch (error) {
+    throw new Error(
+      `s3://${bucket}/${key} exists but is not a valid verification report (${(error as Error).message}); ` +
+        "delete it (or restore its previous version) to have the backup verified again",
+      { cause: error },
+    );
+  }
+}
+
+/** S3 refused a conditional write because the object exists: another verifier wrote its verdict first. */
+export function isAlreadyWritten(error: unknown): boolean {
+  const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
+  return e.name === "PreconditionFailed" || e.$metadata?.httpStatusCode === 412;
+}
+
+/**
+ * Writes the report next to the backup with SSE-KMS (the bucket policy refuses anything else), only when
+ * none is there yet (a conditional write; `isAlreadyWritten` recognises the refusal); returns its key.
+ */
+export async function writeReport(
+  s3: S3Client,
+  report: VerificationReport,
+  ref: BackupRef,
+  kmsKeyId: string | undefined,
+): Promise<string> {
+  const key = verificationKey(ref);
+  await s3.send(
+    new PutObjectCommand({
+      Bucket: report.bucket,
+      Key: key,
+      Body: JSON.stringify(report, null, 2) + "\n",
+      ContentType: "application/json",
+      ServerSideEncryption: "aws:kms",
+      SSEKMSKeyId: kmsKeyId,
+      ChecksumAlgorithm: "SHA256",
+      // One verdict per backup: S3 refuses the write (412) when a report is already there.
+      IfNoneMatch: "*",
+    }),
+  );
+  return key;
+}
+
+/** The verifier's data points for one report (dimension Cluster, as the alarms watch them). */
+export function reportMetrics(report: VerificationReport, now: Date): MetricDatum[] {
+  const dimensions = { Cluster: report.cluster };
+  const verified = report.verdict === "verified";
+  return [
+    metric(
+      verified ? VerifierMetric.VerificationSucceeded : VerifierMetric.VerificationFailed,
+      1,
+      dimensions,
+      now,
+    ),
+    metric(VerifierMetric.RestoreSeconds, report.timings.restoreSeconds, dimensions, now),
+    metric(
+      VerifierMetric.BackupAgeAtVerificationSeconds,
+      Math.max(0, report.backupAgeSeconds),
+      dimensions,
+      now,
+    ),
+  ];
+}

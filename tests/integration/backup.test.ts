@@ -1,0 +1,308 @@
+/**
+ * `mysql-backup backup` against the real things: a MariaDB replica on btrfs applying sysbench writes from its
+ * primary, real `btrfs`, `tar`-format streaming through real `zstd`, and the AWS SDK over HTTP against fauxqs.
+ * The emulator ignores SSE and checksum headers, so the test records what the client sends.
+ */
+import { createHash } from "node:crypto";
+import { readFile, readdir } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { execFile } from "node:child_process";
+import { setTimeout as sleep } from "node:timers/promises";
+import { GetObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import { DeleteMessageCommand, ReceiveMessageCommand } from "@aws-sdk/client-sqs";
+import {
+  ReplicaMetric,
+  parseBackupConfig,
+  parseBackupCreated,
+  parseManifest,
+  type BackupConfig,
+} from "../../contracts";
+import { backupDeps, runBackup, type BackupDeps, type BackupResult } from "../../hostscripts/backup";
+import { PipelineError } from "../../hostscripts/errors";
+import { memoryLogger } from "../../hostscripts/log";
+import { btrfsDriver, runCommand, type RunCommand } from "../../hostscripts/snapshot";
+import { replicaStatus, sql, type Lab } from "../../lab/lab";
+import { withLab } from "../support/lab";
+
+const run = promisify(execFile);
+const lab = withLab({ load: true });
+const LOCK_TIMEOUT_MS = 2000;
+
+/** One request as the S3 client sent it. */
+interface SentRequest {
+  command: string;
+  headers: Record<string, string>;
+  partNumber?: number;
+}
+
+async function labConfig(l: Lab): Promise<BackupConfig> {
+  const config = parseBackupConfig(JSON.parse(await readFile(l.backupConfigPath, "utf8")));
+  // 5 MiB parts (the S3 minimum) so the lab's archive goes up in several parts.
+  return { ...config, s3: { ...config.s3, partSizeMiB: 5, queueSize: 2 }, lockTimeoutMs: LOCK_TIMEOUT_MS };
+}
+
+/** Records the headers of every S3 request once the SDK has finished building it. */
+function recordRequests(s3: S3Client): SentRequest[] {
+  const sent: SentRequest[] = [];
+  s3.middlewareStack.add(
+    (next, context) => async (args) => {
+      const request = args.request as { headers?: Record<string, string> };
+      const input = args.input as { PartNumber?: number };
+      sent.push({
+        command: String(context.commandName),
+        headers: { ...(request.headers ?? {}) },
+        partNumber: input.PartNumber,
+      });
+      return next(args);
+    },
+    { step: "finalizeRequest", priority: "low", name: "recordSentHeaders" },
+  );
+  return sent;
+}
+
+async function sha256Of(
+  s3: S3Client,
+  bucket: string,
+  key: string,
+): Promise<{ sha256: string; bytes: number }> {
+  const object = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  const hash = createHash("sha256");
+  let bytes = 0;
+  for await (const chunk of object.Body as AsyncIterable<Buffer>) {
+    hash.update(chunk);
+    bytes += chunk.length;
+  }
+  return { sha256: hash.digest("hex"), bytes };
+}
+
+async function snapshotsLeft(l: Lab): Promise<string[]> {
+  return (await readdir(l.snapshotDir)).filter((name) => name.startsWith("mysql-backup-"));
+}
+
+async function metricLines(l: Lab): Promise<Array<{ name: string; value: number; dimensions: object }>> {
+  const text = await readFile(l.metricsPath, "utf8").catch(() => "");
+  return text
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => JSON.parse(line));
+}
+
+async function gtidSlavePos(l: Lab): Promise<string> {
+  const [row] = await sql(l, "replica", "SELECT @@gtid_slave_pos AS pos");
+  return String(row.pos);
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
+describe("mysql-backup backup of a replica under write load", () => {
+  let config: BackupConfig;
+  let deps: BackupDeps;
+  let sent: SentRequest[];
+  let first: BackupResult;
+
+  beforeAll(async () => {
+    config = await labConfig(lab());
+    deps = await backupDeps(config, memoryLogger());
+    sent = recordRequests(deps.s3);
+  });
+
+  test("uploads a valid manifest last, with an archive whose sha256 matches, and signals the queue", async () => {
+    const before = await gtidSlavePos(lab());
+    first = await runBackup(config, deps);
+
+    const manifest = parseManifest(
+      JSON.parse(
+        await (
+          await deps.s3.send(new GetObjectCommand({ Bucket: config.s3.bucket, Key: first.manifestKey }))
+        ).Body!.transformToString(),
+      ),
+    );
+    expect(manifest.backupId).toBe(first.backupId);
+    expect(manifest.archive.key).toBe(first.archiveKey);
+    expect(await sha256Of(deps.s3, config.s3.bucket, first.archiveKey)).toEqual({
+      sha256: manifest.archive.sha256,
+      bytes: manifest.archive.bytes,
+    });
+    expect(manifest.archive.sha256).toBe(
+      createHash("sha256")
+        .update(await readFile(first.localArchive))
+        .digest("hex"),
+    );
+
+    // The position was taken on a replica that had applied writes, under the lock.
+    expect(manifest.server.flavor).toBe("mariadb");
+    expect(manifest.lock).toEqual({ method: "FLUSH TABLES WITH READ LOCK", ms: first.lockMs });
+    expect(first.lockMs).toBeGreaterThan(0);
+    expect(first.lockMs).toBeLessThan(LOCK_TIMEOUT_MS);
+    expect(manifest.position.gtidSlavePos).toMatch(/^0-1-\d+$/);
+    expect(Number(manifest.position.gtidSlavePos!.split("-")[2])).toBeGreaterThanOrEqual(
+      Number(before.split("-")[2]),
+    );
+    expect(manifest.position.source).toMatchObject({
+      host: "127.0.0.1",
+      port: lab().primary.port,
+      usingGtid: "Slave_Pos",
+    });
+    expect(manifest.position.binlog?.file).toMatch(/^mysql-bin\.\d+$/);
+    expect(manifest.snapshot).toEqual({
+      driver: "btrfs",
+      name: `mysql-backup-${first.backupId}`,
+      sourceRoot: lab().replica.subvolume,
+    });
+    expect(manifest.settings.datadir).toBe(join(lab().replica.subvolume, "data"));
+    expect(manifest.settings.logBinBasename).toBe(join(lab().replica.subvolume, "data", "mysql-bin"));
+    expect(manifest.files.map((f) => f.path)).toEqual(
+      expect.arrayContaining(["data/ibdata1", "data/sbtest/sbtest1.ibd"]),
+    );
+    expect(manifest.tables).toEqual(
+      expect.arrayContaining([{ schema: "sbtest", table: "sbtest1", engine: "InnoDB" }]),
+    );
+    expect(new Set(manifest.tables.map((t) => t.engine))).toEqual(new Set(["InnoDB", "MyISAM", "Aria"]));
+
+    // backup.created names this manifest and archive.
+    const received = await deps.sqs.send(
+      new ReceiveMessageCommand({
+        QueueUrl: config.sqs.queueUrl,
+        WaitTimeSeconds: 1,
+        MaxNumberOfMessages: 10,
+      }),
+    );
+    const messages = (received.Messages ?? []).map((m) => ({
+      body: parseBackupCreated(m.Body),
+      handle: m.ReceiptHandle,
+    }));
+    const ours = messages.find((m) => m.body.backupId === first.backupId);
+    expect(ours?.body).toMatchObject({
+      bucket: config.s3.bucket,
+      manifestKey: first.manifestKey,
+      archiveSha256: manifest.archive.sha256,
+      cluster: config.cluster,
+      host: config.host,
+    });
+    for (const m of messages) {
+      await deps.sqs.send(
+        new DeleteMessageCommand({ QueueUrl: config.sqs.queueUrl, ReceiptHandle: m.handle }),
+      );
+    }
+
+    expect(await snapshotsLeft(lab())).toEqual([]);
+    const metrics = await metricLines(lab());
+    for (const name of [
+      ReplicaMetric.BackupSucceeded,
+      ReplicaMetric.LockMilliseconds,
+      ReplicaMetric.BackupSeconds,
+      ReplicaMetric.ArchiveBytes,
+    ]) {
+      expect(metrics).toContainEqual(
+        expect.objectContaining({ name, dimensions: { Cluster: config.cluster, Host: config.host } }),
+      );
+    }
+  }, 120_000);
+
+  test("sends SSE-KMS and SHA-256 checksum headers on every part and on the manifest, the manifest last", async () => {
+    const ofThisBackup = sent.filter((r) => r.command !== "GetObjectCommand");
+    const commands = ofThisBackup.map((r) => r.command);
+    expect(commands[0]).toBe("CreateMultipartUploadCommand");
+    expect(commands.filter((c) => c === "UploadPartCommand").length).toBeGreaterThanOrEqual(2);
+    expect(commands.slice(-2)).toEqual(["CompleteMultipartUploadCommand", "PutObjectCommand"]);
+
+    const create = ofThisBackup[0].headers;
+    expect(create["x-amz-server-side-encryption"]).toBe("aws:kms");
+    expect(create["x-amz-checksum-algorithm"]).toBe("SHA256");
+    // Each part's checksum is the sha256 of exactly that slice of the local archive.
+    const local = await readFile(first.localArchive);
+    const partSize = first.upload.partSizeBytes;
+    const uploadParts = ofThisBackup.filter((r) => r.command === "UploadPartCommand");
+    expect(uploadParts.map((r) => r.partNumber).sort((a, b) => a! - b!)).toEqual(
+      Array.from({ length: first.upload.parts }, (_, i) => i + 1),
+    );
+    for (const part of uploadParts) {
+      const slice = local.subarray((part.partNumber! - 1) * partSize, part.partNumber! * partSize);
+      expect(part.headers["x-amz-checksum-sha256"]).toBe(createHash("sha256").update(slice).digest("base64"));
+    }
+    const manifestPut = ofThisBackup[ofThisBackup.length - 1].headers;
+    expect(manifestPut["x-amz-server-side-encryption"]).toBe("aws:kms");
+    expect(manifestPut["x-amz-checksum-sha256"]).toMatch(/^[A-Za-z0-9+/]{43}=$/);
+    expect(manifestPut["content-type"]).toBe("application/json");
+  });
+
+  test("five more backups under load: lock window measured, newest two kept locally", async () => {
+    const lockMs: number[] = [first.lockMs];
+    for (let i = 0; i < 5; i++) {
+      const result = await runBackup(config, deps);
+      lockMs.push(result.lockMs);
+      expect(await snapshotsLeft(lab())).toEqual([]);
+    }
+    console.log(
+      `lock ms over ${lockMs.length} backups under load: median ${median(lockMs)}, max ${Math.max(...lockMs)} (${lockMs.join(", ")})`,
+    );
+    expect(Math.max(...lockMs)).toBeLessThan(LOCK_TIMEOUT_MS);
+    expect((await readdir(config.localDir)).filter((n) => /^\d{8}T\d{6}Z-/.test(n))).toHaveLength(2);
+  }, 300_000);
+
+  test("a hanging snapshot command: the lock is released within the timeout and replication goes on", async () => {
+    const HANG = "60.123"; // a duration nobody else uses, to find a leftover process by it
+    const hangingSnapshot: RunCommand = (argv, options) =>
+      argv[0] === "btrfs" && argv[2] === "snapshot"
+        ? runCommand(["sleep", HANG], options)
+        : runCommand(argv, options);
+    const hangingDeps = {
+      ...deps,
+      driver: btrfsDriver(config.snapshot as { subvolume: string; snapshotDir: string }, hangingSnapshot),
+    };
+
+    // Poll the replica's applied position throughout: the longest stall is how long replication was blocked.
+    const samples: Array<{ t: number; pos: string }> = [];
+    let polling = true;
+    const poller = (async () => {
+      while (polling) {
+        samples.push({ t: performance.now(), pos: await gtidSlavePos(lab()) });
+        await sleep(25);
+      }
+    })();
+    await sleep(500);
+    const started = performance.now();
+    const error = await runBackup(config, hangingDeps).catch((e: unknown) => e);
+    const failedAfterMs = performance.now() - started;
+    await sleep(1500);
+    polling = false;
+    await poller;
+
+    expect(error).toBeInstanceOf(PipelineError);
+    expect((error as PipelineError).kind).toBe("LockTimeout");
+    expect((error as PipelineError).message).toContain("btrfs snapshot");
+    let stallMs = 0;
+    let since = samples[0];
+    for (const s of samples) {
+      if (s.pos !== since.pos) since = s;
+      else stallMs = Math.max(stallMs, s.t - since.t);
+    }
+    console.log(
+      `hanging snapshot: replication stalled ${Math.round(stallMs)} ms (timeout ${LOCK_TIMEOUT_MS} ms); backup failed after ${Math.round(failedAfterMs)} ms`,
+    );
+    expect(stallMs).toBeGreaterThan(LOCK_TIMEOUT_MS / 2); // the lock really held replication…
+    expect(stallMs).toBeLessThan(LOCK_TIMEOUT_MS + 1000); // …and no longer than the timeout allows
+
+    expect(await snapshotsLeft(lab())).toEqual([]);
+    const pgrep = await run("pgrep", ["-f", `sleep ${HANG}`]).then(
+      (r) => r.stdout,
+      () => "",
+    );
+    expect(pgrep).toBe("");
+    const status = await replicaStatus(lab());
+    expect(status).toMatchObject({ ioRunning: true, sqlRunning: true, lastError: "" });
+    const metrics = await metricLines(lab());
+    expect(metrics).toContainEqual(
+      expect.objectContaining({
+        name: ReplicaMetric.BackupFailed,
+        value: 1,
+        dimensions: { Cluster: config.cluster, Host: config.host },
+      }),
+    );
+    expect((await readdir(config.localDir)).filter((n) => /^\d{8}T\d{6}Z-/.test(n))).toHaveLength(2);
+  }, 120_000);
+});

@@ -1,0 +1,92 @@
+/**
+ * The archive against the real tools: a temp tree goes through `writeArchive`, then real `zstd -d | tar -x`
+ * must give back identical bytes, and `sha256sum` must agree with every hash the archive recorded.
+ */
+import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { access, mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { writeArchive } from "../../hostscripts/archive";
+import { PipelineError } from "../../hostscripts/errors";
+import { memoryLogger } from "../../hostscripts/log";
+
+const run = promisify(execFile);
+let work: string;
+let source: string;
+
+/** Files of several sizes, nested directories, an empty file and an empty directory. */
+const tree: Record<string, Buffer> = {
+  ibdata1: randomBytes(3 * 1024 * 1024 + 17),
+  "empty.flag": Buffer.alloc(0),
+  "mysql-bin.index": Buffer.from("/srv/mysql/data/mysql-bin.000001\n"),
+  "sbtest/sbtest1.ibd": randomBytes(1024 * 1024),
+  "sbtest/db.opt": Buffer.from("default-character-set=utf8mb4\n"),
+  "deep/a/b/c/one-byte": Buffer.from("x"),
+  "deep/a/b/zeros": Buffer.alloc(2 * 1024 * 1024 + 1),
+};
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), "backup-archive-"));
+  source = join(work, "snapshot");
+  for (const [path, bytes] of Object.entries(tree)) {
+    await mkdir(join(source, path, ".."), { recursive: true });
+    await writeFile(join(source, path), bytes);
+  }
+  await mkdir(join(source, "empty-dir"));
+  await symlink("ibdata1", join(source, "link-to-ibdata1"));
+  await run("mkfifo", [join(source, "a.fifo")]);
+});
+
+afterAll(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+async function sha256sum(path: string): Promise<string> {
+  const { stdout } = await run("sha256sum", [path]);
+  return stdout.split(" ")[0];
+}
+
+test("round-trips through real zstd and tar with every hash matching sha256sum", async () => {
+  const log = memoryLogger();
+  const dest = join(work, "archive.tar.zst");
+  const result = await writeArchive({ root: source, dest, level: 1, threads: 0, log });
+
+  expect(result.path).toBe(dest);
+  await expect(access(`${dest}.partial`)).rejects.toThrow();
+  expect(result.bytes).toBe((await stat(dest)).size);
+  expect(result.sha256).toBe(await sha256sum(dest));
+  expect(result.files.map((f) => f.path).sort()).toEqual(Object.keys(tree).sort());
+  expect(result.rawBytes).toBe(Object.values(tree).reduce((sum, b) => sum + b.length, 0));
+  expect(result.skipped).toEqual(["a.fifo"]);
+  expect(log.lines.some((l) => l.level === "warn" && l.path === "a.fifo")).toBe(true);
+
+  const out = join(work, "extracted");
+  await mkdir(out);
+  await run("bash", ["-c", 'zstd -d -c "$0" | tar -x -C "$1"', dest, out]);
+  for (const file of result.files) {
+    const restored = await readFile(join(out, file.path));
+    expect(restored.equals(tree[file.path])).toBe(true);
+    expect(file.bytes).toBe(tree[file.path].length);
+    expect(file.sha256).toBe(await sha256sum(join(out, file.path)));
+  }
+  expect(await readdir(join(out, "empty-dir"))).toEqual([]);
+  expect((await stat(join(out, "empty.flag"))).size).toBe(0);
+  expect(await readFile(join(out, "link-to-ibdata1"))).toEqual(tree.ibdata1);
+  const { stdout: listing } = await run("bash", ["-c", 'zstd -d -c "$0" | tar -tv', dest]);
+  expect(listing).toMatch(/^d.* empty-dir$/m);
+  expect(listing).not.toContain("a.fifo");
+}, 30_000);
+
+test("a failure removes the partial archive and says what failed", async () => {
+  const dest = join(work, "broken.tar.zst");
+  const error = await writeArchive({ root: join(work, "no-such-snapshot"), dest, log: memoryLogger() }).catch(
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(PipelineError);
+  expect((error as PipelineError).kind).toBe("ArchiveFailed");
+  expect((error as PipelineError).message).toContain("no-such-snapshot");
+  await expect(access(`${dest}.partial`)).rejects.toThrow();
+  await expect(access(dest)).rejects.toThrow();
+}, 30_000);

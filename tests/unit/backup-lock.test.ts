@@ -1,0 +1,140 @@
+/**
+ * The lock window's timing logic with scripted sessions: the server is not what is under test here (the
+ * integration test locks a real replica); the watchdog, the abort and the error are.
+ */
+import { mariadbDialect } from "../../hostscripts/dialect";
+import { PipelineError } from "../../hostscripts/errors";
+import { withLock, type SqlSession } from "../../hostscripts/lock";
+import { memoryLogger } from "../../hostscripts/log";
+
+/** A session that records statements; `hang` makes a statement wait until the session is killed. */
+function scriptedSession(id: number, hang: string[] = []) {
+  const statements: string[] = [];
+  let kill: (e: Error) => void = () => undefined;
+  const killed = new Promise<never>((_, reject) => (kill = reject));
+  killed.catch(() => undefined);
+  const session: SqlSession & { statements: string[]; kill: () => void; destroyed: boolean } = {
+    id,
+    statements,
+    destroyed: false,
+    async query(sql) {
+      statements.push(sql);
+      if (hang.includes(sql)) await killed;
+      return [];
+    },
+    destroy() {
+      session.destroyed = true;
+      kill(new Error("socket closed"));
+    },
+    kill: () => kill(new Error("Connection was killed")),
+  };
+  return session;
+}
+
+/** A watchdog whose KILL ends the named session. */
+function watchdogFor(target: ReturnType<typeof scriptedSession>) {
+  const watchdog = scriptedSession(99);
+  const query = watchdog.query;
+  watchdog.query = async (sql) => {
+    const rows = await query(sql);
+    if (sql === `KILL CONNECTION ${target.id}`) target.kill();
+    return rows;
+  };
+  return watchdog;
+}
+
+const dialect = mariadbDialect("10.11.6");
+
+test("locks, runs the work, unlocks, and measures the window", async () => {
+  const session = scriptedSession(7);
+  const watchdog = watchdogFor(session);
+  const window = await withLock(
+    { session, watchdog, dialect, timeoutMs: 1000, log: memoryLogger() },
+    async () => {
+      await new Promise((r) => setTimeout(r, 30));
+      return "snapshot";
+    },
+  );
+  expect(window.value).toBe("snapshot");
+  expect(session.statements).toEqual(["FLUSH TABLES WITH READ LOCK", "UNLOCK TABLES"]);
+  expect(watchdog.statements).toEqual([]);
+  expect(window.lockMs).toBeGreaterThanOrEqual(25);
+  expect(window.lockMs).toBeLessThan(1000);
+  expect(window.acquireMs).toBeLessThan(window.lockMs - 25);
+});
+
+test("a hanging step: the watchdog kills the lock session at the timeout, the work is aborted", async () => {
+  const session = scriptedSession(7);
+  const watchdog = watchdogFor(session);
+  let aborted = false;
+  const started = performance.now();
+  const error = await withLock(
+    { session, watchdog, dialect, timeoutMs: 300, log: memoryLogger() },
+    (signal, step) =>
+      new Promise((_, reject) => {
+        step("the btrfs snapshot");
+        signal.addEventListener("abort", () => {
+          aborted = true;
+          reject(new Error("snapshot killed"));
+        });
+      }),
+  ).catch((e: unknown) => e);
+  const elapsed = performance.now() - started;
+
+  expect(error).toBeInstanceOf(PipelineError);
+  expect((error as PipelineError).kind).toBe("LockTimeout");
+  expect((error as PipelineError).message).toContain('while "the btrfs snapshot" was running');
+  expect((error as PipelineError).message).toContain("connection 7");
+  expect(aborted).toBe(true);
+  expect(watchdog.statements).toEqual(["KILL CONNECTION 7"]);
+  expect(session.statements).not.toContain("UNLOCK TABLES");
+  expect(elapsed).toBeGreaterThanOrEqual(295);
+  expect(elapsed).toBeLessThan(1000);
+});
+
+test("a lock statement that never returns is killed too, and the hint points at blocking queries", async () => {
+  const session = scriptedSession(8, ["FLUSH TABLES WITH READ LOCK"]);
+  const watchdog = watchdogFor(session);
+  let workRan = false;
+  const error = await withLock(
+    { session, watchdog, dialect, timeoutMs: 200, log: memoryLogger() },
+    async () => {
+      workRan = true;
+    },
+  ).catch((e: unknown) => e);
+  expect((error as PipelineError).kind).toBe("LockTimeout");
+  expect((error as PipelineError).message).toContain('while "FLUSH TABLES WITH READ LOCK" was running');
+  expect((error as PipelineError).hint).toContain("SHOW PROCESSLIST");
+  expect(workRan).toBe(false);
+  expect(watchdog.statements).toEqual(["KILL CONNECTION 8"]);
+});
+
+test("when the watchdog cannot kill, the lock session's socket is dropped", async () => {
+  const session = scriptedSession(9);
+  const watchdog = scriptedSession(99);
+  watchdog.query = async () => {
+    throw new Error("Lost connection to server");
+  };
+  const error = await withLock(
+    { session, watchdog, dialect, timeoutMs: 100, log: memoryLogger() },
+    (signal) =>
+      new Promise((_, reject) => signal.addEventListener("abort", () => reject(new Error("aborted")))),
+  ).catch((e: unknown) => e);
+  expect((error as PipelineError).kind).toBe("LockTimeout");
+  expect(session.destroyed).toBe(true);
+});
+
+test("a failing step releases the lock at once and surfaces its own error", async () => {
+  const session = scriptedSession(10);
+  const watchdog = watchdogFor(session);
+  const started = performance.now();
+  const error = await withLock(
+    { session, watchdog, dialect, timeoutMs: 5000, log: memoryLogger() },
+    async () => {
+      throw new PipelineError("SnapshotFailed", "btrfs said no", "fix btrfs");
+    },
+  ).catch((e: unknown) => e);
+  expect((error as PipelineError).kind).toBe("SnapshotFailed");
+  expect(watchdog.statements).toEqual(["KILL CONNECTION 10"]);
+  expect(performance.now() - started).toBeLessThan(1000);
+});

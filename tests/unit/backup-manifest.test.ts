@@ -1,0 +1,200 @@
+/** The manifest the backup builds (validated on write), the dialect's reading of server output, and retention. */
+import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ContractError, type BackupConfig } from "../../contracts";
+import type { ArchiveResult } from "../../hostscripts/archive";
+import { buildManifest } from "../../hostscripts/backup";
+import { dialectFor, readServerFacts, type Query } from "../../hostscripts/dialect";
+import { memoryLogger } from "../../hostscripts/log";
+import { backupsToRemove, pruneLocalBackups } from "../../hostscripts/retention";
+import { effectiveQueueSize, encryptionOf, partSizeFor } from "../../hostscripts/upload";
+
+const config: BackupConfig = {
+  cluster: "prod-eu",
+  host: "db-replica-1",
+  mysql: { optionFile: "/etc/mysql-backup/client.cnf" },
+  snapshot: { driver: "btrfs", subvolume: "/srv/mysql", snapshotDir: "/srv/.snapshots" },
+  localDir: "/var/backups/mysql",
+  s3: { bucket: "acme-mysql-backups" },
+  sqs: { queueUrl: "https://sqs.eu-west-1.amazonaws.com/123456789012/mysql-backup-verify" },
+};
+
+/** What MariaDB 10.11 answers, as recorded on the lab replica. */
+const recorded: Record<string, Record<string, unknown>[]> = {
+  facts: [
+    {
+      version: "10.11.6-MariaDB-0+deb12u1-log",
+      serverId: "2",
+      datadir: "/srv/mysql/data/",
+      logBin: "1",
+      logBinBasename: "/srv/mysql/data/mysql-bin",
+      logBinIndex: "/srv/mysql/data/mysql-bin.index",
+      pageSize: "16384",
+      lowerCase: "0",
+      logFileSize: "100663296",
+      dataFilePath: "ibdata1:12M:autoextend",
+      logDir: "./",
+      undoDir: "./",
+      dataHomeDir: "",
+    },
+  ],
+  gtid: [{ binlogPos: "0-1-1042", slavePos: "0-1-1042", currentPos: "0-1-1042" }],
+  master: [{ File: "mysql-bin.000002", Position: "48213", Binlog_Do_DB: "", Binlog_Ignore_DB: "" }],
+  slave: [
+    {
+      Master_Host: "10.0.1.5",
+      Master_Port: "3306",
+      Relay_Master_Log_File: "mysql-bin.000007",
+      Exec_Master_Log_Pos: "99123",
+      Using_Gtid: "Slave_Pos",
+    },
+  ],
+};
+
+const replay: Query = async (sql) => {
+  if (sql.includes("@@datadir")) return recorded.facts;
+  if (sql.includes("@@gtid_binlog_pos")) return recorded.gtid;
+  if (sql === "SHOW MASTER STATUS") return recorded.master;
+  if (sql === "SHOW SLAVE STATUS") return recorded.slave;
+  throw new Error(`unexpected statement ${sql}`);
+};
+
+const archive: ArchiveResult = {
+  path: "/var/backups/mysql/20261124T020000Z-3fa9c1/archive.tar.zst",
+  bytes: 1234,
+  sha256: "a".repeat(64),
+  rawBytes: 5678,
+  files: [{ path: "data/ibdata1", bytes: 5678, sha256: "b".repeat(64) }],
+  directories: 1,
+  symlinks: 0,
+  skipped: [],
+  seconds: 0.5,
+};
+
+async function parts() {
+  const facts = await readServerFacts(replay);
+  const dialect = dialectFor(facts.versionString);
+  return {
+    backupId: "20261124T020000Z-3fa9c1",
+    startedAt: new Date("2026-11-24T02:00:00Z"),
+    completedAt: new Date("2026-11-24T02:01:00Z"),
+    facts,
+    dialect,
+    lockMs: 42.5,
+    frozen: {
+      position: await dialect.capturePosition(replay),
+      tables: [{ schema: "sbtest", table: "sbtest1", engine: "InnoDB" }],
+      snapshot: {
+        name: "mysql-backup-20261124T020000Z-3fa9c1",
+        path: "/srv/.snapshots/mysql-backup-20261124T020000Z-3fa9c1",
+      },
+    },
+    sourceRoot: "/srv/mysql",
+    archive,
+    archiveKey: "backups/prod-eu/db-replica-1/20261124T020000Z-3fa9c1/archive.tar.zst",
+  };
+}
+
+test("a manifest built from MariaDB's answers validates and carries the position captured", async () => {
+  const manifest = buildManifest(config, await parts());
+  expect(manifest.server).toEqual({ flavor: "mariadb", version: "10.11.6", serverId: 2 });
+  expect(manifest.settings).toEqual({
+    innodbPageSize: 16384,
+    lowerCaseTableNames: 0,
+    logBinBasename: "/srv/mysql/data/mysql-bin",
+    logBinIndex: "/srv/mysql/data/mysql-bin.index",
+    datadir: "/srv/mysql/data",
+    innodbLogFileSize: 100663296,
+    innodbDataFilePath: "ibdata1:12M:autoextend",
+  });
+  expect(manifest.position).toEqual({
+    gtidBinlogPos: "0-1-1042",
+    gtidSlavePos: "0-1-1042",
+    gtidCurrentPos: "0-1-1042",
+    gtidExecuted: null,
+    binlog: { file: "mysql-bin.000002", pos: 48213 },
+    source: { host: "10.0.1.5", port: 3306, file: "mysql-bin.000007", pos: 99123, usingGtid: "Slave_Pos" },
+  });
+  expect(manifest.lock).toEqual({ method: "FLUSH TABLES WITH READ LOCK", ms: 42.5 });
+  expect(manifest.snapshot).toEqual({
+    driver: "btrfs",
+    name: "mysql-backup-20261124T020000Z-3fa9c1",
+    sourceRoot: "/srv/mysql",
+  });
+});
+
+test("a manifest with a path escaping the archive is refused before upload", async () => {
+  const bad = await parts();
+  bad.archive = { ...archive, files: [{ path: "../etc/passwd", bytes: 1, sha256: "c".repeat(64) }] };
+  expect(() => buildManifest(config, bad)).toThrow(ContractError);
+});
+
+test("InnoDB directories resolve against the datadir", async () => {
+  const facts = await readServerFacts(async () => [
+    { ...recorded.facts[0], logDir: "/srv/mysql/redo/", undoDir: "undo", dataHomeDir: "./" },
+  ]);
+  expect(facts.innodbLogDir).toBe("/srv/mysql/redo");
+  expect(facts.innodbUndoDir).toBe("/srv/mysql/data/undo");
+  expect(facts.innodbDataHomeDir).toBe("/srv/mysql/data");
+});
+
+test("the dialect follows @@version: FTWRL on MariaDB, LOCK INSTANCE FOR BACKUP on MySQL 8", () => {
+  expect(dialectFor("10.11.6-MariaDB-0+deb12u1-log")).toMatchObject({
+    lockStatements: ["FLUSH TABLES WITH READ LOCK"],
+    unlockStatement: "UNLOCK TABLES",
+  });
+  expect(dialectFor("8.0.36")).toMatchObject({
+    flavor: "mysql",
+    lockStatements: ["LOCK INSTANCE FOR BACKUP"],
+    unlockStatement: "UNLOCK INSTANCE",
+  });
+});
+
+test("retention keeps the newest N backup directories and touches nothing else", async () => {
+  const names = [
+    "20261122T020000Z-aaaaaa",
+    "20261124T020000Z-cccccc",
+    "lost+found",
+    "20261123T020000Z-bbbbbb",
+    "20261121T020000Z-ffffff",
+    "notes",
+  ];
+  expect(backupsToRemove(names, 2)).toEqual(["20261121T020000Z-ffffff", "20261122T020000Z-aaaaaa"]);
+  expect(backupsToRemove(names, 10)).toEqual([]);
+  expect(backupsToRemove(names, 0)).toHaveLength(4);
+
+  const dir = await mkdtemp(join(tmpdir(), "backup-retention-"));
+  try {
+    for (const name of names) await mkdir(join(dir, name));
+    await writeFile(join(dir, "20261120T020000Z-eeeeee"), "a file, not a backup dir");
+    const removed = await pruneLocalBackups(dir, 2, memoryLogger());
+    expect(removed).toEqual(["20261121T020000Z-ffffff", "20261122T020000Z-aaaaaa"]);
+    expect((await readdir(dir)).sort()).toEqual([
+      "20261120T020000Z-eeeeee",
+      "20261123T020000Z-bbbbbb",
+      "20261124T020000Z-cccccc",
+      "lost+found",
+      "notes",
+    ]);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("uploads stay within the memory budget and always ask for SSE-KMS", () => {
+  const MiB = 1024 * 1024;
+  expect(partSizeFor(100 * MiB, 8)).toBe(8 * MiB);
+  expect(partSizeFor(1024 * 1024 * MiB, 8)).toBe(105 * MiB); // 1 TiB: 10,000 parts need 104.9 MiB each
+  expect(effectiveQueueSize(4, 8 * MiB)).toBe(4);
+  expect(effectiveQueueSize(4, 32 * MiB)).toBe(3);
+  expect(effectiveQueueSize(4, 64 * MiB)).toBe(1);
+  expect(effectiveQueueSize(4, 512 * MiB)).toBe(1);
+  expect(encryptionOf({ bucket: "b", partSizeMiB: 8, queueSize: 1 })).toEqual({
+    ServerSideEncryption: "aws:kms",
+  });
+  expect(encryptionOf({ bucket: "b", kmsKeyId: "alias/backups", partSizeMiB: 8, queueSize: 1 })).toEqual({
+    ServerSideEncryption: "aws:kms",
+    SSEKMSKeyId: "alias/backups",
+  });
+});
