@@ -93,6 +93,9 @@ export async function loadConfig<T>(path: string, command: Subcommand<T>): Promi
 
 /** The whole CLI: returns the exit code; prints the result on stdout and logs on stderr. */
 export async function main(argv: string[]): Promise<number> {
+  // The SDK warns on every run that its 2027 releases need Node 22; the pin to Node 20 is deliberate
+  // (README, "Runtime"), and a multi-line warning per run would drown the journal's JSON lines.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
   const log = createLogger({ pretty: process.stderr.isTTY === true });
   if (argv.length === 0 || argv[0] === "--help" || argv[0] === "-h") {
     process.stdout.write(usage + "\n");

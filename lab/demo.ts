@@ -6,7 +6,7 @@ import { labDown, labUp, type Lab } from "./lab";
  * `npm run demo`: the whole pipeline on this machine. Brings the lab up with write load, takes one
  * backup of the busy replica and verifies it through the real CLI, prints what happened, and tears the
  * lab down. Exits 0 only if the backup was verified. `--json`: the summary is one JSON object on the
- * last line of stdout.
+ * last line of stdout. `--dir DIR`: the lab's directory (default `<repo>/.lab`).
  */
 
 const repo = resolve(__dirname, "..");
@@ -47,6 +47,20 @@ function runCli(args: string[], onLog: (line: string) => void): Promise<CliRun> 
 const num = (v: unknown): number => (typeof v === "number" ? v : Number(v ?? NaN));
 const mb = (bytes: unknown): string => `${(num(bytes) / 1e6).toFixed(1)} MB`;
 const s = (seconds: unknown): string => `${num(seconds).toFixed(2)} s`;
+
+/** One of the CLI's JSON log lines as a short readable line: the message and its figures. */
+function readableLog(line: string): string {
+  try {
+    const { time: _time, level, message, backupId: _id, cluster: _c, host: _h, ...fields } = JSON.parse(line);
+    const figures = Object.entries(fields)
+      .filter(([, v]) => typeof v === "number" || typeof v === "string")
+      .map(([k, v]) => `${k}=${typeof v === "number" ? Math.round(v * 1000) / 1000 : v}`)
+      .join(" ");
+    return `${level === "info" ? "" : String(level).toUpperCase() + " "}${message}${figures ? `  (${figures})` : ""}`;
+  } catch {
+    return line;
+  }
+}
 
 /** The readable summary; `summary` is what `--json` prints. */
 function describe(summary: DemoSummary): string {
@@ -127,11 +141,10 @@ function verificationSummary(result: Record<string, unknown>): DemoSummary["veri
   };
 }
 
-async function demo(json: boolean): Promise<number> {
+async function demo(json: boolean, dir: string): Promise<number> {
   const say = (line: string): void => {
     if (!json) console.log(line);
   };
-  const dir = resolve(repo, ".lab");
   // A crashed earlier run may have left mounts, loop devices or servers behind.
   await labDown(dir);
   let lab: Lab | undefined;
@@ -146,7 +159,9 @@ async function demo(json: boolean): Promise<number> {
     await new Promise((r) => setTimeout(r, 5000));
 
     say("mysql-backup backup …");
-    const backup = await runCli(["backup", "--config", lab.backupConfigPath], (l) => say(`  ${l}`));
+    const backup = await runCli(["backup", "--config", lab.backupConfigPath], (l) =>
+      say(`  ${readableLog(l)}`),
+    );
     if (backup.code !== 0) {
       const summary = { verified: false, stage: "backup", exitCode: backup.code, backup: backup.result };
       if (json) console.log(JSON.stringify(summary));
@@ -154,7 +169,9 @@ async function demo(json: boolean): Promise<number> {
       return 1;
     }
     say("mysql-backup verify --once …");
-    const verify = await runCli(["verify", "--config", lab.verifyConfigPath, "--once"], (l) => say(`  ${l}`));
+    const verify = await runCli(["verify", "--config", lab.verifyConfigPath, "--once"], (l) =>
+      say(`  ${readableLog(l)}`),
+    );
     const verification = verificationSummary(verify.result);
     const b = backup.result;
     const summary: DemoSummary = {
@@ -174,7 +191,9 @@ async function demo(json: boolean): Promise<number> {
   }
 }
 
-demo(process.argv.includes("--json")).then(
+const argv = process.argv.slice(2);
+const dirAt = argv.indexOf("--dir");
+demo(argv.includes("--json"), dirAt >= 0 ? resolve(argv[dirAt + 1]) : resolve(repo, ".lab")).then(
   (code) => process.exit(code),
   (e) => {
     console.error(`demo failed: ${e instanceof Error ? e.message : String(e)}`);
