@@ -97,7 +97,11 @@ export function buildReport(input: ReportInput): VerificationReport {
  * message can arrive twice: the verdict stands once written. A `verification.json` that is not a valid
  * report throws (it is not overwritten blindly: someone must look at it).
  */
-export async function readReport(s3: S3Client, bucket: string, ref: BackupRef): Promise<VerificationReport | null> {
+export async function readReport(
+  s3: S3Client,
+  bucket: string,
+  ref: BackupRef,
+): Promise<VerificationReport | null> {
   const key = verificationKey(ref);
   let text: string;
   try {
