@@ -251,7 +251,11 @@ export class ReplicaAgent extends pulumi.ComponentResource {
           2,
         ) + "\n",
     );
-    const service = backupServiceUnit({ cluster: args.cluster, host: args.host });
+    const service = backupServiceUnit({
+      cluster: args.cluster,
+      host: args.host,
+      writablePaths: backupWritablePaths(args.snapshot, args.localDir ?? "/var/backups/mysql"),
+    });
     const timer = backupTimerUnit({
       schedule: args.schedule ?? "*-*-* 02:00:00 UTC",
       randomizedDelaySec: args.randomizedDelaySec,
@@ -339,4 +343,20 @@ function sshConnection(args: ReplicaAgentArgs): command.types.input.remote.Conne
         }
       : {}),
   };
+}
+
+/**
+ * What a backup run writes, so its unit can make everything else read-only (ProtectSystem=strict):
+ * the local archives (and the run's lock file) and where the snapshot appears. ZFS snapshots live
+ * inside the dataset's own `.zfs` directory and need no extra path.
+ */
+export function backupWritablePaths(snapshot: SnapshotConfig, localDir: string): string[] {
+  switch (snapshot.driver) {
+    case "btrfs":
+      return [localDir, snapshot.snapshotDir];
+    case "lvm":
+      return [localDir, snapshot.mountDir];
+    case "zfs":
+      return [localDir];
+  }
 }

@@ -86,8 +86,9 @@ export function renderVerifyConfig(i: {
   return parseVerifyConfig({
     sqs: { queueUrl: i.queueUrl, waitTimeSeconds: 20, visibilityTimeoutSeconds: i.visibilityTimeoutSeconds },
     scratchDir: SCRATCH_DIR,
-    // The key ARN, as the bucket policy compares the SSE key header against it.
-    s3: { kmsKeyId: i.keyArn },
+    // The key ARN, as the bucket policy compares the SSE key header against it. Verdict tags on the
+    // backup's objects (`verified=true|false`): the role may set only that tag key.
+    s3: { kmsKeyId: i.keyArn, tagObjects: true },
     mysqld: { user: "mysql" },
     aws: { region: i.region },
     metrics: { sink: "cloudwatch" },

@@ -65,6 +65,12 @@ export interface BackupConfig {
   keepLocal?: number;
   /** zstd level and threads (0 = one per core). Defaults to level 1, threads 0. */
   compression?: { level?: number; threads?: number };
+  /**
+   * The free-space check before archiving (refuses with DiskSpace). `ratio`: archive bytes per data byte
+   * to plan for; defaults to the last local backup's ratio × 1.25, else 1. `reserveMiB`: space to leave
+   * free after the archive; defaults to 1024.
+   */
+  diskSpace?: { ratio?: number; reserveMiB?: number };
   s3: {
     bucket: string;
     /** Key prefix above `<cluster>/`. Defaults to "backups". */
@@ -93,10 +99,24 @@ export interface VerifyConfig {
   /** Parent of the per-restore scratch directories. */
   scratchDir: string;
   /**
+   * Restores run at once by the daemon, each in its own scratch directory below `scratchDir`. Size it to
+   * the host's disk (each restore needs the datadir's size) and cores. Defaults to 1.
+   */
+  concurrency?: number;
+  /**
    * How `verification.json` is written. The bucket policy denies uploads without SSE-KMS under the
    * bucket's key, so production configs name it. Defaults to SSE-KMS with the bucket's default key.
    */
-  s3?: { kmsKeyId?: string };
+  s3?: {
+    kmsKeyId?: string;
+    /**
+     * Tag the backup's archive and manifest `verified=true|false` after each verdict (lifecycle rules and
+     * people browsing the bucket can see it). Needs s3:PutObjectTagging. Off by default because the lab's
+     * emulator does not implement tagging (it would store the tag request as the object); production
+     * configs turn it on. Defaults to false.
+     */
+    tagObjects?: boolean;
+  };
   mysqld?: {
     /** The server binary. Defaults to the first of mariadbd, mysqld on PATH. */
     binary?: string;
@@ -107,7 +127,42 @@ export interface VerifyConfig {
   };
   aws?: AwsSettings;
   metrics?: MetricsSink;
+  /**
+   * How a backup is compared with the previous verified backup of its cluster (report field `drift`).
+   * A table of at least `minRows` rows that loses more than `maxShrinkShare` of them is flagged, as is any
+   * table that vanished. Defaults to maxShrinkShare 0.5, minRows 100.
+   */
+  drift?: { maxShrinkShare?: number; minRows?: number };
+  /**
+   * How archives are downloaded: ranged GETs of `partSizeMiB`, `concurrency` at a time, fed in order into
+   * the one-pass hash + decompress + extract. Memory: about (concurrency + 1) parts. Defaults to
+   * partSizeMiB 16, concurrency 4.
+   */
+  download?: { partSizeMiB?: number; concurrency?: number };
+  /**
+   * Optional replication catch-up (check "replication"): the restored server replicates from this source
+   * from the manifest's position and must apply what the source had logged when it started, within
+   * `timeoutSeconds`. `optionFile` (mode 0600) holds `[client]` host, port, user and password of a
+   * replication account on the source. Defaults to off; timeoutSeconds defaults to 600.
+   */
+  catchUp?: { optionFile: string; timeoutSeconds?: number };
+  /**
+   * Where `mysql-backup restore` finds a cluster's backups. The verify daemon ignores it (it learns the
+   * bucket from each message), so one file on a verifier host serves both commands. Required by `restore`.
+   */
+  restore?: RestoreSource;
 }
+
+/** The backups `mysql-backup restore` lists and restores: one cluster's, below `<prefix>/<cluster>/`. */
+export interface RestoreSource {
+  bucket: string;
+  /** Key prefix above `<cluster>/`, as in the backup config. Defaults to "backups". */
+  prefix?: string;
+  cluster: string;
+}
+
+/** `mysql-backup restore --config FILE`: the verify config with its `restore` section set. */
+export type RestoreConfig = VerifyConfig & { restore: RestoreSource };
 
 const aws = {
   type: "object",
@@ -194,6 +249,14 @@ export const backupConfigSchema = {
         threads: { type: "integer", minimum: 0, maximum: 256 },
       },
     },
+    diskSpace: {
+      type: "object",
+      additionalProperties: false,
+      properties: {
+        ratio: { type: "number", exclusiveMinimum: 0, maximum: 2 },
+        reserveMiB: { type: "integer", minimum: 0 },
+      },
+    },
     s3: {
       type: "object",
       additionalProperties: false,
@@ -233,10 +296,11 @@ export const verifyConfigSchema = {
       },
     },
     scratchDir: absolutePath,
+    concurrency: { type: "integer", minimum: 1, maximum: 16 },
     s3: {
       type: "object",
       additionalProperties: false,
-      properties: { kmsKeyId: { type: "string", minLength: 1 } },
+      properties: { kmsKeyId: { type: "string", minLength: 1 }, tagObjects: { type: "boolean" } },
     },
     mysqld: {
       type: "object",
@@ -249,8 +313,49 @@ export const verifyConfigSchema = {
     },
     aws,
     metrics,
+    catchUp: {
+      type: "object",
+      additionalProperties: false,
+      required: ["optionFile"],
+      properties: {
+        optionFile: absolutePath,
+        timeoutSeconds: { type: "integer", minimum: 1, maximum: 86400 },
+      },
+    },
+    download: {
+      type: "object",
+      additionalProperties: false,
+      properties: {
+        partSizeMiB: { type: "integer", minimum: 1, maximum: 1024 },
+        concurrency: { type: "integer", minimum: 1, maximum: 64 },
+      },
+    },
+    drift: {
+      type: "object",
+      additionalProperties: false,
+      properties: {
+        maxShrinkShare: { type: "number", minimum: 0, maximum: 1 },
+        minRows: { type: "integer", minimum: 0 },
+      },
+    },
+    restore: {
+      type: "object",
+      additionalProperties: false,
+      required: ["bucket", "cluster"],
+      properties: {
+        bucket: { type: "string", pattern: "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$" },
+        prefix: { type: "string", pattern: "^[A-Za-z0-9._/-]*$" },
+        cluster: { type: "string", pattern: NAME_PATTERN },
+      },
+    },
   },
+} as const;
+
+export const restoreConfigSchema = {
+  ...verifyConfigSchema,
+  required: [...verifyConfigSchema.required, "restore"],
 } as const;
 
 export const parseBackupConfig = parser<BackupConfig>("backup config", backupConfigSchema);
 export const parseVerifyConfig = parser<VerifyConfig>("verify config", verifyConfigSchema);
+export const parseRestoreConfig = parser<RestoreConfig>("restore config", restoreConfigSchema);

@@ -7,9 +7,17 @@ export const METRIC_NAMESPACE = "MysqlBackupPipeline";
 export const Dimension = {
   Cluster: "Cluster",
   Host: "Host",
+  /**
+   * The failure class (exit code name, e.g. `DiskSpace`) of a BackupFailed datum. Sent as an extra datum
+   * with Cluster and Reason, besides the Cluster+Host and Cluster ones, so alarms on those keep matching.
+   */
+  Reason: "Reason",
 } as const;
 
-/** Emitted by `mysql-backup backup` with dimensions Cluster and Host, and Cluster alone. */
+/**
+ * Emitted by `mysql-backup backup` with dimensions Cluster and Host, and Cluster alone; BackupFailed also
+ * with Cluster and Reason.
+ */
 export const ReplicaMetric = {
   BackupSucceeded: "BackupSucceeded",
   BackupFailed: "BackupFailed",

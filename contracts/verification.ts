@@ -1,9 +1,18 @@
 import { BACKUP_ID_PATTERN, NAME_PATTERN } from "./keys";
 import { parser } from "./validate";
 
-/** The checks of DESIGN §4, in the order they run; a report names the first that failed. */
-export const CHECKS = ["objects", "startup", "position", "tables"] as const;
-export type CheckName = (typeof CHECKS)[number];
+/**
+ * The checks of DESIGN §4, in the order they run; a report names the first that failed. "pages" validates
+ * every InnoDB page checksum of the cleanly shut down restore with `innochecksum` (passed with a note when
+ * the verifier host has no innochecksum).
+ */
+export const CHECKS = ["objects", "startup", "position", "tables", "pages"] as const;
+/**
+ * Checks that run only when configured (`replication`: catch-up from the manifest's position, see
+ * `VerifyConfig.catchUp`); when one ran, it must pass too.
+ */
+export const OPTIONAL_CHECKS = ["replication"] as const;
+export type CheckName = (typeof CHECKS)[number] | (typeof OPTIONAL_CHECKS)[number];
 
 export type Verdict = "verified" | "failed" | "unsupported";
 
@@ -50,6 +59,54 @@ export interface VerificationReport {
   };
   /** Seconds from the snapshot to this report. */
   backupAgeSeconds: number;
+  /**
+   * With verdict "unsupported" only: why this verifier cannot restore the backup (server flavor or version
+   * it cannot run) and what it runs instead. No check ran, so `checks` is empty and `failedCheck` null.
+   */
+  unsupportedReason?: string;
+  /**
+   * The table inventory and row counts compared with the previous verified backup of the same cluster.
+   * Findings are warnings: the backup is a faithful copy of what the server held, so the verdict stands;
+   * they say the data itself changed suspiciously (a table vanished, or lost more than the configured share
+   * of its rows). Absent in reports written before this field existed.
+   */
+  drift?: DriftReport;
+  /**
+   * How old the newest data was at snapshot time, from a heartbeat table (pt-heartbeat style) when the
+   * backup holds one; null when it holds none.
+   */
+  recoveryPoint?: RecoveryPoint | null;
+}
+
+/** One suspicious change against the previous verified backup. */
+export interface DriftFinding {
+  schema: string;
+  table: string;
+  kind: "vanished" | "shrank";
+  previousRows: number | null;
+  /** Null for a vanished table. */
+  rows: number | null;
+}
+
+/** The comparison with the previous verified backup. */
+export interface DriftReport {
+  /** The backup compared with, or null when there is none (the cluster's first verified backup). */
+  previousBackupId: string | null;
+  /** Tables whose rows may shrink by at most this share before they are flagged. */
+  maxShrinkShare: number;
+  findings: DriftFinding[];
+  /** Why no comparison was made, when none was (e.g. the reports cannot be listed). */
+  note: string | null;
+}
+
+/** The recovery point of the backup, from its heartbeat table. */
+export interface RecoveryPoint {
+  /** `schema.table` the heartbeat was read from. */
+  table: string;
+  /** The newest heartbeat in the backup (UTC). */
+  newestDataAt: string;
+  /** Seconds between that heartbeat and the backup's lock. */
+  lagSeconds: number;
 }
 
 const binlog = {
@@ -89,14 +146,18 @@ export const verificationSchema = {
     cluster: { type: "string", pattern: NAME_PATTERN },
     host: { type: "string", pattern: NAME_PATTERN },
     verdict: { enum: ["verified", "failed", "unsupported"] },
-    failedCheck: { enum: [...CHECKS, null] },
+    failedCheck: { enum: [...CHECKS, ...OPTIONAL_CHECKS, null] },
     checks: {
       type: "array",
       items: {
         type: "object",
         additionalProperties: false,
         required: ["name", "passed", "detail"],
-        properties: { name: { enum: [...CHECKS] }, passed: { type: "boolean" }, detail: { type: "string" } },
+        properties: {
+          name: { enum: [...CHECKS, ...OPTIONAL_CHECKS] },
+          passed: { type: "boolean" },
+          detail: { type: "string" },
+        },
       },
     },
     verifiedAt: { type: "string", format: "date-time" },
@@ -152,6 +213,42 @@ export const verificationSchema = {
       },
     },
     backupAgeSeconds: { type: "number" },
+    unsupportedReason: { type: "string", minLength: 1 },
+    drift: {
+      type: "object",
+      additionalProperties: false,
+      required: ["previousBackupId", "maxShrinkShare", "findings", "note"],
+      properties: {
+        previousBackupId: { type: ["string", "null"], pattern: BACKUP_ID_PATTERN },
+        maxShrinkShare: { type: "number", minimum: 0, maximum: 1 },
+        findings: {
+          type: "array",
+          items: {
+            type: "object",
+            additionalProperties: false,
+            required: ["schema", "table", "kind", "previousRows", "rows"],
+            properties: {
+              schema: { type: "string" },
+              table: { type: "string" },
+              kind: { enum: ["vanished", "shrank"] },
+              previousRows: { type: ["integer", "null"], minimum: 0 },
+              rows: { type: ["integer", "null"], minimum: 0 },
+            },
+          },
+        },
+        note: { type: ["string", "null"] },
+      },
+    },
+    recoveryPoint: {
+      type: ["object", "null"],
+      additionalProperties: false,
+      required: ["table", "newestDataAt", "lagSeconds"],
+      properties: {
+        table: { type: "string" },
+        newestDataAt: { type: "string", format: "date-time" },
+        lagSeconds: { type: "number" },
+      },
+    },
   },
 } as const;
 

@@ -10,6 +10,7 @@ import { pack as tarPack, type Header, type Pack } from "tar-stream";
 import type { ManifestFile } from "../contracts";
 import { PipelineError, messageOf } from "./errors";
 import type { Logger } from "./log";
+import { pauseAt } from "./testhooks";
 
 /**
  * Step 5: the snapshot as one tar+zstd stream in a single pass over the data. Each file is read once; its
@@ -30,6 +31,8 @@ export interface ArchiveOptions {
   /** zstd threads, 0 = one per core. Defaults to 0. */
   threads?: number;
   log: Logger;
+  /** Told the bytes of every file chunk read (the progress bar). */
+  onBytes?: (bytes: number) => void;
 }
 
 /** What was archived, as the manifest records it. */
@@ -63,18 +66,21 @@ export async function writeArchive(options: ArchiveOptions): Promise<ArchiveResu
   const tar = tarPack({ highWaterMark: 4 * CHUNK_BYTES });
   const archiveHash = createHash("sha256");
   let archiveBytes = 0;
+  let chunks = 0;
   const tally = new Transform({
     transform(chunk: Buffer, _encoding, done) {
       archiveHash.update(chunk);
       archiveBytes += chunk.length;
-      done(null, chunk);
+      // Test hook: with the first chunk already passed on to the file, the archive is half written here.
+      if (++chunks === 2) void pauseAt("archive").then(() => done(null, chunk));
+      else done(null, chunk);
     },
   });
   const contents: Contents = { files: [], rawBytes: 0, directories: 0, symlinks: 0, skipped: [] };
 
   try {
     await Promise.all([
-      packTree(options.root, tar, contents, options.log),
+      packTree(options.root, tar, contents, options.log, options.onBytes ?? (() => undefined)),
       pipeline(tar as unknown as Readable, zstd.stdin),
       pipeline(zstd.stdout, tally, createWriteStream(partial, { flags: "wx", mode: 0o600 })),
       zstdExit(zstd),
@@ -105,9 +111,15 @@ export async function writeArchive(options: ArchiveOptions): Promise<ArchiveResu
 type Contents = Pick<ArchiveResult, "files" | "rawBytes" | "directories" | "symlinks" | "skipped">;
 
 /** Adds every entry below `root` to the tar stream, depth first in name order, then ends the stream. */
-async function packTree(root: string, tar: Pack, contents: Contents, log: Logger): Promise<void> {
+async function packTree(
+  root: string,
+  tar: Pack,
+  contents: Contents,
+  log: Logger,
+  onBytes: (bytes: number) => void,
+): Promise<void> {
   try {
-    await packDirectory(root, "", tar, contents, log);
+    await packDirectory(root, "", tar, contents, log, onBytes);
     tar.finalize();
   } catch (e) {
     tar.destroy(e as Error);
@@ -121,6 +133,7 @@ async function packDirectory(
   tar: Pack,
   contents: Contents,
   log: Logger,
+  onBytes: (bytes: number) => void,
 ): Promise<void> {
   const names = (await readdir(join(root, relative))).sort();
   for (const name of names) {
@@ -130,9 +143,9 @@ async function packDirectory(
     if (stats.isDirectory()) {
       await addEntry(tar, header(path, stats, "directory"));
       contents.directories++;
-      await packDirectory(root, path, tar, contents, log);
+      await packDirectory(root, path, tar, contents, log, onBytes);
     } else if (stats.isFile()) {
-      contents.files.push(await packFile(full, path, stats, tar));
+      contents.files.push(await packFile(full, path, stats, tar, onBytes));
       contents.rawBytes += stats.size;
     } else if (stats.isSymbolicLink()) {
       await addEntry(tar, { ...header(path, stats, "symlink"), linkname: await readlink(full) });
@@ -168,7 +181,13 @@ function addEntry(tar: Pack, entry: Partial<Header> & { name: string }): Promise
 }
 
 /** Streams one file into the tar entry, hashing its bytes on the way; waits when the tar stream is full. */
-async function packFile(full: string, name: string, stats: Stats, tar: Pack): Promise<ManifestFile> {
+async function packFile(
+  full: string,
+  name: string,
+  stats: Stats,
+  tar: Pack,
+  onBytes: (bytes: number) => void,
+): Promise<ManifestFile> {
   const hash: Hash = createHash("sha256");
   let entry!: ReturnType<Pack["entry"]>;
   // The executor runs at once, so `entry` is set before it is used; `done` settles when tar took it all.
@@ -181,6 +200,7 @@ async function packFile(full: string, name: string, stats: Stats, tar: Pack): Pr
     bytes += data.length;
     if (bytes > stats.size) break;
     hash.update(data);
+    onBytes(data.length);
     if (!entry.write(data)) await once(entry, "drain");
   }
   if (bytes !== stats.size) {

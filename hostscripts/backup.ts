@@ -1,4 +1,4 @@
-import { access, mkdir, rm, writeFile } from "node:fs/promises";
+import { access, mkdir, rm, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { S3Client } from "@aws-sdk/client-s3";
@@ -10,12 +10,14 @@ import {
   MANIFEST_OBJECT,
   ReplicaMetric,
   archiveKey,
+  hostPrefix,
   manifestKey,
   metric,
   newBackupId,
   parseBackupConfig,
   parseManifest,
   type BackupConfig,
+  type BackupCreatedMessage,
   type BackupManifest,
   type BackupRef,
   type CapturedPosition,
@@ -25,14 +27,25 @@ import {
 import { writeArchive, type ArchiveResult } from "./archive";
 import { createAwsClients } from "./aws";
 import type { CommandOutcome, Subcommand } from "./command";
-import { dialectFor, readServerFacts, readTableInventory, type Dialect, type ServerFacts } from "./dialect";
+import {
+  detectDialect,
+  readServerFacts,
+  readTableInventory,
+  type Dialect,
+  type ServerFacts,
+} from "./dialect";
 import { ExitCode, PipelineError, messageOf } from "./errors";
 import { sessionOf, withLock, type SqlSession } from "./lock";
 import type { Logger } from "./log";
 import { sinkFromConfig, type MetricsSink } from "./metrics";
 import { connect, readOptionFile } from "./mysql";
+import { checkDiskSpace } from "./diskspace";
+import { acquireRunLock } from "./lockfile";
+import { OUTBOX, UPLOAD_RECORD, repairAfterCrash, writeDurably, writeProgressFile } from "./repair";
+import { logProgress, ttyProgress, type ProgressView } from "./progress";
 import { pruneLocalBackups } from "./retention";
 import { driverFor, runCommand, type Snapshot, type SnapshotDriver } from "./snapshot";
+import { pauseAt } from "./testhooks";
 import {
   sendBackupCreated,
   uploadArchive,
@@ -63,6 +76,8 @@ export interface BackupDeps {
   log: Logger;
   /** Wall clock, for the backup id and timestamps. Defaults to `new Date()`. */
   clock?: () => Date;
+  /** How archive and upload progress is shown. Defaults to a `progress` log line every 30 s. */
+  progress?: ProgressView;
 }
 
 /** What a backup produced; printed with `--json`, read by the demo and the benchmarks. */
@@ -107,16 +122,37 @@ interface Frozen {
 }
 
 const DEFAULT_LOCK_TIMEOUT_MS = 5000;
+/** The run lock in `localDir`: one backup at a time per host. */
+export const RUN_LOCK_FILE = ".mysql-backup.lock";
 const DEFAULT_KEEP_LOCAL = 2;
 
-/** Runs one backup; throws a PipelineError (after emitting BackupFailed) when any step fails. */
+/**
+ * Runs one backup: takes the run lock, repairs what a crashed run left, then backs up. Throws AlreadyRunning
+ * without a metric when another live run holds the lock (that run reports for itself), and any other
+ * failure as a PipelineError after emitting BackupFailed with its reason.
+ */
 export async function runBackup(config: BackupConfig, deps: BackupDeps): Promise<BackupResult> {
   const clock = deps.clock ?? (() => new Date());
   const startedAt = clock();
   const backupId = newBackupId(startedAt);
   const log = deps.log.with({ backupId, cluster: config.cluster, host: config.host });
   const started = performance.now();
+  await mkdir(config.localDir, { recursive: true, mode: 0o700 });
+  const runLock = await acquireRunLock(join(config.localDir, RUN_LOCK_FILE));
+  if (runLock.tookOverFrom)
+    log.warn("took over the run lock of a run that died", { ...runLock.tookOverFrom });
   try {
+    await pauseAt("started");
+    await repairAfterCrash({
+      localDir: config.localDir,
+      hostPrefix: hostPrefix(config.s3.prefix ?? "backups", config.cluster, config.host),
+      bucket: config.s3.bucket,
+      target: uploadTargetOf(config),
+      queueUrl: config.sqs.queueUrl,
+      s3: deps.s3,
+      sqs: deps.sqs,
+      log,
+    });
     const result = await takeBackup(config, { ...deps, log, clock }, backupId, startedAt, started);
     await emit(
       deps.metrics,
@@ -138,8 +174,10 @@ export async function runBackup(config: BackupConfig, deps: BackupDeps): Promise
     return result;
   } catch (e) {
     const error = onCall(e, backupId, config.host);
-    await emit(deps.metrics, log, [[ReplicaMetric.BackupFailed, 1]], config, clock());
+    await emit(deps.metrics, log, [[ReplicaMetric.BackupFailed, 1]], config, clock(), error.reason);
     throw error;
+  } finally {
+    await runLock.release();
   }
 }
 
@@ -155,20 +193,26 @@ async function takeBackup(
   const archivePath = join(localDir, ARCHIVE_OBJECT);
 
   const window = await freeze(config, deps, backupId, localDir);
+  await pauseAt("snapshot");
+  const progress = deps.progress ?? logProgress(log);
   let archive: ArchiveResult;
+  const archiveBar = progress.start("archive", window.dataBytes);
   try {
-    archive = await runThenRemoveSnapshot(driver, backupId, log, () =>
+    archive = await runThenRemoveSnapshot(driver, backupId, log, async () =>
       writeArchive({
-        root: window.frozen.snapshot.path,
+        root: (await driver.open(window.frozen.snapshot)).path,
         dest: archivePath,
         level: config.compression?.level ?? 1,
         threads: config.compression?.threads ?? 0,
         log,
+        onBytes: (bytes) => archiveBar.advance(bytes),
       }),
     );
   } catch (e) {
     await rm(localDir, { recursive: true, force: true });
     throw e;
+  } finally {
+    archiveBar.end();
   }
   log.info("archive written, snapshot removed", {
     archiveBytes: archive.bytes,
@@ -183,19 +227,20 @@ async function takeBackup(
     host: config.host,
     backupId,
   };
-  const target: UploadTarget = {
-    bucket: config.s3.bucket,
-    kmsKeyId: config.s3.kmsKeyId,
-    partSizeMiB: config.s3.partSizeMiB ?? 64,
-    queueSize: config.s3.queueSize ?? 4,
-  };
+  const target = uploadTargetOf(config);
   const uploadStarted = performance.now();
+  const uploadBar = progress.start("upload", archive.bytes);
   const upload = await uploadArchive(
     deps.s3,
     target,
     { key: archiveKey(ref), path: archivePath, sha256: archive.sha256 },
     log,
-  );
+    {
+      started: (record) => writeProgressFile(localDir, UPLOAD_RECORD, record),
+      ended: () => unlink(join(localDir, UPLOAD_RECORD)),
+      partDone: (bytes) => uploadBar.advance(bytes),
+    },
+  ).finally(() => uploadBar.end());
   const manifest = buildManifest(config, {
     backupId,
     startedAt,
@@ -208,16 +253,7 @@ async function takeBackup(
     archive,
     archiveKey: archiveKey(ref),
   });
-  await writeFile(join(localDir, MANIFEST_OBJECT), JSON.stringify(manifest, null, 2) + "\n", { mode: 0o600 });
-  await uploadManifest(deps.s3, target, manifestKey(ref), manifest);
-  const uploadSeconds = (performance.now() - uploadStarted) / 1000;
-  log.info("archive and manifest uploaded", {
-    bucket: target.bucket,
-    manifestKey: manifestKey(ref),
-    uploadSeconds,
-  });
-
-  const messageId = await sendBackupCreated(deps.sqs, config.sqs.queueUrl, {
+  const message: BackupCreatedMessage = {
     type: BACKUP_CREATED,
     version: 1,
     bucket: target.bucket,
@@ -227,7 +263,22 @@ async function takeBackup(
     host: config.host,
     createdAt: manifest.completedAt,
     archiveSha256: archive.sha256,
+  };
+  await writeDurably(join(localDir, MANIFEST_OBJECT), JSON.stringify(manifest, null, 2) + "\n");
+  // The outbox before the manifest goes up: from here on the backup must be completed and announced, by this
+  // run or, after a crash, by the next one.
+  await writeProgressFile(localDir, OUTBOX, message);
+  await uploadManifest(deps.s3, target, manifestKey(ref), manifest, log);
+  const uploadSeconds = (performance.now() - uploadStarted) / 1000;
+  log.info("archive and manifest uploaded", {
+    bucket: target.bucket,
+    manifestKey: manifestKey(ref),
+    uploadSeconds,
   });
+
+  await pauseAt("signal");
+  const messageId = await sendBackupCreated(deps.sqs, config.sqs.queueUrl, message, log, target.retry);
+  await unlink(join(localDir, OUTBOX));
   const removedLocal = await pruneLocalBackups(
     config.localDir,
     config.keepLocal ?? DEFAULT_KEEP_LOCAL,
@@ -278,7 +329,15 @@ async function freeze(
   deps: BackupDeps,
   backupId: string,
   localDir: string,
-): Promise<{ facts: ServerFacts; dialect: Dialect; lockMs: number; acquireMs: number; frozen: Frozen }> {
+): Promise<{
+  facts: ServerFacts;
+  dialect: Dialect;
+  lockMs: number;
+  acquireMs: number;
+  frozen: Frozen;
+  /** Bytes of data below the source root, measured before the lock (the archive bar's total). */
+  dataBytes: number;
+}> {
   const { driver, log } = deps;
   const session = await deps.openSession();
   const watchdog = await deps.openSession().catch(async (e: unknown) => {
@@ -287,7 +346,7 @@ async function freeze(
   });
   try {
     const facts = await readServerFacts(session.query);
-    const dialect = dialectFor(facts.versionString);
+    const dialect = await detectDialect(facts.versionString, session.query);
     await driver.prove({
       datadir: facts.settings.datadir,
       logBinBasename: facts.settings.logBinBasename,
@@ -297,9 +356,12 @@ async function freeze(
     });
     const stale = await driver.removeStale();
     if (stale.length > 0) log.warn("removed snapshots left behind by an earlier run", { stale });
+    const space = await checkDiskSpace(config.localDir, driver.sourceRoot, config.diskSpace);
+    log.info("enough free space to archive", { ...space });
     await mkdir(localDir, { recursive: true, mode: 0o700 });
     log.info("locking", {
       method: dialect.lockMethod,
+      ...(dialect.lockReason ? { why: dialect.lockReason } : {}),
       server: facts.versionString,
       timeoutMs: lockTimeout(config),
     });
@@ -314,7 +376,14 @@ async function freeze(
       acquireMs: round(window.acquireMs),
       snapshotMs: round(window.value.snapshotMs),
     });
-    return { facts, dialect, lockMs: window.lockMs, acquireMs: window.acquireMs, frozen: window.value };
+    return {
+      facts,
+      dialect,
+      lockMs: window.lockMs,
+      acquireMs: window.acquireMs,
+      frozen: window.value,
+      dataBytes: space.dataBytes,
+    };
   } catch (e) {
     await rm(localDir, { recursive: true, force: true });
     throw e;
@@ -335,6 +404,7 @@ async function frozenState(
   signal: AbortSignal,
   step: (s: string) => void,
 ): Promise<Frozen> {
+  await pauseAt("locked");
   const pending = new Set<string>();
   const track = async <T>(what: string, task: () => Promise<T>): Promise<T> => {
     pending.add(what);
@@ -449,21 +519,36 @@ export function buildManifest(
   });
 }
 
+/** How this host writes objects, from config `s3`. */
+function uploadTargetOf(config: BackupConfig): UploadTarget {
+  return {
+    bucket: config.s3.bucket,
+    kmsKeyId: config.s3.kmsKeyId,
+    partSizeMiB: config.s3.partSizeMiB ?? 64,
+    queueSize: config.s3.queueSize ?? 4,
+  };
+}
+
 function lockTimeout(config: BackupConfig): number {
   return config.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS;
 }
 
-/** Each datum twice: per host, and per cluster (what the cluster-wide alarms watch). */
+/**
+ * Each datum twice: per host, and per cluster (what the cluster-wide alarms watch); a failure a third
+ * time, per cluster and reason, for the dashboard.
+ */
 async function emit(
   sink: MetricsSink,
   log: Logger,
   values: Array<[MetricDatum["name"], number]>,
   config: BackupConfig,
   now: Date,
+  reason?: string,
 ): Promise<void> {
   const data = values.flatMap(([name, value]) => [
     metric(name, value, { Cluster: config.cluster, Host: config.host }, now),
     metric(name, value, { Cluster: config.cluster }, now),
+    ...(reason === undefined ? [] : [metric(name, value, { Cluster: config.cluster, Reason: reason }, now)]),
   ]);
   try {
     await sink.put(data);
@@ -536,6 +621,7 @@ export async function backupDeps(config: BackupConfig, log: Logger): Promise<Bac
     sqs: aws.sqs,
     metrics: sinkFromConfig(config.metrics, aws.cloudwatch),
     log,
+    progress: process.stderr.isTTY ? ttyProgress(process.stderr) : logProgress(log),
   };
 }
 

@@ -44,7 +44,8 @@ export function parseArgs(argv: string[]): Invocation {
     else if (arg === "--once") flags.once = true;
     else if (arg === "--config") configPath = args[++i];
     else if (arg.startsWith("--config=")) configPath = arg.slice("--config=".length);
-    else if (arg.startsWith("--")) throw new PipelineError("Usage", `unknown flag "${arg}"`, usage);
+    else if (arg.startsWith("--") && !commands[command].ownFlags?.includes(arg.split("=")[0]))
+      throw new PipelineError("Usage", `unknown flag "${arg}"`, usage);
     else flags.rest.push(arg);
   }
   if (!configPath) throw new PipelineError("Usage", `${command} needs --config FILE`, usage);

@@ -25,5 +25,7 @@ export interface Subcommand<Config> {
   name: string;
   describe: string;
   parseConfig(value: unknown): Config;
+  /** Flags of this subcommand alone (e.g. `--target`), passed through to `flags.rest` with their values. */
+  ownFlags?: string[];
   run(config: Config, flags: CommonFlags, log: Logger): Promise<CommandOutcome>;
 }

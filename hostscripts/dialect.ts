@@ -10,7 +10,8 @@ import { parseServerVersion } from "./mysql";
 /**
  * What differs between MariaDB and MySQL for a snapshot backup: the lock statements and how the position
  * is read under the lock. Everything else (settings, inventory) is the same SQL on both. The dialect is
- * chosen from `@@version`, never from the config, so a server upgrade cannot leave a wrong setting behind.
+ * chosen from the server (`@@version`, and on MySQL its table engines), never from the config, so a server
+ * upgrade cannot leave a wrong setting behind.
  */
 
 /** Runs one statement and returns its rows; the lock session and tests provide it. */
@@ -28,6 +29,8 @@ export interface Dialect {
   unlockStatement: string;
   /** Reads the position; called under the lock. */
   capturePosition(query: Query): Promise<CapturedPosition>;
+  /** Why this lock was chosen when it is not the flavor's usual one (logged before locking). */
+  lockReason?: string;
 }
 
 /** MariaDB: FTWRL blocks commits, so GTIDs, binlog and source coordinates all match the snapshot. */
@@ -65,13 +68,41 @@ export function mariadbDialect(version: string): Dialect {
 }
 
 /**
- * MySQL 8.0/8.4: `LOCK INSTANCE FOR BACKUP` blocks DDL and non-InnoDB writes but lets InnoDB commit, so
- * the position must come from one consistent read. Issue 5 completes this branch (performance_schema.log_status,
- * FTWRL when non-InnoDB tables are present) and tests it against recorded server outputs.
+ * MySQL 8.0/8.4. When every user table is InnoDB, `LOCK INSTANCE FOR BACKUP` is enough: it blocks DDL and
+ * writes to non-transactional tables but not InnoDB commits, so the position comes from one consistent read
+ * of `performance_schema.log_status` (GTID set and binlog coordinates of the same instant), not from several
+ * statements that commits could slip between. InnoDB commits may continue until the snapshot is taken; the
+ * snapshot is crash-consistent and InnoDB recovery restores `mysql.gtid_executed` as of the snapshot (8.0.17+),
+ * so the restored server's own GTID set is authoritative and the manifest's is at most that far behind.
+ * With non-InnoDB user tables (MyISAM, ...), whose files are not crash-safe, FTWRL is taken instead and the
+ * position is read with plain statements (`SHOW BINARY LOG STATUS` on 8.2+, `SHOW MASTER STATUS` before).
  */
-export function mysqlDialect(version: string, major: number, minor: number): Dialect {
+export function mysqlDialect(
+  version: string,
+  major: number,
+  minor: number,
+  nonInnodbTables: readonly string[] = [],
+): Dialect {
   const binlogStatus =
     major > 8 || (major === 8 && minor >= 2) ? "SHOW BINARY LOG STATUS" : "SHOW MASTER STATUS";
+  const replicaStatus = async (query: Query) => replicaSourceOf((await query("SHOW REPLICA STATUS"))[0]);
+  if (nonInnodbTables.length > 0) {
+    return {
+      flavor: "mysql",
+      version,
+      lockMethod: "FLUSH TABLES WITH READ LOCK",
+      lockStatements: ["FLUSH TABLES WITH READ LOCK"],
+      unlockStatement: "UNLOCK TABLES",
+      lockReason: `non-InnoDB tables need FTWRL: ${nonInnodbTables.slice(0, 10).join(", ")}${
+        nonInnodbTables.length > 10 ? ` and ${nonInnodbTables.length - 10} more` : ""
+      }`,
+      async capturePosition(query) {
+        const [gtid] = await query("SELECT @@global.gtid_executed AS executed");
+        const [binlog] = await query(binlogStatus);
+        return mysqlPosition(text(gtid?.executed), binlogOf(binlog), await replicaStatus(query));
+      },
+    };
+  }
   return {
     flavor: "mysql",
     version,
@@ -79,33 +110,77 @@ export function mysqlDialect(version: string, major: number, minor: number): Dia
     lockStatements: ["LOCK INSTANCE FOR BACKUP"],
     unlockStatement: "UNLOCK INSTANCE",
     async capturePosition(query) {
-      const [gtid] = await query("SELECT @@global.gtid_executed AS executed");
-      const [master] = await query(binlogStatus);
-      const [replica] = await query("SHOW REPLICA STATUS");
-      return {
-        gtidBinlogPos: null,
-        gtidSlavePos: null,
-        gtidCurrentPos: null,
-        gtidExecuted: text(gtid?.executed),
-        binlog: binlogOf(master),
-        source: replica
-          ? {
-              host: String(replica.Source_Host ?? ""),
-              port: Number(replica.Source_Port ?? 0),
-              file: String(replica.Relay_Source_Log_File ?? ""),
-              pos: Number(replica.Exec_Source_Log_Pos ?? 0),
-              usingGtid: replica.Auto_Position === undefined ? null : String(replica.Auto_Position),
-            }
-          : null,
-      };
+      const [status] = await query("SELECT LOCAL FROM performance_schema.log_status");
+      const local = jsonColumn(status?.LOCAL);
+      const binlog =
+        typeof local.binary_log_file === "string" && local.binary_log_file !== ""
+          ? { file: local.binary_log_file, pos: Number(local.binary_log_position) }
+          : null;
+      return mysqlPosition(text(local.gtid_executed), binlog, await replicaStatus(query));
     },
   };
 }
 
-/** The dialect of the server that reported `@@version`. */
-export function dialectFor(versionString: string): Dialect {
+function mysqlPosition(
+  gtidExecuted: string | null,
+  binlog: CapturedPosition["binlog"],
+  source: CapturedPosition["source"],
+): CapturedPosition {
+  return {
+    gtidBinlogPos: null,
+    gtidSlavePos: null,
+    gtidCurrentPos: null,
+    // MySQL prints long GTID sets over several lines; the set itself has no whitespace.
+    gtidExecuted: gtidExecuted === null ? null : gtidExecuted.replace(/\s+/g, ""),
+    binlog,
+    source,
+  };
+}
+
+/** `SHOW REPLICA STATUS` (MySQL 8.0.22+ column names), or null when the server is not a replica. */
+function replicaSourceOf(row: Record<string, unknown> | undefined): CapturedPosition["source"] {
+  if (!row) return null;
+  return {
+    host: String(row.Source_Host ?? ""),
+    port: Number(row.Source_Port ?? 0),
+    file: String(row.Relay_Source_Log_File ?? ""),
+    pos: Number(row.Exec_Source_Log_Pos ?? 0),
+    usingGtid: row.Auto_Position === undefined ? null : String(row.Auto_Position),
+  };
+}
+
+/** A JSON column: mysql2 hands JSON over parsed, other clients as text. */
+function jsonColumn(value: unknown): Record<string, unknown> {
+  if (typeof value === "string") return JSON.parse(value) as Record<string, unknown>;
+  return value !== null && typeof value === "object" ? (value as Record<string, unknown>) : {};
+}
+
+/**
+ * The dialect of the server that reported `@@version`; on MySQL, `nonInnodbTables` (see
+ * `readNonInnodbTables`) decides between LOCK INSTANCE FOR BACKUP and FTWRL.
+ */
+export function dialectFor(versionString: string, nonInnodbTables: readonly string[] = []): Dialect {
   const v = parseServerVersion(versionString);
-  return v.flavor === "mariadb" ? mariadbDialect(v.version) : mysqlDialect(v.version, v.major, v.minor);
+  return v.flavor === "mariadb"
+    ? mariadbDialect(v.version)
+    : mysqlDialect(v.version, v.major, v.minor, nonInnodbTables);
+}
+
+/** The dialect of the connected server, reading what it needs before any lock. */
+export async function detectDialect(versionString: string, query: Query): Promise<Dialect> {
+  if (parseServerVersion(versionString).flavor === "mariadb") return dialectFor(versionString);
+  return dialectFor(versionString, await readNonInnodbTables(query));
+}
+
+/** User tables whose engine is not InnoDB (`schema.table (ENGINE)`): they need FTWRL on MySQL. */
+export async function readNonInnodbTables(query: Query): Promise<string[]> {
+  const rows = await query(
+    `SELECT TABLE_SCHEMA AS s, TABLE_NAME AS t, ENGINE AS e FROM information_schema.TABLES
+     WHERE TABLE_TYPE = 'BASE TABLE' AND ENGINE <> 'InnoDB'
+       AND TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')
+     ORDER BY TABLE_SCHEMA, TABLE_NAME`,
+  );
+  return rows.map((r) => `${String(r.s)}.${String(r.t)} (${String(r.e)})`);
 }
 
 /** Server settings read before the lock: what the manifest records and where the driver looks. */

@@ -1,15 +1,25 @@
-import { GetObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import {
+  GetObjectCommand,
+  PutObjectCommand,
+  PutObjectTaggingCommand,
+  type S3Client,
+} from "@aws-sdk/client-s3";
 import {
   CHECKS,
   VerifierMetric,
+  archiveKey,
+  manifestKey,
   metric,
   parseVerificationReport,
   verificationKey,
   type BackupManifest,
   type BackupRef,
   type CheckResult,
+  type DriftReport,
   type MetricDatum,
+  type RecoveryPoint,
   type RestoredTable,
+  type Verdict,
   type VerificationReport,
 } from "../contracts";
 import type { RestoredPosition } from "./checks";
@@ -41,6 +51,10 @@ export interface ReportInput {
   now: Date;
   /** Set when this verifier cannot run the backup's server: the verdict is then "unsupported". */
   unsupportedReason?: string;
+  /** The comparison with the previous verified backup, when the backup was verified. */
+  drift?: DriftReport;
+  /** From the heartbeat table, when the restore got that far. */
+  recoveryPoint?: RecoveryPoint | null;
 }
 
 /** The GTID value a report shows for a flavor: the binlog position on MariaDB, gtid_executed on MySQL. */
@@ -89,6 +103,8 @@ export function buildReport(input: ReportInput): VerificationReport {
     },
     backupAgeSeconds: round((input.now.getTime() - input.takenAt.getTime()) / 1000),
     ...(unsupported ? { unsupportedReason: input.unsupportedReason } : {}),
+    ...(input.drift !== undefined ? { drift: input.drift } : {}),
+    ...(input.recoveryPoint !== undefined ? { recoveryPoint: input.recoveryPoint } : {}),
   });
 }
 
@@ -156,7 +172,10 @@ export async function writeReport(
   return key;
 }
 
-/** The verifier's data points for one report (dimension Cluster, as the alarms watch them). */
+/**
+ * The verifier's data points for one report (dimension Cluster, as the alarms watch them); the recovery
+ * point lag only when the backup holds a heartbeat table.
+ */
 export function reportMetrics(report: VerificationReport, now: Date): MetricDatum[] {
   const dimensions = { Cluster: report.cluster };
   const verified = report.verdict === "verified";
@@ -174,5 +193,27 @@ export function reportMetrics(report: VerificationReport, now: Date): MetricDatu
       dimensions,
       now,
     ),
+    ...(report.recoveryPoint
+      ? [metric(VerifierMetric.RecoveryPointLagSeconds, report.recoveryPoint.lagSeconds, dimensions, now)]
+      : []),
   ];
+}
+
+/** The object tag a verdict puts on the backup's objects (the only key the verifier's IAM policy allows). */
+export function verdictTags(verdict: Verdict): Array<{ Key: string; Value: string }> {
+  return [{ Key: "verified", Value: verdict === "verified" ? "true" : "false" }];
+}
+
+/** Tags the backup's archive and manifest with its verdict. */
+export async function tagBackup(
+  s3: S3Client,
+  bucket: string,
+  ref: BackupRef,
+  verdict: Verdict,
+): Promise<void> {
+  for (const key of [archiveKey(ref), manifestKey(ref)]) {
+    await s3.send(
+      new PutObjectTaggingCommand({ Bucket: bucket, Key: key, Tagging: { TagSet: verdictTags(verdict) } }),
+    );
+  }
 }

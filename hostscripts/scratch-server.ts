@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { constants } from "node:fs";
-import { access, mkdir, readFile, writeFile } from "node:fs/promises";
+import { access, mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { delimiter, isAbsolute, join, posix } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createConnection, type Connection } from "mysql2/promise";
@@ -138,10 +138,10 @@ export async function prepareScratchTree(manifest: BackupManifest, plan: Scratch
   await rewriteRestoredBinlogIndex(manifest, plan);
 }
 
-/** Rewrites the restored binlog index in place for the scratch location (no-op without binlog). */
+/** Rewrites the restored binlog index in place for the location `plan.root` (no-op without binlog). */
 export async function rewriteRestoredBinlogIndex(
   manifest: BackupManifest,
-  plan: ScratchServerPlan,
+  plan: Pick<ScratchServerPlan, "root" | "logBinIndex">,
 ): Promise<void> {
   if (plan.logBinIndex === null) return;
   const text = await readFile(plan.logBinIndex, "utf8").catch((error: NodeJS.ErrnoException) => {
@@ -353,4 +353,28 @@ export async function readServerBuild(binary: string): Promise<ServerBuild> {
     );
   }
   return build;
+}
+
+/**
+ * The source replica's connection to its own source, which neither a restore nor a catch-up may inherit: MariaDB keeps it in
+ * `master.info`/`relay-log.info` files and relay logs; the printed statements set the new one.
+ */
+export async function removeReplicationState(datadir: string): Promise<string[]> {
+  const names = await readdir(datadir);
+  const relayIndexes = names.filter((n) => /relay-bin\.index$/.test(n));
+  const listed = new Set<string>();
+  for (const index of relayIndexes) {
+    const text = await readFile(join(datadir, index), "utf8");
+    for (const line of text.split("\n").filter(Boolean)) listed.add(line.split("/").at(-1) ?? line);
+  }
+  const doomed = names.filter(
+    (n) =>
+      /^(multi-)?master(-.+)?\.info$/.test(n) ||
+      /^relay-log(-.+)?\.info$/.test(n) ||
+      relayIndexes.includes(n) ||
+      listed.has(n) ||
+      /relay-bin\.\d{6}$/.test(n),
+  );
+  for (const name of doomed) await rm(join(datadir, name), { force: true });
+  return doomed;
 }

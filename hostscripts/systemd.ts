@@ -33,6 +33,12 @@ export interface BackupServiceOptions {
   configPath?: string;
   /** Longest a run may take before systemd stops it (archive and upload included). Defaults to 6h. */
   timeoutStartSec?: string;
+  /**
+   * The paths the run writes: `localDir` and the snapshot directory (btrfs `snapshotDir`, LVM `mountDir`).
+   * Given, the whole file system is read-only to the run except these (ProtectSystem=strict); absent, only
+   * /usr, /boot and /etc are (ProtectSystem=full). Defaults to none.
+   */
+  writablePaths?: string[];
 }
 
 /** Options of the backup timer. */
@@ -60,10 +66,41 @@ function unit(sections: Record<string, Array<[string, string]>>): string {
 }
 
 /**
- * One backup run (oneshot). Runs as root because snapshots (btrfs, LVM, ZFS) need it; low CPU and
- * I/O priority so archiving does not slow the replica down while it keeps serving.
+ * Capabilities a backup keeps: mounting and snapshot ioctls (SYS_ADMIN), reading the mysql-owned datadir
+ * (DAC_*), LVM's mlock while it suspends the origin (IPC_LOCK) and its device nodes (MKNOD). Everything
+ * else root could do is dropped.
+ */
+const BACKUP_CAPABILITIES = [
+  "CAP_SYS_ADMIN",
+  "CAP_DAC_OVERRIDE",
+  "CAP_DAC_READ_SEARCH",
+  "CAP_FOWNER",
+  "CAP_IPC_LOCK",
+  "CAP_MKNOD",
+];
+
+/** LVM's lock and state directories, writable when present ("-": ignored on hosts without LVM). */
+const LVM_RUNTIME_PATHS = ["-/run/lvm", "-/run/lock/lvm"];
+
+/**
+ * One backup run (oneshot). Runs as root because snapshots (btrfs, LVM, ZFS) need it, but hardened to what
+ * a snapshot needs: the capabilities above, no new privileges, a read-only system, no home directories, a
+ * private /tmp, no kernel tunables or modules. Idle I/O class and a high nice value so archiving does not
+ * slow the replica down while it keeps serving. Devices stay visible: LVM needs /dev/mapper.
  */
 export function backupServiceUnit(o: BackupServiceOptions): string {
+  const writable = o.writablePaths ?? [];
+  for (const path of writable) {
+    if (!/^\/[^\s]*$/.test(path))
+      throw new Error(`writable path must be absolute without spaces, got ${JSON.stringify(path)}`);
+  }
+  const filesystem: Array<[string, string]> =
+    writable.length > 0
+      ? [
+          ["ProtectSystem", "strict"],
+          ["ReadWritePaths", [...writable, ...LVM_RUNTIME_PATHS].join(" ")],
+        ]
+      : [["ProtectSystem", "full"]];
   return unit({
     Unit: [
       ["Description", `MySQL snapshot backup of ${o.host} (cluster ${o.cluster})`],
@@ -74,12 +111,26 @@ export function backupServiceUnit(o: BackupServiceOptions): string {
       ["Type", "oneshot"],
       ["ExecStart", `${o.binary ?? INSTALLED_BINARY} backup --config ${o.configPath ?? BACKUP_CONFIG_PATH}`],
       ["TimeoutStartSec", o.timeoutStartSec ?? "6h"],
+      // SIGTERM first; a run stopped mid-way is repaired by the next one (docs/operations.md).
+      ["KillMode", "mixed"],
       ["Nice", "10"],
-      ["IOSchedulingClass", "best-effort"],
-      ["IOSchedulingPriority", "7"],
+      ["IOSchedulingClass", "idle"],
+      ["CPUSchedulingPolicy", "batch"],
       ["NoNewPrivileges", "yes"],
+      ["CapabilityBoundingSet", BACKUP_CAPABILITIES.join(" ")],
+      ...filesystem,
       ["PrivateTmp", "yes"],
       ["ProtectHome", "yes"],
+      ["ProtectKernelModules", "yes"],
+      ["ProtectKernelLogs", "yes"],
+      ["ProtectControlGroups", "yes"],
+      ["ProtectClock", "yes"],
+      ["ProtectHostname", "yes"],
+      ["RestrictRealtime", "yes"],
+      ["RestrictSUIDSGID", "yes"],
+      ["LockPersonality", "yes"],
+      ["RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6 AF_NETLINK"],
+      ["SystemCallArchitectures", "native"],
       ["UMask", "0077"],
     ],
   });
@@ -95,6 +146,8 @@ export function backupTimerUnit(o: BackupTimerOptions): string {
       ["OnCalendar", o.schedule],
       ["Persistent", "true"],
       ["RandomizedDelaySec", o.randomizedDelaySec ?? "0"],
+      // The same offset every day on a host, different across hosts: runs stay evenly spread and predictable.
+      ["FixedRandomDelay", "true"],
       ["AccuracySec", "1min"],
       ["Unit", BACKUP_SERVICE],
     ],

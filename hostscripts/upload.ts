@@ -18,6 +18,8 @@ import {
 } from "../contracts";
 import { PipelineError, messageOf } from "./errors";
 import type { Logger } from "./log";
+import { DEFAULT_RETRY, withRetries, type RetryPolicy } from "./retry";
+import { pauseAt } from "./testhooks";
 
 /**
  * Steps 7–9: the archive as a multipart upload, then `manifest.json` — last, because a backup without a
@@ -37,6 +39,8 @@ export interface UploadTarget {
   partSizeMiB: number;
   /** Parts uploaded at once. */
   queueSize: number;
+  /** How each call (each part on its own) is retried. Defaults to DEFAULT_RETRY. */
+  retry?: RetryPolicy;
 }
 
 /** S3 allows at most this many parts in one upload. */
@@ -70,6 +74,17 @@ export function encryptionOf(target: UploadTarget): {
     : { ServerSideEncryption: "aws:kms" };
 }
 
+/**
+ * Hooks that let the caller record the open multipart upload, so a run killed mid-upload can be repaired:
+ * `started` right after CreateMultipartUpload, `ended` once it is completed or aborted.
+ */
+export interface UploadProgress {
+  started?(upload: { bucket: string; key: string; uploadId: string }): Promise<void>;
+  ended?(): Promise<void>;
+  /** A part of `bytes` is up (the progress bar). */
+  partDone?(bytes: number): void;
+}
+
 /** How the archive went up. */
 export interface ArchiveUpload {
   parts: number;
@@ -87,6 +102,7 @@ export async function uploadArchive(
   target: UploadTarget,
   archive: { key: string; path: string; sha256: string },
   log: Logger,
+  progress: UploadProgress = {},
 ): Promise<ArchiveUpload> {
   const where = `s3://${target.bucket}/${archive.key}`;
   const size = (await stat(archive.path)).size;
@@ -101,65 +117,91 @@ export async function uploadArchive(
     });
   }
   const object = { Bucket: target.bucket, Key: archive.key };
+  const policy = target.retry ?? DEFAULT_RETRY;
   let uploadId: string | undefined;
   try {
-    const created = await s3.send(
-      new CreateMultipartUploadCommand({
-        ...object,
-        ContentType: "application/zstd",
-        ChecksumAlgorithm: "SHA256",
-        Metadata: { sha256: archive.sha256 },
-        ...encryptionOf(target),
-      }),
+    const created = await withRetries(
+      `CreateMultipartUpload ${where}`,
+      (abortSignal) =>
+        s3.send(
+          new CreateMultipartUploadCommand({
+            ...object,
+            ContentType: "application/zstd",
+            ChecksumAlgorithm: "SHA256",
+            Metadata: { sha256: archive.sha256 },
+            ...encryptionOf(target),
+          }),
+          { abortSignal },
+        ),
+      log,
+      policy,
     );
     uploadId = created.UploadId;
     if (!uploadId) throw new Error("CreateMultipartUpload returned no UploadId");
+    await progress.started?.({ bucket: target.bucket, key: archive.key, uploadId });
     const parts = await uploadParts(
       s3,
       { ...object, UploadId: uploadId },
-      archive.path,
-      size,
-      partSize,
-      inFlight,
+      { path: archive.path, size, partSize, slots: inFlight },
+      log,
+      policy,
+      progress.partDone ?? (() => undefined),
     );
-    await s3.send(
-      new CompleteMultipartUploadCommand({
-        ...object,
-        UploadId: uploadId,
-        MultipartUpload: { Parts: parts },
-      }),
+    const upload = uploadId;
+    await withRetries(
+      `CompleteMultipartUpload ${where}`,
+      (abortSignal) =>
+        s3.send(
+          new CompleteMultipartUploadCommand({
+            ...object,
+            UploadId: upload,
+            MultipartUpload: { Parts: parts },
+          }),
+          { abortSignal },
+        ),
+      log,
+      policy,
     );
+    await progress.ended?.();
     return { parts: partCount, partSizeBytes: partSize, partsInFlight: inFlight };
   } catch (e) {
     if (uploadId) {
       await s3
         .send(new AbortMultipartUploadCommand({ ...object, UploadId: uploadId }))
         .catch((abort: unknown) =>
-          log.warn("could not abort the multipart upload; the bucket's lifecycle rule removes it", {
-            uploadId,
-            error: messageOf(abort),
-          }),
-        );
+          log.warn(
+            "could not abort the multipart upload; the next run or the bucket's lifecycle rule removes it",
+            {
+              uploadId,
+              error: messageOf(abort),
+            },
+          ),
+        )
+        .then(() => progress.ended?.());
     }
     throw new PipelineError(
       "UploadFailed",
       `uploading ${archive.path} to ${where} failed: ${messageOf(e)}`,
       "check network access to S3, the instance role's s3:PutObject on the prefix and kms:GenerateDataKey on the key; " +
-        "the local archive is kept, and the next run takes a fresh backup",
+        "the local archive is kept until the next run, which aborts this upload and takes a fresh backup",
       { cause: e },
     );
   }
 }
 
-/** Uploads every part with `slots` workers, each reading into its own reused buffer. */
+/**
+ * Uploads every part with `slots` workers, each reading into its own reused buffer. A part that fails is
+ * retried on its own; the parts already up stay up.
+ */
 async function uploadParts(
   s3: S3Client,
   upload: { Bucket: string; Key: string; UploadId: string },
-  path: string,
-  size: number,
-  partSize: number,
-  slots: number,
+  layout: { path: string; size: number; partSize: number; slots: number },
+  log: Logger,
+  policy: RetryPolicy,
+  partDone: (bytes: number) => void,
 ): Promise<CompletedPart[]> {
+  const { path, size, partSize, slots } = layout;
   const partCount = Math.max(1, Math.ceil(size / partSize));
   const parts: CompletedPart[] = [];
   const file = await open(path, "r");
@@ -171,21 +213,30 @@ async function uploadParts(
       const offset = index * partSize;
       const body = await readPart(file, buffer, offset, Math.min(partSize, size - offset));
       const checksum = createHash("sha256").update(body).digest("base64");
-      const sent = await s3.send(
-        new UploadPartCommand({
-          ...upload,
-          PartNumber: index + 1,
-          Body: body,
-          ContentLength: body.length,
-          ChecksumAlgorithm: "SHA256",
-          ChecksumSHA256: checksum,
-        }),
+      const sent = await withRetries(
+        `UploadPart ${index + 1}/${partCount} of s3://${upload.Bucket}/${upload.Key}`,
+        (abortSignal) =>
+          s3.send(
+            new UploadPartCommand({
+              ...upload,
+              PartNumber: index + 1,
+              Body: body,
+              ContentLength: body.length,
+              ChecksumAlgorithm: "SHA256",
+              ChecksumSHA256: checksum,
+            }),
+            { abortSignal },
+          ),
+        log,
+        policy,
       );
       // The completion repeats the checksum S3 confirmed for the part, as lib-storage does; an emulator that
       // confirms none gets none (fauxqs 1.9 stores an empty object when the completion carries one).
       parts[index] = sent.ChecksumSHA256
         ? { PartNumber: index + 1, ETag: sent.ETag, ChecksumSHA256: sent.ChecksumSHA256 }
         : { PartNumber: index + 1, ETag: sent.ETag };
+      partDone(body.length);
+      await pauseAt("upload");
     }
   };
   try {
@@ -223,18 +274,26 @@ export async function uploadManifest(
   target: UploadTarget,
   key: string,
   manifest: BackupManifest,
+  log: Logger,
 ): Promise<void> {
   const body = JSON.stringify(parseManifest(manifest), null, 2) + "\n";
   try {
-    await s3.send(
-      new PutObjectCommand({
-        Bucket: target.bucket,
-        Key: key,
-        Body: body,
-        ContentType: "application/json",
-        ChecksumAlgorithm: "SHA256",
-        ...encryptionOf(target),
-      }),
+    await withRetries(
+      `PutObject s3://${target.bucket}/${key}`,
+      (abortSignal) =>
+        s3.send(
+          new PutObjectCommand({
+            Bucket: target.bucket,
+            Key: key,
+            Body: body,
+            ContentType: "application/json",
+            ChecksumAlgorithm: "SHA256",
+            ...encryptionOf(target),
+          }),
+          { abortSignal },
+        ),
+      log,
+      target.retry,
     );
   } catch (e) {
     throw new PipelineError(
@@ -251,11 +310,19 @@ export async function sendBackupCreated(
   sqs: SQSClient,
   queueUrl: string,
   message: BackupCreatedMessage,
+  log: Logger,
+  policy: RetryPolicy = DEFAULT_RETRY,
 ): Promise<string> {
   const body = JSON.stringify(message);
   parseBackupCreated(body);
   try {
-    const sent = await sqs.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: body }));
+    const sent = await withRetries(
+      `SendMessage to ${queueUrl}`,
+      (abortSignal) =>
+        sqs.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: body }), { abortSignal }),
+      log,
+      policy,
+    );
     return sent.MessageId ?? "";
   } catch (e) {
     throw new PipelineError(

@@ -12,6 +12,7 @@ import {
 } from "@aws-sdk/client-sqs";
 import { $, type Shell } from "zx";
 import {
+  CHECKS,
   archiveKey,
   backupIdTime,
   parseBackupCreated,
@@ -24,18 +25,25 @@ import {
   type CapturedPosition,
   type CheckName,
   type CheckResult,
+  type RecoveryPoint,
   type RestoredTable,
   type Verdict,
   type VerificationReport,
   type VerifyConfig,
+  verificationKey,
 } from "../contracts";
 import { createAwsClients } from "./aws";
+import { catchUp, type CatchUpOptions } from "./catchup";
+import { DEFAULT_DOWNLOAD, openRanged, type RangedDownloadOptions } from "./download";
+import { DEFAULT_DRIFT, describeDrift, judgeDrift } from "./history";
 import {
   CheckFailure,
+  checkPages,
   checkTable,
   comparePositions,
   compareInventory,
   judgeTables,
+  readRecoveryPoint,
   readRestoredPosition,
   readRestoredTables,
   type RestoredPosition,
@@ -45,14 +53,27 @@ import { ExitCode, PipelineError, messageOf } from "./errors";
 import { compareFiles, describeComparison, extractArchive, type Extraction } from "./extract";
 import type { Logger } from "./log";
 import { sinkFromConfig, type MetricsSink } from "./metrics";
-import { buildReport, reportMetrics, writeReport, type RestoreTimings } from "./report";
+import {
+  buildReport,
+  isAlreadyWritten,
+  readReport,
+  reportMetrics,
+  tagBackup,
+  writeReport,
+  type RestoreTimings,
+} from "./report";
 import {
   StartupFailure,
   findServerBinary,
+  mapSourcePath,
   planScratchServer,
   prepareScratchTree,
+  readServerBuild,
+  removeReplicationState,
   startScratchServer,
+  whyCannotRun,
   type ScratchServer,
+  type ServerBuild,
 } from "./scratch-server";
 
 /**
@@ -62,20 +83,31 @@ import {
  * What happens to the message depends on the outcome:
  * - "verified" / "failed": a definitive verdict on the backup. The report and metrics are written, then
  *   the message is deleted.
+ * - "unsupported": this verifier cannot run the backup's server (another flavor, a newer series). Said once:
+ *   a report with that verdict, the failure metric (nobody has proven the backup), the message deleted.
  * - "rejected": the message itself is bad (not JSON, fails the schema, a manifest key outside the layout).
  *   No report can be trusted to a key the message made up, so none is written; the message is made
  *   visible again at once so it reaches the DLQ after the redrive count, where the DLQ alarm pages.
  * - "infrastructure": the verifier's host or AWS failed (S3 unreachable, scratch disk full, no server
  *   binary). Nothing is said about the backup; the message stays and is retried after its visibility timeout.
+ * - "interrupted": SIGTERM arrived mid-restore. The scratch server is stopped, the scratch directory
+ *   removed, and the message made visible again at once for another verifier; no verdict is written.
  * - "idle": `--once` found no message within the idle bound.
  *
- * Exit codes (`--once`): 0 verified or idle, VerificationFailed (10) for a failed verdict,
- * VerifierInfrastructure (11) for rejected and infrastructure outcomes (the message was not handled and
- * stays in the queue).
+ * At least once, one verdict: a message whose backup already has a `verification.json` returns that report
+ * (`alreadyReported`) without restoring again, and the report is written only if none exists (a
+ * conditional write), so a duplicate delivered to two verifiers at once cannot yield two verdicts.
+ * While a restore runs the message's visibility is extended every third of its timeout, so a restore
+ * may last longer than the timeout without another verifier receiving the message.
+ *
+ * Exit codes (`--once`): 0 verified, idle or interrupted (a stop asked for by systemd is not a failure),
+ * VerificationFailed (10) for a failed or unsupported verdict, VerifierInfrastructure (11) for rejected
+ * and infrastructure outcomes (the message was not handled and stays in the queue).
  */
 
 /** How one message (or the lack of one) ended. */
-export type Outcome = "verified" | "failed" | "rejected" | "infrastructure" | "idle";
+export type Outcome =
+  "verified" | "failed" | "unsupported" | "rejected" | "infrastructure" | "interrupted" | "idle";
 
 /** The result of one verification, as `--json` prints it (the demo and the benchmark read it). */
 export interface VerificationResult {
@@ -94,6 +126,8 @@ export interface VerificationResult {
   error: { message: string; hint: string } | null;
   /** The `verification.json` written for a verdict, as written. */
   report: VerificationReport | null;
+  /** True when the backup already had a verdict: nothing was restored, `report` is the stored one. */
+  alreadyReported: boolean;
 }
 
 /** What the verifier runs on; tests pass real clients against the emulator and a memory logger. */
@@ -106,7 +140,7 @@ export interface VerifierDeps {
   now: () => Date;
   /** This verifier's name in reports. */
   hostname: string;
-  /** Stops the daemon between messages (SIGTERM). */
+  /** SIGTERM: stops the daemon, and interrupts a running restore (its message is released). */
   signal?: AbortSignal;
 }
 
@@ -139,33 +173,55 @@ function emptyResult(outcome: Outcome): VerificationResult {
     checks: [],
     error: null,
     report: null,
+    alreadyReported: false,
   };
 }
 
 /**
- * The verifier loop. With `once`, returns the result of the first message (or "idle"); otherwise polls
- * until `deps.signal` aborts and returns the last result.
+ * The verifier loop. With `once`, returns the result of the first message (or "idle"); otherwise runs
+ * `config.concurrency` workers, each polling and restoring on its own, until `deps.signal` aborts, and
+ * returns the last result any of them had.
  */
 export async function runVerifier(
   config: VerifyConfig,
   options: VerifierOptions,
   deps: VerifierDeps,
 ): Promise<VerificationResult> {
+  const workers = options.once ? 1 : (config.concurrency ?? 1);
+  const latest = { result: emptyResult("idle") };
+  await Promise.all(
+    Array.from({ length: workers }, (_, i) =>
+      runWorker(
+        config,
+        options,
+        { ...deps, log: workers > 1 ? deps.log.with({ worker: i + 1 }) : deps.log },
+        latest,
+      ),
+    ),
+  );
+  return latest.result;
+}
+
+/** One worker's loop: receive, handle, repeat; `latest` is shared by all workers. */
+async function runWorker(
+  config: VerifyConfig,
+  options: VerifierOptions,
+  deps: VerifierDeps,
+  latest: { result: VerificationResult },
+): Promise<void> {
   const idleUntil = deps.now().getTime() + (options.idleSeconds ?? 60) * 1000;
-  let last = emptyResult("idle");
   while (!deps.signal?.aborted) {
     const message = await receiveOrWait(config, options, deps);
     if (message !== undefined) {
-      last = await handleMessage(config, message, deps);
-      if (options.once) return last;
+      latest.result = await handleMessage(config, message, deps);
+      if (options.once) return;
     } else if (options.once && deps.now().getTime() >= idleUntil) {
       deps.log.info("no backup.created message arrived; nothing to verify", {
         queueUrl: config.sqs.queueUrl,
       });
-      return last;
+      return;
     }
   }
-  return last;
 }
 
 /** A daemon outlives a queue outage: it logs, waits and polls again; `--once` reports the outage instead. */
@@ -229,13 +285,17 @@ async function handleMessage(
   }
   const backupLog = log.with({ backupId: message.backupId, cluster: message.cluster, host: message.host });
   backupLog.info("verifying backup", { manifestKey: message.manifestKey });
+  const heartbeat = keepInvisible(config, sqsMessage, { ...deps, log: backupLog });
   try {
     const result = await verifyAndReport(config, message, ref, { ...deps, log: backupLog });
+    heartbeat.stop();
     await deps.sqs.send(
       new DeleteMessageCommand({ QueueUrl: config.sqs.queueUrl, ReceiptHandle: sqsMessage.ReceiptHandle }),
     );
     return result;
   } catch (error) {
+    heartbeat.stop();
+    if (deps.signal?.aborted) return release(config, sqsMessage, message, { ...deps, log: backupLog });
     const failure =
       error instanceof PipelineError
         ? error
@@ -258,6 +318,69 @@ async function handleMessage(
       error: { message: failure.message, hint: failure.hint },
     };
   }
+}
+
+/**
+ * Extends the message's visibility every third of its timeout while its restore runs, so no other verifier
+ * receives it meanwhile. A failed extension is logged, not fatal: a second verifier that gets the message
+ * finds the verdict already written (or writes the same one).
+ */
+function keepInvisible(
+  config: VerifyConfig,
+  sqsMessage: Message,
+  deps: Pick<VerifierDeps, "sqs" | "log">,
+): { stop(): void } {
+  const timeout = config.sqs.visibilityTimeoutSeconds ?? 3600;
+  const timer = setInterval(
+    () => {
+      deps.sqs
+        .send(
+          new ChangeMessageVisibilityCommand({
+            QueueUrl: config.sqs.queueUrl,
+            ReceiptHandle: sqsMessage.ReceiptHandle,
+            VisibilityTimeout: timeout,
+          }),
+        )
+        .catch((error: unknown) =>
+          deps.log.warn(`could not extend the message's visibility: ${messageOf(error)}`, {
+            hint: "another verifier may receive it; it will find this verifier's verdict or write the same one",
+          }),
+        );
+    },
+    Math.max(1, Math.floor(timeout / 3)) * 1000,
+  );
+  return { stop: () => clearInterval(timer) };
+}
+
+/** SIGTERM mid-restore: the scratch is gone by now; the message is made visible again for another verifier. */
+async function release(
+  config: VerifyConfig,
+  sqsMessage: Message,
+  message: BackupCreatedMessage,
+  deps: VerifierDeps,
+): Promise<VerificationResult> {
+  await deps.sqs
+    .send(
+      new ChangeMessageVisibilityCommand({
+        QueueUrl: config.sqs.queueUrl,
+        ReceiptHandle: sqsMessage.ReceiptHandle,
+        VisibilityTimeout: 0,
+      }),
+    )
+    .catch((error: unknown) =>
+      deps.log.warn(`could not release the message: ${messageOf(error)}`, {
+        hint: "it becomes visible again after its visibility timeout",
+      }),
+    );
+  const why = `stopped by a signal while verifying ${message.backupId}`;
+  const hint = "nothing was written; the message was released and another verifier restores the backup";
+  deps.log.warn(why, { hint });
+  return {
+    ...emptyResult("interrupted"),
+    backupId: message.backupId,
+    manifestKey: message.manifestKey,
+    error: { message: why, hint },
+  };
 }
 
 /** The manifest key's parts, which must follow the layout and name the message's cluster, host and backup. */
@@ -310,7 +433,11 @@ async function verifyAndReport(
   ref: BackupRef,
   deps: VerifierDeps,
 ): Promise<VerificationResult> {
+  const stored = await storedVerdict(message, ref, deps);
+  if (stored !== null) return stored;
   const found = await verifyBackup(config, message, ref, deps);
+  // Whatever a restore found after SIGTERM (a killed server, a cut download) says nothing about the backup.
+  if (deps.signal?.aborted) throw new Interrupted(`verification of ${ref.backupId} was interrupted`);
   const now = deps.now();
   const report = buildReport({
     bucket: message.bucket,
@@ -325,10 +452,37 @@ async function verifyAndReport(
     serverVersion: found.serverVersion,
     takenAt: found.manifest ? new Date(found.manifest.startedAt) : backupIdTime(ref.backupId),
     now,
+    unsupportedReason: found.unsupportedReason ?? undefined,
+    drift:
+      allPassed(found.checks) && found.checks.every((c) => c.passed)
+        ? await judgeDrift(deps.s3, message.bucket, ref, found.tables, { ...DEFAULT_DRIFT, ...config.drift })
+        : undefined,
+    recoveryPoint: found.manifest && found.unsupportedReason === null ? found.recoveryPoint : undefined,
   });
-  const reportKey = await s3Step(`write verification.json for ${ref.backupId}`, () =>
-    writeReport(deps.s3, report, ref, config.s3?.kmsKeyId),
-  );
+  // A duplicate delivered to another verifier may have finished first: its verdict stands.
+  const raced = await storedVerdict(message, ref, deps);
+  if (raced !== null) return raced;
+  let reportKey: string;
+  try {
+    reportKey = await writeReport(deps.s3, report, ref, config.s3?.kmsKeyId);
+  } catch (error) {
+    if (!isAlreadyWritten(error)) throw s3Failure(`write verification.json for ${ref.backupId}`, error);
+    const stored = await storedVerdict(message, ref, deps);
+    if (stored === null)
+      throw s3Failure(`write verification.json for ${ref.backupId} (S3 says one exists)`, error);
+    return stored;
+  }
+  if (config.s3?.tagObjects) {
+    // The report is the verdict; a missing tag only makes it less visible, so it never blocks the message.
+    await tagBackup(deps.s3, message.bucket, ref, report.verdict).catch((error: unknown) =>
+      deps.log.warn(
+        `could not tag the objects of ${ref.backupId} verified=${report.verdict === "verified"}: ${messageOf(error)}`,
+        {
+          hint: "check s3:PutObjectTagging for the verifier's role; verification.json holds the verdict",
+        },
+      ),
+    );
+  }
   await deps.metrics.put(reportMetrics(report, now)).catch((error: unknown) => {
     throw new PipelineError(
       "VerifierInfrastructure",
@@ -337,31 +491,72 @@ async function verifyAndReport(
       { cause: error },
     );
   });
+  const drift = report.drift ? describeDrift(report.drift) : null;
+  if (drift !== null) {
+    deps.log.warn(
+      `backup ${ref.backupId}: data changed suspiciously since the previous verified backup: ${drift}`,
+      {
+        hint: "the backup holds what the server held; check whether the change in production was intended",
+        drift: report.drift,
+      },
+    );
+  }
   const log = report.verdict === "verified" ? deps.log.info : deps.log.error;
   log(
     `backup ${ref.backupId} ${report.verdict}${report.failedCheck ? ` (check "${report.failedCheck}")` : ""}`,
     {
       reportKey,
       failedCheck: report.failedCheck,
-      detail: report.checks.find((c) => !c.passed)?.detail,
+      detail: report.unsupportedReason ?? report.checks.find((c) => !c.passed)?.detail,
       timings: report.timings,
     },
   );
   return {
-    outcome: report.verdict === "verified" ? "verified" : "failed",
+    ...resultOfReport(report, reportKey),
+    position: { captured: found.manifest?.position ?? null, restored: found.restored },
+  };
+}
+
+/** The result a report stands for. */
+function resultOfReport(report: VerificationReport, reportKey: string): VerificationResult {
+  return {
+    outcome: report.verdict,
     verdict: report.verdict,
     failedCheck: report.failedCheck,
-    backupId: ref.backupId,
-    manifestKey: message.manifestKey,
+    backupId: report.backupId,
+    manifestKey: report.manifestKey,
     reportKey,
     timings: report.timings,
-    position: { captured: found.manifest?.position ?? null, restored: found.restored },
+    position: { captured: null, restored: null },
     tables: report.tables,
     checks: report.checks,
     error: null,
     report,
+    alreadyReported: false,
   };
 }
+
+/** The verdict already written for this backup, as a result; null when there is none yet. */
+async function storedVerdict(
+  message: BackupCreatedMessage,
+  ref: BackupRef,
+  deps: VerifierDeps,
+): Promise<VerificationResult | null> {
+  const report = await s3Step(`read s3://${message.bucket}/${verificationKey(ref)}`, () =>
+    readReport(deps.s3, message.bucket, ref),
+  );
+  if (report === null) return null;
+  deps.log.info(
+    `backup ${ref.backupId} already has the verdict "${report.verdict}" (${report.verifiedAt} by ${report.verifier.host}); not restoring it again`,
+    { reportKey: verificationKey(ref) },
+  );
+  return { ...resultOfReport(report, verificationKey(ref)), alreadyReported: true };
+}
+
+const allPassed = (checks: CheckResult[]) =>
+  CHECKS.every((name) => checks.some((c) => c.name === name && c.passed));
+const allPassedBut = (last: CheckName, checks: CheckResult[]) =>
+  CHECKS.filter((name) => name !== last).every((name) => checks.some((c) => c.name === name && c.passed));
 
 /** What a restore found, whatever check it stopped at. */
 interface Findings {
@@ -371,6 +566,9 @@ interface Findings {
   tables: RestoredTable[];
   serverVersion: string | null;
   timings: RestoreTimings;
+  /** Set when this verifier cannot run the backup's server; nothing was restored. */
+  unsupportedReason: string | null;
+  recoveryPoint: RecoveryPoint | null;
 }
 
 /** Runs the checks in order into a fresh scratch directory, removed again in every case. */
@@ -387,8 +585,11 @@ async function verifyBackup(
     tables: [],
     serverVersion: null,
     timings: noTimings(),
+    unsupportedReason: null,
+    recoveryPoint: null,
   };
   const binary = await findServerBinary(config.mysqld?.binary);
+  const build = await readServerBuild(binary);
   const work = await mkdtemp(join(config.scratchDir, `${ref.backupId}-`)).catch((error: unknown) => {
     throw new PipelineError(
       "VerifierInfrastructure",
@@ -399,8 +600,12 @@ async function verifyBackup(
   });
   const started = performance.now();
   try {
-    await restoreAndCheck(config, message, ref, { ...deps, binary, work }, findings);
+    await restoreAndCheck(config, message, ref, { ...deps, binary, build, work }, findings);
   } catch (error) {
+    if (error instanceof Unsupported) {
+      findings.unsupportedReason = error.message;
+      return findings;
+    }
     if (!(error instanceof CheckFailure)) throw error;
     findings.checks.push({ name: error.check, passed: false, detail: error.message });
   } finally {
@@ -412,23 +617,41 @@ async function verifyBackup(
 
 const seconds = (from: number) => (performance.now() - from) / 1000;
 
+/** The backup needs a server this verifier cannot run: the verdict is "unsupported". */
+class Unsupported extends Error {}
+
+/** SIGTERM arrived during the restore: the message is released, nothing is written. */
+class Interrupted extends Error {}
+
 /** The checks in CHECKS order; the first failure throws a CheckFailure that ends the restore. */
 async function restoreAndCheck(
   config: VerifyConfig,
   message: BackupCreatedMessage,
   ref: BackupRef,
-  deps: VerifierDeps & { binary: string; work: string },
+  deps: VerifierDeps & { binary: string; build: ServerBuild; work: string },
   findings: Findings,
 ): Promise<void> {
   const started = performance.now();
   const manifest = await fetchManifest(deps.s3, message, ref);
   findings.manifest = manifest;
+  const unsupported = whyCannotRun(deps.build, manifest.server);
+  if (unsupported !== null) throw new Unsupported(`${unsupported} (${deps.binary})`);
   const root = join(deps.work, "root");
   await mkdir(root, { mode: 0o750 });
-  const extraction = await downloadAndExtract(deps.s3, message.bucket, manifest, root);
+  const extraction = await downloadAndExtract(deps.s3, message.bucket, manifest, root, {
+    ...DEFAULT_DOWNLOAD,
+    ...config.download,
+    signal: deps.signal,
+  });
   findings.checks.push(judgeObjects(manifest, extraction));
   findings.timings.downloadExtractSeconds = seconds(started);
 
+  if (config.catchUp !== undefined) {
+    // The source replica's own connection would stand in the way of the catch-up's CHANGE MASTER.
+    await removeReplicationState(
+      mapSourcePath(manifest.snapshot.sourceRoot, root, manifest.settings.datadir),
+    );
+  }
   const recovering = performance.now();
   const user = config.mysqld?.user ?? "mysql";
   const server = await startRestoredServer(
@@ -437,6 +660,7 @@ async function restoreAndCheck(
     user,
     (config.mysqld?.startTimeoutSeconds ?? 600) * 1000,
   );
+  if (deps.signal?.aborted) await server.stop(5_000);
   findings.timings.recoverySeconds = seconds(recovering);
   findings.checks.push({
     name: "startup",
@@ -445,7 +669,12 @@ async function restoreAndCheck(
   });
   const checking = performance.now();
   try {
-    await checkRestoredServer(server, manifest, findings);
+    await checkRestoredServer(server, manifest, findings, catchUpOptions(config));
+    await server.stop();
+    if (allPassedBut("pages", findings.checks) && !deps.signal?.aborted) {
+      const datadir = mapSourcePath(manifest.snapshot.sourceRoot, root, manifest.settings.datadir);
+      findings.checks.push(await checkPages(datadir, manifest.settings.innodbPageSize));
+    }
   } finally {
     await server.stop();
     findings.timings.checksSeconds = seconds(checking);
@@ -498,20 +727,37 @@ async function downloadAndExtract(
   bucket: string,
   manifest: BackupManifest,
   root: string,
+  options: RangedDownloadOptions,
 ): Promise<Extraction> {
   const where = `s3://${bucket}/${manifest.archive.key}`;
-  const response = await getObject(s3, bucket, manifest.archive.key, "the archive");
-  if (response?.Body === undefined) throw new CheckFailure("objects", `the archive ${where} is missing`);
-  const extraction = await extractArchive(response.Body as AsyncIterable<Uint8Array>, root);
+  const download = await openArchive(s3, bucket, manifest.archive.key, options);
+  if (download === null) throw new CheckFailure("objects", `the archive ${where} is missing`);
+  const extraction = await extractArchive(download.body, root);
   // A body shorter than S3 announced is a broken download, not a broken backup.
-  if (response.ContentLength !== undefined && extraction.archive.bytes !== response.ContentLength) {
+  if (download.bytes !== undefined && extraction.archive.bytes !== download.bytes) {
     throw new PipelineError(
       "VerifierInfrastructure",
-      `the download of ${where} ended after ${extraction.archive.bytes} of ${response.ContentLength} bytes`,
+      `the download of ${where} ended after ${extraction.archive.bytes} of ${download.bytes} bytes`,
       "check the verifier's network path to S3; the message will be retried",
     );
   }
   return extraction;
+}
+
+/** The archive opened for a ranged download, or null when it does not exist. */
+async function openArchive(s3: S3Client, bucket: string, key: string, options: RangedDownloadOptions) {
+  try {
+    return await openRanged(s3, bucket, key, options);
+  } catch (error) {
+    const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
+    if (e.name === "NoSuchKey" || e.$metadata?.httpStatusCode === 404) return null;
+    throw new PipelineError(
+      "VerifierInfrastructure",
+      `cannot download the archive s3://${bucket}/${key}: ${messageOf(error)}`,
+      "check the verifier's network path to S3 and its IAM permissions (s3:GetObject, kms:Decrypt)",
+      { cause: error },
+    );
+  }
 }
 
 /** The "objects" check: the archive's sha256 first (a corrupt download explains everything after it). */
@@ -556,18 +802,25 @@ async function startRestoredServer(
         { cause: error },
       );
     });
-    return await startScratchServer(plan, timeoutMs);
+    return await startScratchServer(plan, timeoutMs, deps.signal);
   } catch (error) {
     if (error instanceof StartupFailure) throw new CheckFailure("startup", error.message);
     throw error;
   }
 }
 
-/** "position" and "tables" against the running server; both record what they found. */
+/** The catch-up settings with their defaults, or null when catch-up is off. */
+function catchUpOptions(config: VerifyConfig): CatchUpOptions | null {
+  if (config.catchUp === undefined) return null;
+  return { optionFile: config.catchUp.optionFile, timeoutSeconds: config.catchUp.timeoutSeconds ?? 600 };
+}
+
+/** "position", "tables", the recovery point and (when configured) "replication" against the running server. */
 async function checkRestoredServer(
   server: ScratchServer,
   manifest: BackupManifest,
   findings: Findings,
+  catchUpWith: CatchUpOptions | null,
 ): Promise<void> {
   const conn = await server.connect();
   try {
@@ -585,6 +838,10 @@ async function checkRestoredServer(
     }
     findings.tables = tables.map(({ passed: _passed, ...table }) => table);
     findings.checks.push(judgeTables(comparison, tables));
+    findings.recoveryPoint = await readRecoveryPoint(conn, manifest.tables, new Date(manifest.startedAt));
+    if (catchUpWith !== null && findings.checks.every((c) => c.passed)) {
+      findings.checks.push(await catchUp(conn, manifest, catchUpWith));
+    }
   } finally {
     await conn.end().catch(() => undefined);
   }
@@ -611,15 +868,19 @@ async function s3Step<T>(what: string, step: () => Promise<T>): Promise<T> {
   try {
     return await step();
   } catch (error) {
-    throw new PipelineError(
-      "VerifierInfrastructure",
-      `cannot ${what}: ${messageOf(error)}`,
-      "check the verifier's access to S3",
-      {
-        cause: error,
-      },
-    );
+    throw s3Failure(what, error);
   }
+}
+
+function s3Failure(what: string, error: unknown): PipelineError {
+  return new PipelineError(
+    "VerifierInfrastructure",
+    `cannot ${what}: ${messageOf(error)}`,
+    "check the verifier's access to S3",
+    {
+      cause: error,
+    },
+  );
 }
 
 /** The exit code of an outcome (see the module comment). */
@@ -627,8 +888,10 @@ export function exitCodeOf(outcome: Outcome): number {
   switch (outcome) {
     case "verified":
     case "idle":
+    case "interrupted":
       return ExitCode.Ok;
     case "failed":
+    case "unsupported":
       return ExitCode.VerificationFailed;
     default:
       return ExitCode.VerifierInfrastructure;
@@ -644,6 +907,10 @@ export function summarizeResult(result: VerificationResult): string {
       return `rejected an invalid message: ${result.error?.message}\n${result.error?.hint}`;
     case "infrastructure":
       return `verification of ${result.backupId} did not finish (will be retried): ${result.error?.message}\n${result.error?.hint}`;
+    case "interrupted":
+      return `${result.error?.message}\n${result.error?.hint}`;
+    case "unsupported":
+      return `backup ${result.backupId}: UNSUPPORTED — ${result.report?.unsupportedReason}\nrun a verifier with that server (mysqld.binary) for this cluster`;
     default: {
       const failed = result.checks.find((c) => !c.passed);
       const t = result.timings;
@@ -652,6 +919,16 @@ export function summarizeResult(result: VerificationResult): string {
         `restore ${t.restoreSeconds}s (download+extract ${t.downloadExtractSeconds}s, recovery ${t.recoverySeconds}s, checks ${t.checksSeconds}s)`,
         `GTID captured ${result.position.captured?.gtidBinlogPos ?? result.position.captured?.gtidExecuted ?? "-"}, restored ${result.position.restored?.gtidBinlogPos ?? result.position.restored?.gtidExecuted ?? "-"}`,
         `checks: ${result.checks.map((c) => `${c.name} ${c.passed ? "ok" : "FAILED"}`).join(", ")}; ${result.tables.length} tables, ${result.tables.reduce((s, x) => s + (x.rows ?? 0), 0)} rows`,
+        ...(result.report?.drift
+          ? [
+              `drift: ${describeDrift(result.report.drift) ?? `none since ${result.report.drift.previousBackupId ?? "(no earlier verified backup)"}`}`,
+            ]
+          : []),
+        ...(result.report?.recoveryPoint
+          ? [
+              `recovery point: ${result.report.recoveryPoint.lagSeconds}s before the lock (${result.report.recoveryPoint.table})`,
+            ]
+          : []),
       ].join("\n");
     }
   }
@@ -666,7 +943,7 @@ export const verifyCommand: Subcommand<VerifyConfig> = {
     const clients = await createAwsClients(config.aws);
     const stop = new AbortController();
     const onSignal = () => {
-      log.info("stopping after the current message");
+      log.info("stopping: a restore in progress is interrupted and its message released");
       stop.abort();
     };
     process.once("SIGTERM", onSignal);

@@ -1,14 +1,14 @@
 import { access, readdir, realpath } from "node:fs/promises";
-import { basename, dirname, join, resolve } from "node:path";
-import { BACKUP_ID_PATTERN } from "../../contracts";
+import { join, resolve } from "node:path";
 import { PipelineError, messageOf } from "../errors";
 import {
-  SNAPSHOT_PREFIX,
+  SNAPSHOT_NAME,
+  describe,
   isInside,
+  realLocation,
+  serverPathList,
   snapshotName,
-  type CommandResult,
   type RunCommand,
-  type ServerPaths,
   type Snapshot,
   type SnapshotDriver,
 } from "./driver";
@@ -20,8 +20,6 @@ export interface BtrfsSettings {
   /** Where snapshots go; on the same btrfs filesystem. */
   snapshotDir: string;
 }
-
-const staleName = new RegExp(`^${SNAPSHOT_PREFIX}${BACKUP_ID_PATTERN.slice(1)}`);
 
 /**
  * btrfs: an atomic read-only snapshot of the subvolume (`btrfs subvolume snapshot -r`), read in place,
@@ -77,43 +75,21 @@ export function btrfsDriver(settings: BtrfsSettings, run: RunCommand): SnapshotD
       return { name: snapshotName(backupId), path };
     },
 
+    async open(snapshot) {
+      return snapshot;
+    },
+
     async remove(backupId) {
       const path = pathOf(backupId);
       if (await exists(path)) await deleteSnapshot(path);
     },
 
     async removeStale() {
-      const names = (await readdir(snapshotDir)).filter((name) => staleName.test(name));
+      const names = (await readdir(snapshotDir)).filter((name) => SNAPSHOT_NAME.test(name));
       for (const name of names) await deleteSnapshot(join(snapshotDir, name));
       return names;
     },
   };
-}
-
-function serverPathList(paths: ServerPaths): Array<[string, string]> {
-  const list: Array<[string, string]> = [
-    ["the datadir (@@datadir)", paths.datadir],
-    ["the InnoDB redo log directory (@@innodb_log_group_home_dir)", paths.innodbLogDir],
-    ["the InnoDB undo directory (@@innodb_undo_directory)", paths.innodbUndoDir],
-    ["the InnoDB system tablespace directory (@@innodb_data_home_dir)", paths.innodbDataHomeDir],
-  ];
-  if (paths.logBinBasename !== null) list.push(["the binary log (@@log_bin_basename)", paths.logBinBasename]);
-  return list;
-}
-
-/**
- * The real location of a path (symlinks resolved). A binlog basename is a prefix, not a file, so its
- * directory is resolved instead; a path that does not exist at all is judged as written.
- */
-async function realLocation(path: string): Promise<string> {
-  try {
-    return await realpath(path);
-  } catch {
-    return realpath(dirname(path)).then(
-      (dir) => join(dir, basename(path)),
-      () => resolve(path),
-    );
-  }
 }
 
 async function mustBeSubvolume(run: RunCommand, subvolume: string): Promise<void> {
@@ -144,9 +120,4 @@ async function exists(path: string): Promise<boolean> {
     () => true,
     () => false,
   );
-}
-
-function describe(result: CommandResult): string {
-  const how = result.signal ? `killed by ${result.signal}` : `exit ${result.exitCode}`;
-  return `${how}: ${(result.stderr || result.stdout).trim() || "(no output)"}`;
 }

@@ -1,8 +1,10 @@
+import { realpath } from "node:fs/promises";
+import { basename, dirname, join, resolve } from "node:path";
 import { $ } from "zx";
-import type { SnapshotDriverName } from "../../contracts";
+import { BACKUP_ID_PATTERN, type SnapshotDriverName } from "../../contracts";
 
 /**
- * The snapshot driver interface. A driver knows one volume manager (btrfs now; LVM and ZFS in issue 5):
+ * The snapshot driver interface. A driver knows one volume manager (btrfs, LVM or ZFS):
  * it proves the server's files live on the volume it snapshots, takes a read-only snapshot under the
  * lock, hands the archiver a directory to read, and removes the snapshot again — also one a crashed run
  * left behind.
@@ -62,12 +64,20 @@ export interface Snapshot {
 /** One volume manager's way to snapshot the server's volume. */
 export interface SnapshotDriver {
   readonly name: SnapshotDriverName;
-  /** The absolute path on this host that the snapshot's root stands for (manifest `snapshot.sourceRoot`). */
+  /**
+   * The absolute path on this host that the snapshot's root stands for (manifest `snapshot.sourceRoot`).
+   * LVM and ZFS learn it from the volume manager, so it is known once `prove` has run.
+   */
   readonly sourceRoot: string;
   /** Refuses (SnapshotFailed) unless every path is on the snapshotted volume; runs before any lock. */
   prove(paths: ServerPaths): Promise<void>;
   /** Takes the snapshot; called under the lock, so it must stop promptly when `signal` aborts. */
   create(backupId: string, signal: AbortSignal): Promise<Snapshot>;
+  /**
+   * Makes a snapshot readable, after the lock is released (LVM mounts it here, so the mount never lengthens
+   * the lock); returns the snapshot with the directory to read. btrfs and ZFS snapshots are readable as made.
+   */
+  open(snapshot: Snapshot): Promise<Snapshot>;
   /** Removes a snapshot of `backupId`, complete or partial; a no-op when there is none. */
   remove(backupId: string): Promise<void>;
   /** Removes snapshots this tool left behind in earlier runs (a crash); returns their names. */
@@ -80,6 +90,42 @@ export const SNAPSHOT_PREFIX = "mysql-backup-";
 /** The snapshot name of a backup. */
 export function snapshotName(backupId: string): string {
   return `${SNAPSHOT_PREFIX}${backupId}`;
+}
+
+/** Matches the names of this tool's snapshots (the prefix, then a backup id) and nothing else. */
+export const SNAPSHOT_NAME = new RegExp(`^${SNAPSHOT_PREFIX}${BACKUP_ID_PATTERN.slice(1)}`);
+
+/** A failed command as one line: how it ended and what it said. */
+export function describe(result: CommandResult): string {
+  const how = result.signal ? `killed by ${result.signal}` : `exit ${result.exitCode}`;
+  return `${how}: ${(result.stderr || result.stdout).trim() || "(no output)"}`;
+}
+
+/** The server paths a driver checks, each with the words that name it for a person. */
+export function serverPathList(paths: ServerPaths): Array<[string, string]> {
+  const list: Array<[string, string]> = [
+    ["the datadir (@@datadir)", paths.datadir],
+    ["the InnoDB redo log directory (@@innodb_log_group_home_dir)", paths.innodbLogDir],
+    ["the InnoDB undo directory (@@innodb_undo_directory)", paths.innodbUndoDir],
+    ["the InnoDB system tablespace directory (@@innodb_data_home_dir)", paths.innodbDataHomeDir],
+  ];
+  if (paths.logBinBasename !== null) list.push(["the binary log (@@log_bin_basename)", paths.logBinBasename]);
+  return list;
+}
+
+/**
+ * The real location of a path (symlinks resolved). A binlog basename is a prefix, not a file, so its
+ * directory is resolved instead; a path that does not exist at all is judged as written.
+ */
+export async function realLocation(path: string): Promise<string> {
+  try {
+    return await realpath(path);
+  } catch {
+    return realpath(dirname(path)).then(
+      (dir) => join(dir, basename(path)),
+      () => resolve(path),
+    );
+  }
 }
 
 /** True when `path` is `root` or below it (both absolute and normalised). */

@@ -1,22 +1,22 @@
 import type { SnapshotConfig } from "../../contracts";
-import { PipelineError } from "../errors";
 import { btrfsDriver } from "./btrfs";
 import type { RunCommand, SnapshotDriver } from "./driver";
+import { lvmDriver } from "./lvm";
+import { zfsDriver } from "./zfs";
 
 export * from "./driver";
 export { btrfsDriver } from "./btrfs";
+export { lvmDriver } from "./lvm";
+export { zfsDriver } from "./zfs";
 
-/** The driver the config names. LVM and ZFS arrive with issue 5 and are refused clearly until then. */
+/** The driver the config names. */
 export function driverFor(config: SnapshotConfig, run: RunCommand): SnapshotDriver {
   switch (config.driver) {
     case "btrfs":
       return btrfsDriver(config, run);
     case "lvm":
+      return lvmDriver(config, run);
     case "zfs":
-      throw new PipelineError(
-        "NotImplemented",
-        `the ${config.driver} snapshot driver is not available in this version`,
-        'use snapshot.driver "btrfs", or upgrade mysql-backup',
-      );
+      return zfsDriver(config, run);
   }
 }

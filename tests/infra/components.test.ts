@@ -7,6 +7,7 @@ import * as path from "node:path";
 import { parse as parseYaml } from "yaml";
 import {
   BackupBucket,
+  backupWritablePaths,
   clusterAlarms,
   dashboardBody,
   resolveQueueSettings,
@@ -206,5 +207,22 @@ describe("mock harness", () => {
     const second = await runProgram(program);
     expect(second.map((r) => r.urn)).toEqual(first.map((r) => r.urn));
     expect(first).toHaveLength(6);
+  });
+});
+
+describe("backupWritablePaths", () => {
+  test("lets a backup write only its archives and where its driver puts the snapshot", () => {
+    const btrfs = { driver: "btrfs", subvolume: "/srv/mysql", snapshotDir: "/srv/.snapshots" } as const;
+    const lvm = { driver: "lvm", volume: "vg0/mysql", size: "10G", mountDir: "/mnt/mysql-backup" } as const;
+    const zfs = { driver: "zfs", dataset: "tank/mysql" } as const;
+    expect(backupWritablePaths(btrfs, "/var/backups/mysql")).toEqual([
+      "/var/backups/mysql",
+      "/srv/.snapshots",
+    ]);
+    expect(backupWritablePaths(lvm, "/var/backups/mysql")).toEqual([
+      "/var/backups/mysql",
+      "/mnt/mysql-backup",
+    ]);
+    expect(backupWritablePaths(zfs, "/var/backups/mysql")).toEqual(["/var/backups/mysql"]);
   });
 });

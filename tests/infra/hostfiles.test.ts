@@ -12,7 +12,7 @@ import * as path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { parseBackupConfig, parseVerifyConfig } from "../../contracts";
 import { renderUserData, renderVerifyConfig, type ServerRelease } from "../../components";
-import { backupTimerUnit, INSTALLED_BINARY } from "../../hostscripts/systemd";
+import { backupServiceUnit, backupTimerUnit, INSTALLED_BINARY } from "../../hostscripts/systemd";
 import { bundleHostScripts } from "../../scripts/bundle";
 import { simulateStack, type RegisteredResource, type StackRun } from "../support/pulumi-mocks";
 
@@ -114,6 +114,7 @@ describe("rendered config files pass the contracts", () => {
       waitTimeSeconds: 20,
       visibilityTimeoutSeconds: 7200,
     });
+    expect(config.s3).toEqual({ kmsKeyId: dev.outputs.kmsKeyArn, tagObjects: true });
   });
 });
 
@@ -231,6 +232,57 @@ describe("systemd units", () => {
       "ExecStart=/usr/local/bin/mysql-backup backup --config /etc/mysql-backup/backup.json",
     );
     expect(text).toContain("Type=oneshot");
+  });
+
+  test("the hardened backup service (writable paths given) and its timer pass `systemd-analyze verify`", () => {
+    const service = backupServiceUnit({
+      cluster: "orders",
+      host: "replica1",
+      writablePaths: ["/var/backups/mysql", "/srv/mysql/.snapshots"],
+    });
+    const timer = backupTimerUnit({ schedule: "*-*-* 02:00:00 UTC", randomizedDelaySec: "30min" });
+    expect(verify({ "mysql-backup.service": service, "mysql-backup.timer": timer })).toEqual({
+      status: 0,
+      out: "",
+    });
+    const lines = service.split("\n");
+    for (const line of [
+      "Type=oneshot",
+      "IOSchedulingClass=idle",
+      "Nice=10",
+      "NoNewPrivileges=yes",
+      "ProtectSystem=strict",
+      "ReadWritePaths=/var/backups/mysql /srv/mysql/.snapshots -/run/lvm -/run/lock/lvm",
+      "PrivateTmp=yes",
+      "ProtectHome=yes",
+    ]) {
+      expect(lines).toContain(line);
+    }
+    // Snapshots and mounts need CAP_SYS_ADMIN; nothing lets the run change owners or load modules.
+    const caps = lines
+      .find((l) => l.startsWith("CapabilityBoundingSet="))!
+      .split("=")[1]
+      .split(" ");
+    expect(caps).toContain("CAP_SYS_ADMIN");
+    expect(caps).not.toContain("CAP_CHOWN");
+    expect(caps).not.toContain("CAP_SYS_MODULE");
+    expect(lines.some((l) => l.startsWith("PrivateDevices"))).toBe(false);
+    expect(timer.split("\n")).toEqual(
+      expect.arrayContaining([
+        "Persistent=true",
+        "RandomizedDelaySec=30min",
+        "OnCalendar=*-*-* 02:00:00 UTC",
+      ]),
+    );
+    expect(() => backupServiceUnit({ cluster: "c", host: "h", writablePaths: ["relative/dir"] })).toThrow(
+      /absolute/,
+    );
+  });
+
+  test("without writable paths the backup service keeps /var writable (ProtectSystem=full)", () => {
+    const lines = backupServiceUnit({ cluster: "c", host: "h" }).split("\n");
+    expect(lines).toContain("ProtectSystem=full");
+    expect(lines.some((l) => l.startsWith("ReadWritePaths"))).toBe(false);
   });
 
   test("the verifier service (from the user-data) passes `systemd-analyze verify` and restarts on failure", () => {

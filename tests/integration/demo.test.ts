@@ -26,6 +26,7 @@ describe("npm run demo", () => {
       ["startup", true],
       ["position", true],
       ["tables", true],
+      ["pages", true],
     ]);
     expect(summary.verification.gtidCaptured).toMatch(/^0-1-\d+$/);
     expect(summary.verification.gtidRestored).toBe(summary.verification.gtidCaptured);

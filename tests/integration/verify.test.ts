@@ -3,102 +3,26 @@
  * sysbench writes to the primary, restored by a real scratch `mariadbd`, with S3/SQS served by fauxqs.
  */
 import { readFile } from "node:fs/promises";
-import { hostname } from "node:os";
 import { DeleteObjectCommand, GetObjectCommand, S3Client } from "@aws-sdk/client-s3";
-import {
-  GetQueueAttributesCommand,
-  PurgeQueueCommand,
-  ReceiveMessageCommand,
-  SendMessageCommand,
-  type SQSClient,
-} from "@aws-sdk/client-sqs";
+import { PurgeQueueCommand, ReceiveMessageCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
 import { Upload } from "@aws-sdk/lib-storage";
-import { $ } from "zx";
-import {
-  BACKUP_CREATED,
-  parseBackupConfig,
-  parseVerificationReport,
-  parseVerifyConfig,
-  verificationKey,
-  type VerifyConfig,
-} from "../../contracts";
-import { backupDeps, runBackup, type BackupResult } from "../../hostscripts/backup";
-import { memoryLogger } from "../../hostscripts/log";
-import { fileSink } from "../../hostscripts/metrics";
-import { runVerifier, type VerificationResult } from "../../hostscripts/verify";
-import { labAwsClients, leftovers, sql } from "../../lab/lab";
-import { processesUsing } from "../../lab/processes";
+import { BACKUP_CREATED, parseVerificationReport, verificationKey } from "../../contracts";
+import { labAwsClients, sql } from "../../lab/lab";
 import { withLab } from "../support/lab";
+import {
+  expectNoScratchLeft as expectNoScratchLeftIn,
+  queueDepth,
+  runLabVerifier,
+  takeBackup as takeBackupOf,
+} from "./verify-support";
 
 jest.setTimeout(240_000);
 
 const lab = withLab({ load: true });
 
-async function verifyConfig(): Promise<VerifyConfig> {
-  return parseVerifyConfig(JSON.parse(await readFile(lab().verifyConfigPath, "utf8")));
-}
-
-async function takeBackup(): Promise<BackupResult> {
-  const lab_ = parseBackupConfig(JSON.parse(await readFile(lab().backupConfigPath, "utf8")));
-  // 5 MiB parts, as the backup tests use: the emulator refuses a single PUT of more than about 10 MB.
-  const config = { ...lab_, s3: { ...lab_.s3, partSizeMiB: 5 } };
-  const deps = await backupDeps(config, memoryLogger());
-  try {
-    return await runBackup(config, deps);
-  } finally {
-    deps.s3.destroy();
-    deps.sqs.destroy();
-  }
-}
-
-/** Runs `verify --once` with real clients against the lab; returns the result and the log lines. */
-async function verifyOnce(
-  idleSeconds = 30,
-  s3?: S3Client,
-): Promise<{ result: VerificationResult; log: ReturnType<typeof memoryLogger> }> {
-  const config = await verifyConfig();
-  const clients = labAwsClients(lab());
-  const log = memoryLogger();
-  try {
-    const result = await runVerifier(
-      config,
-      { once: true, idleSeconds },
-      {
-        ...clients,
-        s3: s3 ?? clients.s3,
-        metrics: fileSink(lab().metricsPath),
-        log,
-        $: $({ quiet: true }),
-        now: () => new Date(),
-        hostname: hostname(),
-      },
-    );
-    return { result, log };
-  } finally {
-    clients.s3.destroy();
-    clients.sqs.destroy();
-  }
-}
-
-/** Nothing of a restore is left: no scratch directory, no scratch server. */
-async function expectNoScratchLeft(): Promise<void> {
-  expect((await leftovers(lab().dir)).scratch).toEqual([]);
-  const scratchServers = (await processesUsing(lab().dir)).filter((p) => p.command.includes("/scratch/"));
-  expect(scratchServers).toEqual([]);
-}
-
-async function queueDepth(sqs: SQSClient, queueUrl: string): Promise<number> {
-  const attributes = await sqs.send(
-    new GetQueueAttributesCommand({
-      QueueUrl: queueUrl,
-      AttributeNames: ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    }),
-  );
-  return (
-    Number(attributes.Attributes?.ApproximateNumberOfMessages ?? 0) +
-    Number(attributes.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0)
-  );
-}
+const takeBackup = () => takeBackupOf(lab());
+const verifyOnce = (idleSeconds = 30, s3?: S3Client) => runLabVerifier(lab(), { idleSeconds, s3 });
+const expectNoScratchLeft = () => expectNoScratchLeftIn(lab());
 
 test("a backup taken under write load is verified, with the GTID captured under the lock", async () => {
   const backup = await takeBackup();
@@ -109,6 +33,11 @@ test("a backup taken under write load is verified, with the GTID captured under 
     expect.objectContaining({ name: "startup", passed: true }),
     expect.objectContaining({ name: "position", passed: true }),
     expect.objectContaining({ name: "tables", passed: true }),
+    expect.objectContaining({
+      name: "pages",
+      passed: true,
+      detail: expect.stringMatching(/^innochecksum: all pages/),
+    }),
   ]);
   expect(result).toMatchObject({ outcome: "verified", verdict: "verified", failedCheck: null });
   console.log(`restore of ${backup.archiveBytes} archive bytes: ${JSON.stringify(result.timings)}`);
@@ -257,7 +186,8 @@ test("when S3 cannot be reached the message stays for a retry and no verdict is 
     const { result, log } = await verifyOnce(30, unreachable);
     expect(result).toMatchObject({ outcome: "infrastructure", verdict: null, backupId: backup.backupId });
     expect(result.error?.message).toMatch(
-      /cannot download manifest.json s3:\/\/mysql-backups-lab\/.*ECONNREFUSED/,
+      // The first S3 call: is there a verdict already (a duplicate message)?
+      /cannot read s3:\/\/mysql-backups-lab\/backups\/lab\/replica1\/.*\/verification.json: .*ECONNREFUSED/,
     );
     expect(log.lines).toEqual(
       expect.arrayContaining([

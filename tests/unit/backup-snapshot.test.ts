@@ -118,9 +118,11 @@ test("removes only this tool's stale snapshots", async () => {
   ]);
 });
 
-test("drivers of later versions are refused clearly", () => {
+test("driverFor builds the driver the config names", () => {
   const { run } = recordingRun();
-  expect(() => driverFor({ driver: "zfs", dataset: "tank/mysql" }, run)).toThrow(
-    /zfs snapshot driver is not available/,
+  expect(driverFor({ driver: "btrfs", subvolume, snapshotDir }, run).name).toBe("btrfs");
+  expect(driverFor({ driver: "lvm", volume: "vg0/mysql", size: "10G", mountDir: "/mnt/s" }, run).name).toBe(
+    "lvm",
   );
+  expect(driverFor({ driver: "zfs", dataset: "tank/mysql" }, run).name).toBe("zfs");
 });

@@ -12,7 +12,8 @@ import {
   quoteIdentifier,
 } from "../../hostscripts/checks";
 import { ExitCode } from "../../hostscripts/errors";
-import { buildReport, reportMetrics, type ReportInput } from "../../hostscripts/report";
+import { buildReport, reportMetrics, verdictTags, type ReportInput } from "../../hostscripts/report";
+import { parseServerBuild, whyCannotRun } from "../../hostscripts/scratch-server";
 import { checkManifestKey, exitCodeOf } from "../../hostscripts/verify";
 
 const captured: CapturedPosition = {
@@ -197,6 +198,26 @@ describe("the report", () => {
     ).toThrow(/tables.0.rows/);
   });
 
+  test("unsupported: no check ran, no failed check, the reason is kept and the failure metric emitted", () => {
+    const report = buildReport(
+      input({ checks: [], restored: null, tables: [], unsupportedReason: "taken on mysql 8.4.3" }),
+    );
+    expect(report).toMatchObject({
+      verdict: "unsupported",
+      failedCheck: null,
+      checks: [],
+      unsupportedReason: "taken on mysql 8.4.3",
+    });
+    expect(reportMetrics(report, new Date())[0]).toMatchObject({ name: "VerificationFailed", value: 1 });
+    expect(buildReport(input())).not.toHaveProperty("unsupportedReason");
+  });
+
+  test("object tags: verified=true only for a verified backup", () => {
+    expect(verdictTags("verified")).toEqual([{ Key: "verified", Value: "true" }]);
+    expect(verdictTags("failed")).toEqual([{ Key: "verified", Value: "false" }]);
+    expect(verdictTags("unsupported")).toEqual([{ Key: "verified", Value: "false" }]);
+  });
+
   test("metrics: success or failure, restore seconds and backup age, per cluster", () => {
     const now = new Date("2026-11-24T02:10:00Z");
     expect(reportMetrics(buildReport(input()), now).map((d) => [d.name, d.value, d.dimensions])).toEqual([
@@ -246,4 +267,33 @@ test("exit codes: a failed verdict differs from a message or host problem", () =
   expect(exitCodeOf("failed")).toBe(ExitCode.VerificationFailed);
   expect(exitCodeOf("rejected")).toBe(ExitCode.VerifierInfrastructure);
   expect(exitCodeOf("infrastructure")).toBe(ExitCode.VerifierInfrastructure);
+  expect(exitCodeOf("unsupported")).toBe(ExitCode.VerificationFailed);
+  // systemd stopping the daemon is not a failure: the message was released for another verifier.
+  expect(exitCodeOf("interrupted")).toBe(ExitCode.Ok);
+});
+
+describe("which backups this verifier can run", () => {
+  test("--version output of MariaDB and MySQL builds", () => {
+    expect(
+      parseServerBuild("/usr/sbin/mariadbd  Ver 10.11.19-MariaDB-0+deb12u1 for debian-linux-gnu on x86_64"),
+    ).toEqual({ flavor: "mariadb", version: "10.11.19" });
+    expect(
+      parseServerBuild("/usr/sbin/mysqld  Ver 8.0.36 for Linux on x86_64 (MySQL Community Server - GPL)"),
+    ).toEqual({ flavor: "mysql", version: "8.0.36" });
+    expect(parseServerBuild("command not found")).toBeNull();
+  });
+
+  const mariadb = (version: string) => ({ flavor: "mariadb" as const, version });
+  const mysql = (version: string) => ({ flavor: "mysql" as const, version });
+
+  test("the same flavor from the same or an older series runs; the other flavor or a newer series does not", () => {
+    expect(whyCannotRun(mariadb("10.11.19"), mariadb("10.11.6-MariaDB-log"))).toBeNull();
+    expect(whyCannotRun(mariadb("10.11.19"), mariadb("10.6.16"))).toBeNull();
+    expect(whyCannotRun(mysql("8.4.3"), mysql("8.0.36"))).toBeNull();
+    expect(whyCannotRun(mariadb("10.11.19"), mysql("8.0.36"))).toMatch(
+      /taken on mysql 8\.0\.36; this verifier runs mariadb 10\.11\.19, which cannot open a mysql datadir/,
+    );
+    expect(whyCannotRun(mariadb("10.11.19"), mariadb("11.4.2"))).toMatch(/an older series/);
+    expect(whyCannotRun(mysql("8.0.36"), mysql("8.4.0"))).toMatch(/an older series/);
+  });
 });

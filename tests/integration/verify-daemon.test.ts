@@ -1,0 +1,293 @@
+/**
+ * The verifier as a daemon against the lab's real MariaDB and the emulator: a restore that outlasts the
+ * message's visibility timeout, a duplicate message, SIGTERM mid-restore (the real CLI, killed), and a
+ * backup of a server this verifier cannot run.
+ */
+import { spawn } from "node:child_process";
+import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import {
+  ChangeMessageVisibilityCommand,
+  ReceiveMessageCommand,
+  SendMessageCommand,
+} from "@aws-sdk/client-sqs";
+import { parseManifest, parseVerificationReport, verificationKey } from "../../contracts";
+import { findServerBinary } from "../../hostscripts/scratch-server";
+import { labAwsClients } from "../../lab/lab";
+import { processesUsing } from "../../lab/processes";
+import { withLab } from "../support/lab";
+import {
+  expectNoScratchLeft,
+  labVerifyConfig,
+  queueDepth,
+  readMetrics,
+  runLabVerifier,
+  takeBackup,
+  withClients,
+} from "./verify-support";
+
+jest.setTimeout(240_000);
+
+const lab = withLab();
+const repo = resolve(__dirname, "..", "..");
+const refOf = (backupId: string) => ({ prefix: "backups", cluster: "lab", host: "replica1", backupId });
+
+test("a restore longer than the visibility timeout completes once: no other verifier receives the message", async () => {
+  const backup = await takeBackup(lab());
+  const base = await labVerifyConfig(lab());
+  // A server whose start takes 8 s longer, like a long crash recovery: the lab's restore alone takes ~2 s.
+  const slowServer = join(await mkdtemp(join(tmpdir(), "slow-mariadbd-")), "mariadbd");
+  await writeFile(
+    slowServer,
+    `#!/bin/sh\n[ "$1" = --version ] || sleep 8\nexec ${await findServerBinary(undefined)} "$@"\n`,
+    {
+      mode: 0o755,
+    },
+  );
+  // Below the schema's minimum on purpose: the heartbeat must carry a restore far past this timeout.
+  const config = {
+    ...base,
+    sqs: { ...base.sqs, visibilityTimeoutSeconds: 3 },
+    mysqld: { ...base.mysqld, binary: slowServer },
+  };
+  const stolen: string[] = [];
+  const done = new AbortController();
+  const thief = withClients(lab(), async ({ sqs }) => {
+    // A second verifier starts polling once the first has the message (its scratch directory exists).
+    while (!done.signal.aborted && (await readdir(lab().scratchDir)).length === 0) await sleep(50);
+    while (!done.signal.aborted) {
+      const got = await sqs.send(
+        new ReceiveMessageCommand({ QueueUrl: lab().sqs.queueUrl, WaitTimeSeconds: 1, VisibilityTimeout: 1 }),
+      );
+      stolen.push(...(got.Messages ?? []).map((m) => m.MessageId ?? "?"));
+    }
+  });
+  const { result } = await runLabVerifier(lab(), { config }).finally(() => done.abort());
+  await thief;
+  await rm(dirname(slowServer), { recursive: true });
+
+  expect(result).toMatchObject({ outcome: "verified", backupId: backup.backupId, alreadyReported: false });
+  console.log(`restore with a 3 s visibility timeout: ${JSON.stringify(result.timings)}`);
+  expect(result.timings.restoreSeconds).toBeGreaterThan(2 * 3);
+  expect(stolen).toEqual([]);
+  expect(await withClients(lab(), ({ sqs }) => queueDepth(sqs, lab().sqs.queueUrl))).toBe(0);
+  await expectNoScratchLeft(lab());
+});
+
+test("a duplicate message yields one report and no second restore", async () => {
+  const backup = await takeBackup(lab());
+  // Read the message without taking it, and send its twin: SQS delivers at least once.
+  await withClients(lab(), async ({ sqs }) => {
+    const got = await sqs.send(
+      new ReceiveMessageCommand({ QueueUrl: lab().sqs.queueUrl, WaitTimeSeconds: 2, VisibilityTimeout: 0 }),
+    );
+    expect(got.Messages).toHaveLength(1);
+    await sqs.send(
+      new SendMessageCommand({ QueueUrl: lab().sqs.queueUrl, MessageBody: got.Messages![0].Body }),
+    );
+  });
+  const succeededBefore = (await readMetrics(lab())).filter((m) => m.name === "VerificationSucceeded").length;
+
+  const first = await runLabVerifier(lab());
+  expect(first.result).toMatchObject({ outcome: "verified", alreadyReported: false });
+  const key = verificationKey(refOf(backup.backupId));
+  const written = await withClients(lab(), async ({ s3 }) => {
+    const object = await s3.send(new GetObjectCommand({ Bucket: lab().s3.bucket, Key: key }));
+    return { body: await object.Body!.transformToString(), etag: object.ETag };
+  });
+
+  const second = await runLabVerifier(lab());
+  expect(second.result).toMatchObject({
+    outcome: "verified",
+    alreadyReported: true,
+    backupId: backup.backupId,
+  });
+  expect(second.result.report).toEqual(parseVerificationReport(JSON.parse(written.body)));
+  // Nothing was restored the second time.
+  expect(second.result.timings).toEqual(first.result.report!.timings);
+  expect(second.log.lines).toEqual(
+    expect.arrayContaining([
+      expect.objectContaining({ message: expect.stringMatching(/not restoring it again/) }),
+    ]),
+  );
+  expect(second.log.lines.some((l) => /^backup .* verified/.test(l.message))).toBe(false);
+
+  await withClients(lab(), async ({ s3, sqs }) => {
+    const head = await s3.send(new HeadObjectCommand({ Bucket: lab().s3.bucket, Key: key }));
+    expect(head.ETag).toBe(written.etag);
+    expect(await queueDepth(sqs, lab().sqs.queueUrl)).toBe(0);
+  });
+  const succeededAfter = (await readMetrics(lab())).filter((m) => m.name === "VerificationSucceeded").length;
+  expect(succeededAfter - succeededBefore).toBe(1);
+  await expectNoScratchLeft(lab());
+});
+
+test("SIGTERM mid-restore stops the scratch server, removes the scratch and releases the message", async () => {
+  const backup = await takeBackup(lab());
+  const cli = spawn(
+    process.execPath,
+    [join(repo, "bin", "mysql-backup.js"), "verify", "--config", lab().verifyConfigPath, "--once", "--json"],
+    { cwd: repo, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let stdout = "";
+  let stderr = "";
+  cli.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+  cli.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+  const exited = new Promise<number | null>((done) => cli.once("exit", (code) => done(code)));
+
+  // Mid-restore: the scratch server is up (or recovering) when the signal arrives.
+  const deadline = Date.now() + 120_000;
+  const scratchServer = async () =>
+    (await processesUsing(lab().dir)).some(
+      (p) => p.command.includes("/scratch/") && /mariadbd|mysqld/.test(p.command),
+    );
+  while (!(await scratchServer())) {
+    if (Date.now() > deadline || cli.exitCode !== null)
+      throw new Error(`no scratch server appeared:\n${stderr}`);
+    await sleep(100);
+  }
+  cli.kill("SIGTERM");
+  const code = await exited;
+
+  expect(code).toBe(0);
+  const result = JSON.parse(stdout.trim().split("\n").at(-1)!);
+  expect(result).toMatchObject({ outcome: "interrupted", backupId: backup.backupId, reportKey: null });
+  await expectNoScratchLeft(lab());
+  await withClients(lab(), async ({ s3, sqs }) => {
+    // Released: visible again at once, not after the 120 s visibility timeout.
+    const again = await sqs.send(
+      new ReceiveMessageCommand({ QueueUrl: lab().sqs.queueUrl, WaitTimeSeconds: 2 }),
+    );
+    expect(again.Messages?.map((m) => JSON.parse(m.Body!).backupId)).toEqual([backup.backupId]);
+    const report = s3.send(
+      new HeadObjectCommand({ Bucket: lab().s3.bucket, Key: verificationKey(refOf(backup.backupId)) }),
+    );
+    await expect(report).rejects.toMatchObject({ $metadata: { httpStatusCode: 404 } });
+    await sqs.send(
+      new ChangeMessageVisibilityCommand({
+        QueueUrl: lab().sqs.queueUrl,
+        ReceiptHandle: again.Messages![0].ReceiptHandle,
+        VisibilityTimeout: 0,
+      }),
+    );
+  });
+  // The released backup is verified by the next verifier.
+  const next = await runLabVerifier(lab());
+  expect(next.result).toMatchObject({ outcome: "verified", backupId: backup.backupId });
+  await withClients(lab(), async ({ sqs }) => expect(await queueDepth(sqs, lab().sqs.queueUrl)).toBe(0));
+});
+
+test("a backup of a server this verifier cannot run is reported unsupported once, not retried", async () => {
+  const backup = await takeBackup(lab());
+  // The same backup, as if taken on MySQL 8.4: no MariaDB can open that datadir.
+  await withClients(lab(), async ({ s3 }) => {
+    const object = await s3.send(new GetObjectCommand({ Bucket: lab().s3.bucket, Key: backup.manifestKey }));
+    const manifest = parseManifest(JSON.parse(await object.Body!.transformToString()));
+    const mysql = { ...manifest, server: { ...manifest.server, flavor: "mysql" as const, version: "8.4.3" } };
+    await s3.send(
+      new PutObjectCommand({ Bucket: lab().s3.bucket, Key: backup.manifestKey, Body: JSON.stringify(mysql) }),
+    );
+  });
+  const failedBefore = (await readMetrics(lab())).filter((m) => m.name === "VerificationFailed").length;
+  const { result } = await runLabVerifier(lab());
+  expect(result).toMatchObject({
+    outcome: "unsupported",
+    verdict: "unsupported",
+    failedCheck: null,
+    checks: [],
+  });
+  expect(result.report?.unsupportedReason).toMatch(
+    /taken on mysql 8\.4\.3; this verifier runs mariadb 10\.\d+/,
+  );
+  expect((await readMetrics(lab())).filter((m) => m.name === "VerificationFailed").length).toBe(
+    failedBefore + 1,
+  );
+  await withClients(lab(), async ({ sqs }) => expect(await queueDepth(sqs, lab().sqs.queueUrl)).toBe(0));
+  await expectNoScratchLeft(lab());
+});
+
+test("with concurrency 2 the daemon restores two backups at once, each in its own scratch directory", async () => {
+  const backups = [await takeBackup(lab()), await takeBackup(lab())];
+  const base = await labVerifyConfig(lab());
+  const stop = new AbortController();
+  const keys = backups.map((b) => verificationKey(refOf(b.backupId)));
+  const scratchDirs = new Set<string>();
+  const watcher = (async () => {
+    // Stop the daemon once both verdicts are written; note the scratch directories seen meanwhile.
+    while (!stop.signal.aborted) {
+      for (const entry of await readdir(lab().scratchDir)) scratchDirs.add(entry);
+      const written = await withClients(lab(), ({ s3 }) =>
+        Promise.all(
+          keys.map((Key) =>
+            s3.send(new HeadObjectCommand({ Bucket: lab().s3.bucket, Key })).then(
+              () => true,
+              () => false,
+            ),
+          ),
+        ),
+      );
+      if (written.every(Boolean)) stop.abort();
+      else await sleep(100);
+    }
+  })();
+  const { log } = await runLabVerifier(lab(), {
+    config: { ...base, concurrency: 2 },
+    once: false,
+    signal: stop.signal,
+  });
+  await watcher;
+
+  const started = log.lines.filter((l) => l.message === "verifying backup");
+  expect(started.map((l) => l.worker).sort()).toEqual([1, 2]);
+  expect(started.map((l) => l.backupId).sort()).toEqual(backups.map((b) => b.backupId).sort());
+  // Both restores began before either finished.
+  const firstVerdict = log.lines.findIndex((l) => /^backup .* verified/.test(l.message));
+  expect(log.lines.indexOf(started[1])).toBeLessThan(firstVerdict);
+  expect([...scratchDirs].filter((d) => backups.some((b) => d.startsWith(b.backupId)))).toHaveLength(2);
+  await withClients(lab(), async ({ sqs }) => expect(await queueDepth(sqs, lab().sqs.queueUrl)).toBe(0));
+  await expectNoScratchLeft(lab());
+});
+
+test("the archive is downloaded as ranged parts, several at once, and verified", async () => {
+  const backup = await takeBackup(lab());
+  const base = await labVerifyConfig(lab());
+  // Observes (does not answer) the archive's GETs: their ranges, and how many were in flight at once.
+  const ranges: string[] = [];
+  let inFlight = 0;
+  let mostInFlight = 0;
+  const s3 = labAwsClients(lab()).s3;
+  s3.middlewareStack.add(
+    (next) => async (args) => {
+      const input = args.input as { Key?: string; Range?: string };
+      if (input.Key !== backup.archiveKey) return next(args);
+      ranges.push(input.Range ?? "(whole)");
+      mostInFlight = Math.max(mostInFlight, ++inFlight);
+      try {
+        return await next(args);
+      } finally {
+        inFlight--;
+      }
+    },
+    { step: "initialize", name: "observeRanges" },
+  );
+  try {
+    const { result } = await runLabVerifier(lab(), {
+      config: { ...base, download: { partSizeMiB: 1, concurrency: 4 } },
+      s3,
+    });
+    expect(result).toMatchObject({ outcome: "verified", backupId: backup.backupId });
+    console.log(`download+extract in 1 MiB parts, 4 at once: ${result.timings.downloadExtractSeconds}s`);
+  } finally {
+    s3.destroy();
+  }
+  const mib = 1024 * 1024;
+  const parts = Math.ceil(backup.archiveBytes / mib);
+  expect(ranges).toHaveLength(parts);
+  expect(ranges[0]).toBe(`bytes=0-${mib - 1}`);
+  expect(ranges.at(-1)).toBe(`bytes=${(parts - 1) * mib}-${backup.archiveBytes - 1}`);
+  expect(mostInFlight).toBeGreaterThan(1);
+  expect(mostInFlight).toBeLessThanOrEqual(4);
+});

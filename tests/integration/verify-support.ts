@@ -1,0 +1,116 @@
+/**
+ * What the verifier's integration tests share: a backup of the lab replica, `verify --once` with real
+ * clients, and the assertions that nothing of a restore is left and how deep the queue is.
+ */
+import { readFile } from "node:fs/promises";
+import { hostname } from "node:os";
+import type { S3Client } from "@aws-sdk/client-s3";
+import { GetQueueAttributesCommand, type SQSClient } from "@aws-sdk/client-sqs";
+import { $ } from "zx";
+import { parseBackupConfig, parseVerifyConfig, type VerifyConfig } from "../../contracts";
+import { backupDeps, runBackup, type BackupResult } from "../../hostscripts/backup";
+import { memoryLogger } from "../../hostscripts/log";
+import { fileSink } from "../../hostscripts/metrics";
+import { runVerifier, type VerificationResult, type VerifierDeps } from "../../hostscripts/verify";
+import { labAwsClients, leftovers, type Lab } from "../../lab/lab";
+import { processesUsing } from "../../lab/processes";
+
+/** The lab's verify config, as the CLI would read it. */
+export async function labVerifyConfig(lab: Lab): Promise<VerifyConfig> {
+  return parseVerifyConfig(JSON.parse(await readFile(lab.verifyConfigPath, "utf8")));
+}
+
+/** A real backup of the lab replica (it sends its backup.created message). */
+export async function takeBackup(lab: Lab): Promise<BackupResult> {
+  const config = parseBackupConfig(JSON.parse(await readFile(lab.backupConfigPath, "utf8")));
+  const deps = await backupDeps(config, memoryLogger());
+  try {
+    return await runBackup(config, deps);
+  } finally {
+    deps.s3.destroy();
+    deps.sqs.destroy();
+  }
+}
+
+/** Runs the verifier with real clients against the lab; returns the result and the log lines. */
+export async function runLabVerifier(
+  lab: Lab,
+  options: {
+    config?: VerifyConfig;
+    idleSeconds?: number;
+    once?: boolean;
+    signal?: AbortSignal;
+    /** Stands in for the lab's S3 client (e.g. one with a middleware). */
+    s3?: S3Client;
+  } = {},
+): Promise<{ result: VerificationResult; log: ReturnType<typeof memoryLogger> }> {
+  const config = options.config ?? (await labVerifyConfig(lab));
+  const clients = labAwsClients(lab);
+  const log = memoryLogger();
+  const deps: VerifierDeps = {
+    ...clients,
+    s3: options.s3 ?? clients.s3,
+    metrics: fileSink(lab.metricsPath),
+    log,
+    $: $({ quiet: true }),
+    now: () => new Date(),
+    hostname: hostname(),
+    signal: options.signal,
+  };
+  try {
+    const result = await runVerifier(
+      config,
+      { once: options.once ?? true, idleSeconds: options.idleSeconds ?? 30 },
+      deps,
+    );
+    return { result, log };
+  } finally {
+    clients.s3.destroy();
+    clients.sqs.destroy();
+  }
+}
+
+/** Nothing of a restore is left: no scratch directory, no scratch server. */
+export async function expectNoScratchLeft(lab: Lab): Promise<void> {
+  expect((await leftovers(lab.dir)).scratch).toEqual([]);
+  const scratchServers = (await processesUsing(lab.dir)).filter((p) => p.command.includes("/scratch/"));
+  expect(scratchServers).toEqual([]);
+}
+
+/** Messages in the queue, visible or in flight. */
+export async function queueDepth(sqs: SQSClient, queueUrl: string): Promise<number> {
+  const attributes = await sqs.send(
+    new GetQueueAttributesCommand({
+      QueueUrl: queueUrl,
+      AttributeNames: ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    }),
+  );
+  return (
+    Number(attributes.Attributes?.ApproximateNumberOfMessages ?? 0) +
+    Number(attributes.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0)
+  );
+}
+
+/** The metric lines written so far. */
+export async function readMetrics(lab: Lab): Promise<Array<{ name: string; value: number }>> {
+  const text = await readFile(lab.metricsPath, "utf8").catch(() => "");
+  return text
+    .trim()
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => JSON.parse(line));
+}
+
+/** Test S3/SQS clients for the lab, destroyed after `use`. */
+export async function withClients<T>(
+  lab: Lab,
+  use: (clients: { s3: S3Client; sqs: SQSClient }) => Promise<T>,
+): Promise<T> {
+  const clients = labAwsClients(lab);
+  try {
+    return await use(clients);
+  } finally {
+    clients.s3.destroy();
+    clients.sqs.destroy();
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * The free-space check on real directories and the real statfs: the data size it measures, the ratio it
+ * plans with (configured, else learned from the last local manifest), and the DiskSpace refusal.
+ */
+import { mkdir, mkdtemp, rm, statfs, writeFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { BackupConfig } from "../../contracts";
+import { buildManifest } from "../../hostscripts/backup";
+import { detectDialect, readServerFacts, type Query } from "../../hostscripts/dialect";
+import { checkDiskSpace, treeBytes } from "../../hostscripts/diskspace";
+import { PipelineError } from "../../hostscripts/errors";
+
+let root: string;
+let source: string;
+let localDir: string;
+
+beforeEach(async () => {
+  root = await mkdtemp(join(tmpdir(), "backup-diskspace-"));
+  source = join(root, "source");
+  localDir = join(root, "local");
+  await mkdir(join(source, "data", "sbtest"), { recursive: true });
+  await mkdir(localDir);
+  await writeFile(join(source, "data", "ibdata1"), Buffer.alloc(3000));
+  await writeFile(join(source, "data", "sbtest", "sbtest1.ibd"), Buffer.alloc(7000));
+});
+
+afterEach(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+/** A valid local manifest whose archive is `bytes` of `rawBytes`, from the recorded MySQL 8.0 server. */
+async function writeLocalManifest(backupId: string, bytes: number, rawBytes: number): Promise<void> {
+  const fixture = JSON.parse(
+    readFileSync(join(__dirname, "..", "fixtures", "mysql8", "mysql-8.0.36-replica.json"), "utf8"),
+  ) as { responses: Record<string, Record<string, unknown>[]> };
+  const query: Query = async (sql) => {
+    const key = Object.keys(fixture.responses).find((k) => sql.replace(/\s+/g, " ").trim().startsWith(k));
+    return key === undefined ? [] : fixture.responses[key];
+  };
+  const facts = await readServerFacts(query);
+  const dialect = await detectDialect(facts.versionString, query);
+  const config = {
+    cluster: "c",
+    host: "h",
+    snapshot: { driver: "btrfs", subvolume: "/var/lib/mysql", snapshotDir: "/var/lib/.s" },
+  } as BackupConfig;
+  const manifest = buildManifest(config, {
+    backupId,
+    startedAt: new Date("2026-11-23T02:00:00Z"),
+    completedAt: new Date("2026-11-23T02:01:00Z"),
+    facts,
+    dialect,
+    lockMs: 3,
+    frozen: {
+      position: await dialect.capturePosition(query),
+      tables: [],
+      snapshot: { name: `mysql-backup-${backupId}`, path: "/var/lib/.s/x" },
+    },
+    sourceRoot: "/var/lib",
+    archive: {
+      path: "/x",
+      bytes,
+      sha256: "a".repeat(64),
+      rawBytes,
+      files: [{ path: "data/ibdata1", bytes: rawBytes, sha256: "b".repeat(64) }],
+      directories: 0,
+      symlinks: 0,
+      skipped: [],
+      seconds: 1,
+    },
+    archiveKey: `backups/c/h/${backupId}/archive.tar.zst`,
+  });
+  await mkdir(join(localDir, backupId));
+  await writeFile(join(localDir, backupId, "manifest.json"), JSON.stringify(manifest));
+}
+
+test("measures the data below the source root", async () => {
+  expect(await treeBytes(source)).toBe(10_000);
+  expect(await treeBytes(join(root, "missing"))).toBe(0);
+});
+
+test("plans with ratio 1 without history, and with the last backup's ratio × 1.25 once there is one", async () => {
+  expect(await checkDiskSpace(localDir, source, { reserveMiB: 0 })).toMatchObject({
+    dataBytes: 10_000,
+    ratio: 1,
+    archiveBytes: 10_000,
+  });
+  await writeLocalManifest("20261122T020000Z-aaaaaa", 100, 1000);
+  await writeLocalManifest("20261123T020000Z-bbbbbb", 200, 1000);
+  await mkdir(join(localDir, "20261124T020000Z-cccccc")); // incomplete: no manifest, skipped
+  const estimate = await checkDiskSpace(localDir, source, { reserveMiB: 0 });
+  expect(estimate.ratio).toBeCloseTo(0.25);
+  expect(estimate.archiveBytes).toBe(2500);
+  const fs = await statfs(localDir);
+  expect(estimate.freeBytes).toBe(Number(fs.bavail) * Number(fs.bsize));
+});
+
+test("refuses with DiskSpace when the estimate and the reserve exceed the free space", async () => {
+  const error = await checkDiskSpace(localDir, source, { ratio: 1, reserveMiB: 1024 ** 3 }).catch(
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(PipelineError);
+  expect((error as PipelineError).kind).toBe("DiskSpace");
+  expect((error as PipelineError).exitCode).toBe(13);
+  expect((error as PipelineError).message).toContain(localDir);
+  expect((error as PipelineError).hint).toContain("keepLocal");
+});
