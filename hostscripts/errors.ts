@@ -17,7 +17,6 @@ export const ExitCode = {
   VerifierInfrastructure: 11,
   AlreadyRunning: 12,
   DiskSpace: 13,
-  NotImplemented: 14,
 } as const;
 
 export type ExitCodeName = keyof typeof ExitCode;

@@ -46,5 +46,16 @@ export async function readSecretIni(path: string, what: string): Promise<IniGrou
       `run: chmod 600 ${path}`,
     );
   }
-  return parseIni(await readFile(path, "utf8"));
+  try {
+    return parseIni(await readFile(path, "utf8"));
+  } catch (e) {
+    throw new PipelineError(
+      "Config",
+      `${what} ${path} cannot be read: ${(e as Error).message}`,
+      "point the config at a readable file",
+      {
+        cause: e,
+      },
+    );
+  }
 }

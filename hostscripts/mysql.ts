@@ -12,13 +12,23 @@ export interface ClientOptions {
   port?: number;
 }
 
+/** Environment variables that override the option file's user and password (e.g. from systemd credentials). */
+export const MYSQL_USER_ENV = "MYSQL_BACKUP_USER";
+export const MYSQL_PASSWORD_ENV = "MYSQL_BACKUP_PASSWORD";
+
 /**
- * Reads the [client] group of a my.cnf-style option file, then [mysql-backup] on top of it.
- * Credentials live only in this file (mode 0600): never on a command line, never in the JSON config.
+ * Reads the [client] group of a my.cnf-style option file, then [mysql-backup] on top of it, then the
+ * MYSQL_BACKUP_USER / MYSQL_BACKUP_PASSWORD environment variables (for secret stores that inject the
+ * environment). Credentials never come from a command line or the JSON config.
  */
-export async function readOptionFile(path: string): Promise<ClientOptions> {
+export async function readOptionFile(
+  path: string,
+  env: Record<string, string | undefined> = process.env,
+): Promise<ClientOptions> {
   const groups = await readSecretIni(path, "MySQL option file");
   const merged = { ...groups.client, ...groups["mysql-backup"] };
+  if (env[MYSQL_USER_ENV]) merged.user = env[MYSQL_USER_ENV];
+  if (env[MYSQL_PASSWORD_ENV] !== undefined) merged.password = env[MYSQL_PASSWORD_ENV];
   if (!merged.user) {
     throw new PipelineError("Config", `MySQL option file ${path} has no user`, "add user=... under [client]");
   }

@@ -41,6 +41,20 @@ describe("option files", () => {
     expect(await readOptionFile(path)).toEqual({ user: "backup", password: "s3cret", socket: "/run/a.sock" });
   });
 
+  it("take user and password from the environment over the file, for secret stores", async () => {
+    const path = join(dir, "env.cnf");
+    await writeFile(path, "[client]\nuser=backup\npassword=from-file\nsocket=/run/m.sock\n", { mode: 0o600 });
+    expect(await readOptionFile(path, { MYSQL_BACKUP_PASSWORD: "from-env" })).toEqual({
+      user: "backup",
+      password: "from-env",
+      socket: "/run/m.sock",
+    });
+    expect(await readOptionFile(path, { MYSQL_BACKUP_USER: "other" })).toMatchObject({
+      user: "other",
+      password: "from-file",
+    });
+  });
+
   it("refuse a file that others can read, saying how to fix it", async () => {
     const path = join(dir, "open.cnf");
     await writeFile(path, "[client]\nuser=backup\npassword=s3cret\n");
