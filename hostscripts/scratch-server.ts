@@ -69,7 +69,11 @@ export interface ScratchServerPlan {
   serverId: number;
   innodbPageSize: number;
   lowerCaseTableNames: number;
+  bufferPoolMiB: number;
 }
+
+/** Scratch buffer pool when the config is silent (see VerifyConfig.mysqld.bufferPoolMiB). */
+export const DEFAULT_SCRATCH_BUFFER_POOL_MIB = 512;
 
 /** A server id that differs from the source's, so nothing the restore logs can pass for the source's. */
 export function scratchServerId(sourceServerId: number): number {
@@ -80,7 +84,7 @@ export function scratchServerId(sourceServerId: number): number {
 export function planScratchServer(
   manifest: BackupManifest,
   dir: string,
-  server: { binary: string; user: string },
+  server: { binary: string; user: string; bufferPoolMiB?: number },
 ): ScratchServerPlan {
   const root = join(dir, "root");
   const map = (path: string) => mapSourcePath(manifest.snapshot.sourceRoot, root, path);
@@ -90,6 +94,7 @@ export function planScratchServer(
     settings.logBinIndex !== null ? map(settings.logBinIndex) : logBin === null ? null : `${logBin}.index`;
   return {
     ...server,
+    bufferPoolMiB: server.bufferPoolMiB ?? DEFAULT_SCRATCH_BUFFER_POOL_MIB,
     root,
     datadir: map(settings.datadir),
     logBin,
@@ -121,7 +126,7 @@ export function scratchServerArgs(plan: ScratchServerPlan): string[] {
     `--server-id=${plan.serverId}`,
     `--innodb-page-size=${plan.innodbPageSize}`,
     `--lower-case-table-names=${plan.lowerCaseTableNames}`,
-    "--innodb-buffer-pool-size=64M",
+    `--innodb-buffer-pool-size=${plan.bufferPoolMiB}M`,
     "--skip-name-resolve",
   ];
   if (plan.logBin !== null) args.push(`--log-bin=${plan.logBin}`);

@@ -659,6 +659,7 @@ async function restoreAndCheck(
     deps,
     user,
     (config.mysqld?.startTimeoutSeconds ?? 600) * 1000,
+    config.mysqld?.bufferPoolMiB,
   );
   if (deps.signal?.aborted) await server.stop(5_000);
   findings.timings.recoverySeconds = seconds(recovering);
@@ -669,7 +670,13 @@ async function restoreAndCheck(
   });
   const checking = performance.now();
   try {
-    await checkRestoredServer(server, manifest, findings, catchUpOptions(config));
+    await checkRestoredServer(
+      server,
+      manifest,
+      findings,
+      catchUpOptions(config),
+      config.checks?.extended ?? false,
+    );
     await server.stop();
     if (allPassedBut("pages", findings.checks) && !deps.signal?.aborted) {
       const datadir = mapSourcePath(manifest.snapshot.sourceRoot, root, manifest.settings.datadir);
@@ -790,9 +797,10 @@ async function startRestoredServer(
   deps: VerifierDeps & { binary: string; work: string },
   user: string,
   timeoutMs: number,
+  bufferPoolMiB: number | undefined,
 ): Promise<ScratchServer> {
   try {
-    const plan = planScratchServer(manifest, deps.work, { binary: deps.binary, user });
+    const plan = planScratchServer(manifest, deps.work, { binary: deps.binary, user, bufferPoolMiB });
     await prepareScratchTree(manifest, plan);
     await deps.$`chown -R ${user}: ${deps.work}`.quiet().catch((error: unknown) => {
       throw new PipelineError(
@@ -821,6 +829,7 @@ async function checkRestoredServer(
   manifest: BackupManifest,
   findings: Findings,
   catchUpWith: CatchUpOptions | null,
+  extended: boolean,
 ): Promise<void> {
   const conn = await server.connect();
   try {
@@ -834,10 +843,11 @@ async function checkRestoredServer(
     const missing = new Set(comparison.missing);
     const tables = [];
     for (const table of manifest.tables) {
-      if (!missing.has(`${table.schema}.${table.table}`)) tables.push(await checkTable(conn, table));
+      if (!missing.has(`${table.schema}.${table.table}`))
+        tables.push(await checkTable(conn, table, extended));
     }
     findings.tables = tables.map(({ passed: _passed, ...table }) => table);
-    findings.checks.push(judgeTables(comparison, tables));
+    findings.checks.push(judgeTables(comparison, tables, extended));
     findings.recoveryPoint = await readRecoveryPoint(conn, manifest.tables, new Date(manifest.startedAt));
     if (catchUpWith !== null && findings.checks.every((c) => c.passed)) {
       findings.checks.push(await catchUp(conn, manifest, catchUpWith));

@@ -129,6 +129,15 @@ describe("the scratch server's command line", () => {
     expect(args.some((a) => a.startsWith("--port") || a.startsWith("--bind-address"))).toBe(false);
   });
 
+  test("the scratch buffer pool is 512 MiB unless the config sizes it", () => {
+    const pool = (bufferPoolMiB?: number) =>
+      scratchServerArgs(
+        planScratchServer(manifest({}, 2), "/s", { binary: "m", user: "mysql", bufferPoolMiB }),
+      ).filter((a) => a.startsWith("--innodb-buffer-pool-size="));
+    expect(pool()).toEqual(["--innodb-buffer-pool-size=512M"]);
+    expect(pool(4096)).toEqual(["--innodb-buffer-pool-size=4096M"]);
+  });
+
   test("the server id stays distinct even when the source already uses the scratch default", () => {
     const first = scratchServerArgs(planScratchServer(manifest({}, 2), "/s", { binary: "m", user: "mysql" }));
     const id = first.find((a) => a.startsWith("--server-id="))!.split("=")[1];

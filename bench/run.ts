@@ -1,0 +1,616 @@
+import { mkdir, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { parseArgs } from "node:util";
+import { DeleteObjectsCommand, ListObjectsV2Command, type S3Client } from "@aws-sdk/client-s3";
+import { PurgeQueueCommand, type SQSClient } from "@aws-sdk/client-sqs";
+import { format, resolveConfig } from "prettier";
+import { parseBackupConfig } from "../contracts";
+import {
+  labAwsClients,
+  labDown,
+  labUp,
+  readLab,
+  replicaStatus,
+  sql,
+  startLoad,
+  stopLoad,
+  waitForReplicaCatchUp,
+  type Lab,
+} from "../lab/lab";
+import { rootQuery } from "../lab/mariadb";
+import { waitUntil } from "../lab/processes";
+import {
+  COMPETITORS,
+  artifactBytes,
+  artifactPath,
+  backupCommand as competitorBackupCommand,
+  prepareBackup,
+  restoreCompetitor,
+  type CompetitorName,
+} from "./competitors";
+import { benchSnapshotDir, deleteSnapshot, measureLimit, treeBytes } from "./limit";
+import { describeMachine, loadAverageNow } from "./machine";
+import { mustRunMeasured, processCpuSeconds, type CommandRun } from "./measure";
+import { backupCommand, buildCli, numberAt, runPipeline, stringAt, verifyCommand } from "./pipeline";
+import { renderReport } from "./report";
+import {
+  measured,
+  type BenchResults,
+  type CompetitorResult,
+  type OurBackup,
+  type OurVerify,
+  type SizeName,
+} from "./results";
+import { stallDuring, watchApplier, type ApplierTrace, type StallMeasurement } from "./stall";
+import { evaluateTargets } from "./targets";
+
+/**
+ * `npm run bench`: builds a lab with a sysbench dataset on the replica and measures, in one run, our
+ * backup and restore next to mysqldump, mydumper and mariabackup, and next to what the machine can do
+ * (a raw read and `tar | zstd` of a snapshot). Writes `bench/results.json` and `BENCHMARKS.md`.
+ * Everything it starts (lab, load, scratch servers, snapshots) is removed in the end, also on Ctrl-C.
+ */
+
+const USAGE = `usage: npm run bench -- [--size tiny|small|2g|8g] [--backups N] [--rate TPS] [--dir DIR] [--out DIR] [--keep-lab]
+
+  --size      dataset on the lab replica: small ≈ 200 MB, 2g ≈ 2 GB (default), 8g ≈ 8 GB; tiny for smoke tests
+  --backups   how many of our backups to take under load (default 10; the lock window needs ≥ 10)
+  --rate      transactions per second sysbench writes to the primary during the backups (default 100)
+  --dir       the bench's lab directory (default /tmp/mysql-backup-bench; removed at the end)
+  --out       where results.json and BENCHMARKS.md go (default: bench/results.json and ./BENCHMARKS.md)
+  --keep-lab  leave the lab running at the end (for looking around; remove with npm run lab -- down --dir DIR)
+  --render    measure nothing: re-render BENCHMARKS.md from results.json (keeps its analysis section)`;
+
+/** sysbench tables × rows and the btrfs image size per dataset size. */
+const SIZES: Record<SizeName, { tables: number; tableSize: number; imageSizeGiB: number }> = {
+  tiny: { tables: 2, tableSize: 10_000, imageSizeGiB: 4 },
+  small: { tables: 4, tableSize: 200_000, imageSizeGiB: 8 },
+  "2g": { tables: 8, tableSize: 1_000_000, imageSizeGiB: 24 },
+  "8g": { tables: 32, tableSize: 1_000_000, imageSizeGiB: 64 },
+};
+
+/**
+ * The write load on the primary while backups run. 100 tx/s rather than the lab's 200: on this shared
+ * 2-core machine the replica's single applier (fsync per commit on a loop-file volume) does not keep
+ * up with 200 when other work runs, and a lagging replica turns every later figure into catch-up time.
+ */
+const DEFAULT_RATE = 100;
+const LOAD_THREADS = 2;
+/** The scratch server's memory is the database's (its own buffer pool), not the verifier's. */
+const SERVER_PROCESS_NAMES = ["mariadbd", "mysqld"];
+/** Quiet time before each backup, the baseline of the stall measurement. */
+const BASELINE_MS = 3_000;
+/** The applier watch keeps running this long after a backup, so a stall that outlasts it is seen whole. */
+const AFTER_MS = 1_000;
+
+interface Options {
+  size: SizeName;
+  backups: number;
+  dir: string;
+  resultsPath: string;
+  reportPath: string;
+  keepLab: boolean;
+  /** Only re-render the report from the results file (after editing the analysis, or the renderer). */
+  render: boolean;
+  /** Transactions per second of the write load. */
+  rate: number;
+}
+
+function parseOptions(argv: string[]): Options {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      size: { type: "string", default: "2g" },
+      backups: { type: "string", default: "10" },
+      rate: { type: "string", default: String(DEFAULT_RATE) },
+      dir: { type: "string", default: "/tmp/mysql-backup-bench" },
+      out: { type: "string" },
+      "keep-lab": { type: "boolean", default: false },
+      render: { type: "boolean", default: false },
+      help: { type: "boolean", default: false },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+  if (!(values.size in SIZES))
+    throw new Error(`--size must be one of ${Object.keys(SIZES).join(", ")}\n${USAGE}`);
+  const backups = Number(values.backups);
+  if (!Number.isInteger(backups) || backups < 1)
+    throw new Error(`--backups must be a positive integer\n${USAGE}`);
+  const rate = Number(values.rate);
+  if (!Number.isInteger(rate) || rate < 1) throw new Error(`--rate must be a positive integer\n${USAGE}`);
+  const repo = resolve(__dirname, "..");
+  const out = values.out === undefined ? undefined : resolve(values.out);
+  return {
+    size: values.size as SizeName,
+    backups,
+    dir: resolve(values.dir),
+    resultsPath: out ? join(out, "results.json") : join(repo, "bench", "results.json"),
+    reportPath: out ? join(out, "BENCHMARKS.md") : join(repo, "BENCHMARKS.md"),
+    keepLab: values["keep-lab"],
+    render: values.render,
+    rate,
+  };
+}
+
+function say(message: string): void {
+  process.stderr.write(`bench ${new Date().toISOString().slice(11, 19)} ${message}\n`);
+}
+
+/** The whole run. */
+async function main(opts: Options): Promise<void> {
+  const startedAt = new Date().toISOString();
+  const machine = await describeMachine();
+  const size = SIZES[opts.size];
+  say(`bringing the lab up in ${opts.dir} (${size.tables} × ${size.tableSize} rows)`);
+  const lab = await freshLab(opts.dir, size);
+  const work = join(lab.dir, "bench-work");
+  await mkdir(work, { recursive: true });
+  const dataset = await describeDataset(lab);
+  say(`dataset: ${gb(dataset.datadirBytes)} in the replica's datadir, ${dataset.rows} rows`);
+  const notes: string[] = [];
+  const results: BenchResults = {
+    startedAt,
+    finishedAt: "",
+    machine,
+    size: opts.size,
+    dataset,
+    load: { tool: "sysbench oltp_write_only", rate: opts.rate, threads: LOAD_THREADS },
+    limit: [],
+    ours: { backups: [] },
+    competitors: [],
+    targets: [],
+    notes,
+  };
+
+  const backupConfigPath = await benchBackupConfig(lab, work, notes);
+  const { cli, problem } = await buildCli(work);
+  if (problem !== undefined) notes.push(problem);
+  await startLoad(lab, { rate: opts.rate, threads: LOAD_THREADS });
+  await sleep(2_000);
+  results.limit.push(await limit(lab, "before"));
+  results.ours.backups = await ourBackups(lab, backupCommand(cli, backupConfigPath), opts.backups, notes);
+  results.limit.push(await limit(lab, "after"));
+  for (const name of COMPETITORS) results.competitors.push(await competitorBackup(lab, name, work));
+  say("stopping the load; waiting for the replica to catch up");
+  await stopLoad(lab);
+  await waitForReplicaCatchUp(lab, 600_000);
+
+  results.ours.verify = await attempt(notes, "our verification", () =>
+    ourVerify(verifyCommand(cli, lab.verifyConfigPath)),
+  );
+  results.ours.plainExtract = await attempt(notes, "plain extract of our archive", () =>
+    plainExtract(lab, work),
+  );
+  for (const competitor of results.competitors) {
+    if (competitor.backup === undefined) continue;
+    say(`restoring ${competitor.name}`);
+    const restore = await attempt(notes, `${competitor.name} restore`, () =>
+      restoreCompetitor(competitor.name, work, countRows),
+    );
+    if (restore !== undefined) {
+      competitor.restore = {
+        ...restore,
+        steps: restore.steps.map((s) => ({
+          step: s.step,
+          command: s.run.command,
+          wallSeconds: s.run.wallSeconds,
+        })),
+      };
+      if (restore.rowsRestored !== dataset.rows) {
+        notes.push(
+          `${competitor.name} restored ${restore.rowsRestored} sbtest rows, expected ${dataset.rows}`,
+        );
+      }
+    }
+  }
+
+  machine.loadAverageAtEnd = loadAverageNow();
+  results.finishedAt = new Date().toISOString();
+  results.targets = evaluateTargets(results);
+  await write(opts, results);
+}
+
+/** A lab of exactly the requested size: an existing one with another dataset is torn down first. */
+async function freshLab(dir: string, size: (typeof SIZES)[SizeName]): Promise<Lab> {
+  const existing = await readLab(dir).catch(() => undefined);
+  if (
+    existing !== undefined &&
+    (existing.dataset.tables !== size.tables || existing.dataset.tableSize !== size.tableSize)
+  ) {
+    await labDown(dir);
+  }
+  const lab = await labUp({ dir, load: false, ...size });
+  // The binary logs of loading the dataset would double the datadir: a replica keeps them for days, not
+  // the size of its data, so they are purged (the active one stays, as on any host).
+  for (const server of ["primary", "replica"] as const) await purgeBinaryLogs(lab, server);
+  await sql(lab, "replica", "FLUSH RELAY LOGS");
+  return lab;
+}
+
+/**
+ * Rotates the binary log and purges every older one. MariaDB keeps a log until InnoDB's binlog
+ * checkpoint has passed it (it may be needed for crash recovery) and then says only "in use" in a
+ * warning, so the purge is repeated until one log is left.
+ */
+async function purgeBinaryLogs(lab: Lab, server: "primary" | "replica"): Promise<void> {
+  await sql(lab, server, "FLUSH BINARY LOGS");
+  const [status] = await sql(lab, server, "SHOW MASTER STATUS");
+  const current = String(status?.File);
+  const purged = await waitUntil(
+    async () => {
+      await sql(lab, server, "PURGE BINARY LOGS TO ?", [current]);
+      return (await sql(lab, server, "SHOW BINARY LOGS")).length === 1;
+    },
+    30_000,
+    500,
+  );
+  if (!purged)
+    say(`the ${server}'s binary logs before ${current} could not be purged within 30 s; measuring with them`);
+}
+
+async function describeDataset(lab: Lab) {
+  return {
+    tables: lab.dataset.tables,
+    tableSize: lab.dataset.tableSize,
+    rows: await countRows(lab.replica.socket),
+    datadirBytes: await treeBytes(lab.replica.datadir),
+  };
+}
+
+/** Exact rows of the sbtest tables on a server. */
+async function countRows(socket: string): Promise<number> {
+  const tables = await rootQuery(
+    socket,
+    "SELECT table_name AS t FROM information_schema.tables WHERE table_schema = 'sbtest' AND table_type = 'BASE TABLE'",
+  );
+  let rows = 0;
+  for (const { t } of tables) {
+    const [count] = await rootQuery(socket, `SELECT COUNT(*) AS n FROM sbtest.\`${String(t)}\``);
+    rows += Number(count?.n ?? 0);
+  }
+  return rows;
+}
+
+async function limit(lab: Lab, tag: string): Promise<BenchResults["limit"][number]> {
+  say(`limit (${tag}): raw read and tar | zstd -T0 -1 of fresh snapshots`);
+  const { rawRead, tarZstd } = await measureLimit(
+    { socket: lab.replica.socket, subvolume: lab.replica.subvolume, mountPoint: lab.volume.mountPoint },
+    tag,
+  );
+  return {
+    tag,
+    rawRead: measured(rawRead.run, rawRead.bytes),
+    tarZstd: { ...measured(tarZstd.run, tarZstd.bytes), outputBytes: tarZstd.outputBytes },
+  };
+}
+
+/** Runs `action` while watching the replica's applier; returns its outcome and the stall it caused. */
+async function withStallWatch<T>(lab: Lab, action: () => Promise<T>) {
+  const watch = await watchApplier(lab.replica.socket);
+  let trace: ApplierTrace | undefined;
+  try {
+    await sleep(BASELINE_MS);
+    const lagBefore = (await replicaStatus(lab)).secondsBehind;
+    const cpuBefore = await processCpuSeconds(lab.replica.pid);
+    const start = performance.now();
+    const outcome = await action();
+    const end = performance.now();
+    const serverCpuSeconds = (await processCpuSeconds(lab.replica.pid)) - cpuBefore;
+    const replicaLagSeconds = { before: lagBefore, after: (await replicaStatus(lab)).secondsBehind };
+    await sleep(AFTER_MS);
+    trace = await watch.stop();
+    const stall = stallDuring(trace.changes, start, end, BASELINE_MS);
+    return { outcome, serverCpuSeconds, replicaLagSeconds, stall, trace };
+  } finally {
+    if (trace === undefined) await watch.stop().catch(() => undefined);
+  }
+}
+
+/**
+ * The lab's backup config with the multipart part size capped at what the emulator accepts: fauxqs 1.9
+ * refuses request bodies over 11 MiB (its HTTP body limit), and S3 itself takes parts up to 5 GiB.
+ */
+async function benchBackupConfig(lab: Lab, work: string, notes: string[]): Promise<string> {
+  const config = parseBackupConfig(JSON.parse(await readFile(lab.backupConfigPath, "utf8")));
+  const configured = config.s3.partSizeMiB;
+  if (configured === undefined || configured > EMULATOR_MAX_PART_MIB) {
+    config.s3.partSizeMiB = EMULATOR_MAX_PART_MIB;
+    notes.push(
+      `our backups upload ${EMULATOR_MAX_PART_MIB} MiB parts (the lab config says ${configured ?? "nothing: default"}): ` +
+        "fauxqs 1.9 rejects request bodies over 11 MiB",
+    );
+  }
+  const path = join(work, "backup.json");
+  await writeFile(path, `${JSON.stringify(config, null, 2)}\n`);
+  return path;
+}
+
+/** The largest multipart part the emulator accepts, in MiB (its body limit is 11 MiB). */
+const EMULATOR_MAX_PART_MIB = 10;
+
+/** Our backups in a row; the first failure ends the series (noted), keeping what was measured. */
+async function ourBackups(lab: Lab, command: string, count: number, notes: string[]): Promise<OurBackup[]> {
+  const { s3, sqs } = labAwsClients(lab);
+  const backups: OurBackup[] = [];
+  try {
+    for (let i = 1; i <= count; i++) {
+      const watched = await attempt(notes, `our backup ${i}/${count}`, () =>
+        withStallWatch(lab, () => runPipeline("backup", command)),
+      );
+      if (watched === undefined) break;
+      const { outcome, serverCpuSeconds, replicaLagSeconds, stall, trace } = watched;
+      const { run, result } = outcome;
+      const backup: OurBackup = {
+        ...measured(run),
+        lockMs: numberAt(result, "lockMs", "lock.ms", "lockWindowMs"),
+        archiveSeconds: numberAt(result, "archiveSeconds", "timings.archiveSeconds", "archive.seconds"),
+        uploadSeconds: numberAt(result, "uploadSeconds", "timings.uploadSeconds", "upload.seconds"),
+        archiveBytes: numberAt(result, "archiveBytes", "archive.bytes"),
+        rawBytes: numberAt(result, "rawBytes", "archive.rawBytes"),
+        serverCpuSeconds,
+        replicaLagSeconds,
+        stall,
+        gapVsLock: placeGap(stall, run.stderr),
+        lockStall: lockStall(trace, run.stderr),
+        result,
+      };
+      backups.push(backup);
+      say(
+        `our backup ${i}/${count}: lock ${fmt(backup.lockMs)} ms, stall ${stall.stallMs.toFixed(0)} ms, ` +
+          `wall ${run.wallSeconds.toFixed(1)} s, archive ${fmt(backup.archiveSeconds)} s, ` +
+          `peak RSS ${(run.peakRssBytes / 2 ** 20).toFixed(0)} MiB`,
+      );
+      // The emulator keeps objects in memory: only the last backup stays, with its message, for the verifier.
+      if (i < count) await clearRemote(lab, s3, sqs);
+    }
+  } finally {
+    s3.destroy();
+    sqs.destroy();
+  }
+  return backups;
+}
+
+/** Epoch ms of the backup's "locking" and "unlocked" log lines (JSON lines on stderr), if both are there. */
+function lockLogTimes(stderr: string): { locking: number; unlocked: number } | undefined {
+  const at = (message: string) => {
+    for (const line of stderr.split("\n")) {
+      if (!line.startsWith("{")) continue;
+      try {
+        const entry = JSON.parse(line) as { message?: string; time?: string };
+        if (entry.message === message && entry.time) return Date.parse(entry.time);
+      } catch {
+        // not a log line of ours
+      }
+    }
+    return undefined;
+  };
+  const locking = at("locking");
+  const unlocked = at("unlocked");
+  return locking === undefined || unlocked === undefined ? undefined : { locking, unlocked };
+}
+
+/**
+ * The stall while the lock was held: the longest applier gap overlapping the window from the "locking" to
+ * the "unlocked" log line (1 ms log resolution), minus the normal gap — the part of the stall the lock
+ * itself causes, as opposed to the archive and upload competing for CPU and disk afterwards.
+ */
+function lockStall(trace: ApplierTrace, stderr: string): StallMeasurement | undefined {
+  const times = lockLogTimes(stderr);
+  if (times === undefined) return undefined;
+  const origin = performance.timeOrigin;
+  return stallDuring(trace.changes, times.locking - origin, times.unlocked - origin, BASELINE_MS);
+}
+
+/** Where the longest applier gap lay relative to the backup's "locking" and "unlocked" log lines. */
+function placeGap(stall: StallMeasurement, stderr: string): OurBackup["gapVsLock"] {
+  const times = lockLogTimes(stderr);
+  if (times === undefined) return undefined;
+  const { locking, unlocked } = times;
+  return {
+    gapStartAfterLockingMs: stall.longestGapFromEpochMs - locking,
+    gapEndAfterUnlockedMs: stall.longestGapToEpochMs - unlocked,
+  };
+}
+
+/** Deletes every object in the lab bucket and every message of the verification queue. */
+async function clearRemote(lab: Lab, s3: S3Client, sqs: SQSClient): Promise<void> {
+  for (;;) {
+    const listed = await s3.send(new ListObjectsV2Command({ Bucket: lab.s3.bucket }));
+    const keys = (listed.Contents ?? []).flatMap((o) => (o.Key ? [{ Key: o.Key }] : []));
+    if (keys.length === 0) break;
+    await s3.send(new DeleteObjectsCommand({ Bucket: lab.s3.bucket, Delete: { Objects: keys } }));
+  }
+  await sqs.send(new PurgeQueueCommand({ QueueUrl: lab.sqs.queueUrl }));
+}
+
+async function competitorBackup(lab: Lab, name: CompetitorName, work: string): Promise<CompetitorResult> {
+  await prepareBackup(name, work);
+  const command = competitorBackupCommand(name, { replicaSocket: lab.replica.socket, work });
+  say(`backup with ${name}`);
+  try {
+    const { outcome, serverCpuSeconds, replicaLagSeconds, stall } = await withStallWatch(lab, () =>
+      mustRunMeasured(`${name} backup`, command),
+    );
+    const run: CommandRun = outcome;
+    const bytes = await artifactBytes(artifactPath(name, work));
+    say(`${name}: wall ${run.wallSeconds.toFixed(1)} s, stall ${stall.stallMs.toFixed(0)} ms, ${gb(bytes)}`);
+    return {
+      name,
+      backup: { ...measured(run), artifactBytes: bytes, serverCpuSeconds, replicaLagSeconds, stall },
+    };
+  } catch (error) {
+    say(`${name} backup failed: ${(error as Error).message}`);
+    return { name, error: (error as Error).message };
+  }
+}
+
+async function ourVerify(command: string): Promise<OurVerify> {
+  say("our verification of the last backup");
+  const { run, result } = await runPipeline("verification", command, {
+    excludeFromRss: SERVER_PROCESS_NAMES,
+  });
+  if (stringAt(result, "verdict") === undefined) {
+    throw new Error(`bench: our verification returned no verdict: ${JSON.stringify(result).slice(0, 500)}`);
+  }
+  const downloadExtractSeconds = numberAt(
+    result,
+    "downloadExtractSeconds",
+    "timings.downloadExtractSeconds",
+    "report.timings.downloadExtractSeconds",
+  );
+  const recoverySeconds = numberAt(
+    result,
+    "recoverySeconds",
+    "timings.recoverySeconds",
+    "report.timings.recoverySeconds",
+  );
+  const verify: OurVerify = {
+    ...measured(run),
+    verdict: stringAt(result, "verdict"),
+    downloadExtractSeconds,
+    recoverySeconds,
+    checksSeconds: numberAt(result, "checksSeconds", "timings.checksSeconds", "report.timings.checksSeconds"),
+    restoreSeconds: numberAt(result, "restoreSeconds", "timings.restoreSeconds", "report.restoreSeconds"),
+    toQueryableSeconds:
+      downloadExtractSeconds !== undefined && recoverySeconds !== undefined
+        ? downloadExtractSeconds + recoverySeconds
+        : undefined,
+    result,
+  };
+  say(`verify: ${verify.verdict ?? "?"}, to queryable ${fmt(verify.toQueryableSeconds)} s`);
+  return verify;
+}
+
+/** `zstd -d | tar -x` of our newest local archive into the bench's work dir (removed afterwards). */
+async function plainExtract(lab: Lab, work: string) {
+  const archive = await newestArchive(lab.backupsDir);
+  const target = join(work, "plain-extract");
+  await rm(target, { recursive: true, force: true });
+  await mkdir(target);
+  try {
+    const run = await mustRunMeasured("plain extract", `zstd -dc ${archive} | tar -x -C ${target}`);
+    return measured(run, await treeBytes(target));
+  } finally {
+    await rm(target, { recursive: true, force: true });
+  }
+}
+
+async function newestArchive(dir: string): Promise<string> {
+  const found: { path: string; mtime: number }[] = [];
+  const walk = async (path: string): Promise<void> => {
+    for (const entry of await readdir(path, { withFileTypes: true })) {
+      const full = join(path, entry.name);
+      if (entry.isDirectory()) await walk(full);
+      else if (entry.name.endsWith(".tar.zst")) found.push({ path: full, mtime: (await stat(full)).mtimeMs });
+    }
+  };
+  await walk(dir);
+  const newest = found.sort((a, b) => b.mtime - a.mtime)[0];
+  if (newest === undefined) throw new Error(`bench: no .tar.zst archive in ${dir} to extract`);
+  return newest.path;
+}
+
+/** Runs an optional step; a failure becomes a note in the results instead of ending the run. */
+async function attempt<T>(notes: string[], what: string, action: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await action();
+  } catch (error) {
+    const message = `${what} failed: ${(error as Error).message}`;
+    say(message);
+    notes.push(message);
+    return undefined;
+  }
+}
+
+async function write(opts: Options, results: BenchResults): Promise<void> {
+  await mkdir(resolve(opts.resultsPath, ".."), { recursive: true });
+  await writeFile(opts.resultsPath, `${JSON.stringify(results, null, 2)}\n`);
+  // Formatted as `prettier --check .` (part of npm test) expects, with the repo's settings.
+  const markdown = await renderReport(results, opts.reportPath);
+  const style = (await resolveConfig(opts.reportPath)) ?? {};
+  await writeFile(opts.reportPath, await format(markdown, { ...style, parser: "markdown" }));
+  say(`wrote ${opts.resultsPath} and ${opts.reportPath}`);
+}
+
+/** Removes what the bench made: its snapshots, then the whole lab (servers, load, scratch, volume). */
+async function cleanUp(opts: Options): Promise<void> {
+  const lab = await readLab(opts.dir).catch(() => undefined);
+  if (lab !== undefined) {
+    await stopLoad(lab).catch(() => undefined);
+    const snapshots = benchSnapshotDir(lab.volume.mountPoint);
+    for (const name of await readdir(snapshots).catch(() => [] as string[])) {
+      await deleteSnapshot(join(snapshots, name));
+    }
+  }
+  if (!opts.keepLab) await labDown(opts.dir);
+}
+
+function gb(bytes: number): string {
+  return `${(bytes / 1e9).toFixed(2)} GB`;
+}
+
+function fmt(value: number | undefined): string {
+  return value === undefined ? "n/a" : value.toFixed(value < 10 ? 2 : 1);
+}
+
+if (require.main === module) {
+  let opts: Options;
+  try {
+    opts = parseOptions(process.argv.slice(2));
+  } catch (error) {
+    console.error((error as Error).message);
+    process.exit(2);
+  }
+  if (opts.render) {
+    rerender(opts).then(
+      () => process.exit(0),
+      (error: Error) => {
+        console.error(`bench: ${error.message}`);
+        process.exit(1);
+      },
+    );
+  } else {
+    measureAll(opts);
+  }
+}
+
+/** `--render`: BENCHMARKS.md from an existing results.json, targets judged again. */
+async function rerender(opts: Options): Promise<void> {
+  const results = JSON.parse(await readFile(opts.resultsPath, "utf8")) as BenchResults;
+  results.targets = evaluateTargets(results);
+  await write(opts, results);
+}
+
+/** The whole run with its cleanup, also on Ctrl-C; exits with 0 when all went well. */
+function measureAll(opts: Options): void {
+  let cleaning: Promise<void> | undefined;
+  const cleanOnce = () => (cleaning ??= cleanUp(opts));
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.once(signal, () => {
+      say(`${signal}: removing the lab, snapshots and scratch servers`);
+      cleanOnce().finally(() => process.exit(130));
+    });
+  }
+  main(opts)
+    .then(
+      () => cleanOnce().then(() => 0),
+      async (error: Error) => {
+        console.error(`bench failed: ${error.message}`);
+        await cleanOnce().catch((cleanup: Error) =>
+          console.error(`bench: cleanup failed too: ${cleanup.message}`),
+        );
+        return 1;
+      },
+    )
+    .then(
+      (code) => process.exit(code),
+      (cleanup: Error) => {
+        console.error(`bench: cleanup failed: ${cleanup.message}; run npm run lab -- down --dir ${opts.dir}`);
+        process.exit(1);
+      },
+    );
+}
