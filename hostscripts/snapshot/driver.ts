@@ -2,6 +2,7 @@ import { realpath } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { $ } from "zx";
 import { BACKUP_ID_PATTERN, type SnapshotDriverName } from "../../contracts";
+import { PipelineError } from "../errors";
 
 /**
  * The snapshot driver interface. A driver knows one volume manager (btrfs, LVM or ZFS):
@@ -99,6 +100,25 @@ export const SNAPSHOT_NAME = new RegExp(`^${SNAPSHOT_PREFIX}${BACKUP_ID_PATTERN.
 export function describe(result: CommandResult): string {
   const how = result.signal ? `killed by ${result.signal}` : `exit ${result.exitCode}`;
   return `${how}: ${(result.stderr || result.stdout).trim() || "(no output)"}`;
+}
+
+/**
+ * Runs a snapshot command that must succeed and returns its stdout; a failure is SnapshotFailed naming
+ * `what` was being done, the command, its exit and output, and `hint` for the person on call.
+ */
+export async function runOrFail(
+  run: RunCommand,
+  argv: string[],
+  what: string,
+  hint: string,
+  signal?: AbortSignal,
+): Promise<string> {
+  const result = await run(argv, { signal });
+  if (signal?.aborted) throw new Error(`${argv.join(" ")} was aborted`);
+  if (result.exitCode !== 0) {
+    throw new PipelineError("SnapshotFailed", `${what}: ${argv.join(" ")} failed: ${describe(result)}`, hint);
+  }
+  return result.stdout;
 }
 
 /** The server paths a driver checks, each with the words that name it for a person. */

@@ -5,6 +5,7 @@ import {
   SNAPSHOT_NAME,
   describe,
   isInside,
+  runOrFail,
   realLocation,
   serverPathList,
   snapshotName,
@@ -37,18 +38,8 @@ export function lvmDriver(settings: LvmSettings, run: RunCommand): SnapshotDrive
   const mountOf = (name: string) => join(mountDir, name);
   let originMount: string | undefined;
 
-  async function must(argv: string[], what: string, hint: string, signal?: AbortSignal): Promise<string> {
-    const result = await run(argv, { signal });
-    if (signal?.aborted) throw new Error(`${argv.join(" ")} was aborted`);
-    if (result.exitCode !== 0) {
-      throw new PipelineError(
-        "SnapshotFailed",
-        `${what}: ${argv.join(" ")} failed: ${describe(result)}`,
-        hint,
-      );
-    }
-    return result.stdout;
-  }
+  const must = (argv: string[], what: string, hint: string, signal?: AbortSignal) =>
+    runOrFail(run, argv, what, hint, signal);
 
   async function isMounted(path: string): Promise<boolean> {
     return (await run(["findmnt", "-n", "-o", "TARGET", "--mountpoint", path])).exitCode === 0;

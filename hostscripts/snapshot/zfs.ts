@@ -3,6 +3,7 @@ import {
   SNAPSHOT_NAME,
   describe,
   isInside,
+  runOrFail,
   realLocation,
   serverPathList,
   snapshotName,
@@ -28,18 +29,8 @@ export function zfsDriver(settings: ZfsSettings, run: RunCommand): SnapshotDrive
   let mountpoint: string | undefined;
   const full = (name: string) => `${dataset}@${name}`;
 
-  async function must(argv: string[], what: string, hint: string, signal?: AbortSignal): Promise<string> {
-    const result = await run(argv, { signal });
-    if (signal?.aborted) throw new Error(`${argv.join(" ")} was aborted`);
-    if (result.exitCode !== 0) {
-      throw new PipelineError(
-        "SnapshotFailed",
-        `${what}: ${argv.join(" ")} failed: ${describe(result)}`,
-        hint,
-      );
-    }
-    return result.stdout;
-  }
+  const must = (argv: string[], what: string, hint: string, signal?: AbortSignal) =>
+    runOrFail(run, argv, what, hint, signal);
 
   async function destroy(name: string): Promise<void> {
     await must(
