@@ -359,6 +359,7 @@ async function freeze(
     const space = await checkDiskSpace(config.localDir, driver.sourceRoot, config.diskSpace);
     log.info("enough free space to archive", { ...space });
     await mkdir(localDir, { recursive: true, mode: 0o700 });
+    await driver.flush?.();
     log.info("locking", {
       method: dialect.lockMethod,
       ...(dialect.lockReason ? { why: dialect.lockReason } : {}),

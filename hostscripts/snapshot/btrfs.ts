@@ -61,6 +61,10 @@ export function btrfsDriver(settings: BtrfsSettings, run: RunCommand): SnapshotD
       }
     },
 
+    async flush(): Promise<void> {
+      await run(["sync", "-f", subvolume]);
+    },
+
     async create(backupId, signal): Promise<Snapshot> {
       const path = pathOf(backupId);
       const result = await run(["btrfs", "subvolume", "snapshot", "-r", subvolume, path], { signal });

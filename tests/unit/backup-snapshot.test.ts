@@ -70,6 +70,16 @@ test("proves the paths, snapshots read-only into the snapshot dir, and deletes t
   expect(driver.sourceRoot).toBe(subvolume);
 });
 
+test("flushes the subvolume's dirty data before the lock, and a failed flush is no failure", async () => {
+  const { calls, run } = recordingRun({ "sync -f /nowhere": { exitCode: 1, stderr: "No such file" } });
+  await btrfsDriver({ subvolume, snapshotDir }, run).flush!();
+  await btrfsDriver({ subvolume: "/nowhere", snapshotDir }, run).flush!();
+  expect(calls).toEqual([
+    ["sync", "-f", subvolume],
+    ["sync", "-f", "/nowhere"],
+  ]);
+});
+
 test("refuses, naming the path, when a server directory resolves outside the subvolume", async () => {
   const { run } = recordingRun();
   const driver = btrfsDriver({ subvolume, snapshotDir }, run);
