@@ -34,7 +34,22 @@ export interface HostBundle {
 }
 
 /** Arguments of {@link ReplicaAgent}. */
-export interface ReplicaAgentArgs {
+/** The bucket and queue every host of the pipeline works against. */
+export interface PipelineEndpoints {
+  /** The backup bucket, its ARN and its KMS key ARN. */
+  bucketName: pulumi.Input<string>;
+  bucketArn: pulumi.Input<string>;
+  keyArn: pulumi.Input<string>;
+  /** Key prefix above `<cluster>/`. */
+  prefix: string;
+  /** The verification queue. */
+  queueUrl: pulumi.Input<string>;
+  queueArn: pulumi.Input<string>;
+  /** The AWS region of the bucket and queue. */
+  region: pulumi.Input<string>;
+}
+
+export interface ReplicaAgentArgs extends PipelineEndpoints {
   /** The cluster the replica belongs to (a key segment and metric dimension). */
   cluster: string;
   /** The replica's name (a key segment and metric dimension). */
@@ -59,17 +74,6 @@ export interface ReplicaAgentArgs {
   lockTimeoutMs?: number;
   /** Local archives kept on the replica. Defaults to the host script's default (2). */
   keepLocal?: number;
-  /** The backup bucket, its ARN and its KMS key ARN. */
-  bucketName: pulumi.Input<string>;
-  bucketArn: pulumi.Input<string>;
-  keyArn: pulumi.Input<string>;
-  /** Key prefix above `<cluster>/`. */
-  prefix: string;
-  /** The verification queue. */
-  queueUrl: pulumi.Input<string>;
-  queueArn: pulumi.Input<string>;
-  /** The AWS region of the bucket and queue. */
-  region: pulumi.Input<string>;
   /** The bundle to install as /usr/local/bin/mysql-backup. */
   bundle: HostBundle;
   /** Tags for every taggable child. Defaults to none. */

@@ -11,7 +11,7 @@ import {
   verifierServiceUnit,
 } from "../hostscripts/systemd";
 import { artifactKey, ec2AssumeRolePolicy, verifierRolePolicy } from "./iam";
-import type { HostBundle } from "./replicaAgent";
+import type { HostBundle, PipelineEndpoints } from "./replicaAgent";
 import { ConfigError, requireInteger, requireMatch } from "./validation";
 
 /** The server the backups come from; the verifier installs the same flavor and major version. */
@@ -32,7 +32,7 @@ export interface AmiSelector {
 }
 
 /** Arguments of {@link VerifierFleet}. */
-export interface VerifierFleetArgs {
+export interface VerifierFleetArgs extends PipelineEndpoints {
   /** The server flavor and version to restore into. */
   server: ServerRelease;
   /** Private subnets the verifiers run in (no public IP is ever assigned). */
@@ -53,20 +53,10 @@ export interface VerifierFleetArgs {
   nodeMajorVersion?: number;
   /** Minutes of an empty queue before the fleet scales back to zero. Defaults to 15. */
   idleMinutes?: number;
-  /** The backup bucket, its ARN and its KMS key ARN. */
-  bucketName: pulumi.Input<string>;
-  bucketArn: pulumi.Input<string>;
-  keyArn: pulumi.Input<string>;
-  /** Key prefix of the backups. */
-  prefix: string;
-  /** The verification queue. */
-  queueUrl: pulumi.Input<string>;
-  queueArn: pulumi.Input<string>;
+  /** The verification queue's name (its metrics' dimension). */
   queueName: pulumi.Input<string>;
   /** Visibility timeout the verifier receives with (the queue's). */
   visibilityTimeoutSeconds: number;
-  /** The AWS region of the bucket and queue. */
-  region: pulumi.Input<string>;
   /** The bundle the stack uploads (content-addressed) for the verifiers to fetch. */
   bundle: HostBundle;
   /** Tags for every taggable child (and the instances and volumes). Defaults to none. */
