@@ -22,9 +22,19 @@ export async function buildCli(dir: string): Promise<{ cli: string; problem?: st
   }
 }
 
+/**
+ * How our backup is scheduled against the database. `unit` is how the shipped systemd unit runs it
+ * (`hostscripts/systemd.ts`: Nice=10, IOSchedulingClass=idle, CPUSchedulingPolicy=batch; its CPUWeight and
+ * IOWeight need a systemd cgroup, which the bench does not have); `normal` runs it like the other tools.
+ */
+export type BackupPriority = "unit" | "normal";
+
+const UNIT_PRIORITY = "nice -n 10 ionice -c 3 chrt --batch 0";
+
 /** The exact command of our backup. */
-export function backupCommand(cli: string, configPath: string): string {
-  return `node ${cli} backup --config ${configPath} --json`;
+export function backupCommand(cli: string, configPath: string, priority: BackupPriority = "normal"): string {
+  const command = `node ${cli} backup --config ${configPath} --json`;
+  return priority === "unit" ? `${UNIT_PRIORITY} ${command}` : command;
 }
 
 /** The exact command of one verification. */

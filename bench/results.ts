@@ -16,6 +16,8 @@ export interface BenchResults {
   /** Limit measurements, taken before and after our backups. */
   limit: { tag: string; rawRead: Measured; tarZstd: Measured & { outputBytes?: number } }[];
   ours: {
+    /** How our backups were scheduled (`--priority`); absent in runs from before the option. */
+    priority?: "unit" | "normal";
     backups: OurBackup[];
     verify?: OurVerify;
     /** Plain `zstd -d | tar -x` of our last local archive, for the extract share. */

@@ -77,7 +77,7 @@ export interface BackupConfig {
     prefix?: string;
     /** The KMS key for SSE-KMS; the bucket default is used when absent. */
     kmsKeyId?: string;
-    /** Multipart part size in MiB. Defaults to 64. */
+    /** Multipart part size in MiB. Defaults to 16 (raised when the archive could need more than 10,000 parts). */
     partSizeMiB?: number;
     /** Parts uploaded at once. Defaults to 4. */
     queueSize?: number;

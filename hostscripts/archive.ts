@@ -1,10 +1,10 @@
 import { spawn, type ChildProcessByStdio } from "node:child_process";
 import { createHash, type Hash } from "node:crypto";
 import { once } from "node:events";
-import { createReadStream, createWriteStream, type Stats } from "node:fs";
+import { createReadStream, type Stats } from "node:fs";
 import { lstat, open, readdir, readlink, rename, unlink, type FileHandle } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { Transform, type Readable, type Writable } from "node:stream";
+import { Transform, Writable, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { pack as tarPack, type Header, type Pack } from "tar-stream";
 import type { ManifestFile } from "../contracts";
@@ -15,9 +15,11 @@ import { pauseAt } from "./testhooks";
 /**
  * Step 5: the snapshot as one tar+zstd stream in a single pass over the data. Each file is read once; its
  * bytes go to its sha256 and into the tar stream, which `zstd` compresses in a child process; the
- * compressed bytes go to the archive's sha256 and to `<dest>.partial`, which is fsynced and renamed to
- * `<dest>` only when complete. Backpressure runs end to end (file ← tar ← zstd ← disk), so memory stays
- * flat whatever the size of the data.
+ * compressed bytes go to the archive's sha256 and to `<dest>.partial`, which is flushed to disk every
+ * `SYNC_EVERY_BYTES` while it grows (so no burst of dirty pages lands on the database's disk at the end) and
+ * renamed to `<dest>` only when complete. Backpressure runs end to end (file ← tar ← zstd ← disk), so memory
+ * stays flat whatever the size of the data. A `GrowingFile` lets the upload follow the archive while it is
+ * written, part by part from the page cache, instead of reading it again afterwards.
  */
 
 /** Inputs of `writeArchive`. */
@@ -33,6 +35,10 @@ export interface ArchiveOptions {
   log: Logger;
   /** Told the bytes of every file chunk read (the progress bar). */
   onBytes?: (bytes: number) => void;
+  /** Told how far the archive is written, for a reader that follows it (the upload). */
+  follow?: GrowingFile;
+  /** Stops the archive (the follower failed); writeArchive then rejects with ArchiveFailed. */
+  signal?: AbortSignal;
 }
 
 /** What was archived, as the manifest records it. */
@@ -56,6 +62,105 @@ export interface ArchiveResult {
 /** Read size per file chunk: large enough to keep per-chunk overhead low, small enough to stay flat. */
 const CHUNK_BYTES = 1024 * 1024;
 
+/**
+ * The archive is flushed (fdatasync, in the background) every this many bytes written. Without it the whole
+ * archive stays dirty in the page cache and one fsync at the end writes it in a burst, which stalled the
+ * replica's applier for seconds on the shared disk (BENCHMARKS.md, 2 GB run).
+ */
+export const SYNC_EVERY_BYTES = 32 * 1024 * 1024;
+
+/**
+ * An archive while it is written, for one reader that follows it: `reach(n)` waits until `n` bytes are on
+ * the file (or it is complete) and `read` reads them through a descriptor opened when the file was created,
+ * so the rename of `<dest>.partial` to `<dest>` does not matter to the reader. The reader closes it.
+ */
+export class GrowingFile {
+  private handle?: FileHandle;
+  private written = 0;
+  private complete = false;
+  private closed = false;
+  private failure?: Error;
+  private waiters: Array<() => void> = [];
+
+  /** An archive that is already complete on disk. */
+  static async ofComplete(path: string): Promise<GrowingFile> {
+    const file = new GrowingFile();
+    file.opened(await open(path, "r"));
+    file.completed((await file.handle!.stat()).size);
+    return file;
+  }
+
+  /** The writer created the file; `handle` reads it. */
+  opened(handle: FileHandle): void {
+    if (this.closed) {
+      void handle.close().catch(() => undefined);
+      return;
+    }
+    this.handle = handle;
+    this.notify();
+  }
+
+  /** The writer has `bytes` on the file. */
+  grew(bytes: number): void {
+    this.written = bytes;
+    this.notify();
+  }
+
+  /** The writer is done: the file is complete at `bytes`. */
+  completed(bytes: number): void {
+    this.written = bytes;
+    this.complete = true;
+    this.notify();
+  }
+
+  /** Whether the writer failed. */
+  get hasFailed(): boolean {
+    return this.failure !== undefined;
+  }
+
+  /** The writer failed: every wait rejects with this. */
+  failed(error: Error): void {
+    this.failure ??= error;
+    this.notify();
+  }
+
+  /** Waits until `bytes` are written or the file is complete; resolves with what is there. */
+  async reach(bytes: number): Promise<{ available: number; complete: boolean }> {
+    for (;;) {
+      if (this.failure) throw this.failure;
+      if (this.handle && (this.complete || this.written >= bytes))
+        return { available: this.written, complete: this.complete };
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+  }
+
+  /** Reads `length` bytes at `position` (which `reach` said are there) into the start of `buffer`. */
+  async read(buffer: Buffer, length: number, position: number): Promise<Buffer> {
+    if (!this.handle) throw new Error("the archive is not open yet");
+    let filled = 0;
+    while (filled < length) {
+      const { bytesRead } = await this.handle.read(buffer, filled, length - filled, position + filled);
+      if (bytesRead === 0)
+        throw new Error(`the archive ended at byte ${position + filled}, expected ${position + length}`);
+      filled += bytesRead;
+    }
+    return buffer.subarray(0, length);
+  }
+
+  /** Closes the reading descriptor. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.handle?.close();
+    this.handle = undefined;
+  }
+
+  private notify(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const wake of waiters) wake();
+  }
+}
+
 /** Writes the archive of `root` to `dest`; on failure removes the partial file and throws ArchiveFailed. */
 export async function writeArchive(options: ArchiveOptions): Promise<ArchiveResult> {
   const started = performance.now();
@@ -77,18 +182,31 @@ export async function writeArchive(options: ArchiveOptions): Promise<ArchiveResu
     },
   });
   const contents: Contents = { files: [], rawBytes: 0, directories: 0, symlinks: 0, skipped: [] };
+  const { follow, signal } = options;
+  // Destroyed without an error: an error would also reach the tar entry being written, which has no listener.
+  const stop = () => {
+    tar.destroy();
+    zstd.kill("SIGKILL");
+  };
+  signal?.addEventListener("abort", stop, { once: true });
 
+  let file: FileHandle | undefined;
   try {
+    file = await open(partial, "wx", 0o600);
+    if (follow) follow.opened(await open(partial, "r"));
+    if (signal?.aborted) throw new Error(`stopped: ${messageOf(signal.reason)}`);
     await Promise.all([
       packTree(options.root, tar, contents, options.log, options.onBytes ?? (() => undefined)),
       pipeline(tar as unknown as Readable, zstd.stdin),
-      pipeline(zstd.stdout, tally, createWriteStream(partial, { flags: "wx", mode: 0o600 })),
+      pipeline(zstd.stdout, tally, new SyncingFileWriter(file, follow)),
       zstdExit(zstd),
     ]);
-    await fsyncPath(partial);
-  } catch (e) {
+  } catch (caught) {
     tar.destroy();
     zstd.kill("SIGKILL");
+    const e = signal?.aborted ? new Error(`stopped: ${messageOf(signal.reason)}`, { cause: caught }) : caught;
+    follow?.failed(new Error(`the archive failed: ${messageOf(e)}`));
+    await file?.close().catch(() => undefined);
     await unlink(partial).catch(() => undefined);
     throw new PipelineError(
       "ArchiveFailed",
@@ -96,9 +214,13 @@ export async function writeArchive(options: ArchiveOptions): Promise<ArchiveResu
       "check free space and permissions in the local backup directory; the snapshot was left intact for this run only",
       { cause: e },
     );
+  } finally {
+    signal?.removeEventListener("abort", stop);
   }
+  await file.close();
   await rename(partial, options.dest);
   await fsyncPath(dirname(options.dest));
+  follow?.completed(archiveBytes);
   return {
     path: options.dest,
     bytes: archiveBytes,
@@ -191,9 +313,13 @@ async function packFile(
   const hash: Hash = createHash("sha256");
   let entry!: ReturnType<Pack["entry"]>;
   // The executor runs at once, so `entry` is set before it is used; `done` settles when tar took it all.
+  // The entry's own error event (it is destroyed when the tar stream is) settles `done` too; without a
+  // listener it would be an uncaught exception. Marked handled, as the loop below may throw first.
   const done = new Promise<void>((resolve, reject) => {
     entry = tar.entry(header(name, stats, "file"), (error) => (error ? reject(error) : resolve()));
+    entry.on("error", reject);
   });
+  done.catch(() => undefined);
   let bytes = 0;
   for await (const chunk of createReadStream(full, { highWaterMark: CHUNK_BYTES })) {
     const data = chunk as Buffer;
@@ -221,6 +347,64 @@ async function zstdExit(zstd: ChildProcessByStdio<Writable, Readable, Readable>)
   const [code, signal] = (await once(zstd, "exit")) as [number | null, string | null];
   if (code !== 0)
     throw new Error(`zstd ${signal ? `was killed by ${signal}` : `exited ${code}`}: ${stderr.trim()}`);
+}
+
+/**
+ * Writes the compressed stream to the archive file at increasing offsets, tells the follower how far it got,
+ * and flushes the file every SYNC_EVERY_BYTES without waiting (the next flush waits for the previous one, so
+ * the writer never runs more than two windows ahead of the disk); `final` waits for the last flush, so the
+ * archive is durable when the pipeline ends.
+ */
+class SyncingFileWriter extends Writable {
+  private position = 0;
+  private syncedTo = 0;
+  private syncing: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly file: FileHandle,
+    private readonly follow?: GrowingFile,
+  ) {
+    super({ highWaterMark: 4 * CHUNK_BYTES });
+  }
+
+  override _writev(chunks: Array<{ chunk: Buffer }>, done: (error?: Error | null) => void): void {
+    this.append(chunks.map((c) => c.chunk)).then(() => done(), done);
+  }
+
+  override _final(done: (error?: Error | null) => void): void {
+    this.syncing.then(() => this.file.datasync()).then(() => done(), done);
+  }
+
+  private async append(buffers: Buffer[]): Promise<void> {
+    let pending = buffers;
+    while (pending.length > 0) {
+      const { bytesWritten } = await this.file.writev(pending, this.position);
+      this.position += bytesWritten;
+      pending = remainderAfter(pending, bytesWritten);
+    }
+    this.follow?.grew(this.position);
+    if (this.position - this.syncedTo >= SYNC_EVERY_BYTES) {
+      await this.syncing;
+      this.syncedTo = this.position;
+      this.syncing = this.file.datasync();
+      // Awaited by the next window or by _final; marked handled here so it cannot go unobserved meanwhile.
+      this.syncing.catch(() => undefined);
+    }
+  }
+}
+
+/** The buffers left after the first `written` bytes of `buffers` (a short `writev`). */
+export function remainderAfter(buffers: Buffer[], written: number): Buffer[] {
+  let skip = written;
+  const rest: Buffer[] = [];
+  for (const buffer of buffers) {
+    if (skip >= buffer.length) skip -= buffer.length;
+    else {
+      rest.push(skip > 0 ? buffer.subarray(skip) : buffer);
+      skip = 0;
+    }
+  }
+  return rest;
 }
 
 /**

@@ -24,7 +24,7 @@ import {
   type ManifestTable,
   type MetricDatum,
 } from "../contracts";
-import { writeArchive, type ArchiveResult } from "./archive";
+import { GrowingFile, writeArchive, type ArchiveResult } from "./archive";
 import { createAwsClients } from "./aws";
 import type { CommandOutcome, Subcommand } from "./command";
 import {
@@ -48,6 +48,8 @@ import { driverFor, runCommand, type Snapshot, type SnapshotDriver } from "./sna
 import { pauseAt } from "./testhooks";
 import {
   sendBackupCreated,
+  DEFAULT_PART_SIZE_MIB,
+  archiveBoundFor,
   uploadArchive,
   uploadManifest,
   type ArchiveUpload,
@@ -195,32 +197,6 @@ async function takeBackup(
   const window = await freeze(config, deps, backupId, localDir);
   await pauseAt("snapshot");
   const progress = deps.progress ?? logProgress(log);
-  let archive: ArchiveResult;
-  const archiveBar = progress.start("archive", window.dataBytes);
-  try {
-    archive = await runThenRemoveSnapshot(driver, backupId, log, async () =>
-      writeArchive({
-        root: (await driver.open(window.frozen.snapshot)).path,
-        dest: archivePath,
-        level: config.compression?.level ?? 1,
-        threads: config.compression?.threads ?? 0,
-        log,
-        onBytes: (bytes) => archiveBar.advance(bytes),
-      }),
-    );
-  } catch (e) {
-    await rm(localDir, { recursive: true, force: true });
-    throw e;
-  } finally {
-    archiveBar.end();
-  }
-  log.info("archive written, snapshot removed", {
-    archiveBytes: archive.bytes,
-    rawBytes: archive.rawBytes,
-    files: archive.files.length,
-    seconds: archive.seconds,
-  });
-
   const ref: BackupRef = {
     prefix: config.s3.prefix ?? "backups",
     cluster: config.cluster,
@@ -228,19 +204,63 @@ async function takeBackup(
     backupId,
   };
   const target = uploadTargetOf(config);
+  // Steps 5–7 run together: the upload follows the archive as it is written, and the snapshot goes as soon as
+  // the archive is complete. Whichever fails first stops the other; its error is the one reported.
+  const follow = new GrowingFile();
+  const stopArchive = new AbortController();
+  const archiveBar = progress.start("archive", window.dataBytes);
+  const uploadBar = progress.start("upload", window.dataBytes);
+  const archiving = runThenRemoveSnapshot(driver, backupId, log, async () =>
+    writeArchive({
+      root: (await driver.open(window.frozen.snapshot)).path,
+      dest: archivePath,
+      level: config.compression?.level ?? 1,
+      threads: config.compression?.threads ?? 0,
+      log,
+      onBytes: (bytes) => archiveBar.advance(bytes),
+      follow,
+      signal: stopArchive.signal,
+    }),
+  )
+    .catch((e: unknown) => {
+      follow.failed(e instanceof Error ? e : new Error(messageOf(e)));
+      throw e;
+    })
+    .finally(() => archiveBar.end());
   const uploadStarted = performance.now();
-  const uploadBar = progress.start("upload", archive.bytes);
-  const upload = await uploadArchive(
+  const uploading = uploadArchive(
     deps.s3,
     target,
-    { key: archiveKey(ref), path: archivePath, sha256: archive.sha256 },
+    { key: archiveKey(ref), source: follow, maxBytes: Math.ceil(archiveBoundFor(window.dataBytes) * 1.25) },
     log,
     {
       started: (record) => writeProgressFile(localDir, UPLOAD_RECORD, record),
       ended: () => unlink(join(localDir, UPLOAD_RECORD)),
       partDone: (bytes) => uploadBar.advance(bytes),
     },
-  ).finally(() => uploadBar.end());
+  )
+    .catch((e: unknown) => {
+      // A failed archive fails the follower first (synchronously), so this is the upload's own failure.
+      if (!follow.hasFailed) stopArchive.abort(e);
+      throw e;
+    })
+    .finally(() => uploadBar.end());
+  const [archived, uploaded] = await Promise.allSettled([archiving, uploading]);
+  if (archived.status === "rejected" || uploaded.status === "rejected") {
+    await rm(localDir, { recursive: true, force: true });
+    throw stopArchive.signal.aborted || archived.status === "fulfilled"
+      ? (uploaded as PromiseRejectedResult).reason
+      : archived.reason;
+  }
+  const archive: ArchiveResult = archived.value;
+  const upload: ArchiveUpload = uploaded.value;
+  log.info("archive written and uploaded, snapshot removed", {
+    archiveBytes: archive.bytes,
+    rawBytes: archive.rawBytes,
+    files: archive.files.length,
+    archiveSeconds: archive.seconds,
+    parts: upload.parts,
+  });
   const manifest = buildManifest(config, {
     backupId,
     startedAt,
@@ -525,7 +545,7 @@ function uploadTargetOf(config: BackupConfig): UploadTarget {
   return {
     bucket: config.s3.bucket,
     kmsKeyId: config.s3.kmsKeyId,
-    partSizeMiB: config.s3.partSizeMiB ?? 64,
+    partSizeMiB: config.s3.partSizeMiB ?? DEFAULT_PART_SIZE_MIB,
     queueSize: config.s3.queueSize ?? 4,
   };
 }

@@ -6,6 +6,7 @@ import type { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { extract as tarExtract } from "tar-stream";
 import type { ManifestFile } from "../contracts";
+import { remainderAfter } from "./archive";
 import { PipelineError, messageOf } from "./errors";
 
 /**
@@ -256,17 +257,38 @@ async function writeEntry(entry: AsyncIterable<Buffer>, root: string, path: stri
   const file = await writeSafely(path, () => open(target, "wx", 0o640));
   const hash = createHash("sha256");
   let bytes = 0;
+  // Chunks come at the pipe's 64 KiB; written one by one, each write is a trip through the thread pool
+  // that the extract waits for. Gathered into ~1 MiB writev calls, there are 16× fewer.
+  let batch: Buffer[] = [];
+  let batchBytes = 0;
+  let position = 0;
+  const flush = async () => {
+    let pending = batch;
+    batch = [];
+    batchBytes = 0;
+    while (pending.length > 0) {
+      const { bytesWritten } = await writeSafely(path, () => file.writev(pending, position));
+      position += bytesWritten;
+      pending = remainderAfter(pending, bytesWritten);
+    }
+  };
   try {
     for await (const chunk of entry) {
       hash.update(chunk);
       bytes += chunk.length;
-      await writeSafely(path, () => file.write(chunk));
+      batch.push(chunk);
+      batchBytes += chunk.length;
+      if (batchBytes >= WRITE_BATCH_BYTES) await flush();
     }
+    await flush();
   } finally {
     await file.close();
   }
   return { bytes, sha256: hash.digest("hex") };
 }
+
+/** The extract writes a file in calls of at least this many bytes (but the last). */
+const WRITE_BATCH_BYTES = 1024 * 1024;
 
 /** Runs a filesystem write; its failure is the scratch disk's (full, read-only), not the backup's. */
 async function writeSafely<T>(path: string, write: () => Promise<T>): Promise<T> {

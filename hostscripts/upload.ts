@@ -1,5 +1,4 @@
 import { createHash } from "node:crypto";
-import { open, stat, type FileHandle } from "node:fs/promises";
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -16,6 +15,7 @@ import {
   type BackupCreatedMessage,
   type BackupManifest,
 } from "../contracts";
+import type { GrowingFile } from "./archive";
 import { PipelineError, messageOf } from "./errors";
 import type { Logger } from "./log";
 import { DEFAULT_RETRY, withRetries, type RetryPolicy } from "./retry";
@@ -28,6 +28,9 @@ import { pauseAt } from "./testhooks";
  * The archive's parts are sent with the S3 client directly rather than lib-storage's `Upload`: that one
  * builds every part by concatenating stream chunks, which measured 3.5× the part size in memory per part
  * in flight; reading each part into a reused buffer keeps the upload at exactly its budget.
+ * The upload follows the archive while it is written (`GrowingFile`): a part goes up as soon as its bytes are
+ * on the file, read back from the page cache, so the archive is not read a second time after it is complete
+ * (BENCHMARKS.md: that second pass was 7–13 s of a 25 s backup at 2 GB).
  */
 
 /** Where and how objects are written (from config `s3`). */
@@ -43,6 +46,12 @@ export interface UploadTarget {
   retry?: RetryPolicy;
 }
 
+/**
+ * The default part size: 4 parts of 16 MiB in flight fill the memory budget, and 10,000 of them cover a
+ * 156 GiB archive before the size is raised. (It was 64 MiB, which left room for one part in flight.)
+ */
+export const DEFAULT_PART_SIZE_MIB = 16;
+
 /** S3 allows at most this many parts in one upload. */
 const MAX_PARTS = 10_000;
 const MiB = 1024 * 1024;
@@ -50,9 +59,19 @@ const MiB = 1024 * 1024;
 /**
  * Parts are read straight from the archive into one buffer per upload slot, reused part after part, so the
  * upload holds exactly `parts in flight × part size` in memory and makes no garbage. The slots are capped
- * by this budget, so a generous config cannot push the agent past its memory target (256 MB peak RSS).
+ * by this budget, so a generous config cannot push the agent past its memory target (256 MB peak RSS),
+ * which the upload now shares with the archive pipeline running beside it.
  */
-export const UPLOAD_MEMORY_BUDGET_BYTES = 96 * MiB;
+export const UPLOAD_MEMORY_BUDGET_BYTES = 64 * MiB;
+
+/**
+ * The largest archive `rawBytes` of data can make: tar adds a 512-byte header and up to 511 bytes of padding
+ * per entry, and zstd a few bytes per 128 KiB block of data it cannot compress. The part size is chosen from
+ * this before the archive exists, so it must not be an underestimate.
+ */
+export function archiveBoundFor(rawBytes: number, entries = 0): number {
+  return Math.ceil(rawBytes * 1.01) + entries * 1024 + 1 * MiB;
+}
 
 /** The configured part size, raised (to whole MiB) when the archive would need more than S3's 10,000 parts. */
 export function partSizeFor(archiveBytes: number, partSizeMiB: number): number {
@@ -93,23 +112,24 @@ export interface ArchiveUpload {
 }
 
 /**
- * Uploads the local archive as a multipart upload: SSE-KMS on the upload, a SHA-256 checksum computed here
- * for every part (S3 checks each part against it, and the completion lists what S3 confirmed), and the
- * archive's whole-file sha256 as object metadata. On failure the multipart upload is aborted, leaving no parts behind.
+ * Uploads the archive as a multipart upload while it is written: SSE-KMS on the upload, a SHA-256 checksum
+ * computed here for every part (S3 checks each part against it, and the completion lists what S3
+ * confirmed). The archive's own sha256 is known only at the end; the manifest carries it. The part size is
+ * fixed up front from `maxBytes`, the most the archive can be. On failure the multipart upload is aborted,
+ * leaving no parts behind, and the source is closed either way.
  */
 export async function uploadArchive(
   s3: S3Client,
   target: UploadTarget,
-  archive: { key: string; path: string; sha256: string },
+  archive: { key: string; source: GrowingFile; maxBytes: number },
   log: Logger,
   progress: UploadProgress = {},
 ): Promise<ArchiveUpload> {
   const where = `s3://${target.bucket}/${archive.key}`;
-  const size = (await stat(archive.path)).size;
-  const partSize = partSizeFor(size, target.partSizeMiB);
-  const partCount = Math.max(1, Math.ceil(size / partSize));
-  const inFlight = Math.min(partCount, effectiveQueueSize(target.queueSize, partSize));
-  if (inFlight < Math.min(partCount, target.queueSize)) {
+  const partSize = partSizeFor(archive.maxBytes, target.partSizeMiB);
+  const maxParts = Math.max(1, Math.ceil(archive.maxBytes / partSize));
+  const inFlight = Math.min(maxParts, effectiveQueueSize(target.queueSize, partSize));
+  if (inFlight < Math.min(maxParts, target.queueSize)) {
     log.warn("fewer parts in flight than configured, to stay within the memory budget", {
       configured: target.queueSize,
       used: inFlight,
@@ -128,7 +148,6 @@ export async function uploadArchive(
             ...object,
             ContentType: "application/zstd",
             ChecksumAlgorithm: "SHA256",
-            Metadata: { sha256: archive.sha256 },
             ...encryptionOf(target),
           }),
           { abortSignal },
@@ -142,7 +161,7 @@ export async function uploadArchive(
     const parts = await uploadParts(
       s3,
       { ...object, UploadId: uploadId },
-      { path: archive.path, size, partSize, slots: inFlight },
+      { source: archive.source, partSize, slots: inFlight },
       log,
       policy,
       progress.partDone ?? (() => undefined),
@@ -163,7 +182,7 @@ export async function uploadArchive(
       policy,
     );
     await progress.ended?.();
-    return { parts: partCount, partSizeBytes: partSize, partsInFlight: inFlight };
+    return { parts: parts.length, partSizeBytes: partSize, partsInFlight: inFlight };
   } catch (e) {
     if (uploadId) {
       await s3
@@ -181,40 +200,50 @@ export async function uploadArchive(
     }
     throw new PipelineError(
       "UploadFailed",
-      `uploading ${archive.path} to ${where} failed: ${messageOf(e)}`,
+      `uploading the archive to ${where} failed: ${messageOf(e)}`,
       "check network access to S3, the instance role's s3:PutObject on the prefix and kms:GenerateDataKey on the key; " +
-        "the local archive is kept until the next run, which aborts this upload and takes a fresh backup",
+        "the next run takes a fresh backup",
       { cause: e },
     );
+  } finally {
+    await archive.source.close();
   }
 }
 
 /**
- * Uploads every part with `slots` workers, each reading into its own reused buffer. A part that fails is
- * retried on its own; the parts already up stay up.
+ * Uploads the parts with `slots` workers as the archive grows, each reading into its own reused buffer: a
+ * worker takes the next part number, waits until that part's bytes are on the file (or the archive ended
+ * within it), and sends it. A part that fails is retried on its own; the parts already up stay up.
  */
 async function uploadParts(
   s3: S3Client,
   upload: { Bucket: string; Key: string; UploadId: string },
-  layout: { path: string; size: number; partSize: number; slots: number },
+  layout: { source: GrowingFile; partSize: number; slots: number },
   log: Logger,
   policy: RetryPolicy,
   partDone: (bytes: number) => void,
 ): Promise<CompletedPart[]> {
-  const { path, size, partSize, slots } = layout;
-  const partCount = Math.max(1, Math.ceil(size / partSize));
+  const { source, partSize, slots } = layout;
   const parts: CompletedPart[] = [];
-  const file = await open(path, "r");
   let next = 0;
   let failed = false;
   const worker = async (): Promise<void> => {
-    const buffer = Buffer.allocUnsafeSlow(Math.max(1, Math.min(partSize, size)));
-    for (let index = next++; index < partCount && !failed; index = next++) {
+    let buffer: Buffer | undefined;
+    for (let index = next++; !failed; index = next++) {
       const offset = index * partSize;
-      const body = await readPart(file, buffer, offset, Math.min(partSize, size - offset));
+      const { available, complete } = await source.reach(offset + partSize);
+      // Past the end; part 1 is sent even for an empty archive, as S3 needs one part.
+      if (complete && offset >= available && index > 0) return;
+      if (index >= MAX_PARTS)
+        throw new Error(
+          `the archive outgrew ${MAX_PARTS} parts of ${partSize} bytes, more than its size bound; this is a bug`,
+        );
+      const length = Math.min(partSize, available - offset);
+      buffer ??= Buffer.allocUnsafeSlow(partSize);
+      const body = await source.read(buffer, length, offset);
       const checksum = createHash("sha256").update(body).digest("base64");
       const sent = await withRetries(
-        `UploadPart ${index + 1}/${partCount} of s3://${upload.Bucket}/${upload.Key}`,
+        `UploadPart ${index + 1} of s3://${upload.Bucket}/${upload.Key}`,
         (abortSignal) =>
           s3.send(
             new UploadPartCommand({
@@ -239,33 +268,17 @@ async function uploadParts(
       await pauseAt("upload");
     }
   };
-  try {
-    const results = await Promise.allSettled(
-      Array.from({ length: slots }, () =>
-        worker().catch((e: unknown) => {
-          failed = true;
-          throw e;
-        }),
-      ),
-    );
-    const failure = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
-    if (failure) throw failure.reason;
-    return parts;
-  } finally {
-    await file.close();
-  }
-}
-
-/** Reads `length` bytes at `offset` into the start of `buffer`; the archive is complete, so a short read is an error. */
-async function readPart(file: FileHandle, buffer: Buffer, offset: number, length: number): Promise<Buffer> {
-  let filled = 0;
-  while (filled < length) {
-    const { bytesRead } = await file.read(buffer, filled, length - filled, offset + filled);
-    if (bytesRead === 0)
-      throw new Error(`the archive ended at byte ${offset + filled}, expected ${offset + length}`);
-    filled += bytesRead;
-  }
-  return buffer.subarray(0, length);
+  const results = await Promise.allSettled(
+    Array.from({ length: slots }, () =>
+      worker().catch((e: unknown) => {
+        failed = true;
+        throw e;
+      }),
+    ),
+  );
+  const failure = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failure) throw failure.reason;
+  return parts;
 }
 
 /** Validates the manifest, then uploads it: the write that makes the backup complete. */

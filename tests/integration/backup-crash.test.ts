@@ -166,25 +166,34 @@ test("killed with the snapshot present: the next run deletes it (only this tool'
   expect(await localBackups()).not.toContain(crashed);
 }, 90_000);
 
-test("killed with the archive half written: the partial archive and its directory are deleted", async () => {
+test("killed with the archive half written: the partial archive, its directory and the upload following it go", async () => {
   const child = await cliPausedAt("archive");
   await kill9(child);
   const crashed = (await localBackups()).at(-1)!;
-  expect(await filesOf(crashed)).toEqual(["archive.tar.zst.partial"]);
+  // The upload follows the archive, so its multipart upload is already open and recorded.
+  expect((await filesOf(crashed)).sort()).toEqual(["archive.tar.zst.partial", UPLOAD_RECORD].sort());
+  const record = await uploadRecordOf(crashed);
   await nextRunRepairsAndSucceeds();
   expect(await localBackups()).not.toContain(crashed);
+  expect(await latePartError(record)).toBe("NoSuchUpload");
 }, 90_000);
 
 test("killed mid-upload: the open multipart upload is aborted", async () => {
   const child = await cliPausedAt("upload");
   await kill9(child);
   const crashed = (await localBackups()).at(-1)!;
-  const record = JSON.parse(
-    await readFile(join(config.localDir, crashed, UPLOAD_RECORD), "utf8"),
-  ) as UploadRecord;
+  const record = await uploadRecordOf(crashed);
   await nextRunRepairsAndSucceeds();
   expect(await localBackups()).not.toContain(crashed);
-  // The aborted upload takes no more parts.
+  expect(await latePartError(record)).toBe("NoSuchUpload");
+}, 90_000);
+
+async function uploadRecordOf(backup: string): Promise<UploadRecord> {
+  return JSON.parse(await readFile(join(config.localDir, backup, UPLOAD_RECORD), "utf8")) as UploadRecord;
+}
+
+/** The error name S3 gives a part sent to the recorded upload: an aborted upload takes no more parts. */
+async function latePartError(record: UploadRecord): Promise<string | undefined> {
   const part = await deps.s3
     .send(
       new UploadPartCommand({
@@ -196,8 +205,8 @@ test("killed mid-upload: the open multipart upload is aborted", async () => {
       }),
     )
     .catch((e: unknown) => e);
-  expect((part as { name?: string }).name).toBe("NoSuchUpload");
-}, 90_000);
+  return (part as { name?: string }).name;
+}
 
 test("killed after the upload, before the message: the outbox delivers it, and that backup stays", async () => {
   const child = await cliPausedAt("signal");

@@ -6,7 +6,7 @@
  */
 import { createHash } from "node:crypto";
 import { once } from "node:events";
-import { readFile } from "node:fs/promises";
+import { readFile, readdir } from "node:fs/promises";
 import {
   createServer,
   request as forward,
@@ -19,6 +19,7 @@ import { GetObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { DeleteMessageCommand, ReceiveMessageCommand } from "@aws-sdk/client-sqs";
 import { parseBackupConfig, parseBackupCreated, parseManifest, type BackupConfig } from "../../contracts";
 import { backupDeps, runBackup } from "../../hostscripts/backup";
+import { PipelineError } from "../../hostscripts/errors";
 import { memoryLogger } from "../../hostscripts/log";
 import { labAwsClients } from "../../lab/lab";
 import { withLab } from "../support/lab";
@@ -171,6 +172,56 @@ test("a backup through an endpoint that fails 30 % of requests completes with th
     expect(stats.slowDown).toBeGreaterThan(0);
     expect(stats.tooMany).toBeGreaterThan(0);
     expect(stats.dropped).toBeGreaterThan(0);
+  } finally {
+    proxy.server.closeAllConnections();
+    proxy.server.close();
+  }
+}, 180_000);
+
+/** Forwards everything but answers 403 AccessDenied to every archive part after the first `allowed`. */
+async function deniedAfterParts(upstream: URL, allowed: number): Promise<{ server: Server; url: string }> {
+  let parts = 0;
+  const server = createServer((req, res) => {
+    if (/[?&]partNumber=/.test(req.url ?? "") && ++parts > allowed)
+      return refuse(req, res, 403, "AccessDenied");
+    const out = forward(
+      {
+        host: upstream.hostname,
+        port: upstream.port,
+        method: req.method,
+        path: req.url,
+        headers: req.headers,
+      },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      },
+    );
+    out.on("error", () => res.destroy());
+    req.pipe(out);
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address() as AddressInfo;
+  return { server, url: `http://127.0.0.1:${port}` };
+}
+
+test("a part refused while the archive is being written stops the archive and leaves nothing behind", async () => {
+  const base = parseBackupConfig(JSON.parse(await readFile(lab().backupConfigPath, "utf8")));
+  const proxy = await deniedAfterParts(new URL(base.aws!.endpoint!), 1);
+  const localBefore = await readdir(base.localDir).catch(() => []);
+  try {
+    const config: BackupConfig = {
+      ...base,
+      s3: { ...base.s3, partSizeMiB: 5, queueSize: 1 },
+      aws: { ...base.aws, endpoint: proxy.url },
+    };
+    const error = await runBackup(config, await backupDeps(config, memoryLogger())).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(PipelineError);
+    expect((error as PipelineError).kind).toBe("UploadFailed");
+    expect((error as PipelineError).message).toMatch(/archive\.tar\.zst failed: AccessDenied/);
+    expect((await readdir(lab().snapshotDir)).filter((n) => n.startsWith("mysql-backup-"))).toEqual([]);
+    expect(await readdir(base.localDir)).toEqual(localBefore);
   } finally {
     proxy.server.closeAllConnections();
     proxy.server.close();

@@ -3,12 +3,12 @@
  * must give back identical bytes, and `sha256sum` must agree with every hash the archive recorded.
  */
 import { execFile } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { access, mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { writeArchive } from "../../hostscripts/archive";
+import { GrowingFile, SYNC_EVERY_BYTES, writeArchive } from "../../hostscripts/archive";
 import { PipelineError } from "../../hostscripts/errors";
 import { memoryLogger } from "../../hostscripts/log";
 
@@ -90,3 +90,80 @@ test("a failure removes the partial archive and says what failed", async () => {
   await expect(access(`${dest}.partial`)).rejects.toThrow();
   await expect(access(dest)).rejects.toThrow();
 }, 30_000);
+
+/** Reads a growing archive the way the upload does: fixed-size parts, each as soon as it is on the file. */
+async function follow(
+  file: GrowingFile,
+  partBytes: number,
+): Promise<{ bytes: Buffer; partsBeforeEnd: number }> {
+  const parts: Buffer[] = [];
+  let partsBeforeEnd = 0;
+  try {
+    for (let offset = 0; ; offset += partBytes) {
+      const { available, complete } = await file.reach(offset + partBytes);
+      if (complete && offset >= available) break;
+      if (!complete) partsBeforeEnd++;
+      const length = Math.min(partBytes, available - offset);
+      parts.push(Buffer.from(await file.read(Buffer.alloc(partBytes), length, offset)));
+    }
+  } finally {
+    await file.close();
+  }
+  return { bytes: Buffer.concat(parts), partsBeforeEnd };
+}
+
+describe("an archive followed while it is written", () => {
+  let big: string;
+
+  beforeAll(async () => {
+    // Incompressible and larger than two flush windows, so the follower sees it grow and the writer flushes.
+    big = join(work, "big-snapshot");
+    await mkdir(join(big, "db"), { recursive: true });
+    for (let i = 0; i < 3; i++)
+      await writeFile(join(big, "db", `t${i}.ibd`), randomBytes(SYNC_EVERY_BYTES / 2 + i));
+  });
+
+  test("the follower reads exactly the bytes of the finished archive, most of them before it ends", async () => {
+    const file = new GrowingFile();
+    const dest = join(work, "followed.tar.zst");
+    const [result, followed] = await Promise.all([
+      writeArchive({ root: big, dest, log: memoryLogger(), follow: file }),
+      follow(file, 5 * 1024 * 1024),
+    ]);
+    expect(result.bytes).toBeGreaterThan(SYNC_EVERY_BYTES);
+    expect(followed.bytes.length).toBe(result.bytes);
+    expect(createHash("sha256").update(followed.bytes).digest("hex")).toBe(result.sha256);
+    expect(result.sha256).toBe(await sha256sum(dest));
+    expect(followed.partsBeforeEnd).toBeGreaterThan(0);
+  }, 60_000);
+
+  test("an archive already on disk can be followed too", async () => {
+    const dest = join(work, "complete.tar.zst");
+    await writeArchive({ root: big, dest, log: memoryLogger() });
+    const followed = await follow(await GrowingFile.ofComplete(dest), 5 * 1024 * 1024);
+    expect(createHash("sha256").update(followed.bytes).digest("hex")).toBe(await sha256sum(dest));
+  }, 30_000);
+
+  test("stopping it removes the partial archive and fails the follower instead of leaving it waiting", async () => {
+    const file = new GrowingFile();
+    const dest = join(work, "stopped.tar.zst");
+    const stop = new AbortController();
+    const archived = writeArchive({
+      root: big,
+      dest,
+      log: memoryLogger(),
+      follow: file,
+      signal: stop.signal,
+      onBytes: () => stop.abort(new Error("the upload failed")),
+    }).catch((e: unknown) => e);
+    const waiting = file.reach(Number.MAX_SAFE_INTEGER).catch((e: unknown) => e);
+    const error = await archived;
+    expect(error).toBeInstanceOf(PipelineError);
+    expect((error as PipelineError).kind).toBe("ArchiveFailed");
+    expect((error as PipelineError).message).toContain("the upload failed");
+    expect(String(await waiting)).toContain("the archive failed");
+    await file.close();
+    await expect(access(`${dest}.partial`)).rejects.toThrow();
+    await expect(access(dest)).rejects.toThrow();
+  }, 30_000);
+});

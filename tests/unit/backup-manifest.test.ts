@@ -8,7 +8,7 @@ import { buildManifest } from "../../hostscripts/backup";
 import { dialectFor, readServerFacts, type Query } from "../../hostscripts/dialect";
 import { memoryLogger } from "../../hostscripts/log";
 import { backupsToRemove, pruneLocalBackups } from "../../hostscripts/retention";
-import { effectiveQueueSize, encryptionOf, partSizeFor } from "../../hostscripts/upload";
+import { archiveBoundFor, effectiveQueueSize, encryptionOf, partSizeFor } from "../../hostscripts/upload";
 
 const config: BackupConfig = {
   cluster: "prod-eu",
@@ -187,9 +187,13 @@ test("uploads stay within the memory budget and always ask for SSE-KMS", () => {
   expect(partSizeFor(100 * MiB, 8)).toBe(8 * MiB);
   expect(partSizeFor(1024 * 1024 * MiB, 8)).toBe(105 * MiB); // 1 TiB: 10,000 parts need 104.9 MiB each
   expect(effectiveQueueSize(4, 8 * MiB)).toBe(4);
-  expect(effectiveQueueSize(4, 32 * MiB)).toBe(3);
+  expect(effectiveQueueSize(4, 16 * MiB)).toBe(4);
+  expect(effectiveQueueSize(4, 32 * MiB)).toBe(2);
   expect(effectiveQueueSize(4, 64 * MiB)).toBe(1);
   expect(effectiveQueueSize(4, 512 * MiB)).toBe(1);
+  // The part size is chosen before the archive exists, from a bound on what the data can compress to.
+  expect(archiveBoundFor(100 * MiB)).toBeGreaterThan(100 * MiB);
+  expect(archiveBoundFor(0, 1000)).toBeGreaterThanOrEqual(1000 * 1024);
   expect(encryptionOf({ bucket: "b", partSizeMiB: 8, queueSize: 1 })).toEqual({
     ServerSideEncryption: "aws:kms",
   });
