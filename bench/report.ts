@@ -110,6 +110,8 @@ function backupSection(r: BenchResults): string {
 ${rows.join("\n")}
 
 Ours includes the upload to the emulator and the manifest and message (wall), the archive step alone in brackets.
+The upload follows the archive while it is written, so "upload s" in the table below overlaps "archive s": it runs
+from the start of the upload to the manifest being up.
 "Replica mysqld CPU" is what the server spent serving the backup (the dump tools make the server do the work).
 `;
 }
