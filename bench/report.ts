@@ -103,6 +103,12 @@ function backupSection(r: BenchResults): string {
       `| ${c.name} | ${s(b.wallSeconds)} | ${cpu(b)} | ${s(b.serverCpuSeconds)} | ${mib(b.peakRssBytes)} | ${mb(b.artifactBytes)} | ${ms(b.stall.stallMs)} (normal gap ${ms(b.stall.baselineMedianGapMs)}, noise ≤ ${ms(b.stall.baselineMaxGapMs)}; lag ${lag(b.replicaLagSeconds)} s) | — |`,
     );
   }
+  if (r.control !== undefined && r.control.stalls.length > 0) {
+    const control = spread(r.control.stalls.map((c) => c.stallMs));
+    rows.push(
+      `| no backup (control: ${r.control.stalls.length} windows of ${s(r.control.windowSeconds)} s) | — | — | — | — | — | ${ms(control?.median)} (max ${ms(control?.max)}) | — |`,
+    );
+  }
   return `## Backup of the replica under write load
 
 | tool | wall s | CPU s (user+sys, client side) | replica mysqld CPU s | peak RSS | backup size | replication stall ms | lock window ms |

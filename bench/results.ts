@@ -15,6 +15,12 @@ export interface BenchResults {
   load: { tool: string; rate: number; threads: number };
   /** Limit measurements, taken before and after our backups. */
   limit: { tag: string; rawRead: Measured; tarZstd: Measured & { outputBytes?: number } }[];
+  /**
+   * Windows as long as our median backup with no backup running, under the same write load: the longest
+   * applier gap a window of that length shows anyway (the noise floor of the stall over a whole backup).
+   * Absent in runs from before it was measured.
+   */
+  control?: { windowSeconds: number; stalls: StallMeasurement[] };
   ours: {
     /** How our backups were scheduled (`--priority`); absent in runs from before the option. */
     priority?: "unit" | "normal";

@@ -50,7 +50,7 @@ import {
   type OurVerify,
   type SizeName,
 } from "./results";
-import { stallDuring, watchApplier, type ApplierTrace, type StallMeasurement } from "./stall";
+import { median, stallDuring, watchApplier, type ApplierTrace, type StallMeasurement } from "./stall";
 import { evaluateTargets } from "./targets";
 
 /**
@@ -193,6 +193,9 @@ async function main(opts: Options): Promise<void> {
     opts.backups,
     notes,
   );
+  results.control = await attempt(notes, "control windows without a backup", () =>
+    controlWindows(lab, results.ours.backups),
+  );
   results.limit.push(await limit(lab, "after"));
   for (const name of COMPETITORS) results.competitors.push(await competitorBackup(lab, name, work));
   say("stopping the load; waiting for the replica to catch up");
@@ -328,6 +331,29 @@ async function withStallWatch<T>(lab: Lab, action: () => Promise<T>) {
   } finally {
     if (trace === undefined) await watch.stop().catch(() => undefined);
   }
+}
+
+/** Control windows measured after our backups: how many, and at least how long each. */
+const CONTROL_WINDOWS = 3;
+const MIN_CONTROL_SECONDS = 5;
+
+/**
+ * The stall measurement run over windows as long as our median backup, with nothing but the write load
+ * running: a longer window shows a longer longest gap by chance alone, and this says how long.
+ */
+async function controlWindows(
+  lab: Lab,
+  backups: OurBackup[],
+): Promise<{ windowSeconds: number; stalls: StallMeasurement[] }> {
+  const windowSeconds = Math.max(MIN_CONTROL_SECONDS, median(backups.map((b) => b.wallSeconds)));
+  say(`control: ${CONTROL_WINDOWS} windows of ${windowSeconds.toFixed(1)} s with no backup running`);
+  const stalls: StallMeasurement[] = [];
+  for (let i = 0; i < CONTROL_WINDOWS; i++) {
+    const { stall } = await withStallWatch(lab, () => sleep(windowSeconds * 1000));
+    stalls.push(stall);
+  }
+  say(`control: longest gap minus normal gap ${stalls.map((s) => s.stallMs.toFixed(0)).join(", ")} ms`);
+  return { windowSeconds, stalls };
 }
 
 /**

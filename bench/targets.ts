@@ -91,7 +91,8 @@ export function evaluateTargets(results: BenchResults): TargetVerdict[] {
       stall?.max,
       true,
       `worst of ${stall?.n ?? 0} backups (longest applier gap during the backup minus the normal gap); median ${round(stall?.median ?? NaN)} ms; ` +
-        `over the lock window alone: median ${round(lockStall?.median ?? NaN)} ms, max ${round(lockStall?.max ?? NaN)} ms`,
+        `over the lock window alone: median ${round(lockStall?.median ?? NaN)} ms, max ${round(lockStall?.max ?? NaN)} ms` +
+        controlDetail(results),
     ),
     verdict(
       "archive throughput vs plain tar | zstd -T0 -1",
@@ -146,4 +147,15 @@ function mbps(bytesPerSecond: number | undefined): string {
 
 function secs(seconds: number | undefined): string {
   return seconds === undefined ? "n/a" : `${seconds.toFixed(1)} s`;
+}
+
+/** The control windows (no backup running) in words, for the stall verdict; empty when not measured. */
+function controlDetail(results: BenchResults): string {
+  const control = results.control;
+  if (control === undefined || control.stalls.length === 0) return "";
+  const values = control.stalls.map((s) => s.stallMs);
+  return (
+    `; the same measure over ${values.length} windows of ${control.windowSeconds.toFixed(1)} s with no backup running: ` +
+    `${values.map((v) => round(v)).join(", ")} ms (median ${round(median(values))} ms)`
+  );
 }

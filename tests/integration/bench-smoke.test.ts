@@ -116,6 +116,12 @@ describe("npm run bench, tiny", () => {
       expect(backup.peakRssBytes).toBeGreaterThan(10 * 2 ** 20);
       expect(backup.stall.changesDuringBackup).toBeGreaterThan(0);
     }
+    // Ours runs as the systemd unit runs it, and the stall has its control: windows with no backup at all.
+    expect(results.ours.priority).toBe("unit");
+    expect(results.ours.backups[0].command).toMatch(/^nice -n 10 ionice -c 3 chrt --batch 0 node /);
+    expect(results.control?.stalls).toHaveLength(3);
+    for (const control of results.control?.stalls ?? [])
+      expect(control.changesDuringBackup).toBeGreaterThan(0);
     expect(results.ours.verify?.verdict).toBe("verified");
     expect(results.ours.verify?.toQueryableSeconds).toBeGreaterThan(0);
     expect(results.ours.plainExtract?.bytes).toBeGreaterThan(0);
@@ -137,5 +143,6 @@ describe("npm run bench, tiny", () => {
     expect(report).toContain("mariadb-dump --socket=");
     expect(report).toContain("| zstd -T0 -1");
     expect(report).toContain(`${results.machine.cores} cores`);
+    expect(report).toMatch(/\| no backup \(control: 3 windows of [\d.]+ s\)/);
   });
 });
