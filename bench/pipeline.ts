@@ -23,18 +23,11 @@ export async function buildCli(dir: string): Promise<{ cli: string; problem?: st
 }
 
 /**
- * How our backup is scheduled against the database. `unit` is how the shipped systemd unit runs it
- * (`hostscripts/systemd.ts`: Nice=10, IOSchedulingClass=idle, CPUSchedulingPolicy=batch; its CPUWeight and
- * IOWeight need a systemd cgroup, which the bench does not have); `normal` runs it like the other tools.
+ * The exact command of our backup: as shipped, at the priority it was started with; the CLI itself yields
+ * to the database (nice 10, idle I/O class) once the lock is released (`hostscripts/priority.ts`).
  */
-export type BackupPriority = "unit" | "normal";
-
-const UNIT_PRIORITY = "nice -n 10 ionice -c 3 chrt --batch 0";
-
-/** The exact command of our backup. */
-export function backupCommand(cli: string, configPath: string, priority: BackupPriority = "normal"): string {
-  const command = `node ${cli} backup --config ${configPath} --json`;
-  return priority === "unit" ? `${UNIT_PRIORITY} ${command}` : command;
+export function backupCommand(cli: string, configPath: string): string {
+  return `node ${cli} backup --config ${configPath} --json`;
 }
 
 /** The exact command of one verification. */

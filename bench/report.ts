@@ -56,13 +56,8 @@ ${r.load.rate} tx/s (${r.load.threads} threads). Machine: ${r.machine.cores} cor
 ${(r.machine.memoryBytes / 2 ** 30).toFixed(0)} GiB RAM, kernel ${r.machine.kernel}; load average ${r.machine.loadAverageAtStart.toFixed(2)}
 at the start and ${(r.machine.loadAverageAtEnd ?? NaN).toFixed(2)} at the end — the machine is shared, so absolute times are noisy and
 the ratios measured side by side in the same run are what to read.
-${
-  r.ours.priority === "unit"
-    ? "Our backups ran as the shipped systemd unit runs them (`nice -n 10 ionice -c 3 chrt --batch 0`: Nice=10, idle I/O class, batch); the other tools at normal priority.\n"
-    : r.ours.priority === "normal"
-      ? "Our backups ran at normal priority, like the other tools (`--priority normal`).\n"
-      : ""
-}`;
+Our backups ran as shipped: at normal priority through the lock, then (the CLI lowers itself) at nice 10 in the idle I/O class; the other tools at normal priority.
+`;
 }
 
 function targetsSection(r: BenchResults): string {

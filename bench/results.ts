@@ -22,8 +22,6 @@ export interface BenchResults {
    */
   control?: { windowSeconds: number; stalls: StallMeasurement[] };
   ours: {
-    /** How our backups were scheduled (`--priority`); absent in runs from before the option. */
-    priority?: "unit" | "normal";
     backups: OurBackup[];
     verify?: OurVerify;
     /** Plain `zstd -d | tar -x` of our last local archive, for the extract share. */

@@ -32,15 +32,7 @@ import {
 import { benchSnapshotDir, deleteSnapshot, measureLimit, treeBytes } from "./limit";
 import { describeMachine, loadAverageNow } from "./machine";
 import { mustRunMeasured, processCpuSeconds, type CommandRun } from "./measure";
-import {
-  backupCommand,
-  buildCli,
-  numberAt,
-  runPipeline,
-  stringAt,
-  verifyCommand,
-  type BackupPriority,
-} from "./pipeline";
+import { backupCommand, buildCli, numberAt, runPipeline, stringAt, verifyCommand } from "./pipeline";
 import { renderReport } from "./report";
 import {
   measured,
@@ -60,13 +52,11 @@ import { evaluateTargets } from "./targets";
  * Everything it starts (lab, load, scratch servers, snapshots) is removed in the end, also on Ctrl-C.
  */
 
-const USAGE = `usage: npm run bench -- [--size tiny|small|2g|8g] [--backups N] [--rate TPS] [--priority unit|normal] [--dir DIR] [--out DIR] [--keep-lab]
+const USAGE = `usage: npm run bench -- [--size tiny|small|2g|8g] [--backups N] [--rate TPS] [--dir DIR] [--out DIR] [--keep-lab]
 
   --size      dataset on the lab replica: small ≈ 200 MB, 2g ≈ 2 GB (default), 8g ≈ 8 GB; tiny for smoke tests
   --backups   how many of our backups to take under load (default 10; the lock window needs ≥ 10)
   --rate      transactions per second sysbench writes to the primary during the backups (default 100)
-  --priority  how our backup runs: unit = as the systemd unit runs it (nice 10, idle I/O class, batch; default),
-              normal = like the other tools
   --dir       the bench's lab directory (default /tmp/mysql-backup-bench; removed at the end)
   --out       where results.json and BENCHMARKS.md go (default: bench/results.json and ./BENCHMARKS.md)
   --keep-lab  leave the lab running at the end (for looking around; remove with npm run lab -- down --dir DIR)
@@ -105,7 +95,6 @@ interface Options {
   render: boolean;
   /** Transactions per second of the write load. */
   rate: number;
-  priority: BackupPriority;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -115,7 +104,6 @@ function parseOptions(argv: string[]): Options {
       size: { type: "string", default: "2g" },
       backups: { type: "string", default: "10" },
       rate: { type: "string", default: String(DEFAULT_RATE) },
-      priority: { type: "string", default: "unit" },
       dir: { type: "string", default: "/tmp/mysql-backup-bench" },
       out: { type: "string" },
       "keep-lab": { type: "boolean", default: false },
@@ -134,8 +122,6 @@ function parseOptions(argv: string[]): Options {
     throw new Error(`--backups must be a positive integer\n${USAGE}`);
   const rate = Number(values.rate);
   if (!Number.isInteger(rate) || rate < 1) throw new Error(`--rate must be a positive integer\n${USAGE}`);
-  if (values.priority !== "unit" && values.priority !== "normal")
-    throw new Error(`--priority must be unit or normal\n${USAGE}`);
   const repo = resolve(__dirname, "..");
   const out = values.out === undefined ? undefined : resolve(values.out);
   return {
@@ -147,7 +133,6 @@ function parseOptions(argv: string[]): Options {
     keepLab: values["keep-lab"],
     render: values.render,
     rate,
-    priority: values.priority,
   };
 }
 
@@ -175,7 +160,7 @@ async function main(opts: Options): Promise<void> {
     dataset,
     load: { tool: "sysbench oltp_write_only", rate: opts.rate, threads: LOAD_THREADS },
     limit: [],
-    ours: { priority: opts.priority, backups: [] },
+    ours: { backups: [] },
     competitors: [],
     targets: [],
     notes,
@@ -187,12 +172,7 @@ async function main(opts: Options): Promise<void> {
   await startLoad(lab, { rate: opts.rate, threads: LOAD_THREADS });
   await sleep(2_000);
   results.limit.push(await limit(lab, "before"));
-  results.ours.backups = await ourBackups(
-    lab,
-    backupCommand(cli, backupConfigPath, opts.priority),
-    opts.backups,
-    notes,
-  );
+  results.ours.backups = await ourBackups(lab, backupCommand(cli, backupConfigPath), opts.backups, notes);
   results.control = await attempt(notes, "control windows without a backup", () =>
     controlWindows(lab, results.ours.backups),
   );

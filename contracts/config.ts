@@ -147,7 +147,7 @@ export interface VerifyConfig {
   /**
    * How archives are downloaded: ranged GETs of `partSizeMiB`, `concurrency` at a time, fed in order into
    * the one-pass hash + decompress + extract. Memory: about (concurrency + 1) parts. Defaults to
-   * partSizeMiB 16, concurrency 4.
+   * partSizeMiB 8, concurrency 4 (at most 40 MiB of parts held: the verifier's 256 MiB target).
    */
   download?: { partSizeMiB?: number; concurrency?: number };
   /**

@@ -45,6 +45,7 @@ import { OUTBOX, UPLOAD_RECORD, repairAfterCrash, writeDurably, writeProgressFil
 import { logProgress, ttyProgress, type ProgressView } from "./progress";
 import { pruneLocalBackups } from "./retention";
 import { driverFor, runCommand, type Snapshot, type SnapshotDriver } from "./snapshot";
+import { yieldToDatabase, type YieldOutcome } from "./priority";
 import { pauseAt } from "./testhooks";
 import {
   sendBackupCreated,
@@ -80,6 +81,11 @@ export interface BackupDeps {
   clock?: () => Date;
   /** How archive and upload progress is shown. Defaults to a `progress` log line every 30 s. */
   progress?: ProgressView;
+  /**
+   * Called once the lock is released, before the archive: the CLI lowers its own priority there
+   * (`yieldToDatabase`). Absent when a test runs the backup inside its own process.
+   */
+  afterUnlock?: () => Promise<YieldOutcome>;
 }
 
 /** What a backup produced; printed with `--json`, read by the demo and the benchmarks. */
@@ -113,6 +119,8 @@ export interface BackupResult {
   position: CapturedPosition;
   localArchive: string;
   removedLocal: string[];
+  /** The priority the backup yielded to after the lock (absent when it kept its own). */
+  priorityAfterLock?: YieldOutcome;
 }
 
 /** What the lock window hands back: the position, the inventory and the snapshot, all taken together. */
@@ -195,6 +203,7 @@ async function takeBackup(
   const archivePath = join(localDir, ARCHIVE_OBJECT);
 
   const window = await freeze(config, deps, backupId, localDir);
+  const yielded = await deps.afterUnlock?.();
   await pauseAt("snapshot");
   const progress = deps.progress ?? logProgress(log);
   const ref: BackupRef = {
@@ -336,6 +345,7 @@ async function takeBackup(
     position: window.frozen.position,
     localArchive: archivePath,
     removedLocal,
+    ...(yielded ? { priorityAfterLock: yielded } : {}),
   };
 }
 
@@ -652,7 +662,8 @@ export const backupCommand: Subcommand<BackupConfig> = {
   describe: "snapshot this replica, archive it, upload it to S3 and signal the verifiers",
   parseConfig: parseBackupConfig,
   async run(config, _flags, log): Promise<CommandOutcome> {
-    const result = await runBackup(config, await backupDeps(config, log));
+    const deps = await backupDeps(config, log);
+    const result = await runBackup(config, { ...deps, afterUnlock: () => yieldToDatabase(log) });
     return { exitCode: ExitCode.Ok, result, summary: summarize(result) };
   },
 };

@@ -19,7 +19,7 @@ export interface RangedDownloadOptions {
 }
 
 /** The defaults documented on `VerifyConfig.download`. */
-export const DEFAULT_DOWNLOAD = { partSizeMiB: 16, concurrency: 4 } as const;
+export const DEFAULT_DOWNLOAD = { partSizeMiB: 8, concurrency: 4 } as const;
 
 /** An opened download: the object's size (when S3 said it) and its bytes. */
 export interface OpenedDownload {

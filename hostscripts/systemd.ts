@@ -113,13 +113,11 @@ export function backupServiceUnit(o: BackupServiceOptions): string {
       ["TimeoutStartSec", o.timeoutStartSec ?? "6h"],
       // SIGTERM first; a run stopped mid-way is repaired by the next one (docs/operations.md).
       ["KillMode", "mixed"],
-      // The replica's applier comes first. Nice and the I/O class order threads within one cgroup; between
-      // this unit and the database's own service (cgroup v2) the weights do (default 100 each): under
-      // contention the backup gets about a sixth of the CPU and a tenth of the weighted I/O, and all of it
-      // when the host is idle (BENCHMARKS.md: replication stall).
-      ["Nice", "10"],
-      ["IOSchedulingClass", "idle"],
-      ["CPUSchedulingPolicy", "batch"],
+      // The replica's applier comes first. Between this unit and the database's own service (cgroup v2)
+      // the weights decide (default 100 each): under contention the backup gets about a sixth of the CPU and
+      // a tenth of the weighted I/O, and all of it when the host is idle. Within the process, the backup
+      // lowers its own threads to nice 10 and the idle I/O class once the lock is released
+      // (hostscripts/priority.ts); set here, Nice and IOSchedulingClass would also slow the lock window.
       ["CPUWeight", "20"],
       ["IOWeight", "10"],
       ["NoNewPrivileges", "yes"],
