@@ -327,7 +327,10 @@ async function packFile(
     if (bytes > stats.size) break;
     hash.update(data);
     onBytes(data.length);
-    if (!entry.write(data)) await once(entry, "drain");
+    // The entry is destroyed when the archive is stopped: then the wait ends too, and leaving the loop closes
+    // the file, so nothing in the snapshot stays open (it could not be unmounted).
+    if (!entry.write(data) && !(await drainedOrClosed(entry)))
+      throw new Error(`the archive stopped while ${name} was read`);
   }
   if (bytes !== stats.size) {
     entry.destroy();
@@ -338,6 +341,31 @@ async function packFile(
   entry.end(null);
   await done;
   return { path: name, bytes, sha256: hash.digest("hex") };
+}
+
+/** What `drainedOrClosed` needs of a stream: Node's and tar-stream's (streamx) writables both have it. */
+interface EventedStream {
+  readonly destroyed: boolean;
+  once(event: string, listener: () => void): unknown;
+  off(event: string, listener: () => void): unknown;
+}
+
+/** Resolves true when `stream` can take more, false when it was closed or failed instead. */
+function drainedOrClosed(stream: EventedStream): Promise<boolean> {
+  if (stream.destroyed) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const settle = (value: boolean) => () => {
+      stream.off("drain", onDrain);
+      stream.off("close", onClose);
+      stream.off("error", onClose);
+      resolve(value);
+    };
+    const onDrain = settle(true);
+    const onClose = settle(false);
+    stream.once("drain", onDrain);
+    stream.once("close", onClose);
+    stream.once("error", onClose);
+  });
 }
 
 /** Resolves when zstd exits 0; rejects with its stderr otherwise. */

@@ -4,7 +4,18 @@
  */
 import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { access, mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from "node:fs/promises";
+import {
+  access,
+  mkdir,
+  mkdtemp,
+  readFile,
+  readdir,
+  readlink,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -91,6 +102,13 @@ test("a failure removes the partial archive and says what failed", async () => {
   await expect(access(dest)).rejects.toThrow();
 }, 30_000);
 
+/** The files below `dir` this process has open. */
+async function openFilesUnder(dir: string): Promise<string[]> {
+  const fds = await readdir("/proc/self/fd");
+  const targets = await Promise.all(fds.map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => "")));
+  return targets.filter((t) => t.startsWith(dir + "/"));
+}
+
 /** Reads a growing archive the way the upload does: fixed-size parts, each as soon as it is on the file. */
 async function follow(
   file: GrowingFile,
@@ -163,6 +181,9 @@ describe("an archive followed while it is written", () => {
     expect((error as PipelineError).message).toContain("the upload failed");
     expect(String(await waiting)).toContain("the archive failed");
     await file.close();
+    // No file of the snapshot stays open: a snapshot with an open file cannot be unmounted.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(await openFilesUnder(big)).toEqual([]);
     await expect(access(`${dest}.partial`)).rejects.toThrow();
     await expect(access(dest)).rejects.toThrow();
   }, 30_000);
