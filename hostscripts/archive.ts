@@ -351,7 +351,7 @@ interface EventedStream {
 }
 
 /** Resolves true when `stream` can take more, false when it was closed or failed instead. */
-function drainedOrClosed(stream: EventedStream): Promise<boolean> {
+export function drainedOrClosed(stream: EventedStream): Promise<boolean> {
   if (stream.destroyed) return Promise.resolve(false);
   return new Promise((resolve) => {
     const settle = (value: boolean) => () => {

@@ -6,7 +6,7 @@ import type { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { extract as tarExtract } from "tar-stream";
 import type { ManifestFile } from "../contracts";
-import { remainderAfter } from "./archive";
+import { drainedOrClosed, remainderAfter } from "./archive";
 import { PipelineError, messageOf } from "./errors";
 
 /**
@@ -152,7 +152,7 @@ async function hashAndFeed(
     for await (const chunk of source) {
       hash.update(chunk);
       bytes += chunk.length;
-      if (open && !sink.write(chunk)) open = await drained(sink);
+      if (open && !sink.write(chunk)) open = await drainedOrClosed(sink);
     }
   } catch (error) {
     throw new PipelineError(
@@ -165,23 +165,6 @@ async function hashAndFeed(
     sink.end();
   }
   return { bytes, sha256: hash.digest("hex") };
-}
-
-/** Resolves true when `stream` can take more, false when it closed or failed instead. */
-function drained(stream: Writable): Promise<boolean> {
-  return new Promise((resolve) => {
-    const settle = (value: boolean) => () => {
-      stream.off("drain", onDrain);
-      stream.off("close", onClose);
-      stream.off("error", onClose);
-      resolve(value);
-    };
-    const onDrain = settle(true);
-    const onClose = settle(false);
-    stream.once("drain", onDrain);
-    stream.once("close", onClose);
-    stream.once("error", onClose);
-  });
 }
 
 /**

@@ -96,26 +96,25 @@ async function faultyProxy(
       return;
     }
     stats.forwarded++;
-    const out = forward(
-      {
-        host: upstream.hostname,
-        port: upstream.port,
-        method: req.method,
-        path: req.url,
-        headers: req.headers,
-      },
-      (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-      },
-    );
-    out.on("error", () => res.destroy());
-    req.pipe(out);
+    forwardTo(upstream, req, res);
   });
   server.listen(0, "127.0.0.1");
   await once(server, "listening");
   const { port } = server.address() as AddressInfo;
   return { server, url: `http://127.0.0.1:${port}`, stats };
+}
+
+/** Passes one request on to `upstream` and its answer back. */
+function forwardTo(upstream: URL, req: IncomingMessage, res: ServerResponse): void {
+  const out = forward(
+    { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
+    (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      answer.pipe(res);
+    },
+  );
+  out.on("error", () => res.destroy());
+  req.pipe(out);
 }
 
 async function sha256Of(s3: S3Client, bucket: string, key: string): Promise<string> {
@@ -184,21 +183,7 @@ async function deniedAfterParts(upstream: URL, allowed: number): Promise<{ serve
   const server = createServer((req, res) => {
     if (/[?&]partNumber=/.test(req.url ?? "") && ++parts > allowed)
       return refuse(req, res, 403, "AccessDenied");
-    const out = forward(
-      {
-        host: upstream.hostname,
-        port: upstream.port,
-        method: req.method,
-        path: req.url,
-        headers: req.headers,
-      },
-      (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-      },
-    );
-    out.on("error", () => res.destroy());
-    req.pipe(out);
+    forwardTo(upstream, req, res);
   });
   server.listen(0, "127.0.0.1");
   await once(server, "listening");
