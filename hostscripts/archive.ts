@@ -404,12 +404,7 @@ class SyncingFileWriter extends Writable {
   }
 
   private async append(buffers: Buffer[]): Promise<void> {
-    let pending = buffers;
-    while (pending.length > 0) {
-      const { bytesWritten } = await this.file.writev(pending, this.position);
-      this.position += bytesWritten;
-      pending = remainderAfter(pending, bytesWritten);
-    }
+    this.position = await writeAllAt(this.file, buffers, this.position);
     this.follow?.grew(this.position);
     if (this.position - this.syncedTo >= SYNC_EVERY_BYTES) {
       await this.syncing;
@@ -421,8 +416,20 @@ class SyncingFileWriter extends Writable {
   }
 }
 
+/** Writes every byte of `buffers` at `position`, with as few `writev` calls as the kernel allows; returns the end. */
+export async function writeAllAt(file: FileHandle, buffers: Buffer[], position: number): Promise<number> {
+  let pending = buffers;
+  let at = position;
+  while (pending.length > 0) {
+    const { bytesWritten } = await file.writev(pending, at);
+    at += bytesWritten;
+    pending = remainderAfter(pending, bytesWritten);
+  }
+  return at;
+}
+
 /** The buffers left after the first `written` bytes of `buffers` (a short `writev`). */
-export function remainderAfter(buffers: Buffer[], written: number): Buffer[] {
+function remainderAfter(buffers: Buffer[], written: number): Buffer[] {
   let skip = written;
   const rest: Buffer[] = [];
   for (const buffer of buffers) {

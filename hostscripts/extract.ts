@@ -6,7 +6,7 @@ import type { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { extract as tarExtract } from "tar-stream";
 import type { ManifestFile } from "../contracts";
-import { drainedOrClosed, remainderAfter } from "./archive";
+import { drainedOrClosed, writeAllAt } from "./archive";
 import { PipelineError, messageOf } from "./errors";
 
 /**
@@ -244,16 +244,12 @@ async function writeEntry(entry: AsyncIterable<Buffer>, root: string, path: stri
   // that the extract waits for. Gathered into ~1 MiB writev calls, there are 16× fewer.
   let batch: Buffer[] = [];
   let batchBytes = 0;
-  let position = 0;
   const flush = async () => {
-    let pending = batch;
+    const pending = batch;
+    const position = bytes - batchBytes;
     batch = [];
     batchBytes = 0;
-    while (pending.length > 0) {
-      const { bytesWritten } = await writeSafely(path, () => file.writev(pending, position));
-      position += bytesWritten;
-      pending = remainderAfter(pending, bytesWritten);
-    }
+    await writeSafely(path, () => writeAllAt(file, pending, position));
   };
   try {
     for await (const chunk of entry) {
