@@ -24,7 +24,7 @@ export async function buildCli(dir: string): Promise<{ cli: string; problem?: st
 
 /**
  * The exact command of our backup: as shipped, at the priority it was started with; the CLI itself yields
- * to the database (nice 10, idle I/O class) once the lock is released (`hostscripts/priority.ts`).
+ * to the database (nice 10, idle I/O class) once the lock is released (`hostscripts/backup/priority.ts`).
  */
 export function backupCommand(cli: string, configPath: string): string {
   return `node ${cli} backup --config ${configPath} --json`;

@@ -12,7 +12,7 @@ import {
   CONFIG_DIR,
   INSTALLED_BINARY,
   UNIT_DIR,
-} from "../hostscripts/systemd";
+} from "../contracts/units";
 import { ec2AssumeRolePolicy, replicaRolePolicy } from "./iam";
 
 /** An SSH endpoint with its pinned host key. */

@@ -9,7 +9,7 @@ import {
   VERIFIER_SERVICE,
   VERIFY_CONFIG_PATH,
   verifierServiceUnit,
-} from "../hostscripts/systemd";
+} from "../contracts/units";
 import { artifactKey, ec2AssumeRolePolicy, verifierRolePolicy } from "./iam";
 import type { HostBundle, PipelineEndpoints } from "./replicaAgent";
 import { ConfigError, requireInteger, requireMatch } from "./validation";

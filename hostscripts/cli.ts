@@ -1,11 +1,11 @@
 import { readFile } from "node:fs/promises";
 import { ContractError } from "../contracts";
-import { backupCommand } from "./backup";
-import type { CommandOutcome, CommonFlags, Subcommand } from "./command";
-import { ExitCode, PipelineError, messageOf } from "./errors";
-import { createLogger } from "./log";
-import { restoreCommand } from "./restore";
-import { verifyCommand } from "./verify";
+import { backupCommand } from "./backup/run";
+import type { CommandOutcome, CommonFlags, Subcommand } from "./common/command";
+import { ExitCode, PipelineError, messageOf } from "./common/errors";
+import { createLogger } from "./common/log";
+import { restoreCommand } from "./restore/command";
+import { verifyCommand } from "./verify/daemon";
 
 // Each subcommand validates its own config type; the registry only needs to call it.
 const commands: Record<string, Subcommand<never>> = {

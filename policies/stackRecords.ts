@@ -1,7 +1,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 
-import { PROJECT_ROOT, type RegisteredResource, simulateStack } from "../tests/support/pulumi-mocks";
+import { PROJECT_ROOT, type RegisteredResource, simulateStack } from "./stackSimulator";
 import type { ResourceRecord } from "./harness";
 
 /**

@@ -15,7 +15,7 @@ import {
   VerificationQueue,
 } from "../../components";
 import { Dimension, METRIC_NAMESPACE, ReplicaMetric, VerifierMetric } from "../../contracts";
-import { PROJECT_ROOT, runProgram } from "../support/pulumi-mocks";
+import { PROJECT_ROOT, runProgram } from "../../policies/stackSimulator";
 
 describe("BackupBucket defaults", () => {
   test("GOVERNANCE 35 days, expiry at 35, IA after 30, no Glacier", () => {

@@ -12,9 +12,9 @@ import * as path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { parseBackupConfig, parseVerifyConfig } from "../../contracts";
 import { renderUserData, renderVerifyConfig, type ServerRelease } from "../../components";
-import { backupServiceUnit, backupTimerUnit, INSTALLED_BINARY } from "../../hostscripts/systemd";
+import { backupServiceUnit, backupTimerUnit, INSTALLED_BINARY } from "../../contracts/units";
 import { bundleHostScripts } from "../../scripts/bundle";
-import { simulateStack, type RegisteredResource, type StackRun } from "../support/pulumi-mocks";
+import { simulateStack, type RegisteredResource, type StackRun } from "../../policies/stackSimulator";
 
 const SBIN_PATH = `${process.env.PATH ?? ""}:/usr/sbin:/sbin`;
 let dev: StackRun;

@@ -3,7 +3,12 @@
  * registers go through @cloud-copilot/iam-simulate in a matrix of allowed and denied requests.
  */
 import { anonymousPrincipal, runSimulation, type Simulation } from "@cloud-copilot/iam-simulate";
-import { ACCOUNT_ID, DEFAULT_REGION, simulateStack, type RegisteredResource } from "../support/pulumi-mocks";
+import {
+  ACCOUNT_ID,
+  DEFAULT_REGION,
+  simulateStack,
+  type RegisteredResource,
+} from "../../policies/stackSimulator";
 
 type Decision = "Allowed" | "Denied";
 type Context = Record<string, string | string[]>;

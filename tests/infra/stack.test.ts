@@ -12,7 +12,7 @@ import {
   simulateStack,
   type RegisteredResource,
   type StackRun,
-} from "../support/pulumi-mocks";
+} from "../../policies/stackSimulator";
 
 let dev: StackRun;
 let prod: StackRun;

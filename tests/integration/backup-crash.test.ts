@@ -13,11 +13,11 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { GetObjectCommand, UploadPartCommand, type S3Client } from "@aws-sdk/client-s3";
 import { DeleteMessageCommand, ReceiveMessageCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import { parseBackupConfig, parseBackupCreated, parseManifest, type BackupConfig } from "../../contracts";
-import { RUN_LOCK_FILE, backupDeps, runBackup, type BackupDeps } from "../../hostscripts/backup";
-import { PipelineError } from "../../hostscripts/errors";
-import { memoryLogger } from "../../hostscripts/log";
-import { OUTBOX, UPLOAD_RECORD, type UploadRecord } from "../../hostscripts/repair";
-import type { PausePoint } from "../../hostscripts/testhooks";
+import { RUN_LOCK_FILE, backupDeps, runBackup, type BackupDeps } from "../../hostscripts/backup/run";
+import { PipelineError } from "../../hostscripts/common/errors";
+import { memoryLogger } from "../../hostscripts/common/log";
+import { OUTBOX, UPLOAD_RECORD, type UploadRecord } from "../../hostscripts/backup/repair";
+import type { PausePoint } from "../../hostscripts/common/checkpoint";
 import { withLab } from "../support/lab";
 
 const lab = withLab();

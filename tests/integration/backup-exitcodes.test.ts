@@ -8,10 +8,10 @@ import { spawn } from "node:child_process";
 import { chmod, mkdir, readFile, readdir, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { parseBackupConfig, type BackupConfig } from "../../contracts";
-import { ExitCode, type ExitCodeName } from "../../hostscripts/errors";
-import { ownerOf } from "../../hostscripts/lockfile";
-import { OUTBOX } from "../../hostscripts/repair";
-import { RUN_LOCK_FILE } from "../../hostscripts/backup";
+import { ExitCode, type ExitCodeName } from "../../hostscripts/common/errors";
+import { ownerOf } from "../../hostscripts/backup/runlock";
+import { OUTBOX } from "../../hostscripts/backup/repair";
+import { RUN_LOCK_FILE } from "../../hostscripts/backup/run";
 import { rootSession } from "../../lab/mariadb";
 import { withLab } from "../support/lab";
 

@@ -18,9 +18,9 @@ import type { AddressInfo } from "node:net";
 import { GetObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { DeleteMessageCommand, ReceiveMessageCommand } from "@aws-sdk/client-sqs";
 import { parseBackupConfig, parseBackupCreated, parseManifest, type BackupConfig } from "../../contracts";
-import { backupDeps, runBackup } from "../../hostscripts/backup";
-import { PipelineError } from "../../hostscripts/errors";
-import { memoryLogger } from "../../hostscripts/log";
+import { backupDeps, runBackup } from "../../hostscripts/backup/run";
+import { PipelineError } from "../../hostscripts/common/errors";
+import { memoryLogger } from "../../hostscripts/common/log";
 import { labAwsClients } from "../../lab/lab";
 import { withLab } from "../support/lab";
 

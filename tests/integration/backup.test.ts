@@ -18,10 +18,10 @@ import {
   parseManifest,
   type BackupConfig,
 } from "../../contracts";
-import { backupDeps, runBackup, type BackupDeps, type BackupResult } from "../../hostscripts/backup";
-import { PipelineError } from "../../hostscripts/errors";
-import { memoryLogger } from "../../hostscripts/log";
-import { btrfsDriver, runCommand, type RunCommand } from "../../hostscripts/snapshot";
+import { backupDeps, runBackup, type BackupDeps, type BackupResult } from "../../hostscripts/backup/run";
+import { PipelineError } from "../../hostscripts/common/errors";
+import { memoryLogger } from "../../hostscripts/common/log";
+import { btrfsDriver, runCommand, type RunCommand } from "../../hostscripts/backup/snapshot";
 import { replicaStatus, sql, type Lab } from "../../lab/lab";
 import { withLab } from "../support/lab";
 

@@ -8,10 +8,10 @@ import type { S3Client } from "@aws-sdk/client-s3";
 import { GetQueueAttributesCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import { $ } from "zx";
 import { parseBackupConfig, parseVerifyConfig, type VerifyConfig } from "../../contracts";
-import { backupDeps, runBackup, type BackupResult } from "../../hostscripts/backup";
-import { memoryLogger } from "../../hostscripts/log";
-import { fileSink } from "../../hostscripts/metrics";
-import { runVerifier, type VerificationResult, type VerifierDeps } from "../../hostscripts/verify";
+import { backupDeps, runBackup, type BackupResult } from "../../hostscripts/backup/run";
+import { memoryLogger } from "../../hostscripts/common/log";
+import { fileSink } from "../../hostscripts/common/metrics";
+import { runVerifier, type VerificationResult, type VerifierDeps } from "../../hostscripts/verify/daemon";
 import { labAwsClients, leftovers, type Lab } from "../../lab/lab";
 import { processesUsing } from "../../lab/processes";
 

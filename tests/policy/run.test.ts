@@ -3,7 +3,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 
 import { main } from "../../policies/run";
-import { PROJECT_ROOT } from "../support/pulumi-mocks";
+import { PROJECT_ROOT } from "../../policies/stackSimulator";
 
 /** `npm run policy`: its exit code gates CI, and its config file sets levels and rule settings. */
 

@@ -19,9 +19,9 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { GrowingFile, SYNC_EVERY_BYTES, writeArchive } from "../../hostscripts/archive";
-import { PipelineError } from "../../hostscripts/errors";
-import { memoryLogger } from "../../hostscripts/log";
+import { GrowingFile, SYNC_EVERY_BYTES, writeArchive } from "../../hostscripts/backup/archive";
+import { PipelineError } from "../../hostscripts/common/errors";
+import { memoryLogger } from "../../hostscripts/common/log";
 
 const run = promisify(execFile);
 let work: string;

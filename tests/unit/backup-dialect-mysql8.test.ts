@@ -5,7 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { detectDialect, readServerFacts, type Query } from "../../hostscripts/dialect";
+import { detectDialect, readServerFacts, type Query } from "../../hostscripts/common/dialect";
 
 interface Fixture {
   version: string;

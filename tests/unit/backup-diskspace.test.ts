@@ -7,10 +7,10 @@ import { readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { BackupConfig } from "../../contracts";
-import { buildManifest } from "../../hostscripts/backup";
-import { detectDialect, readServerFacts, type Query } from "../../hostscripts/dialect";
-import { checkDiskSpace, treeBytes } from "../../hostscripts/diskspace";
-import { PipelineError } from "../../hostscripts/errors";
+import { buildManifest } from "../../hostscripts/backup/run";
+import { detectDialect, readServerFacts, type Query } from "../../hostscripts/common/dialect";
+import { checkDiskSpace, treeBytes } from "../../hostscripts/backup/diskspace";
+import { PipelineError } from "../../hostscripts/common/errors";
 
 let root: string;
 let source: string;

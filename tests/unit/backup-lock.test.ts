@@ -2,10 +2,10 @@
  * The lock window's timing logic with scripted sessions: the server is not what is under test here (the
  * integration test locks a real replica); the watchdog, the abort and the error are.
  */
-import { mariadbDialect } from "../../hostscripts/dialect";
-import { PipelineError } from "../../hostscripts/errors";
-import { withLock, type SqlSession } from "../../hostscripts/lock";
-import { memoryLogger } from "../../hostscripts/log";
+import { mariadbDialect } from "../../hostscripts/common/dialect";
+import { PipelineError } from "../../hostscripts/common/errors";
+import { withLock, type SqlSession } from "../../hostscripts/backup/lock";
+import { memoryLogger } from "../../hostscripts/common/log";
 
 /** A session that records statements; `hang` makes a statement wait until the session is killed. */
 function scriptedSession(id: number, hang: string[] = []) {

@@ -3,12 +3,17 @@ import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ContractError, type BackupConfig } from "../../contracts";
-import type { ArchiveResult } from "../../hostscripts/archive";
-import { buildManifest } from "../../hostscripts/backup";
-import { dialectFor, readServerFacts, type Query } from "../../hostscripts/dialect";
-import { memoryLogger } from "../../hostscripts/log";
-import { backupsToRemove, pruneLocalBackups } from "../../hostscripts/retention";
-import { archiveBoundFor, effectiveQueueSize, encryptionOf, partSizeFor } from "../../hostscripts/upload";
+import type { ArchiveResult } from "../../hostscripts/backup/archive";
+import { buildManifest } from "../../hostscripts/backup/run";
+import { dialectFor, readServerFacts, type Query } from "../../hostscripts/common/dialect";
+import { memoryLogger } from "../../hostscripts/common/log";
+import { backupsToRemove, pruneLocalBackups } from "../../hostscripts/backup/retention";
+import {
+  archiveBoundFor,
+  effectiveQueueSize,
+  encryptionOf,
+  partSizeFor,
+} from "../../hostscripts/backup/upload";
 
 const config: BackupConfig = {
   cluster: "prod-eu",

@@ -2,8 +2,8 @@
  * The progress views: the terminal bar (redrawn in place, throttled, finished with a newline) and the
  * journald lines (at most one per interval), with an injected clock.
  */
-import { memoryLogger } from "../../hostscripts/log";
-import { logProgress, progressLine, ttyProgress } from "../../hostscripts/progress";
+import { memoryLogger } from "../../hostscripts/common/log";
+import { logProgress, progressLine, ttyProgress } from "../../hostscripts/common/progress";
 
 const MiB = 1024 * 1024;
 

@@ -8,8 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { S3Client } from "@aws-sdk/client-s3";
 import { SQSClient } from "@aws-sdk/client-sqs";
-import { memoryLogger } from "../../hostscripts/log";
-import { OUTBOX, repairAfterCrash } from "../../hostscripts/repair";
+import { memoryLogger } from "../../hostscripts/common/log";
+import { OUTBOX, repairAfterCrash } from "../../hostscripts/backup/repair";
 
 let localDir: string;
 

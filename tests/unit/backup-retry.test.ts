@@ -4,8 +4,8 @@
  * against a misbehaving endpoint.
  */
 import { S3ServiceException } from "@aws-sdk/client-s3";
-import { memoryLogger } from "../../hostscripts/log";
-import { backoffMs, isRetryable, withRetries, type RetryPolicy } from "../../hostscripts/retry";
+import { memoryLogger } from "../../hostscripts/common/log";
+import { backoffMs, isRetryable, withRetries, type RetryPolicy } from "../../hostscripts/common/retry";
 
 const policy: RetryPolicy = { attempts: 4, baseMs: 100, capMs: 250, attemptTimeoutMs: 10_000 };
 

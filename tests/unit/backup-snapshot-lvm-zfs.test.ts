@@ -7,14 +7,14 @@
 import { access, mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PipelineError } from "../../hostscripts/errors";
+import { PipelineError } from "../../hostscripts/common/errors";
 import {
   lvmDriver,
   zfsDriver,
   type CommandResult,
   type RunCommand,
   type ServerPaths,
-} from "../../hostscripts/snapshot";
+} from "../../hostscripts/backup/snapshot";
 
 const ID = "20261124T020000Z-3fa9c1";
 const SNAP = `mysql-backup-${ID}`;

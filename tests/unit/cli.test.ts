@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { parseArgs } from "../../hostscripts/cli";
-import { ExitCode, PipelineError } from "../../hostscripts/errors";
+import { ExitCode, PipelineError } from "../../hostscripts/common/errors";
 
 const run = promisify(execFile);
 const bin = join(__dirname, "../../bin/mysql-backup.js");

@@ -2,12 +2,12 @@ import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { metric } from "../../contracts";
-import { awsClientOptions } from "../../hostscripts/aws";
-import { PipelineError } from "../../hostscripts/errors";
-import { parseIni } from "../../hostscripts/ini";
-import { memoryLogger } from "../../hostscripts/log";
-import { fileSink } from "../../hostscripts/metrics";
-import { parseServerVersion, readOptionFile } from "../../hostscripts/mysql";
+import { awsClientOptions } from "../../hostscripts/common/aws";
+import { PipelineError } from "../../hostscripts/common/errors";
+import { parseIni } from "../../hostscripts/common/ini";
+import { memoryLogger } from "../../hostscripts/common/log";
+import { fileSink } from "../../hostscripts/common/metrics";
+import { parseServerVersion, readOptionFile } from "../../hostscripts/common/mysql";
 
 let dir: string;
 beforeAll(async () => {

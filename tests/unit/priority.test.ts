@@ -9,8 +9,8 @@ import { promisify } from "node:util";
 
 const run = promisify(execFile);
 const TSX = join(__dirname, "..", "..", "node_modules", ".bin", "tsx");
-const PRIORITY = join(__dirname, "..", "..", "hostscripts", "priority.ts");
-const LOG = join(__dirname, "..", "..", "hostscripts", "log.ts");
+const PRIORITY = join(__dirname, "..", "..", "hostscripts", "backup", "priority.ts");
+const LOG = join(__dirname, "..", "..", "hostscripts", "common", "log.ts");
 
 /** Runs yieldToDatabase in a fresh process and reports each thread's nice value and I/O class afterwards. */
 async function yieldInChild(
@@ -26,7 +26,7 @@ async function yieldInChild(
     const { execFileSync } = require("node:child_process");
     const { yieldToDatabase } = require(${JSON.stringify(PRIORITY)});
     const { memoryLogger } = require(${JSON.stringify(LOG)});
-    const { runCommand } = require(${JSON.stringify(join(__dirname, "..", "..", "hostscripts", "snapshot", "driver.ts"))});
+    const { runCommand } = require(${JSON.stringify(join(__dirname, "..", "..", "hostscripts", "backup", "snapshot", "driver.ts"))});
     const run = (argv) => runCommand(argv[0] === "ionice" ? [${JSON.stringify(ionice)}, ...argv.slice(1)] : argv);
     (async () => {
       const outcome = await yieldToDatabase(memoryLogger(), ${settings}, run);

@@ -7,7 +7,7 @@ import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ContractError, parseRestoreConfig, parseVerifyConfig, type BackupManifest } from "../../contracts";
-import { PipelineError } from "../../hostscripts/errors";
+import { PipelineError } from "../../hostscripts/common/errors";
 import {
   chooseBackup,
   parseRestoreArgs,
@@ -15,8 +15,8 @@ import {
   restoredServerOptions,
   summarizeList,
   type ListedBackup,
-} from "../../hostscripts/restore";
-import { removeReplicationState } from "../../hostscripts/scratch-server";
+} from "../../hostscripts/restore/command";
+import { removeReplicationState } from "../../hostscripts/restore/scratch-server";
 
 describe("arguments", () => {
   test("list, or a target with an optional backup and --force", () => {

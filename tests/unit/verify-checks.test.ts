@@ -10,11 +10,11 @@ import {
   judgeTables,
   normalizeGtidList,
   quoteIdentifier,
-} from "../../hostscripts/checks";
-import { ExitCode } from "../../hostscripts/errors";
-import { buildReport, reportMetrics, verdictTags, type ReportInput } from "../../hostscripts/report";
-import { parseServerBuild, whyCannotRun } from "../../hostscripts/scratch-server";
-import { checkManifestKey, exitCodeOf } from "../../hostscripts/verify";
+} from "../../hostscripts/verify/checks";
+import { ExitCode } from "../../hostscripts/common/errors";
+import { buildReport, reportMetrics, verdictTags, type ReportInput } from "../../hostscripts/verify/report";
+import { parseServerBuild, whyCannotRun } from "../../hostscripts/restore/scratch-server";
+import { checkManifestKey, exitCodeOf } from "../../hostscripts/verify/daemon";
 
 const captured: CapturedPosition = {
   gtidBinlogPos: "0-1-1500,1-2-7",

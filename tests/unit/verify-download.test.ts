@@ -1,5 +1,5 @@
 /** The ranges of a ranged download. */
-import { laterRanges, totalFromContentRange } from "../../hostscripts/download";
+import { laterRanges, totalFromContentRange } from "../../hostscripts/restore/download";
 
 test("the total size comes from Content-Range", () => {
   expect(totalFromContentRange("bytes 0-1023/40960")).toBe(40960);

@@ -3,8 +3,9 @@ import { randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { checkPages, checkedRanges, isTablespace, parseHeartbeat } from "../../hostscripts/checks";
-import { DEFAULT_DRIFT, describeDrift, findDrift } from "../../hostscripts/history";
+import { checkPages, checkedRanges, isTablespace, parseHeartbeat } from "../../hostscripts/verify/checks";
+import { DEFAULT_DRIFT, findDrift } from "../../hostscripts/verify/history";
+import { describeDrift } from "../../hostscripts/restore/verdicts";
 
 const table = (name: string, rows: number | null) => ({
   schema: "shop",

@@ -17,7 +17,7 @@ import {
   extractArchive,
   safeEntryPath,
   safeLinkTarget,
-} from "../../hostscripts/extract";
+} from "../../hostscripts/restore/extract";
 import {
   StartupFailure,
   findServerBinary,
@@ -25,8 +25,8 @@ import {
   planScratchServer,
   rewriteBinlogIndex,
   scratchServerArgs,
-} from "../../hostscripts/scratch-server";
-import { PipelineError } from "../../hostscripts/errors";
+} from "../../hostscripts/restore/scratch-server";
+import { PipelineError } from "../../hostscripts/common/errors";
 
 const run = promisify(execFile);
 const sha = (data: Buffer | string) => createHash("sha256").update(data).digest("hex");

@@ -1,0 +1,185 @@
+/**
+ * The systemd units that run the host scripts. Pure functions returning unit text: the ReplicaAgent
+ * copies the backup service and timer to each replica, the VerifierFleet writes the verifier service
+ * through cloud-init, and the tests check every rendering with `systemd-analyze verify`.
+ */
+
+/** Where the bundled CLI is installed on every host. */
+export const INSTALLED_BINARY = "/usr/local/bin/mysql-backup";
+/** Directory of the config files (root-owned, not world-readable). */
+export const CONFIG_DIR = "/etc/mysql-backup";
+/** The replica's config (`mysql-backup backup --config`). */
+export const BACKUP_CONFIG_PATH = `${CONFIG_DIR}/backup.json`;
+/** The verifier's config (`mysql-backup verify --config`). */
+export const VERIFY_CONFIG_PATH = `${CONFIG_DIR}/verify.json`;
+/** Where locally installed units live. */
+export const UNIT_DIR = "/etc/systemd/system";
+
+/** One backup run on a replica (oneshot). */
+export const BACKUP_SERVICE = "mysql-backup.service";
+/** The replica's backup schedule. */
+export const BACKUP_TIMER = "mysql-backup.timer";
+/** The verifier daemon. */
+export const VERIFIER_SERVICE = "mysql-backup-verifier.service";
+
+/** Options of the backup service on a replica. */
+export interface BackupServiceOptions {
+  /** Shown in `systemctl status` and the journal. */
+  cluster: string;
+  host: string;
+  /** Defaults to INSTALLED_BINARY. */
+  binary?: string;
+  /** Defaults to BACKUP_CONFIG_PATH. */
+  configPath?: string;
+  /** Longest a run may take before systemd stops it (archive and upload included). Defaults to 6h. */
+  timeoutStartSec?: string;
+  /**
+   * The paths the run writes: `localDir` and the snapshot directory (btrfs `snapshotDir`, LVM `mountDir`).
+   * Given, the whole file system is read-only to the run except these (ProtectSystem=strict); absent, only
+   * /usr, /boot and /etc are (ProtectSystem=full). Defaults to none.
+   */
+  writablePaths?: string[];
+}
+
+/** Options of the backup timer. */
+export interface BackupTimerOptions {
+  /** A systemd OnCalendar expression (`systemd-analyze calendar` must accept it), e.g. `*-*-* 02:00:00 UTC`. */
+  schedule: string;
+  /** Random delay so replicas of one cluster do not all start at the same second. Defaults to "0". */
+  randomizedDelaySec?: string;
+}
+
+/** Options of the verifier daemon. */
+export interface VerifierServiceOptions {
+  /** Defaults to INSTALLED_BINARY. */
+  binary?: string;
+  /** Defaults to VERIFY_CONFIG_PATH. */
+  configPath?: string;
+}
+
+function unit(sections: Record<string, Array<[string, string]>>): string {
+  return (
+    Object.entries(sections)
+      .map(([name, entries]) => [`[${name}]`, ...entries.map(([k, v]) => `${k}=${v}`)].join("\n"))
+      .join("\n\n") + "\n"
+  );
+}
+
+/**
+ * Capabilities a backup keeps: mounting and snapshot ioctls (SYS_ADMIN), reading the mysql-owned datadir
+ * (DAC_*), LVM's mlock while it suspends the origin (IPC_LOCK) and its device nodes (MKNOD). Everything
+ * else root could do is dropped.
+ */
+const BACKUP_CAPABILITIES = [
+  "CAP_SYS_ADMIN",
+  "CAP_DAC_OVERRIDE",
+  "CAP_DAC_READ_SEARCH",
+  "CAP_FOWNER",
+  "CAP_IPC_LOCK",
+  "CAP_MKNOD",
+];
+
+/** LVM's lock and state directories, writable when present ("-": ignored on hosts without LVM). */
+const LVM_RUNTIME_PATHS = ["-/run/lvm", "-/run/lock/lvm"];
+
+/**
+ * One backup run (oneshot). Runs as root because snapshots (btrfs, LVM, ZFS) need it, but hardened to what
+ * a snapshot needs: the capabilities above, no new privileges, a read-only system, no home directories, a
+ * private /tmp, no kernel tunables or modules. Idle I/O class and a high nice value so archiving does not
+ * slow the replica down while it keeps serving. Devices stay visible: LVM needs /dev/mapper.
+ */
+export function backupServiceUnit(o: BackupServiceOptions): string {
+  const writable = o.writablePaths ?? [];
+  for (const path of writable) {
+    if (!/^\/[^\s]*$/.test(path))
+      throw new Error(`writable path must be absolute without spaces, got ${JSON.stringify(path)}`);
+  }
+  const filesystem: Array<[string, string]> =
+    writable.length > 0
+      ? [
+          ["ProtectSystem", "strict"],
+          ["ReadWritePaths", [...writable, ...LVM_RUNTIME_PATHS].join(" ")],
+        ]
+      : [["ProtectSystem", "full"]];
+  return unit({
+    Unit: [
+      ["Description", `MySQL snapshot backup of ${o.host} (cluster ${o.cluster})`],
+      ["Wants", "network-online.target"],
+      ["After", "network-online.target mariadb.service mysql.service"],
+    ],
+    Service: [
+      ["Type", "oneshot"],
+      ["ExecStart", `${o.binary ?? INSTALLED_BINARY} backup --config ${o.configPath ?? BACKUP_CONFIG_PATH}`],
+      ["TimeoutStartSec", o.timeoutStartSec ?? "6h"],
+      // SIGTERM first; a run stopped mid-way is repaired by the next one (docs/operations.md).
+      ["KillMode", "mixed"],
+      // The replica's applier comes first. Between this unit and the database's own service (cgroup v2)
+      // the weights decide (default 100 each): under contention the backup gets about a sixth of the CPU and
+      // a tenth of the weighted I/O, and all of it when the host is idle. Within the process, the backup
+      // lowers its own threads to nice 10 and the idle I/O class once the lock is released
+      // (hostscripts/backup/priority.ts); set here, Nice and IOSchedulingClass would also slow the lock window.
+      ["CPUWeight", "20"],
+      ["IOWeight", "10"],
+      ["NoNewPrivileges", "yes"],
+      ["CapabilityBoundingSet", BACKUP_CAPABILITIES.join(" ")],
+      ...filesystem,
+      ["PrivateTmp", "yes"],
+      ["ProtectHome", "yes"],
+      ["ProtectKernelModules", "yes"],
+      ["ProtectKernelLogs", "yes"],
+      ["ProtectControlGroups", "yes"],
+      ["ProtectClock", "yes"],
+      ["ProtectHostname", "yes"],
+      ["RestrictRealtime", "yes"],
+      ["RestrictSUIDSGID", "yes"],
+      ["LockPersonality", "yes"],
+      ["RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6 AF_NETLINK"],
+      ["SystemCallArchitectures", "native"],
+      ["UMask", "0077"],
+    ],
+  });
+}
+
+/** The timer that starts the backup service; Persistent catches up on a run missed while the host was down. */
+export function backupTimerUnit(o: BackupTimerOptions): string {
+  if (/[\n\r]/.test(o.schedule))
+    throw new Error(`schedule must be one OnCalendar expression, got ${JSON.stringify(o.schedule)}`);
+  return unit({
+    Unit: [["Description", "Schedule of the MySQL snapshot backup"]],
+    Timer: [
+      ["OnCalendar", o.schedule],
+      ["Persistent", "true"],
+      ["RandomizedDelaySec", o.randomizedDelaySec ?? "0"],
+      // The same offset every day on a host, different across hosts: runs stay evenly spread and predictable.
+      ["FixedRandomDelay", "true"],
+      ["AccuracySec", "1min"],
+      ["Unit", BACKUP_SERVICE],
+    ],
+    Install: [["WantedBy", "timers.target"]],
+  });
+}
+
+/**
+ * The verifier daemon: long-polls the queue and restores each backup into a scratch server.
+ * Runs as root so it can hand the scratch datadir to the `mysql` user; restarted when it fails.
+ */
+export function verifierServiceUnit(o: VerifierServiceOptions = {}): string {
+  return unit({
+    Unit: [
+      ["Description", "MySQL backup verifier (restores every backup into a scratch server)"],
+      ["Wants", "network-online.target"],
+      ["After", "network-online.target"],
+    ],
+    Service: [
+      ["Type", "simple"],
+      ["ExecStart", `${o.binary ?? INSTALLED_BINARY} verify --config ${o.configPath ?? VERIFY_CONFIG_PATH}`],
+      ["Restart", "on-failure"],
+      ["RestartSec", "30s"],
+      ["NoNewPrivileges", "yes"],
+      ["PrivateTmp", "yes"],
+      ["ProtectHome", "yes"],
+      ["UMask", "0077"],
+    ],
+    Install: [["WantedBy", "multi-user.target"]],
+  });
+}

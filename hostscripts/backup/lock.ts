@@ -1,0 +1,146 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Connection } from "mysql2/promise";
+import type { Dialect, Query } from "../common/dialect";
+import { PipelineError, messageOf } from "../common/errors";
+import type { Logger } from "../common/log";
+import { query } from "../common/mysql";
+
+/**
+ * The lock window: lock, do the work that needs the server frozen (capture the position, snapshot), unlock —
+ * bounded by a hard timeout. A second "watchdog" session, opened before locking, releases the lock by
+ * killing the lock session's connection when time runs out, so replication is never blocked for longer
+ * than the timeout, whatever hangs (the lock statement itself, a query, or the snapshot command).
+ */
+
+/** A client session as the lock window uses it. */
+export interface SqlSession {
+  /** The server's connection id (`CONNECTION_ID()`), which the watchdog kills. */
+  readonly id: number;
+  query: Query;
+  /** Drops the socket: the server then ends the session and releases its locks. The last resort. */
+  destroy(): void;
+}
+
+/** A mysql2 connection as a session. */
+export function sessionOf(conn: Connection): SqlSession {
+  return {
+    id: conn.threadId,
+    query: (sql) => query(conn, sql),
+    destroy: () => conn.destroy(),
+  };
+}
+
+/** How long the work under the lock may take after it was told to stop, before we stop waiting for it. */
+const SETTLE_AFTER_ABORT_MS = 5_000;
+
+/** Inputs of `withLock`. */
+export interface LockOptions {
+  /** The session that takes the lock and runs the work's queries. */
+  session: SqlSession;
+  /** A second, idle session used only to kill `session` on timeout. */
+  watchdog: SqlSession;
+  dialect: Dialect;
+  /** Hard limit from the first lock statement to the unlock, in ms. */
+  timeoutMs: number;
+  /** Monotonic milliseconds. Defaults to `performance.now`. */
+  now?: () => number;
+  log: Logger;
+}
+
+/** What ran under the lock, and for how long the server was locked. */
+export interface LockWindow<T> {
+  value: T;
+  /** First lock statement issued → unlock returned. */
+  lockMs: number;
+  /** First lock statement issued → last one returned: time spent waiting for the lock itself. */
+  acquireMs: number;
+}
+
+/** Tells the work which step it is in, so a timeout can say what hung. */
+export type StepReporter = (step: string) => void;
+
+const TIMED_OUT = Symbol("lock timeout");
+
+/**
+ * Takes the dialect's lock, runs `work` (which must stop when `signal` aborts) and unlocks. If the lock,
+ * the work and the unlock are not done within `timeoutMs`, the watchdog kills the lock session (releasing
+ * the lock), `signal` aborts, and a LockTimeout error names the step that hung. If the work fails, the
+ * lock is released the same way and the work's error is rethrown.
+ */
+export async function withLock<T>(
+  options: LockOptions,
+  work: (signal: AbortSignal, step: StepReporter) => Promise<T>,
+): Promise<LockWindow<T>> {
+  const { session, dialect, timeoutMs, log } = options;
+  const now = options.now ?? (() => performance.now());
+  const abort = new AbortController();
+  let step = dialect.lockStatements[0];
+  const report: StepReporter = (s) => (step = s);
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<typeof TIMED_OUT>(
+    (done) => (timer = setTimeout(() => done(TIMED_OUT), timeoutMs)),
+  );
+
+  const started = now();
+  let acquireMs = 0;
+  const locked = (async () => {
+    for (const statement of dialect.lockStatements) {
+      report(statement);
+      await session.query(statement);
+    }
+    acquireMs = now() - started;
+    const value = await work(abort.signal, report);
+    report(dialect.unlockStatement);
+    await session.query(dialect.unlockStatement);
+    return value;
+  })();
+  // Observed here so a failure that loses the race below is never an unhandled rejection.
+  const settled = locked.then(
+    () => undefined,
+    () => undefined,
+  );
+
+  try {
+    const outcome = await Promise.race([locked, expired]);
+    if (outcome !== TIMED_OUT) return { value: outcome, lockMs: now() - started, acquireMs };
+  } catch (e) {
+    abort.abort();
+    await release(options, "the work under the lock failed");
+    await Promise.race([settled, sleep(SETTLE_AFTER_ABORT_MS, undefined, { ref: false })]);
+    throw e;
+  } finally {
+    clearTimeout(timer);
+  }
+
+  const hung = step;
+  abort.abort();
+  await release(options, `the lock window exceeded ${timeoutMs} ms`);
+  const releasedMs = Math.round(now() - started);
+  await Promise.race([settled, sleep(SETTLE_AFTER_ABORT_MS, undefined, { ref: false })]);
+  log.error("lock timeout: lock released by the watchdog", { hung, timeoutMs, releasedMs });
+  throw new PipelineError(
+    "LockTimeout",
+    `the server stayed locked longer than lockTimeoutMs=${timeoutMs} while "${hung}" was running; ` +
+      `the watchdog killed the lock session (connection ${session.id}) after ${releasedMs} ms and the backup was aborted`,
+    hung === dialect.lockStatements[0]
+      ? "a long-running query or transaction blocks the lock: find it in SHOW PROCESSLIST, or run the backup at a quieter time"
+      : `find out why "${hung}" hangs (disk, volume manager); replication was not blocked longer than the timeout`,
+  );
+}
+
+/** Ends the lock session from the watchdog (KILL CONNECTION); if that fails, drops its socket. */
+async function release(options: LockOptions, why: string): Promise<void> {
+  const { session, watchdog, log } = options;
+  try {
+    await watchdog.query(`KILL CONNECTION ${Number(session.id)}`);
+    log.warn("lock session killed by the watchdog", { why, connectionId: session.id });
+  } catch (e) {
+    // "Unknown thread id" means the session is already gone, and the lock with it.
+    log.warn("the watchdog could not kill the lock session; dropping its socket", {
+      why,
+      connectionId: session.id,
+      error: messageOf(e),
+    });
+    session.destroy();
+  }
+}

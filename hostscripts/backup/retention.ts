@@ -1,0 +1,29 @@
+import { readdir, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { BACKUP_ID_PATTERN } from "../../contracts";
+import type { Logger } from "../common/log";
+
+const backupId = new RegExp(BACKUP_ID_PATTERN);
+
+/**
+ * The local backup directories to delete so that the newest `keep` remain. Only names that are backup
+ * ids count (they sort by time), so nothing else a person put into the directory is ever touched.
+ */
+export function backupsToRemove(names: string[], keep: number): string[] {
+  const backups = names.filter((name) => backupId.test(name)).sort();
+  return backups.slice(0, Math.max(0, backups.length - keep));
+}
+
+/** Deletes all but the newest `keep` local backups in `localDir`; returns what it deleted. */
+export async function pruneLocalBackups(localDir: string, keep: number, log: Logger): Promise<string[]> {
+  const entries = await readdir(localDir, { withFileTypes: true });
+  const doomed = backupsToRemove(
+    entries.filter((e) => e.isDirectory()).map((e) => e.name),
+    keep,
+  );
+  for (const name of doomed) {
+    await rm(join(localDir, name), { recursive: true, force: true });
+    log.info("removed an old local backup", { removed: name, keep });
+  }
+  return doomed;
+}

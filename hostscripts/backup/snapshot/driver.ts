@@ -1,0 +1,161 @@
+import { realpath } from "node:fs/promises";
+import { basename, dirname, join, resolve } from "node:path";
+import { $ } from "zx";
+import { BACKUP_ID_PATTERN, type SnapshotDriverName } from "../../../contracts";
+import { PipelineError } from "../../common/errors";
+
+/**
+ * The snapshot driver interface. A driver knows one volume manager (btrfs, LVM or ZFS):
+ * it proves the server's files live on the volume it snapshots, takes a read-only snapshot under the
+ * lock, hands the archiver a directory to read, and removes the snapshot again — also one a crashed run
+ * left behind.
+ */
+
+/** What a command run ended with; a driver turns a non-zero exit into an error naming the step. */
+export interface CommandResult {
+  exitCode: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs one command without a shell (argv as given). `signal` aborts it: the process and its children
+ * are killed and the promise settles. This is the injected `$` of the drivers: tests wrap the real one
+ * to make a step hang or fail.
+ */
+export type RunCommand = (
+  argv: readonly string[],
+  options?: { signal?: AbortSignal },
+) => Promise<CommandResult>;
+
+/** The real runner: zx, quiet, never throwing, with root's sbin directories on PATH. */
+export const runCommand: RunCommand = async (argv, options = {}) => {
+  const [file, ...args] = argv;
+  const output = await $({
+    quiet: true,
+    nothrow: true,
+    signal: options.signal,
+    env: { ...process.env, PATH: `${process.env.PATH ?? "/usr/bin:/bin"}:/usr/sbin:/sbin` },
+  })`${file} ${args}`;
+  return { exitCode: output.exitCode, signal: output.signal, stdout: output.stdout, stderr: output.stderr };
+};
+
+/** The server's files a driver must find on its volume before anything is locked. */
+export interface ServerPaths {
+  datadir: string;
+  /** `@@log_bin_basename`, or null when binary logging is off. */
+  logBinBasename: string | null;
+  /** `@@innodb_log_group_home_dir` resolved against the datadir. */
+  innodbLogDir: string;
+  /** `@@innodb_undo_directory` resolved against the datadir. */
+  innodbUndoDir: string;
+  /** `@@innodb_data_home_dir` resolved against the datadir (the system tablespace). */
+  innodbDataHomeDir: string;
+}
+
+/** A snapshot that exists: where to read it, and what to call it in the manifest. */
+export interface Snapshot {
+  /** The driver's name for it, e.g. `mysql-backup-20261124T020000Z-3fa9c1`. */
+  name: string;
+  /** A readable directory whose contents stand for `sourceRoot`. */
+  path: string;
+}
+
+/** One volume manager's way to snapshot the server's volume. */
+export interface SnapshotDriver {
+  readonly name: SnapshotDriverName;
+  /**
+   * The absolute path on this host that the snapshot's root stands for (manifest `snapshot.sourceRoot`).
+   * LVM and ZFS learn it from the volume manager, so it is known once `prove` has run.
+   */
+  readonly sourceRoot: string;
+  /** Refuses (SnapshotFailed) unless every path is on the snapshotted volume; runs before any lock. */
+  prove(paths: ServerPaths): Promise<void>;
+  /** Takes the snapshot; called under the lock, so it must stop promptly when `signal` aborts. */
+  create(backupId: string, signal: AbortSignal): Promise<Snapshot>;
+  /**
+   * Makes a snapshot readable, after the lock is released (LVM mounts it here, so the mount never lengthens
+   * the lock); returns the snapshot with the directory to read. btrfs and ZFS snapshots are readable as made.
+   */
+  open(snapshot: Snapshot): Promise<Snapshot>;
+  /** Removes a snapshot of `backupId`, complete or partial; a no-op when there is none. */
+  remove(backupId: string): Promise<void>;
+  /** Removes snapshots this tool left behind in earlier runs (a crash); returns their names. */
+  removeStale(): Promise<string[]>;
+  /**
+   * Writes the volume's dirty data out just before the lock, so the snapshot taken under the lock has
+   * little left to flush (btrfs under write load: lock median 26 → 14 ms, `bench/lock-experiment.ts`).
+   * Best effort: a failure only costs lock time.
+   */
+  flush?(): Promise<void>;
+}
+
+/** Every snapshot this tool makes carries this prefix, so stale ones are recognisable and others untouched. */
+export const SNAPSHOT_PREFIX = "mysql-backup-";
+
+/** The snapshot name of a backup. */
+export function snapshotName(backupId: string): string {
+  return `${SNAPSHOT_PREFIX}${backupId}`;
+}
+
+/** Matches the names of this tool's snapshots (the prefix, then a backup id) and nothing else. */
+export const SNAPSHOT_NAME = new RegExp(`^${SNAPSHOT_PREFIX}${BACKUP_ID_PATTERN.slice(1)}`);
+
+/** A failed command as one line: how it ended and what it said. */
+export function describe(result: CommandResult): string {
+  const how = result.signal ? `killed by ${result.signal}` : `exit ${result.exitCode}`;
+  return `${how}: ${(result.stderr || result.stdout).trim() || "(no output)"}`;
+}
+
+/**
+ * Runs a snapshot command that must succeed and returns its stdout; a failure is SnapshotFailed naming
+ * `what` was being done, the command, its exit and output, and `hint` for the person on call.
+ */
+export async function runOrFail(
+  run: RunCommand,
+  argv: string[],
+  what: string,
+  hint: string,
+  signal?: AbortSignal,
+): Promise<string> {
+  const result = await run(argv, { signal });
+  if (signal?.aborted) throw new Error(`${argv.join(" ")} was aborted`);
+  if (result.exitCode !== 0) {
+    throw new PipelineError("SnapshotFailed", `${what}: ${argv.join(" ")} failed: ${describe(result)}`, hint);
+  }
+  return result.stdout;
+}
+
+/** The server paths a driver checks, each with the words that name it for a person. */
+export function serverPathList(paths: ServerPaths): Array<[string, string]> {
+  const list: Array<[string, string]> = [
+    ["the datadir (@@datadir)", paths.datadir],
+    ["the InnoDB redo log directory (@@innodb_log_group_home_dir)", paths.innodbLogDir],
+    ["the InnoDB undo directory (@@innodb_undo_directory)", paths.innodbUndoDir],
+    ["the InnoDB system tablespace directory (@@innodb_data_home_dir)", paths.innodbDataHomeDir],
+  ];
+  if (paths.logBinBasename !== null) list.push(["the binary log (@@log_bin_basename)", paths.logBinBasename]);
+  return list;
+}
+
+/**
+ * The real location of a path (symlinks resolved). A binlog basename is a prefix, not a file, so its
+ * directory is resolved instead; a path that does not exist at all is judged as written.
+ */
+export async function realLocation(path: string): Promise<string> {
+  try {
+    return await realpath(path);
+  } catch {
+    return realpath(dirname(path)).then(
+      (dir) => join(dir, basename(path)),
+      () => resolve(path),
+    );
+  }
+}
+
+/** True when `path` is `root` or below it (both absolute and normalised). */
+export function isInside(path: string, root: string): boolean {
+  const r = root.endsWith("/") ? root : root + "/";
+  return path === root || path.startsWith(r);
+}

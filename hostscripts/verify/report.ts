@@ -1,0 +1,183 @@
+import { PutObjectCommand, PutObjectTaggingCommand, type S3Client } from "@aws-sdk/client-s3";
+import {
+  CHECKS,
+  VerifierMetric,
+  archiveKey,
+  manifestKey,
+  metric,
+  parseVerificationReport,
+  verificationKey,
+  type BackupManifest,
+  type BackupRef,
+  type CheckResult,
+  type DriftReport,
+  type MetricDatum,
+  type RecoveryPoint,
+  type RestoredTable,
+  type Verdict,
+  type VerificationReport,
+} from "../../contracts";
+import type { RestoredPosition } from "./checks";
+
+/**
+ * `verification.json` (DESIGN §1 step 14): built from what the checks found, validated against its schema
+ * before it leaves the host, written next to the backup it judges, and turned into the verifier's metrics.
+ */
+
+/** Seconds spent in each phase of a restore. */
+export type RestoreTimings = VerificationReport["timings"];
+
+/** What a verification found, as the report is built from it. */
+export interface ReportInput {
+  bucket: string;
+  manifestKey: string;
+  ref: BackupRef;
+  /** Null when the manifest is missing or unreadable: the report then fails on "objects". */
+  manifest: BackupManifest | null;
+  /** The checks that ran, in order; a verdict is "verified" only when all of CHECKS ran and passed. */
+  checks: CheckResult[];
+  restored: RestoredPosition | null;
+  tables: RestoredTable[];
+  timings: RestoreTimings;
+  verifierHost: string;
+  serverVersion: string | null;
+  /** When the backup was taken (the manifest's start, else the backup id's time). */
+  takenAt: Date;
+  now: Date;
+  /** Set when this verifier cannot run the backup's server: the verdict is then "unsupported". */
+  unsupportedReason?: string;
+  /** The comparison with the previous verified backup, when the backup was verified. */
+  drift?: DriftReport;
+  /** From the heartbeat table, when the restore got that far. */
+  recoveryPoint?: RecoveryPoint | null;
+}
+
+/** The GTID value a report shows for a flavor: the binlog position on MariaDB, gtid_executed on MySQL. */
+function reportedGtid(
+  flavor: BackupManifest["server"]["flavor"],
+  p: { gtidBinlogPos: string | null; gtidExecuted: string | null },
+) {
+  return flavor === "mariadb" ? p.gtidBinlogPos : p.gtidExecuted;
+}
+
+/** Builds the report and validates it; a report that breaks its own schema is a bug, so this throws. */
+export function buildReport(input: ReportInput): VerificationReport {
+  const failed = input.checks.find((c) => !c.passed);
+  const complete = CHECKS.every((name) => input.checks.some((c) => c.name === name && c.passed));
+  const flavor = input.manifest?.server.flavor ?? "mariadb";
+  const round = (seconds: number) => Math.round(seconds * 1000) / 1000;
+  const unsupported = input.unsupportedReason !== undefined;
+  return parseVerificationReport({
+    formatVersion: 1,
+    bucket: input.bucket,
+    manifestKey: input.manifestKey,
+    backupId: input.ref.backupId,
+    cluster: input.ref.cluster,
+    host: input.ref.host,
+    verdict: unsupported ? "unsupported" : failed === undefined && complete ? "verified" : "failed",
+    failedCheck: unsupported
+      ? null
+      : (failed?.name ??
+        (complete ? null : (CHECKS.find((n) => !input.checks.some((c) => c.name === n)) ?? null))),
+    checks: input.checks,
+    verifiedAt: input.now.toISOString(),
+    verifier: { host: input.verifierHost, serverVersion: input.serverVersion },
+    position: {
+      captured: {
+        gtid: input.manifest ? reportedGtid(flavor, input.manifest.position) : null,
+        binlog: input.manifest?.position.binlog ?? null,
+      },
+      restored: input.restored ? { gtid: reportedGtid(flavor, input.restored), binlog: null } : null,
+    },
+    tables: input.tables,
+    timings: {
+      downloadExtractSeconds: round(input.timings.downloadExtractSeconds),
+      recoverySeconds: round(input.timings.recoverySeconds),
+      checksSeconds: round(input.timings.checksSeconds),
+      restoreSeconds: round(input.timings.restoreSeconds),
+    },
+    backupAgeSeconds: round((input.now.getTime() - input.takenAt.getTime()) / 1000),
+    ...(unsupported ? { unsupportedReason: input.unsupportedReason } : {}),
+    ...(input.drift !== undefined ? { drift: input.drift } : {}),
+    ...(input.recoveryPoint !== undefined ? { recoveryPoint: input.recoveryPoint } : {}),
+  });
+}
+
+/** S3 refused a conditional write because the object exists: another verifier wrote its verdict first. */
+export function isAlreadyWritten(error: unknown): boolean {
+  const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
+  return e.name === "PreconditionFailed" || e.$metadata?.httpStatusCode === 412;
+}
+
+/**
+ * Writes the report next to the backup with SSE-KMS (the bucket policy refuses anything else), only when
+ * none is there yet (a conditional write; `isAlreadyWritten` recognises the refusal); returns its key.
+ */
+export async function writeReport(
+  s3: S3Client,
+  report: VerificationReport,
+  ref: BackupRef,
+  kmsKeyId: string | undefined,
+): Promise<string> {
+  const key = verificationKey(ref);
+  await s3.send(
+    new PutObjectCommand({
+      Bucket: report.bucket,
+      Key: key,
+      Body: JSON.stringify(report, null, 2) + "\n",
+      ContentType: "application/json",
+      ServerSideEncryption: "aws:kms",
+      SSEKMSKeyId: kmsKeyId,
+      ChecksumAlgorithm: "SHA256",
+      // One verdict per backup: S3 refuses the write (412) when a report is already there.
+      IfNoneMatch: "*",
+    }),
+  );
+  return key;
+}
+
+/**
+ * The verifier's data points for one report (dimension Cluster, as the alarms watch them); the recovery
+ * point lag only when the backup holds a heartbeat table.
+ */
+export function reportMetrics(report: VerificationReport, now: Date): MetricDatum[] {
+  const dimensions = { Cluster: report.cluster };
+  const verified = report.verdict === "verified";
+  return [
+    metric(
+      verified ? VerifierMetric.VerificationSucceeded : VerifierMetric.VerificationFailed,
+      1,
+      dimensions,
+      now,
+    ),
+    metric(VerifierMetric.RestoreSeconds, report.timings.restoreSeconds, dimensions, now),
+    metric(
+      VerifierMetric.BackupAgeAtVerificationSeconds,
+      Math.max(0, report.backupAgeSeconds),
+      dimensions,
+      now,
+    ),
+    ...(report.recoveryPoint
+      ? [metric(VerifierMetric.RecoveryPointLagSeconds, report.recoveryPoint.lagSeconds, dimensions, now)]
+      : []),
+  ];
+}
+
+/** The object tag a verdict puts on the backup's objects (the only key the verifier's IAM policy allows). */
+export function verdictTags(verdict: Verdict): Array<{ Key: string; Value: string }> {
+  return [{ Key: "verified", Value: verdict === "verified" ? "true" : "false" }];
+}
+
+/** Tags the backup's archive and manifest with its verdict. */
+export async function tagBackup(
+  s3: S3Client,
+  bucket: string,
+  ref: BackupRef,
+  verdict: Verdict,
+): Promise<void> {
+  for (const key of [archiveKey(ref), manifestKey(ref)]) {
+    await s3.send(
+      new PutObjectTaggingCommand({ Bucket: bucket, Key: key, Tagging: { TagSet: verdictTags(verdict) } }),
+    );
+  }
+}
