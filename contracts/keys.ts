@@ -40,7 +40,11 @@ export function backupIdTime(backupId: string): Date {
   return new Date(`${y}-${mo}-${d}T${h}:${mi}:${s}Z`);
 }
 
-function normalizePrefix(prefix: string): string {
+/** The key prefix above `<cluster>/` when a config names none. */
+export const DEFAULT_PREFIX = "backups";
+
+/** A prefix without leading or trailing slashes (`/backups/` and `backups` are the same prefix). */
+export function normalizePrefix(prefix: string): string {
   return prefix.replace(/^\/+|\/+$/g, "");
 }
 
