@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { ContractError } from "../contracts";
-import { backupCommand } from "./backup/run";
+import { backupCommand } from "./backup/command";
 import type { CommandOutcome, CommonFlags, Subcommand } from "./common/command";
 import { ExitCode, PipelineError, messageOf } from "./common/errors";
 import { createLogger } from "./common/log";

@@ -60,6 +60,11 @@ export interface ArchiveResult {
   seconds: number;
 }
 
+/** The fastest level, so compression keeps pace with reading the snapshot. */
+const DEFAULT_ZSTD_LEVEL = 1;
+/** One zstd thread per core: the archive runs at the database's leftover priority (priority.ts). */
+const DEFAULT_ZSTD_THREADS = 0;
+
 /** Read size per file chunk: large enough to keep per-chunk overhead low, small enough to stay flat. */
 const CHUNK_BYTES = 1024 * 1024;
 
@@ -166,9 +171,9 @@ export class GrowingFile {
 export async function writeArchive(options: ArchiveOptions): Promise<ArchiveResult> {
   const started = performance.now();
   const partial = `${options.dest}.partial`;
-  const zstd = spawn("zstd", [`-${options.level ?? 1}`, `-T${options.threads ?? 0}`, "-q", "-c"], {
-    stdio: ["pipe", "pipe", "pipe"],
-  });
+  const level = options.level ?? DEFAULT_ZSTD_LEVEL;
+  const threads = options.threads ?? DEFAULT_ZSTD_THREADS;
+  const zstd = spawn("zstd", [`-${level}`, `-T${threads}`, "-q", "-c"], { stdio: ["pipe", "pipe", "pipe"] });
   const tar = tarPack({ highWaterMark: 4 * CHUNK_BYTES });
   const archiveHash = createHash("sha256");
   let archiveBytes = 0;

@@ -5,6 +5,9 @@ import type { Logger } from "../common/log";
 
 const backupId = new RegExp(BACKUP_ID_PATTERN);
 
+/** Local backups kept when the config does not say (`keepLocal`): the newest, and one before it. */
+export const DEFAULT_KEEP_LOCAL = 2;
+
 /**
  * The local backup directories to delete so that the newest `keep` remain. Only names that are backup
  * ids count (they sort by time), so nothing else a person put into the directory is ever touched.

@@ -12,6 +12,7 @@ import { SendMessageCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import {
   parseBackupCreated,
   parseManifest,
+  type BackupConfig,
   type BackupCreatedMessage,
   type BackupManifest,
 } from "../../contracts";
@@ -50,7 +51,10 @@ export interface UploadTarget {
  * The default part size: 4 parts of 16 MiB in flight fill the memory budget, and 10,000 of them cover a
  * 156 GiB archive before the size is raised. (It was 64 MiB, which left room for one part in flight.)
  */
-export const DEFAULT_PART_SIZE_MIB = 16;
+const DEFAULT_PART_SIZE_MIB = 16;
+
+/** Parts in flight when the config does not say (`s3.queueSize`): as many as the budget holds at 16 MiB. */
+const DEFAULT_QUEUE_SIZE = 4;
 
 /** S3 allows at most this many parts in one upload. */
 const MAX_PARTS = 10_000;
@@ -71,6 +75,16 @@ export const UPLOAD_MEMORY_BUDGET_BYTES = 64 * MiB;
  */
 export function archiveBoundFor(rawBytes: number, entries = 0): number {
   return Math.ceil(rawBytes * 1.01) + entries * 1024 + 1 * MiB;
+}
+
+/** How this host writes objects, from config `s3`. */
+export function uploadTargetOf(s3: BackupConfig["s3"]): UploadTarget {
+  return {
+    bucket: s3.bucket,
+    kmsKeyId: s3.kmsKeyId,
+    partSizeMiB: s3.partSizeMiB ?? DEFAULT_PART_SIZE_MIB,
+    queueSize: s3.queueSize ?? DEFAULT_QUEUE_SIZE,
+  };
 }
 
 /** The configured part size, raised (to whole MiB) when the archive would need more than S3's 10,000 parts. */

@@ -18,7 +18,8 @@ import {
   parseManifest,
   type BackupConfig,
 } from "../../contracts";
-import { backupDeps, runBackup, type BackupDeps, type BackupResult } from "../../hostscripts/backup/run";
+import { backupDeps } from "../../hostscripts/backup/command";
+import { runBackup, type BackupDeps, type BackupResult } from "../../hostscripts/backup/run";
 import { PipelineError } from "../../hostscripts/common/errors";
 import { memoryLogger } from "../../hostscripts/common/log";
 import { btrfsDriver, runCommand, type RunCommand } from "../../hostscripts/backup/snapshot";

@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { BackupConfig } from "../../contracts";
-import { buildManifest } from "../../hostscripts/backup/run";
+import { buildManifest } from "../../hostscripts/backup/manifest";
 import { detectDialect, readServerFacts, type Query } from "../../hostscripts/common/dialect";
 import { checkDiskSpace, treeBytes } from "../../hostscripts/backup/diskspace";
 import { PipelineError } from "../../hostscripts/common/errors";

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ContractError, type BackupConfig } from "../../contracts";
 import type { ArchiveResult } from "../../hostscripts/backup/archive";
-import { buildManifest } from "../../hostscripts/backup/run";
+import { buildManifest } from "../../hostscripts/backup/manifest";
 import { dialectFor, readServerFacts, type Query } from "../../hostscripts/common/dialect";
 import { memoryLogger } from "../../hostscripts/common/log";
 import { backupsToRemove, pruneLocalBackups } from "../../hostscripts/backup/retention";

@@ -1,0 +1,74 @@
+import { access } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
+import { parseBackupConfig, type BackupConfig } from "../../contracts";
+import { createAwsClients } from "../common/aws";
+import type { CommandOutcome, Subcommand } from "../common/command";
+import { ExitCode, PipelineError, messageOf } from "../common/errors";
+import type { Logger } from "../common/log";
+import { sinkFromConfig } from "../common/metrics";
+import { connect, readOptionFile } from "../common/mysql";
+import { logProgress, ttyProgress } from "../common/progress";
+import { sessionOf } from "./lock";
+import { yieldToDatabase } from "./priority";
+import { runBackup, type BackupDeps, type BackupResult } from "./run";
+import { driverFor, runCommand } from "./snapshot";
+
+/** `mysql-backup backup --config FILE [--json]`. */
+export const backupCommand: Subcommand<BackupConfig> = {
+  name: "backup",
+  describe: "snapshot this replica, archive it, upload it to S3 and signal the verifiers",
+  parseConfig: parseBackupConfig,
+  async run(config, _flags, log): Promise<CommandOutcome> {
+    const deps = await backupDeps(config, log);
+    const result = await runBackup(config, { ...deps, afterUnlock: () => yieldToDatabase(log) });
+    return { exitCode: ExitCode.Ok, result, summary: summarize(result) };
+  },
+};
+
+/** The production dependencies of a config: option-file sessions, the configured driver, AWS and the sink. */
+export async function backupDeps(config: BackupConfig, log: Logger): Promise<BackupDeps> {
+  await access(config.mysql.optionFile).catch((e: unknown) => {
+    throw new PipelineError(
+      "Config",
+      `cannot read the MySQL option file ${config.mysql.optionFile}: ${messageOf(e)}`,
+      "check mysql.optionFile in the config",
+      { cause: e },
+    );
+  });
+  const options = await readOptionFile(config.mysql.optionFile);
+  const aws = await createAwsClients(config.aws);
+  return {
+    async openSession() {
+      const conn = await connect(options, `the local server (${config.host})`);
+      // A session the watchdog killed reports it as an error event; unheard, that would end the process.
+      conn.on("error", (e: Error) =>
+        log.warn("MySQL session ended", { connectionId: conn.threadId, error: e.message }),
+      );
+      return {
+        ...sessionOf(conn),
+        async close() {
+          await Promise.race([conn.end().catch(() => undefined), sleep(2000, undefined, { ref: false })]);
+          conn.destroy();
+        },
+      };
+    },
+    driver: driverFor(config.snapshot, runCommand),
+    s3: aws.s3,
+    sqs: aws.sqs,
+    metrics: sinkFromConfig(config.metrics, aws.cloudwatch),
+    log,
+    progress: process.stderr.isTTY ? ttyProgress(process.stderr) : logProgress(log),
+  };
+}
+
+/** A few lines for a person. */
+export function summarize(r: BackupResult): string {
+  const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+  const gtid = r.position.gtidSlavePos ?? r.position.gtidExecuted ?? r.position.gtidBinlogPos ?? "(none)";
+  return [
+    `backup ${r.backupId} of ${r.cluster}/${r.host} complete (${r.server.flavor} ${r.server.version})`,
+    `  lock     ${r.lockMs.toFixed(1)} ms (${r.lockMethod}), snapshot ${r.snapshotMs.toFixed(1)} ms, GTID ${gtid}`,
+    `  archive  ${mb(r.rawBytes)} → ${mb(r.archiveBytes)} in ${r.archiveSeconds.toFixed(1)} s, ${r.files} files, ${r.tables} tables`,
+    `  upload   s3://${r.bucket}/${r.manifestKey} in ${r.uploadSeconds.toFixed(1)} s; total ${r.totalSeconds.toFixed(1)} s`,
+  ].join("\n");
+}
