@@ -1,7 +1,13 @@
 import { readFile } from "node:fs/promises";
 import { ContractError } from "../contracts";
 import { backupCommand } from "./backup/command";
-import type { CommandOutcome, CommonFlags, Subcommand } from "./common/command";
+import {
+  productionRuntime,
+  type CommandOutcome,
+  type CommandRuntime,
+  type CommonFlags,
+  type Subcommand,
+} from "./common/command";
 import { ExitCode, PipelineError, messageOf } from "./common/errors";
 import { createLogger } from "./common/log";
 import { restoreCommand } from "./restore/command";
@@ -92,8 +98,11 @@ export async function loadConfig<T>(path: string, command: Subcommand<T>): Promi
   }
 }
 
-/** The whole CLI: returns the exit code; prints the result on stdout and logs on stderr. */
-export async function main(argv: string[]): Promise<number> {
+/**
+ * The whole CLI: returns the exit code; prints the result on stdout and logs on stderr. `runtime` is what a
+ * test entry injects into the command; hosts run with the production one.
+ */
+export async function main(argv: string[], runtime: CommandRuntime = productionRuntime): Promise<number> {
   // The SDK warns on every run that its 2027 releases need Node 22; the pin to Node 20 is deliberate
   // (README, "Runtime"), and a multi-line warning per run would drown the journal's JSON lines.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
@@ -108,7 +117,7 @@ export async function main(argv: string[]): Promise<number> {
     json = invocation.flags.json;
     const command = commands[invocation.command];
     const config = await loadConfig(invocation.configPath, command);
-    const outcome: CommandOutcome = await command.run(config, invocation.flags, log);
+    const outcome: CommandOutcome = await command.run(config, invocation.flags, log, runtime);
     process.stdout.write(json ? JSON.stringify(outcome.result) + "\n" : outcome.summary + "\n");
     return outcome.exitCode;
   } catch (e) {

@@ -8,9 +8,9 @@ import { Transform, Writable, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { pack as tarPack, type Header, type Pack } from "tar-stream";
 import type { ManifestFile } from "../../contracts";
+import { noCheckpoint, type Checkpoint } from "../common/checkpoint";
 import { PipelineError, messageOf } from "../common/errors";
 import type { Logger } from "../common/log";
-import { pauseAt } from "../common/checkpoint";
 import { drainedOrClosed, writeAllAt } from "../common/streams";
 
 /**
@@ -40,6 +40,8 @@ export interface ArchiveOptions {
   follow?: GrowingFile;
   /** Stops the archive (the follower failed); writeArchive then rejects with ArchiveFailed. */
   signal?: AbortSignal;
+  /** Called at the `archive` pause point, once the archive is half written. Defaults to `noCheckpoint`. */
+  checkpoint?: Checkpoint;
 }
 
 /** What was archived, as the manifest records it. */
@@ -176,14 +178,15 @@ export async function writeArchive(options: ArchiveOptions): Promise<ArchiveResu
   const zstd = spawn("zstd", [`-${level}`, `-T${threads}`, "-q", "-c"], { stdio: ["pipe", "pipe", "pipe"] });
   const tar = tarPack({ highWaterMark: 4 * CHUNK_BYTES });
   const archiveHash = createHash("sha256");
+  const checkpoint = options.checkpoint ?? noCheckpoint;
   let archiveBytes = 0;
   let chunks = 0;
   const tally = new Transform({
     transform(chunk: Buffer, _encoding, done) {
       archiveHash.update(chunk);
       archiveBytes += chunk.length;
-      // Test hook: with the first chunk already passed on to the file, the archive is half written here.
-      if (++chunks === 2) void pauseAt("archive").then(() => done(null, chunk));
+      // With the first chunk already passed on to the file, the archive is half written here.
+      if (++chunks === 2) void checkpoint("archive").then(() => done(null, chunk), done);
       else done(null, chunk);
     },
   });

@@ -18,9 +18,13 @@ export const backupCommand: Subcommand<BackupConfig> = {
   name: "backup",
   describe: "snapshot this replica, archive it, upload it to S3 and signal the verifiers",
   parseConfig: parseBackupConfig,
-  async run(config, _flags, log): Promise<CommandOutcome> {
+  async run(config, _flags, log, runtime): Promise<CommandOutcome> {
     const deps = await backupDeps(config, log);
-    const result = await runBackup(config, { ...deps, afterUnlock: () => yieldToDatabase(log) });
+    const result = await runBackup(config, {
+      ...deps,
+      afterUnlock: () => yieldToDatabase(log),
+      checkpoint: runtime.checkpoint,
+    });
     return { exitCode: ExitCode.Ok, result, summary: summarize(result) };
   },
 };

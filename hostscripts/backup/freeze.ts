@@ -1,6 +1,6 @@
 import { mkdir, rm } from "node:fs/promises";
 import type { BackupConfig, CapturedPosition, ManifestTable } from "../../contracts";
-import { pauseAt } from "../common/checkpoint";
+import type { Checkpoint } from "../common/checkpoint";
 import {
   detectDialect,
   readServerFacts,
@@ -31,6 +31,8 @@ export interface FreezeDeps {
   /** The snapshot driver, built over the injected command runner. */
   driver: SnapshotDriver;
   log: Logger;
+  /** Called at the `locked` pause point. */
+  checkpoint: Checkpoint;
 }
 
 /** What was taken under the lock: the position, the inventory and the snapshot, all taken together. */
@@ -84,7 +86,7 @@ export async function freeze(
     });
     const window = await runThenRemoveSnapshotOnFailure(driver, backupId, log, () =>
       withLock({ session, watchdog, dialect, timeoutMs, log }, (signal, step) =>
-        frozenState({ session, dialect, driver, backupId }, signal, step),
+        frozenState({ session, dialect, driver, backupId, checkpoint: deps.checkpoint }, signal, step),
       ),
     );
     log.info("unlocked", {
@@ -147,12 +149,13 @@ async function frozenState(
     dialect: Dialect;
     driver: SnapshotDriver;
     backupId: string;
+    checkpoint: Checkpoint;
   },
   signal: AbortSignal,
   step: (s: string) => void,
 ): Promise<Frozen> {
   const { session, dialect, driver, backupId } = under;
-  await pauseAt("locked");
+  await under.checkpoint("locked");
   const pending = new Set<string>();
   const track = async <T>(what: string, task: () => Promise<T>): Promise<T> => {
     pending.add(what);

@@ -16,7 +16,7 @@ import {
   type BackupRef,
   type CapturedPosition,
 } from "../../contracts";
-import { pauseAt } from "../common/checkpoint";
+import { noCheckpoint, type Checkpoint } from "../common/checkpoint";
 import { PipelineError, messageOf } from "../common/errors";
 import type { MetricsSink } from "../common/metrics";
 import { logProgress, type ProgressBar, type ProgressView } from "../common/progress";
@@ -48,7 +48,7 @@ import {
  */
 
 /** Everything `runBackup` touches outside itself, so a test can run it for real or with a fake part. */
-export interface BackupDeps extends FreezeDeps {
+export interface BackupDeps extends Omit<FreezeDeps, "checkpoint"> {
   s3: S3Client;
   sqs: SQSClient;
   metrics: MetricsSink;
@@ -61,6 +61,8 @@ export interface BackupDeps extends FreezeDeps {
    * (`yieldToDatabase`). Absent when a test runs the backup inside its own process.
    */
   afterUnlock?: () => Promise<YieldOutcome>;
+  /** Called at each pause point (`started` … `signal`); the backup waits for it. Defaults to `noCheckpoint`. */
+  checkpoint?: Checkpoint;
 }
 
 /** What a backup produced; printed with `--json`, read by the demo and the benchmarks. */
@@ -105,7 +107,7 @@ export const RUN_LOCK_FILE = ".mysql-backup.lock";
 interface BackupRun {
   config: BackupConfig;
   /** The log carries the backup id, cluster and host. */
-  deps: BackupDeps & Required<Pick<BackupDeps, "clock" | "progress">>;
+  deps: BackupDeps & Required<Pick<BackupDeps, "clock" | "progress" | "checkpoint">>;
   backupId: string;
   startedAt: Date;
   /** `performance.now()` at the start, for `totalSeconds`. */
@@ -129,7 +131,7 @@ export async function runBackup(config: BackupConfig, deps: BackupDeps): Promise
   if (runLock.tookOverFrom)
     log.warn("took over the run lock of a run that died", { ...runLock.tookOverFrom });
   try {
-    await pauseAt("started");
+    await run.deps.checkpoint("started");
     await repairAfterCrash({
       localDir: config.localDir,
       hostPrefix: hostPrefix(run.ref.prefix, config.cluster, config.host),
@@ -170,6 +172,7 @@ function startRun(config: BackupConfig, deps: BackupDeps): BackupRun {
       log,
       clock,
       progress: deps.progress ?? logProgress(log),
+      checkpoint: deps.checkpoint ?? noCheckpoint,
     },
     backupId,
     startedAt,
@@ -185,7 +188,7 @@ async function takeBackup(run: BackupRun): Promise<BackupResult> {
   const { config, deps } = run;
   const window = await freeze(config, deps, run.backupId, run.dir);
   const yielded = await deps.afterUnlock?.();
-  await pauseAt("snapshot");
+  await deps.checkpoint("snapshot");
   const uploadStarted = performance.now();
   const { archive, upload } = await archiveAndUpload(run, window);
   const manifest = buildManifest(config, {
@@ -277,6 +280,7 @@ function archiveSnapshot(
       onBytes: (bytes) => bar.advance(bytes),
       follow,
       signal,
+      checkpoint: deps.checkpoint,
     }),
   );
 }
@@ -300,6 +304,7 @@ function uploadFollowing(
       started: (record) => writeProgressFile(dir, UPLOAD_RECORD, record),
       ended: () => unlink(join(dir, UPLOAD_RECORD)),
       partDone: (bytes) => bar.advance(bytes),
+      checkpoint: deps.checkpoint,
     },
   );
 }
@@ -323,7 +328,7 @@ async function announce(
   { config, deps, dir, target }: BackupRun,
   message: BackupCreatedMessage,
 ): Promise<string> {
-  await pauseAt("signal");
+  await deps.checkpoint("signal");
   const messageId = await sendBackupCreated(deps.sqs, config.sqs.queueUrl, message, deps.log, target.retry);
   await unlink(join(dir, OUTBOX));
   return messageId;

@@ -16,11 +16,11 @@ import {
   type BackupCreatedMessage,
   type BackupManifest,
 } from "../../contracts";
-import type { GrowingFile } from "./archive";
+import { noCheckpoint, type Checkpoint } from "../common/checkpoint";
 import { PipelineError, messageOf } from "../common/errors";
 import type { Logger } from "../common/log";
 import { DEFAULT_RETRY, withRetries, type RetryPolicy } from "../common/retry";
-import { pauseAt } from "../common/checkpoint";
+import type { GrowingFile } from "./archive";
 
 /**
  * Steps 7–9: the archive as a multipart upload, then `manifest.json` — last, because a backup without a
@@ -116,6 +116,8 @@ export interface UploadProgress {
   ended?(): Promise<void>;
   /** A part of `bytes` is up (the progress bar). */
   partDone?(bytes: number): void;
+  /** Called at the `upload` pause point, after each part is up. Defaults to `noCheckpoint`. */
+  checkpoint?: Checkpoint;
 }
 
 /** How the archive went up. */
@@ -178,7 +180,7 @@ export async function uploadArchive(
       { source: archive.source, partSize, slots: inFlight },
       log,
       policy,
-      progress.partDone ?? (() => undefined),
+      { partDone: progress.partDone ?? (() => undefined), checkpoint: progress.checkpoint ?? noCheckpoint },
     );
     const upload = uploadId;
     await withRetries(
@@ -235,7 +237,7 @@ async function uploadParts(
   layout: { source: GrowingFile; partSize: number; slots: number },
   log: Logger,
   policy: RetryPolicy,
-  partDone: (bytes: number) => void,
+  hooks: { partDone: (bytes: number) => void; checkpoint: Checkpoint },
 ): Promise<CompletedPart[]> {
   const { source, partSize, slots } = layout;
   const parts: CompletedPart[] = [];
@@ -278,8 +280,8 @@ async function uploadParts(
       parts[index] = sent.ChecksumSHA256
         ? { PartNumber: index + 1, ETag: sent.ETag, ChecksumSHA256: sent.ChecksumSHA256 }
         : { PartNumber: index + 1, ETag: sent.ETag };
-      partDone(body.length);
-      await pauseAt("upload");
+      hooks.partDone(body.length);
+      await hooks.checkpoint("upload");
     }
   };
   const results = await Promise.allSettled(

@@ -1,10 +1,7 @@
-import { writeFile } from "node:fs/promises";
-
 /**
- * A TEST HOOK, for the crash-safety tests only: with `MYSQL_BACKUP_PAUSE_AT=<point>` (and
- * `MYSQL_BACKUP_PAUSE_MARKER=<file>`), a backup that reaches that point writes the marker file and stops
- * there, so a test can `kill -9` it in a known state. Production units never set these variables; unset,
- * `pauseAt` does nothing.
+ * The named points a backup passes, and the seam at them. A backup calls its checkpoint at each point and
+ * waits for it; on hosts the checkpoint returns at once. The crash tests inject one that stops the process
+ * at a point (tests/support/pausing-cli.ts), so they can `kill -9` it in a known state.
  */
 
 /** The named points a run can be paused at, in the order a backup passes them. */
@@ -26,10 +23,8 @@ export const PAUSE_POINTS = [
 /** One pause point. */
 export type PausePoint = (typeof PAUSE_POINTS)[number];
 
-/** Stops here forever (until killed) when the test hook names this point; otherwise returns at once. */
-export async function pauseAt(point: PausePoint): Promise<void> {
-  if (process.env.MYSQL_BACKUP_PAUSE_AT !== point) return;
-  const marker = process.env.MYSQL_BACKUP_PAUSE_MARKER;
-  if (marker) await writeFile(marker, `${point} ${process.pid}\n`);
-  await new Promise<never>(() => setInterval(() => undefined, 60_000));
-}
+/** Called when a backup reaches `point`; the backup goes on once it resolves. */
+export type Checkpoint = (point: PausePoint) => Promise<void>;
+
+/** The checkpoint of a production run: returns at once. */
+export const noCheckpoint: Checkpoint = () => Promise.resolve();

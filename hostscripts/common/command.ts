@@ -1,3 +1,4 @@
+import { noCheckpoint, type Checkpoint } from "./checkpoint";
 import type { Logger } from "./log";
 
 /** Flags every subcommand understands. */
@@ -18,6 +19,18 @@ export interface CommandOutcome {
 }
 
 /**
+ * What the process that runs the CLI hands a command besides its config: the seams a test entry fills in
+ * (tests/support/pausing-cli.ts). `productionRuntime` is what `mysql-backup` runs with on a host.
+ */
+export interface CommandRuntime {
+  /** Called at each pause point of a backup. Defaults to `noCheckpoint`. */
+  checkpoint: Checkpoint;
+}
+
+/** The runtime of `mysql-backup` on a host. */
+export const productionRuntime: CommandRuntime = { checkpoint: noCheckpoint };
+
+/**
  * One subcommand of `mysql-backup`: how to validate its config file, and how to run it.
  * The CLI only parses flags, loads the config and calls `run`; everything else lives in the module.
  */
@@ -27,5 +40,5 @@ export interface Subcommand<Config> {
   parseConfig(value: unknown): Config;
   /** Flags of this subcommand alone (e.g. `--target`), passed through to `flags.rest` with their values. */
   ownFlags?: string[];
-  run(config: Config, flags: CommonFlags, log: Logger): Promise<CommandOutcome>;
+  run(config: Config, flags: CommonFlags, log: Logger, runtime: CommandRuntime): Promise<CommandOutcome>;
 }

@@ -1,8 +1,8 @@
 /**
- * Crash safety, for real: the CLI (`node bin/mysql-backup.js backup`) is paused at each named point with the
- * MYSQL_BACKUP_PAUSE_AT test hook, killed with SIGKILL there, and the next run must repair what it left
- * (run lock, snapshot, partial archive, open multipart upload, unsent message) and then succeed with an
- * archive in S3 whose sha256 is the manifest's. MariaDB, btrfs, zstd and fauxqs are all real.
+ * Crash safety, for real: the CLI is paused at each named point (`tests/support/pausing-cli.ts`, the CLI
+ * with a checkpoint that stops at MYSQL_BACKUP_PAUSE_AT), killed with SIGKILL there, and the next run must
+ * repair what it left (run lock, snapshot, partial archive, open multipart upload, unsent message) and then
+ * succeed with an archive in S3 whose sha256 is the manifest's. MariaDB, btrfs, zstd and fauxqs are all real.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -22,7 +22,7 @@ import type { PausePoint } from "../../hostscripts/common/checkpoint";
 import { withLab } from "../support/lab";
 
 const lab = withLab();
-const CLI = resolve(__dirname, "..", "..", "bin", "mysql-backup.js");
+const PAUSING_CLI = resolve(__dirname, "..", "support", "pausing-cli.ts");
 const BACKUP_ID = /^\d{8}T\d{6}Z-[0-9a-f]{6}$/;
 
 let config: BackupConfig;
@@ -41,7 +41,8 @@ beforeAll(async () => {
 /** The CLI, paused at `point`: resolves once it wrote the marker, i.e. stands exactly there. */
 async function cliPausedAt(point: PausePoint): Promise<ChildProcess> {
   const marker = join(lab().dir, `paused-${point}`);
-  const child = spawn(process.execPath, [CLI, "backup", "--config", configPath], {
+  const cli = ["--require", require.resolve("tsx/cjs"), PAUSING_CLI];
+  const child = spawn(process.execPath, [...cli, "backup", "--config", configPath], {
     env: { ...process.env, MYSQL_BACKUP_PAUSE_AT: point, MYSQL_BACKUP_PAUSE_MARKER: marker },
     stdio: ["ignore", "ignore", "pipe"],
   });
