@@ -72,8 +72,8 @@ const CHUNK_BYTES = 1024 * 1024;
 
 /**
  * The archive is flushed (fdatasync, in the background) every this many bytes written. Without it the whole
- * archive stays dirty in the page cache and one fsync at the end writes it in a burst, which stalled the
- * replica's applier for seconds on the shared disk (BENCHMARKS.md, 2 GB run).
+ * archive stays dirty in the page cache and one fsync at the end writes it in a burst, which stalls the
+ * replica's applier for seconds when the archive shares the database's disk.
  */
 export const SYNC_EVERY_BYTES = 32 * 1024 * 1024;
 

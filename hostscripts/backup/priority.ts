@@ -6,10 +6,10 @@ import { runCommand, type RunCommand } from "./snapshot/driver";
 /**
  * The backup's priority against the database. Up to and through the lock it runs at the priority it was
  * started with, so the global read lock is never held by a process waiting for a CPU or for an idle-class
- * turn at the disk (BENCHMARKS.md: a 348 ms lock window under contention when the unit itself set Nice=10
- * and the idle I/O class). Once the lock is released, the rest (reading the snapshot, zstd, hashing, upload)
- * yields to the database: every thread of this process gets `nice` and the idle I/O class, and the children
- * started afterwards (zstd) inherit both. Lowering a priority needs no privilege.
+ * turn at the disk, which under contention stretches a lock window of tens of ms to hundreds. Once the lock
+ * is released, the rest (reading the snapshot, zstd, hashing, upload) yields to the database: every thread
+ * of this process gets `nice` and the idle I/O class, and the children started afterwards (zstd) inherit
+ * both. Lowering a priority needs no privilege.
  */
 
 /** How the backup yields once the lock is released. */

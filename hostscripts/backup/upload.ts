@@ -26,12 +26,11 @@ import type { GrowingFile } from "./archive";
  * Steps 7–9: the archive as a multipart upload, then `manifest.json` — last, because a backup without a
  * manifest is incomplete by definition — then the `backup.created` message. Every object is sent with
  * SSE-KMS and an S3 SHA-256 checksum (per part for the archive), which the bucket policy demands.
- * The archive's parts are sent with the S3 client directly rather than lib-storage's `Upload`: that one
- * builds every part by concatenating stream chunks, which measured 3.5× the part size in memory per part
- * in flight; reading each part into a reused buffer keeps the upload at exactly its budget.
+ * The archive's parts are sent with the S3 client directly rather than lib-storage's `Upload`, which builds
+ * every part by concatenating stream chunks (several times the part size in memory per part in flight);
+ * reading each part into a reused buffer keeps the upload at exactly its budget.
  * The upload follows the archive while it is written (`GrowingFile`): a part goes up as soon as its bytes are
- * on the file, read back from the page cache, so the archive is not read a second time after it is complete
- * (BENCHMARKS.md: that second pass was 7–13 s of a 25 s backup at 2 GB).
+ * on the file, read back from the page cache, so the archive is never read a second time from disk.
  */
 
 /** Where and how objects are written (from config `s3`). */
@@ -49,7 +48,7 @@ export interface UploadTarget {
 
 /**
  * The default part size: 4 parts of 16 MiB in flight fill the memory budget, and 10,000 of them cover a
- * 156 GiB archive before the size is raised. (It was 64 MiB, which left room for one part in flight.)
+ * 156 GiB archive before the size is raised.
  */
 const DEFAULT_PART_SIZE_MIB = 16;
 
@@ -64,7 +63,7 @@ const MiB = 1024 * 1024;
  * Parts are read straight from the archive into one buffer per upload slot, reused part after part, so the
  * upload holds exactly `parts in flight × part size` in memory and makes no garbage. The slots are capped
  * by this budget, so a generous config cannot push the agent past its memory target (256 MB peak RSS),
- * which the upload now shares with the archive pipeline running beside it.
+ * which the upload shares with the archive pipeline running beside it.
  */
 export const UPLOAD_MEMORY_BUDGET_BYTES = 64 * MiB;
 
@@ -142,78 +141,35 @@ export async function uploadArchive(
   progress: UploadProgress = {},
 ): Promise<ArchiveUpload> {
   const where = `s3://${target.bucket}/${archive.key}`;
-  const partSize = partSizeFor(archive.maxBytes, target.partSizeMiB);
-  const maxParts = Math.max(1, Math.ceil(archive.maxBytes / partSize));
-  const inFlight = Math.min(maxParts, effectiveQueueSize(target.queueSize, partSize));
-  if (inFlight < Math.min(maxParts, target.queueSize)) {
-    log.warn("fewer parts in flight than configured, to stay within the memory budget", {
-      configured: target.queueSize,
-      used: inFlight,
-      partSizeBytes: partSize,
-    });
-  }
+  const { partSize, inFlight } = partLayout(archive.maxBytes, target, log);
   const object = { Bucket: target.bucket, Key: archive.key };
   const policy = target.retry ?? DEFAULT_RETRY;
   let uploadId: string | undefined;
   try {
-    const created = await withRetries(
-      `CreateMultipartUpload ${where}`,
-      (abortSignal) =>
-        s3.send(
-          new CreateMultipartUploadCommand({
-            ...object,
-            ContentType: "application/zstd",
-            ChecksumAlgorithm: "SHA256",
-            ...encryptionOf(target),
-          }),
-          { abortSignal },
-        ),
-      log,
-      policy,
-    );
-    uploadId = created.UploadId;
-    if (!uploadId) throw new Error("CreateMultipartUpload returned no UploadId");
+    uploadId = await createUpload(s3, target, object, log, policy);
     await progress.started?.({ bucket: target.bucket, key: archive.key, uploadId });
+    const upload = { ...object, UploadId: uploadId };
     const parts = await uploadParts(
       s3,
-      { ...object, UploadId: uploadId },
+      upload,
       { source: archive.source, partSize, slots: inFlight },
       log,
       policy,
       { partDone: progress.partDone ?? (() => undefined), checkpoint: progress.checkpoint ?? noCheckpoint },
     );
-    const upload = uploadId;
     await withRetries(
       `CompleteMultipartUpload ${where}`,
       (abortSignal) =>
-        s3.send(
-          new CompleteMultipartUploadCommand({
-            ...object,
-            UploadId: upload,
-            MultipartUpload: { Parts: parts },
-          }),
-          { abortSignal },
-        ),
+        s3.send(new CompleteMultipartUploadCommand({ ...upload, MultipartUpload: { Parts: parts } }), {
+          abortSignal,
+        }),
       log,
       policy,
     );
     await progress.ended?.();
     return { parts: parts.length, partSizeBytes: partSize, partsInFlight: inFlight };
   } catch (e) {
-    if (uploadId) {
-      await s3
-        .send(new AbortMultipartUploadCommand({ ...object, UploadId: uploadId }))
-        .catch((abort: unknown) =>
-          log.warn(
-            "could not abort the multipart upload; the next run or the bucket's lifecycle rule removes it",
-            {
-              uploadId,
-              error: messageOf(abort),
-            },
-          ),
-        )
-        .then(() => progress.ended?.());
-    }
+    if (uploadId) await abortUpload(s3, { ...object, UploadId: uploadId }, log, progress);
     throw new PipelineError(
       "UploadFailed",
       `uploading the archive to ${where} failed: ${messageOf(e)}`,
@@ -224,6 +180,73 @@ export async function uploadArchive(
   } finally {
     await archive.source.close();
   }
+}
+
+/** The part size for an archive of at most `maxBytes`, and the parts in flight the memory budget allows. */
+function partLayout(
+  maxBytes: number,
+  target: UploadTarget,
+  log: Logger,
+): { partSize: number; inFlight: number } {
+  const partSize = partSizeFor(maxBytes, target.partSizeMiB);
+  const maxParts = Math.max(1, Math.ceil(maxBytes / partSize));
+  const inFlight = Math.min(maxParts, effectiveQueueSize(target.queueSize, partSize));
+  if (inFlight < Math.min(maxParts, target.queueSize)) {
+    log.warn("fewer parts in flight than configured, to stay within the memory budget", {
+      configured: target.queueSize,
+      used: inFlight,
+      partSizeBytes: partSize,
+    });
+  }
+  return { partSize, inFlight };
+}
+
+/** Starts the multipart upload with SSE-KMS and SHA-256 checksums; returns its UploadId. */
+async function createUpload(
+  s3: S3Client,
+  target: UploadTarget,
+  object: { Bucket: string; Key: string },
+  log: Logger,
+  policy: RetryPolicy,
+): Promise<string> {
+  const created = await withRetries(
+    `CreateMultipartUpload s3://${object.Bucket}/${object.Key}`,
+    (abortSignal) =>
+      s3.send(
+        new CreateMultipartUploadCommand({
+          ...object,
+          ContentType: "application/zstd",
+          ChecksumAlgorithm: "SHA256",
+          ...encryptionOf(target),
+        }),
+        { abortSignal },
+      ),
+    log,
+    policy,
+  );
+  if (!created.UploadId) throw new Error("CreateMultipartUpload returned no UploadId");
+  return created.UploadId;
+}
+
+/** Aborts a failed upload so no parts stay behind; a failed abort is left to the next run and the lifecycle. */
+async function abortUpload(
+  s3: S3Client,
+  upload: { Bucket: string; Key: string; UploadId: string },
+  log: Logger,
+  progress: UploadProgress,
+): Promise<void> {
+  await s3
+    .send(new AbortMultipartUploadCommand(upload))
+    .catch((abort: unknown) =>
+      log.warn(
+        "could not abort the multipart upload; the next run or the bucket's lifecycle rule removes it",
+        {
+          uploadId: upload.UploadId,
+          error: messageOf(abort),
+        },
+      ),
+    )
+    .then(() => progress.ended?.());
 }
 
 /**

@@ -8,6 +8,7 @@ import {
   serverPathList,
   snapshotName,
   type RunCommand,
+  type ServerPaths,
   type Snapshot,
   type SnapshotDriver,
 } from "./driver";
@@ -64,18 +65,7 @@ export function zfsDriver(settings: ZfsSettings, run: RunCommand): SnapshotDrive
 
     async prove(paths) {
       mountpoint = await mountpointOf(run, dataset);
-      for (const [what, path] of serverPathList(paths)) {
-        const real = await realLocation(path);
-        const source = await filesystemOf(run, real);
-        if (!isInside(real, mountpoint) || source !== dataset) {
-          throw new PipelineError(
-            "SnapshotFailed",
-            `${what} ${path} (${real}) is not on the ZFS dataset ${dataset} mounted at ${mountpoint} ` +
-              `(it is on ${source}): a snapshot of ${dataset} would not hold it`,
-            `move ${what} into ${mountpoint} (not a child dataset), or set snapshot.dataset to the dataset that holds it`,
-          );
-        }
-      }
+      await proveOnDataset(run, dataset, mountpoint, paths);
     },
 
     async create(backupId, signal): Promise<Snapshot> {
@@ -106,6 +96,27 @@ export function zfsDriver(settings: ZfsSettings, run: RunCommand): SnapshotDrive
       return names;
     },
   };
+}
+
+/** Every server path is on the dataset itself (mounted at `mountpoint`), not on a child dataset or elsewhere. */
+async function proveOnDataset(
+  run: RunCommand,
+  dataset: string,
+  mountpoint: string,
+  paths: ServerPaths,
+): Promise<void> {
+  for (const [what, path] of serverPathList(paths)) {
+    const real = await realLocation(path);
+    const source = await filesystemOf(run, real);
+    if (!isInside(real, mountpoint) || source !== dataset) {
+      throw new PipelineError(
+        "SnapshotFailed",
+        `${what} ${path} (${real}) is not on the ZFS dataset ${dataset} mounted at ${mountpoint} ` +
+          `(it is on ${source}): a snapshot of ${dataset} would not hold it`,
+        `move ${what} into ${mountpoint} (not a child dataset), or set snapshot.dataset to the dataset that holds it`,
+      );
+    }
+  }
 }
 
 /** The dataset's mountpoint; `legacy` and `none` cannot be read through `.zfs/snapshot` and are refused. */
