@@ -18,9 +18,6 @@ export interface RangedDownloadOptions {
   signal?: AbortSignal;
 }
 
-/** The defaults documented on `VerifyConfig.download`. */
-export const DEFAULT_DOWNLOAD = { partSizeMiB: 8, concurrency: 4 } as const;
-
 /** An opened download: the object's size (when S3 said it) and its bytes. */
 export interface OpenedDownload {
   bytes: number | undefined;
