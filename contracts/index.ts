@@ -1,4 +1,5 @@
 export * from "./config";
+export * from "./defaults";
 export * from "./keys";
 export * from "./manifest";
 export * from "./message";

@@ -11,7 +11,7 @@ import {
 import { ExitCode, PipelineError, messageOf } from "./common/errors";
 import { createLogger } from "./common/log";
 import { restoreCommand } from "./restore/command";
-import { verifyCommand } from "./verify/daemon";
+import { verifyCommand } from "./verify/command";
 
 // Each subcommand validates its own config type; the registry only needs to call it.
 const commands: Record<string, Subcommand<never>> = {

@@ -3,10 +3,11 @@ import { GetObjectCommand, type GetObjectCommandOutput, type S3Client } from "@a
 /**
  * An S3 object's bytes, in order, fetched as ranged GETs of `partSizeMiB`, `concurrency` at a time: one TCP
  * stream rarely fills an instance's bandwidth to S3, several do. Parts are held in memory until their turn
- * (at most `concurrency + 1` parts, each read straight into one buffer of its announced length rather than
- * the SDK's `transformToByteArray`, which holds the chunks and their concatenation at once; the part size is
- * what keeps the verifier under its 256 MiB target, BENCHMARKS.md), and every part after the first is fetched with `If-Match` on the
- * first one's ETag, so an object replaced mid-download fails the download instead of mixing two versions.
+ * (at most `concurrency + 1` parts). Each part is read straight into one buffer of its announced length, so
+ * it is held once, never as its chunks and their concatenation (as the SDK's `transformToByteArray` holds
+ * it): part size and concurrency bound the verifier's memory. Every part after the first is fetched with
+ * `If-Match` on the first one's ETag, so an object replaced mid-download fails the download instead of
+ * mixing two versions.
  */
 
 /** How an archive is downloaded. */
@@ -17,9 +18,6 @@ export interface RangedDownloadOptions {
   concurrency: number;
   signal?: AbortSignal;
 }
-
-/** The defaults documented on `VerifyConfig.download`. */
-export const DEFAULT_DOWNLOAD = { partSizeMiB: 8, concurrency: 4 } as const;
 
 /** An opened download: the object's size (when S3 said it) and its bytes. */
 export interface OpenedDownload {

@@ -4,7 +4,7 @@ import { access, mkdir, readFile, readdir, rm, writeFile } from "node:fs/promise
 import { delimiter, isAbsolute, join, posix } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createConnection, type Connection } from "mysql2/promise";
-import type { BackupManifest } from "../../contracts";
+import { VERIFY_DEFAULTS, type BackupManifest } from "../../contracts";
 import { PipelineError, messageOf } from "../common/errors";
 
 /**
@@ -72,9 +72,6 @@ export interface ScratchServerPlan {
   bufferPoolMiB: number;
 }
 
-/** Scratch buffer pool when the config is silent (see VerifyConfig.mysqld.bufferPoolMiB). */
-export const DEFAULT_SCRATCH_BUFFER_POOL_MIB = 512;
-
 /** A server id that differs from the source's, so nothing the restore logs can pass for the source's. */
 export function scratchServerId(sourceServerId: number): number {
   return sourceServerId === 4_000_000_000 ? 4_000_000_001 : 4_000_000_000;
@@ -94,7 +91,7 @@ export function planScratchServer(
     settings.logBinIndex !== null ? map(settings.logBinIndex) : logBin === null ? null : `${logBin}.index`;
   return {
     ...server,
-    bufferPoolMiB: server.bufferPoolMiB ?? DEFAULT_SCRATCH_BUFFER_POOL_MIB,
+    bufferPoolMiB: server.bufferPoolMiB ?? VERIFY_DEFAULTS.mysqld.bufferPoolMiB,
     root,
     datadir: map(settings.datadir),
     logBin,

@@ -1,4 +1,4 @@
-import { GetObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import type { S3Client } from "@aws-sdk/client-s3";
 import {
   parseVerificationReport,
   verificationKey,
@@ -6,6 +6,7 @@ import {
   type DriftReport,
   type VerificationReport,
 } from "../../contracts";
+import { getObjectOrNull } from "../common/s3";
 
 /** Reading the verifier's verdicts (`verification.json`): `restore` trusts a backup by them, the verifier never judges twice. */
 
@@ -20,15 +21,9 @@ export async function readReport(
   ref: BackupRef,
 ): Promise<VerificationReport | null> {
   const key = verificationKey(ref);
-  let text: string;
-  try {
-    const response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-    text = (await response.Body?.transformToString()) ?? "";
-  } catch (error) {
-    const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
-    if (e.name === "NoSuchKey" || e.$metadata?.httpStatusCode === 404) return null;
-    throw error;
-  }
+  const response = await getObjectOrNull(s3, bucket, key);
+  if (response === null) return null;
+  const text = (await response.Body?.transformToString()) ?? "";
   try {
     return parseVerificationReport(JSON.parse(text));
   } catch (error) {

@@ -1,6 +1,7 @@
 import { ListObjectsV2Command, type S3Client } from "@aws-sdk/client-s3";
 import {
   VERIFICATION_OBJECT,
+  VERIFY_DEFAULTS,
   clusterPrefix,
   type BackupRef,
   type DriftFinding,
@@ -26,8 +27,8 @@ export interface DriftOptions {
   minRows: number;
 }
 
-/** The defaults documented on `VerifyConfig.drift`. */
-export const DEFAULT_DRIFT: DriftOptions = { maxShrinkShare: 0.5, minRows: 100 };
+/** The defaults of `VerifyConfig.drift`, as the options drift is judged with. */
+export const DEFAULT_DRIFT: DriftOptions = VERIFY_DEFAULTS.drift;
 
 /** What vanished or shrank since `previous` (tables and row counts of the two verifications). */
 export function findDrift(

@@ -103,15 +103,9 @@ export function buildReport(input: ReportInput): VerificationReport {
   });
 }
 
-/** S3 refused a conditional write because the object exists: another verifier wrote its verdict first. */
-export function isAlreadyWritten(error: unknown): boolean {
-  const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
-  return e.name === "PreconditionFailed" || e.$metadata?.httpStatusCode === 412;
-}
-
 /**
  * Writes the report next to the backup with SSE-KMS (the bucket policy refuses anything else), only when
- * none is there yet (a conditional write; `isAlreadyWritten` recognises the refusal); returns its key.
+ * none is there yet (a conditional write; common/s3's `isAlreadyWritten` recognises the refusal); returns its key.
  */
 export async function writeReport(
   s3: S3Client,

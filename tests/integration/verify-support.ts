@@ -12,7 +12,8 @@ import { backupDeps } from "../../hostscripts/backup/command";
 import { runBackup, type BackupResult } from "../../hostscripts/backup/run";
 import { memoryLogger } from "../../hostscripts/common/log";
 import { fileSink } from "../../hostscripts/common/metrics";
-import { runVerifier, type VerificationResult, type VerifierDeps } from "../../hostscripts/verify/daemon";
+import { runVerifier, type VerifierDeps } from "../../hostscripts/verify/daemon";
+import type { VerificationResult } from "../../hostscripts/verify/result";
 import { labAwsClients, leftovers, type Lab } from "../../lab/lab";
 import { processesUsing } from "../../lab/processes";
 

@@ -8,14 +8,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ContractError, parseRestoreConfig, parseVerifyConfig, type BackupManifest } from "../../contracts";
 import { PipelineError } from "../../hostscripts/common/errors";
-import {
-  chooseBackup,
-  parseRestoreArgs,
-  replicationStatements,
-  restoredServerOptions,
-  summarizeList,
-  type ListedBackup,
-} from "../../hostscripts/restore/command";
+import { parseRestoreArgs } from "../../hostscripts/restore/command";
+import { chooseBackup, summarizeList, type ListedBackup } from "../../hostscripts/restore/list";
+import { replicationStatements, restoredServerOptions } from "../../hostscripts/restore/restore";
 import { removeReplicationState } from "../../hostscripts/restore/scratch-server";
 
 describe("arguments", () => {

@@ -14,7 +14,8 @@ import {
 import { ExitCode } from "../../hostscripts/common/errors";
 import { buildReport, reportMetrics, verdictTags, type ReportInput } from "../../hostscripts/verify/report";
 import { parseServerBuild, whyCannotRun } from "../../hostscripts/restore/scratch-server";
-import { checkManifestKey, exitCodeOf } from "../../hostscripts/verify/daemon";
+import { checkManifestKey } from "../../hostscripts/verify/daemon";
+import { exitCodeOf } from "../../hostscripts/verify/result";
 
 const captured: CapturedPosition = {
   gtidBinlogPos: "0-1-1500,1-2-7",

@@ -1,0 +1,28 @@
+import type { VerifyConfig } from "./config";
+
+/** Every setting of `VerifyConfig` that has a default, with the type of its value. */
+interface VerifyDefaults {
+  sqs: Required<Pick<VerifyConfig["sqs"], "waitTimeSeconds" | "visibilityTimeoutSeconds">>;
+  concurrency: NonNullable<VerifyConfig["concurrency"]>;
+  mysqld: Required<
+    Pick<NonNullable<VerifyConfig["mysqld"]>, "user" | "startTimeoutSeconds" | "bufferPoolMiB">
+  >;
+  checks: Required<NonNullable<VerifyConfig["checks"]>>;
+  drift: Required<NonNullable<VerifyConfig["drift"]>>;
+  download: Required<NonNullable<VerifyConfig["download"]>>;
+  catchUp: Required<Pick<NonNullable<VerifyConfig["catchUp"]>, "timeoutSeconds">>;
+}
+
+/**
+ * The values `verify` and `restore` use for what their config leaves out, declared once; each setting's
+ * doc comment in `VerifyConfig` names the same value ("Defaults to X.").
+ */
+export const VERIFY_DEFAULTS = {
+  sqs: { waitTimeSeconds: 20, visibilityTimeoutSeconds: 3600 },
+  concurrency: 1,
+  mysqld: { user: "mysql", startTimeoutSeconds: 600, bufferPoolMiB: 512 },
+  checks: { extended: false },
+  drift: { maxShrinkShare: 0.5, minRows: 100 },
+  download: { partSizeMiB: 8, concurrency: 4 },
+  catchUp: { timeoutSeconds: 600 },
+} as const satisfies VerifyDefaults;

@@ -1,0 +1,184 @@
+import {
+  CHECKS,
+  backupIdTime,
+  verificationKey,
+  type BackupCreatedMessage,
+  type BackupRef,
+  type CheckResult,
+  type VerificationReport,
+  type VerifyConfig,
+} from "../../contracts";
+import { PipelineError, messageOf } from "../common/errors";
+import type { Logger } from "../common/log";
+import type { MetricsSink } from "../common/metrics";
+import { isAlreadyWritten, s3Call, s3Failure } from "../common/s3";
+import { describeDrift, readReport } from "../restore/verdicts";
+import { DEFAULT_DRIFT, judgeDrift } from "./history";
+import { VERIFIER_S3_HINT } from "./objects";
+import { buildReport, reportMetrics, tagBackup, writeReport } from "./report";
+import { verifyBackup, type Findings, type RestoreAndCheckDeps } from "./restore-and-check";
+import { resultOfReport, type VerificationResult } from "./result";
+
+/**
+ * One verification (DESIGN §1 steps 11–14): unless the backup already has a verdict, restore and check it
+ * (restore-and-check.ts), then write `verification.json` once (a conditional write: two verifiers given the
+ * same message cannot yield two verdicts), tag the objects and emit the metrics.
+ *
+ * Blame decides what happens to the message: a failed check is a verdict on the backup and is reported; a
+ * PipelineError is the verifier's own trouble (S3, the scratch disk, the server binary), says nothing about
+ * the backup and leaves the message to be retried.
+ */
+
+/** What one verification runs on; tests pass real clients against the emulator and a memory logger. */
+export interface VerificationDeps extends RestoreAndCheckDeps {
+  metrics: MetricsSink;
+  log: Logger;
+  now: () => Date;
+  /** This verifier's name in reports. */
+  hostname: string;
+}
+
+/** Verifies, writes the report and the metrics; returns the result. Throws PipelineError for infrastructure. */
+export async function verifyAndReport(
+  config: VerifyConfig,
+  message: BackupCreatedMessage,
+  ref: BackupRef,
+  deps: VerificationDeps,
+): Promise<VerificationResult> {
+  const stored = await storedVerdict(message, ref, deps);
+  if (stored !== null) return stored;
+  const found = await verifyBackup(config, message, ref, deps);
+  // Whatever a restore found after SIGTERM (a killed server, a cut download) says nothing about the backup.
+  if (deps.signal?.aborted) throw new Interrupted(`verification of ${ref.backupId} was interrupted`);
+  const now = deps.now();
+  const report = await reportOn(config, message, ref, found, deps, now);
+  // A duplicate delivered to another verifier may have finished first: its verdict stands.
+  const raced = await storedVerdict(message, ref, deps);
+  if (raced !== null) return raced;
+  let reportKey: string;
+  try {
+    reportKey = await writeReport(deps.s3, report, ref, config.s3?.kmsKeyId);
+  } catch (error) {
+    if (!isAlreadyWritten(error))
+      throw s3Failure(`write verification.json for ${ref.backupId}`, error, VERIFIER_S3_HINT);
+    const stored = await storedVerdict(message, ref, deps);
+    if (stored === null)
+      throw s3Failure(
+        `write verification.json for ${ref.backupId} (S3 says one exists)`,
+        error,
+        VERIFIER_S3_HINT,
+      );
+    return stored;
+  }
+  await publishVerdict(config, ref, report, reportKey, now, deps);
+  return {
+    ...resultOfReport(report, reportKey),
+    position: { captured: found.manifest?.position ?? null, restored: found.restored },
+  };
+}
+
+/** The verdict already written for this backup, as a result; null when there is none yet. */
+async function storedVerdict(
+  message: BackupCreatedMessage,
+  ref: BackupRef,
+  deps: VerificationDeps,
+): Promise<VerificationResult | null> {
+  const report = await s3Call(
+    `read s3://${message.bucket}/${verificationKey(ref)}`,
+    () => readReport(deps.s3, message.bucket, ref),
+    VERIFIER_S3_HINT,
+  );
+  if (report === null) return null;
+  deps.log.info(
+    `backup ${ref.backupId} already has the verdict "${report.verdict}" (${report.verifiedAt} by ${report.verifier.host}); not restoring it again`,
+    { reportKey: verificationKey(ref) },
+  );
+  return { ...resultOfReport(report, verificationKey(ref)), alreadyReported: true };
+}
+
+/** The report on what the restore found, with the drift from the previous verified backup when verified. */
+async function reportOn(
+  config: VerifyConfig,
+  message: BackupCreatedMessage,
+  ref: BackupRef,
+  found: Findings,
+  deps: VerificationDeps,
+  now: Date,
+): Promise<VerificationReport> {
+  return buildReport({
+    bucket: message.bucket,
+    manifestKey: message.manifestKey,
+    ref,
+    manifest: found.manifest,
+    checks: found.checks,
+    restored: found.restored,
+    tables: found.tables,
+    timings: found.timings,
+    verifierHost: deps.hostname,
+    serverVersion: found.serverVersion,
+    takenAt: found.manifest ? new Date(found.manifest.startedAt) : backupIdTime(ref.backupId),
+    now,
+    unsupportedReason: found.unsupportedReason ?? undefined,
+    drift:
+      allPassed(found.checks) && found.checks.every((c) => c.passed)
+        ? await judgeDrift(deps.s3, message.bucket, ref, found.tables, { ...DEFAULT_DRIFT, ...config.drift })
+        : undefined,
+    recoveryPoint: found.manifest && found.unsupportedReason === null ? found.recoveryPoint : undefined,
+  });
+}
+
+/** After the report is written: the verdict's tags on the objects, the metrics, and the log lines. */
+async function publishVerdict(
+  config: VerifyConfig,
+  ref: BackupRef,
+  report: VerificationReport,
+  reportKey: string,
+  now: Date,
+  deps: VerificationDeps,
+): Promise<void> {
+  if (config.s3?.tagObjects) {
+    // The report is the verdict; a missing tag only makes it less visible, so it never blocks the message.
+    await tagBackup(deps.s3, report.bucket, ref, report.verdict).catch((error: unknown) =>
+      deps.log.warn(
+        `could not tag the objects of ${ref.backupId} verified=${report.verdict === "verified"}: ${messageOf(error)}`,
+        {
+          hint: "check s3:PutObjectTagging for the verifier's role; verification.json holds the verdict",
+        },
+      ),
+    );
+  }
+  await deps.metrics.put(reportMetrics(report, now)).catch((error: unknown) => {
+    throw new PipelineError(
+      "VerifierInfrastructure",
+      `cannot emit the verification metrics: ${messageOf(error)}`,
+      "check the metrics sink (CloudWatch permissions or the metrics file)",
+      { cause: error },
+    );
+  });
+  const drift = report.drift ? describeDrift(report.drift) : null;
+  if (drift !== null) {
+    deps.log.warn(
+      `backup ${ref.backupId}: data changed suspiciously since the previous verified backup: ${drift}`,
+      {
+        hint: "the backup holds what the server held; check whether the change in production was intended",
+        drift: report.drift,
+      },
+    );
+  }
+  const log = report.verdict === "verified" ? deps.log.info : deps.log.error;
+  log(
+    `backup ${ref.backupId} ${report.verdict}${report.failedCheck ? ` (check "${report.failedCheck}")` : ""}`,
+    {
+      reportKey,
+      failedCheck: report.failedCheck,
+      detail: report.unsupportedReason ?? report.checks.find((c) => !c.passed)?.detail,
+      timings: report.timings,
+    },
+  );
+}
+
+const allPassed = (checks: CheckResult[]) =>
+  CHECKS.every((name) => checks.some((c) => c.name === name && c.passed));
+
+/** SIGTERM arrived during the restore: the message is released, nothing is written. */
+class Interrupted extends Error {}
