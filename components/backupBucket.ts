@@ -1,5 +1,6 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
+import { DEFAULT_PREFIX, normalizePrefix } from "../contracts";
 import { accountKeyPolicy, backupBucketPolicy, replicationRolePolicy, s3AssumeRolePolicy } from "./iam";
 import { ConfigError, requireInteger, requireOneOf } from "./validation";
 
@@ -93,7 +94,7 @@ export function lifecycleRules(
   prefix: string,
   r: ResolvedRetention,
 ): aws.types.input.s3.BucketLifecycleConfigurationRule[] {
-  const p = prefix.replace(/^\/+|\/+$/g, "");
+  const p = normalizePrefix(prefix);
   const transitions = [
     ...(r.infrequentAccessDays ? [{ days: r.infrequentAccessDays, storageClass: "STANDARD_IA" }] : []),
     ...(r.glacierDays ? [{ days: r.glacierDays, storageClass: "GLACIER_IR" }] : []),
@@ -147,7 +148,7 @@ export class BackupBucket extends pulumi.ComponentResource {
 
   constructor(name: string, args: BackupBucketArgs = {}, opts?: pulumi.ComponentResourceOptions) {
     super("mysql-backup-pipeline:index:BackupBucket", name, {}, opts);
-    this.prefix = args.prefix ?? "backups";
+    this.prefix = args.prefix ?? DEFAULT_PREFIX;
     this.retention = resolveRetention(args.retention);
     const tags = args.tags ?? {};
     const parent = { parent: this };

@@ -1,6 +1,12 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import { NAME_PATTERN, pipelineTags, type SnapshotConfig } from "../contracts";
+import {
+  DEFAULT_PREFIX,
+  NAME_PATTERN,
+  normalizePrefix,
+  pipelineTags,
+  type SnapshotConfig,
+} from "../contracts";
 import { Alerting, type AlertEndpoints } from "./alerting";
 import { BackupBucket, type RetentionArgs } from "./backupBucket";
 import { ARTIFACTS_PREFIX } from "./iam";
@@ -107,7 +113,7 @@ export function commonServer(clusters: ClusterSpec[]): ServerRelease {
  * verifier bundle lives under `artifacts/`, which replicas must never be able to write.
  */
 function checkPrefix(prefix: string): string {
-  const p = prefix.replace(/^\/+|\/+$/g, "");
+  const p = normalizePrefix(prefix);
   if (
     p === "" ||
     p === ARTIFACTS_PREFIX.split("/")[0] ||
@@ -171,7 +177,7 @@ export class MysqlBackupPipeline extends pulumi.ComponentResource {
     const server = commonServer(args.clusters);
     const tags = pipelineTags(name, args.environment);
     const parent = { parent: this };
-    const prefix = checkPrefix(args.prefix ?? "backups");
+    const prefix = checkPrefix(args.prefix ?? DEFAULT_PREFIX);
     const region = aws.getRegionOutput({}, parent).region;
 
     const bucket = new BackupBucket(

@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import { backupConfigSchema, NAME_PATTERN, parser } from "../contracts";
+import { backupConfigSchema, DEFAULT_PREFIX, NAME_PATTERN, parser } from "../contracts";
 import type { RetentionArgs } from "./backupBucket";
 import type { ClusterSpec, MysqlBackupPipelineArgs, VerifierSpec } from "./mysqlBackupPipeline";
 import type { VerificationQueueArgs } from "./verificationQueue";
@@ -188,7 +188,7 @@ export function readStackSettings(config = new pulumi.Config(CONFIG_NAMESPACE)):
   const alerts = parseAlerts(config.getObject("alerts") ?? {});
   return {
     environment: readEnvironment(config),
-    prefix: config.get("prefix", { pattern: /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/ }) ?? "backups",
+    prefix: config.get("prefix", { pattern: /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/ }) ?? DEFAULT_PREFIX,
     retention: parseRetention(config.getObject("retention") ?? {}),
     // Pulumi.yaml defaults it to "" (the CLI requires a default for an optional key): empty means none.
     replicationRegion:
