@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import { backupConfigSchema, DEFAULT_PREFIX, NAME_PATTERN, parser } from "../contracts";
+import { backupConfigSchema, DEFAULT_PREFIX, NAME_PATTERN, parser, schemaFor } from "../contracts";
 import type { RetentionArgs } from "./backupBucket";
 import type { ClusterSpec, MysqlBackupPipelineArgs, VerifierSpec } from "./mysqlBackupPipeline";
 import type { VerificationQueueArgs } from "./verificationQueue";
@@ -15,8 +15,8 @@ export const CONFIG_NAMESPACE = "mysql-backup-pipeline";
 /** The secret config key holding the default SSH private key. */
 export const DEFAULT_SSH_KEY_CONFIG = "sshPrivateKey";
 
-const name = { type: "string", pattern: NAME_PATTERN };
-const positive = { type: "integer", minimum: 1 };
+const name = { type: "string", pattern: NAME_PATTERN } as const;
+const positive = { type: "integer", minimum: 1 } as const;
 const sshEndpoint = {
   type: "object",
   additionalProperties: false,
@@ -31,8 +31,8 @@ const sshEndpoint = {
       pattern: "^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+=*$",
     },
   },
-};
-const onCalendar = { type: "string", minLength: 1, pattern: "^[^\\n\\r]+$" };
+} as const;
+const onCalendar = { type: "string", minLength: 1, pattern: "^[^\\n\\r]+$" } as const;
 
 /** The schema of one replica entry of `clusters[].replicas`. */
 const replicaSchema = {
@@ -49,9 +49,9 @@ const replicaSchema = {
     localDir: { type: "string", pattern: "^/" },
     lockTimeoutMs: backupConfigSchema.properties.lockTimeoutMs,
   },
-};
+} as const;
 
-const clustersSchema = {
+const clustersSchema = schemaFor<RawCluster[]>()({
   type: "array",
   minItems: 1,
   items: {
@@ -68,9 +68,9 @@ const clustersSchema = {
       replicas: { type: "array", minItems: 1, items: replicaSchema },
     },
   },
-};
+});
 
-const verifierSchema = {
+const verifierSchema = schemaFor<RawVerifier>()({
   type: "object",
   additionalProperties: false,
   required: ["subnetIds", "securityGroupIds"],
@@ -91,9 +91,9 @@ const verifierSchema = {
       },
     },
   },
-};
+});
 
-const retentionSchema = {
+const retentionSchema = schemaFor<RetentionArgs>()({
   type: "object",
   additionalProperties: false,
   properties: {
@@ -104,9 +104,9 @@ const retentionSchema = {
     glacierDays: { type: "integer", minimum: 0 },
     noncurrentDays: positive,
   },
-};
+});
 
-const queueSchema = {
+const queueSchema = schemaFor<RawQueue>()({
   type: "object",
   additionalProperties: false,
   properties: {
@@ -114,18 +114,21 @@ const queueSchema = {
     maxReceiveCount: { type: "integer", minimum: 1, maximum: 1000 },
     messageRetentionSeconds: { type: "integer", minimum: 60, maximum: 1209600 },
   },
-};
+});
 
-const alertsSchema = {
+const alertsSchema = schemaFor<RawAlerts>()({
   type: "object",
   additionalProperties: false,
   properties: {
     emails: { type: "array", items: { type: "string", format: "email" } },
     maxMessageAgeSeconds: { type: "integer", minimum: 300, maximum: 1209600 },
   },
-};
+});
 
-const httpsEndpointsSchema = { type: "array", items: { type: "string", pattern: "^https://" } };
+const httpsEndpointsSchema = schemaFor<string[]>()({
+  type: "array",
+  items: { type: "string", pattern: "^https://" },
+});
 
 interface RawReplica {
   host: string;
@@ -153,14 +156,22 @@ interface RawAlerts {
   emails?: string[];
   maxMessageAgeSeconds?: number;
 }
+type RawVerifier = Omit<VerifierSpec, "subnetIds" | "securityGroupIds"> & {
+  subnetIds: string[];
+  securityGroupIds: string[];
+};
+type RawQueue = Pick<
+  VerificationQueueArgs,
+  "visibilityTimeoutSeconds" | "maxReceiveCount" | "messageRetentionSeconds"
+>;
 
 const key = (k: string): string => `config key "${CONFIG_NAMESPACE}:${k}"`;
-const parseClusters = parser<RawCluster[]>(key("clusters"), clustersSchema);
-const parseVerifier = parser<VerifierSpec>(key("verifier"), verifierSchema);
-const parseRetention = parser<RetentionArgs>(key("retention"), retentionSchema);
-const parseQueue = parser<VerificationQueueArgs>(key("queue"), queueSchema);
-const parseAlerts = parser<RawAlerts>(key("alerts"), alertsSchema);
-const parseHttpsEndpoints = parser<string[]>(key("alertHttpsEndpoints"), httpsEndpointsSchema);
+const parseClusters = parser(key("clusters"), clustersSchema);
+const parseVerifier = parser(key("verifier"), verifierSchema);
+const parseRetention = parser(key("retention"), retentionSchema);
+const parseQueue = parser(key("queue"), queueSchema);
+const parseAlerts = parser(key("alerts"), alertsSchema);
+const parseHttpsEndpoints = parser(key("alertHttpsEndpoints"), httpsEndpointsSchema);
 
 /** Everything the stack program needs besides the bundle. */
 export type StackSettings = Omit<MysqlBackupPipelineArgs, "bundle">;

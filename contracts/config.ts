@@ -1,4 +1,5 @@
 import { NAME_PATTERN } from "./keys";
+import { schemaFor } from "./schema";
 import { parser } from "./validate";
 
 /**
@@ -184,7 +185,7 @@ const aws = {
     forcePathStyle: { type: "boolean" },
     credentialsFile: { type: "string", minLength: 1 },
   },
-};
+} as const;
 const metrics = {
   type: "object",
   required: ["sink"],
@@ -203,10 +204,10 @@ const metrics = {
       properties: { sink: { const: "file" }, path: { type: "string", minLength: 1 } },
     },
   ],
-};
-const absolutePath = { type: "string", pattern: "^/" };
+} as const;
+const absolutePath = { type: "string", pattern: "^/" } as const;
 
-export const backupConfigSchema = {
+export const backupConfigSchema = schemaFor<BackupConfig>()({
   type: "object",
   additionalProperties: false,
   required: ["cluster", "host", "mysql", "snapshot", "localDir", "s3", "sqs"],
@@ -289,9 +290,9 @@ export const backupConfigSchema = {
     aws,
     metrics,
   },
-} as const;
+});
 
-export const verifyConfigSchema = {
+export const verifyConfigSchema = schemaFor<VerifyConfig>()({
   type: "object",
   additionalProperties: false,
   required: ["sqs", "scratchDir"],
@@ -366,13 +367,13 @@ export const verifyConfigSchema = {
       },
     },
   },
-} as const;
+});
 
-export const restoreConfigSchema = {
+export const restoreConfigSchema = schemaFor<RestoreConfig>()({
   ...verifyConfigSchema,
   required: [...verifyConfigSchema.required, "restore"],
-} as const;
+});
 
-export const parseBackupConfig = parser<BackupConfig>("backup config", backupConfigSchema);
-export const parseVerifyConfig = parser<VerifyConfig>("verify config", verifyConfigSchema);
-export const parseRestoreConfig = parser<RestoreConfig>("restore config", restoreConfigSchema);
+export const parseBackupConfig = parser("backup config", backupConfigSchema);
+export const parseVerifyConfig = parser("verify config", verifyConfigSchema);
+export const parseRestoreConfig = parser("restore config", restoreConfigSchema);
