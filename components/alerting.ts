@@ -1,6 +1,13 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import { Dimension, METRIC_NAMESPACE, ReplicaMetric, VerifierMetric } from "../contracts";
+import {
+  Dimension,
+  METRIC_NAMESPACE,
+  NAME_PATTERN,
+  ReplicaMetric,
+  schemaFor,
+  VerifierMetric,
+} from "../contracts";
 import { alertKeyPolicy, alertTopicPolicy } from "./iam";
 import { ConfigError, requireInteger, requireMatch } from "./validation";
 
@@ -14,10 +21,28 @@ export interface AlertEndpoints {
 
 /** One cluster as the alarms see it. */
 export interface AlertedCluster {
+  /** The cluster's name in keys and metrics (the alarms' `Cluster` dimension). */
   name: string;
-  /** Hours within which a backup must succeed and be verified. Defaults to 26 (daily backups + slack). */
+  /**
+   * Hours within which a backup must succeed and be verified: no successful, and no verified, backup
+   * within this many hours pages (missing data counts as failure). Defaults to 26 (daily backups + slack).
+   */
   windowHours?: number;
 }
+
+/**
+ * {@link AlertedCluster} as JSON, part of every entry of the stack config's `clusters` key; clusterAlarms
+ * checks against its bounds, so each bound is stated here only.
+ */
+export const alertedClusterSchema = schemaFor<AlertedCluster>()({
+  type: "object",
+  additionalProperties: false,
+  required: ["name"],
+  properties: {
+    name: { type: "string", pattern: NAME_PATTERN },
+    windowHours: { type: "integer", minimum: 1, maximum: 168 },
+  },
+});
 
 /** Arguments of {@link Alerting}. */
 export interface AlertingArgs {
@@ -25,14 +50,34 @@ export interface AlertingArgs {
   clusters: AlertedCluster[];
   /** Subscriptions of the alert topic. Defaults to none (the topic still exists for later subscribers). */
   endpoints?: AlertEndpoints;
-  /** The verification queue and its dead-letter queue, by name. */
+  /** The verification queue, by name. */
   queueName: pulumi.Input<string>;
+  /** Its dead-letter queue, by name. */
   deadLetterQueueName: pulumi.Input<string>;
   /** Age of the oldest waiting message that pages. Defaults to 21600 (6 h). */
   maxMessageAgeSeconds?: number;
   /** Tags for every taggable child. Defaults to none. */
   tags?: Record<string, string>;
 }
+
+/**
+ * The alert settings a stack chooses (its `alerts` config key; the HTTPS endpoints are a secret config key
+ * of their own).
+ */
+export type AlertsSpec = Pick<AlertEndpoints, "emails"> & Pick<AlertingArgs, "maxMessageAgeSeconds">;
+
+/**
+ * {@link AlertsSpec} as JSON. The stack config's `alerts` key is validated with it and Alerting checks its
+ * arguments against its bounds, so each bound is stated here only.
+ */
+export const alertsSpecSchema = schemaFor<AlertsSpec>()({
+  type: "object",
+  additionalProperties: false,
+  properties: {
+    emails: { type: "array", items: { type: "string", format: "email" } },
+    maxMessageAgeSeconds: { type: "integer", minimum: 300, maximum: 1209600 },
+  },
+});
 
 /** The metric side of one alarm (no actions): pure data so tests can assert it against contracts/. */
 export interface AlarmSpec {
@@ -52,7 +97,11 @@ export interface AlarmSpec {
 
 /** The alarms of one cluster (DESIGN §5); silence is a failure for the "nothing succeeded" alarms. */
 export function clusterAlarms(cluster: AlertedCluster): AlarmSpec[] {
-  const hours = requireInteger(`clusters.${cluster.name}.windowHours`, cluster.windowHours ?? 26, 1, 168);
+  const hours = requireInteger(
+    `clusters.${cluster.name}.windowHours`,
+    cluster.windowHours ?? 26,
+    alertedClusterSchema.properties.windowHours,
+  );
   const dimensions = { [Dimension.Cluster]: cluster.name };
   const base = { namespace: METRIC_NAMESPACE, dimensions, statistic: "Sum" as const };
   return [
@@ -198,8 +247,7 @@ export class Alerting extends pulumi.ComponentResource {
     const maxAge = requireInteger(
       "alerts.maxMessageAgeSeconds",
       args.maxMessageAgeSeconds ?? 21600,
-      300,
-      1209600,
+      alertsSpecSchema.properties.maxMessageAgeSeconds,
     );
     const identity = aws.getCallerIdentityOutput({}, parent);
     const partition = aws.getPartitionOutput({}, parent);

@@ -1,6 +1,6 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import { DEFAULT_PREFIX, normalizePrefix } from "../contracts";
+import { DEFAULT_PREFIX, normalizePrefix, schemaFor } from "../contracts";
 import { accountKeyPolicy, backupBucketPolicy, replicationRolePolicy, s3AssumeRolePolicy } from "./iam";
 import { ConfigError, requireInteger, requireOneOf } from "./validation";
 
@@ -25,6 +25,27 @@ export interface RetentionArgs {
   /** Days a noncurrent version is kept before it expires (once its lock ended). Defaults to 7. */
   noncurrentDays?: number;
 }
+
+/** A number of days; 36500 (100 years) is the longest default retention S3 Object Lock allows. */
+const days = <Minimum extends 0 | 1>(minimum: Minimum) =>
+  ({ type: "integer", minimum, maximum: 36500 }) as const;
+
+/**
+ * {@link RetentionArgs} as JSON. The stack config's `retention` key is validated with it and
+ * resolveRetention checks against its bounds, so each bound is stated here only.
+ */
+export const retentionSchema = schemaFor<RetentionArgs>()({
+  type: "object",
+  additionalProperties: false,
+  properties: {
+    mode: { enum: ["GOVERNANCE", "COMPLIANCE"] },
+    days: days(1),
+    expireDays: days(1),
+    infrequentAccessDays: days(0),
+    glacierDays: days(0),
+    noncurrentDays: days(1),
+  },
+});
 
 /** Arguments of {@link BackupBucket}. */
 export interface BackupBucketArgs {
@@ -52,17 +73,24 @@ export interface ResolvedRetention {
 
 /** Applies the defaults of {@link RetentionArgs} and rejects inconsistent values, naming the field. */
 export function resolveRetention(r: RetentionArgs = {}, where = "retention"): ResolvedRetention {
-  const mode = requireOneOf(`${where}.mode`, r.mode ?? "GOVERNANCE", ["GOVERNANCE", "COMPLIANCE"] as const);
-  const days = requireInteger(`${where}.days`, r.days ?? 35, 1, 36500);
-  const expireDays = requireInteger(`${where}.expireDays`, r.expireDays ?? days, days, 36500);
+  const spec = retentionSchema.properties;
+  const mode = requireOneOf(`${where}.mode`, r.mode ?? "GOVERNANCE", spec.mode.enum);
+  const days = requireInteger(`${where}.days`, r.days ?? 35, spec.days);
+  const expireDays = requireInteger(`${where}.expireDays`, r.expireDays ?? days, {
+    ...spec.expireDays,
+    minimum: days,
+  });
   const infrequentAccessDays = requireInteger(
     `${where}.infrequentAccessDays`,
     r.infrequentAccessDays ?? (expireDays > 30 ? 30 : 0),
-    0,
-    36500,
+    spec.infrequentAccessDays,
   );
-  const glacierDays = requireInteger(`${where}.glacierDays`, r.glacierDays ?? 0, 0, 36500);
-  const noncurrentDays = requireInteger(`${where}.noncurrentDays`, r.noncurrentDays ?? 7, 1, 36500);
+  const glacierDays = requireInteger(`${where}.glacierDays`, r.glacierDays ?? 0, spec.glacierDays);
+  const noncurrentDays = requireInteger(
+    `${where}.noncurrentDays`,
+    r.noncurrentDays ?? 7,
+    spec.noncurrentDays,
+  );
   if (infrequentAccessDays !== 0 && infrequentAccessDays < 30) {
     throw new ConfigError(
       `${where}.infrequentAccessDays`,

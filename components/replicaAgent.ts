@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import * as aws from "@pulumi/aws";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { parseBackupConfig, type BackupConfig, type SnapshotConfig } from "../contracts";
+import { parseBackupConfig, schemaFor, type BackupConfig, type SnapshotConfig } from "../contracts";
 import {
   BACKUP_CONFIG_PATH,
   BACKUP_SERVICE,
@@ -26,6 +26,23 @@ export interface SshEndpoint {
   /** The host's public key (`ssh-ed25519 AAAA…`); the connection fails if the host presents another. */
   hostKey: string;
 }
+
+/** {@link SshEndpoint} as JSON (the stack config's replicas and bastions), with its bounds. */
+export const sshEndpointSchema = schemaFor<SshEndpoint>()({
+  type: "object",
+  additionalProperties: false,
+  required: ["address", "user", "hostKey"],
+  properties: {
+    address: { type: "string", minLength: 1 },
+    port: { type: "integer", minimum: 1, maximum: 65535 },
+    user: { type: "string", pattern: "^[a-z_][a-z0-9_-]*$" },
+    // A pinned public key: `<type> <base64>` as in known_hosts (without the host name).
+    hostKey: {
+      type: "string",
+      pattern: "^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+=*$",
+    },
+  },
+});
 
 /** The bundled host scripts (see scripts/bundle.ts). */
 export interface HostBundle {
@@ -62,7 +79,10 @@ export interface ReplicaAgentArgs extends PipelineEndpoints {
   bastion?: SshEndpoint;
   /** How the replica snapshots its datadir. */
   snapshot: SnapshotConfig;
-  /** OnCalendar expression of the backup timer. Defaults to "*-*-* 02:00:00 UTC". */
+  /**
+   * systemd OnCalendar expression of the backup timer (check one with `systemd-analyze calendar`).
+   * Defaults to "*-*-* 02:00:00 UTC".
+   */
   schedule?: string;
   /** RandomizedDelaySec of the timer. Defaults to "0". */
   randomizedDelaySec?: string;

@@ -1,7 +1,7 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import { stringify as toYaml } from "yaml";
-import { parseVerifyConfig, type ServerFlavor, type VerifyConfig } from "../contracts";
+import { parseVerifyConfig, schemaFor, type ServerFlavor, type VerifyConfig } from "../contracts";
 import {
   CONFIG_DIR,
   INSTALLED_BINARY,
@@ -39,15 +39,24 @@ export interface VerifierFleetArgs extends PipelineEndpoints {
   subnetIds: pulumi.Input<string>[];
   /** Security groups of the verifiers (egress to S3, SQS, CloudWatch and package mirrors). */
   securityGroupIds: pulumi.Input<string>[];
-  /** Defaults to "m6i.large". */
+  /** The EC2 instance type of the verifiers. Defaults to "m6i.large". */
   instanceType?: string;
-  /** Upper bound of the fleet; it scales between 0 and this. Defaults to 2. */
+  /**
+   * Upper bound of the fleet. It scales between 0 and this: one more instance per 5 minutes while
+   * messages wait, back to 0 after `idleMinutes` with nothing waiting or in flight. Defaults to 2.
+   */
   maxInstances?: number;
-  /** Size of the encrypted gp3 root volume, which holds the scratch restores. Defaults to 200. */
+  /**
+   * Size of the encrypted gp3 root volume, which holds the scratch restores: make it larger than the
+   * largest restored datadir plus its archive. Defaults to 200.
+   */
   scratchVolumeGiB?: number;
   /** Device name of the AMI's root volume. Defaults to "/dev/xvda" (Debian 12). */
   rootDeviceName?: string;
-  /** The AMI. Defaults to the newest Debian 12 amd64 image. */
+  /**
+   * The AMI. A new image (or a new bundle) changes the launch template, which rolls the group through
+   * an instance refresh. Defaults to the newest Debian 12 amd64 image.
+   */
   ami?: AmiSelector;
   /** Node.js major version installed from NodeSource. Defaults to 20. */
   nodeMajorVersion?: number;
@@ -62,6 +71,51 @@ export interface VerifierFleetArgs extends PipelineEndpoints {
   /** Tags for every taggable child (and the instances and volumes). Defaults to none. */
   tags?: Record<string, string>;
 }
+
+/**
+ * The fields of {@link VerifierFleetArgs} a stack chooses (its `verifier` config key); the pipeline
+ * wires the others.
+ */
+export type VerifierSpec = Pick<
+  VerifierFleetArgs,
+  | "subnetIds"
+  | "securityGroupIds"
+  | "instanceType"
+  | "maxInstances"
+  | "scratchVolumeGiB"
+  | "idleMinutes"
+  | "ami"
+>;
+
+/**
+ * {@link VerifierSpec} as JSON. The stack config's `verifier` key is validated with it and VerifierFleet
+ * checks its arguments against its bounds, so each bound is stated here only.
+ */
+export const verifierSpecSchema = schemaFor<pulumi.Unwrap<VerifierSpec>>()({
+  type: "object",
+  additionalProperties: false,
+  required: ["subnetIds", "securityGroupIds"],
+  properties: {
+    subnetIds: { type: "array", minItems: 1, items: { type: "string", pattern: "^subnet-[0-9a-f]+$" } },
+    securityGroupIds: { type: "array", minItems: 1, items: { type: "string", pattern: "^sg-[0-9a-f]+$" } },
+    instanceType: { type: "string", pattern: "^[a-z0-9-]+\\.[a-z0-9]+$" },
+    maxInstances: { type: "integer", minimum: 1, maximum: 100 },
+    scratchVolumeGiB: { type: "integer", minimum: 20, maximum: 16384 },
+    idleMinutes: { type: "integer", minimum: 5, maximum: 1440 },
+    ami: {
+      type: "object",
+      additionalProperties: false,
+      properties: {
+        id: { type: "string", pattern: "^ami-[0-9a-f]{8,17}$" },
+        owner: { type: "string", pattern: "^(\\d{12}|amazon|self|aws-marketplace)$" },
+        namePattern: { type: "string", minLength: 1 },
+      },
+    },
+  },
+});
+
+/** NodeSource's majors the host scripts run on; not a stack setting, so not in {@link verifierSpecSchema}. */
+const NODE_MAJOR_VERSIONS = { minimum: 20, maximum: 99 };
 
 /** Where the verifier restores; lives on the scratch (root) volume. */
 export const SCRATCH_DIR = "/var/lib/mysql-verify";
@@ -224,14 +278,25 @@ export class VerifierFleet extends pulumi.ComponentResource {
     super("mysql-backup-pipeline:index:VerifierFleet", name, {}, opts);
     const tags = args.tags ?? {};
     const parent = { parent: this };
-    const maxInstances = requireInteger("verifier.maxInstances", args.maxInstances ?? 2, 1, 100);
-    const volumeGiB = requireInteger("verifier.scratchVolumeGiB", args.scratchVolumeGiB ?? 200, 20, 16384);
-    const idleMinutes = requireInteger("verifier.idleMinutes", args.idleMinutes ?? 15, 5, 1440);
-    const nodeMajorVersion = requireInteger("verifier.nodeMajorVersion", args.nodeMajorVersion ?? 20, 20, 99);
+    const spec = verifierSpecSchema.properties;
+    const maxInstances = requireInteger("verifier.maxInstances", args.maxInstances ?? 2, spec.maxInstances);
+    const volumeGiB = requireInteger(
+      "verifier.scratchVolumeGiB",
+      args.scratchVolumeGiB ?? 200,
+      spec.scratchVolumeGiB,
+    );
+    const idleMinutes = requireInteger("verifier.idleMinutes", args.idleMinutes ?? 15, spec.idleMinutes);
+    const nodeMajorVersion = requireInteger(
+      "verifier.nodeMajorVersion",
+      args.nodeMajorVersion ?? 20,
+      NODE_MAJOR_VERSIONS,
+    );
     if (args.subnetIds.length === 0)
       throw new ConfigError("verifier.subnetIds", "must list at least one private subnet");
-    if (args.ami?.id)
-      requireMatch("verifier.ami.id", args.ami.id, /^ami-[0-9a-f]{8,17}$/, "an AMI id (ami-…)");
+    if (args.ami?.id) {
+      const amiId = new RegExp(spec.ami.properties.id.pattern);
+      requireMatch("verifier.ami.id", args.ami.id, amiId, "an AMI id (ami-…)");
+    }
 
     this.role = new aws.iam.Role(
       `${name}-role`,

@@ -50,7 +50,7 @@ type Primitive<N> = N extends "string"
         ? null
         : unknown;
 
-/** `T` with number literals widened and objects flattened, so two spellings of one shape are the same type. */
+/** `T` with number literals widened and objects flattened, so two spellings of one shape are one type. */
 type Shape<T> = T extends number
   ? number
   : T extends string | boolean | null | undefined
