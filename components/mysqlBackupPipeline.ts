@@ -4,7 +4,7 @@ import { DEFAULT_PREFIX, NAME_PATTERN, normalizePrefix, pipelineTags } from "../
 import { Alerting, type AlertEndpoints, type AlertedCluster, type AlertingArgs } from "./alerting";
 import { BackupBucket, type BackupBucketArgs } from "./backupBucket";
 import { ARTIFACTS_PREFIX } from "./iam";
-import { ReplicaAgent, type HostBundle, type ReplicaAgentArgs } from "./replicaAgent";
+import { ReplicaAgent, type HostBundle, type PipelineEndpoints, type ReplicaAgentArgs } from "./replicaAgent";
 import { ConfigError, requireMatch } from "./validation";
 import { VerificationQueue, type VerificationQueueArgs } from "./verificationQueue";
 import { VerifierFleet, type ServerRelease, type VerifierSpec } from "./verifierFleet";
@@ -132,9 +132,8 @@ export class MysqlBackupPipeline extends pulumi.ComponentResource {
     checkNames(args.clusters);
     const server = commonServer(args.clusters);
     const tags = pipelineTags(name, args.environment);
-    const parent = { parent: this };
     const prefix = checkPrefix(args.prefix ?? DEFAULT_PREFIX);
-    const region = aws.getRegionOutput({}, parent).region;
+    const region = aws.getRegionOutput({}, { parent: this }).region;
 
     const bucket = new BackupBucket(
       `${name}-backups`,
@@ -145,77 +144,28 @@ export class MysqlBackupPipeline extends pulumi.ComponentResource {
         forceDestroy: args.forceDestroy,
         tags,
       },
-      parent,
+      { parent: this },
     );
-    const queue = new VerificationQueue(`${name}-verification`, { ...args.queue, tags }, parent);
-    const fleet = new VerifierFleet(
-      `${name}-verifier`,
-      {
-        ...args.verifier,
-        server,
-        bucketName: bucket.bucketName,
-        bucketArn: bucket.bucketArn,
-        keyArn: bucket.keyArn,
-        prefix,
-        queueUrl: queue.queueUrl,
-        queueArn: queue.queueArn,
-        queueName: queue.queueName,
-        visibilityTimeoutSeconds: queue.settings.visibilityTimeoutSeconds,
-        region,
-        bundle: args.bundle,
-        tags,
-      },
-      parent,
-    );
-    const agents = args.clusters.flatMap((cluster) =>
-      cluster.replicas.map((replica) => ({
-        key: `${cluster.name}/${replica.host}`,
-        agent: new ReplicaAgent(
-          `${name}-${cluster.name}-${replica.host}`,
-          {
-            cluster: cluster.name,
-            host: replica.host,
-            ssh: replica.ssh,
-            privateKey: replica.privateKey,
-            bastion: cluster.bastion,
-            snapshot: replica.snapshot,
-            schedule: replica.schedule ?? cluster.schedule,
-            mysqlOptionFile: replica.mysqlOptionFile,
-            localDir: replica.localDir,
-            lockTimeoutMs: replica.lockTimeoutMs,
-            bucketName: bucket.bucketName,
-            bucketArn: bucket.bucketArn,
-            keyArn: bucket.keyArn,
-            prefix,
-            queueUrl: queue.queueUrl,
-            queueArn: queue.queueArn,
-            region,
-            bundle: args.bundle,
-            tags,
-          },
-          parent,
-        ),
-      })),
-    );
-    const alerting = new Alerting(
-      `${name}-alerts`,
-      {
-        clusters: args.clusters.map((c) => ({ name: c.name, windowHours: c.windowHours })),
-        endpoints: args.alerts,
-        maxMessageAgeSeconds: args.alerts?.maxMessageAgeSeconds,
-        queueName: queue.queueName,
-        deadLetterQueueName: queue.deadLetterQueueName,
-        tags,
-      },
-      parent,
-    );
+    const queue = new VerificationQueue(`${name}-verification`, { ...args.queue, tags }, { parent: this });
+    const endpoints: PipelineEndpoints = {
+      bucketName: bucket.bucketName,
+      bucketArn: bucket.bucketArn,
+      keyArn: bucket.keyArn,
+      prefix,
+      queueUrl: queue.queueUrl,
+      queueArn: queue.queueArn,
+      region,
+    };
+    const fleet = verifierFleet(this, name, args, { endpoints, server, queue, tags });
+    const agents = replicaAgents(this, name, args, endpoints, tags);
+    const alerts = alerting(this, name, args, queue, tags);
 
     this.bucketName = bucket.bucketName;
     this.bucketArn = bucket.bucketArn;
     this.kmsKeyArn = bucket.keyArn;
     this.queueUrl = queue.queueUrl;
     this.deadLetterQueueUrl = queue.deadLetterQueue.url;
-    this.alertTopicArn = alerting.topicArn;
+    this.alertTopicArn = alerts.topicArn;
     this.verifierRoleArn = fleet.roleArn;
     this.verifierGroupName = fleet.groupName;
     this.replicaRoleArns = pulumi.output(
@@ -224,7 +174,7 @@ export class MysqlBackupPipeline extends pulumi.ComponentResource {
     this.replicaInstanceProfiles = pulumi.output(
       Object.fromEntries(agents.map(({ key, agent }) => [key, agent.instanceProfileName])),
     );
-    this.dashboardName = alerting.dashboardName;
+    this.dashboardName = alerts.dashboardName;
     this.registerOutputs({
       bucketName: this.bucketName,
       queueUrl: this.queueUrl,
@@ -234,4 +184,87 @@ export class MysqlBackupPipeline extends pulumi.ComponentResource {
       dashboardName: this.dashboardName,
     });
   }
+}
+
+/** The one verifier fleet, restoring the clusters' common server release. */
+function verifierFleet(
+  parent: pulumi.Resource,
+  name: string,
+  args: MysqlBackupPipelineArgs,
+  wiring: {
+    endpoints: PipelineEndpoints;
+    server: ServerRelease;
+    queue: VerificationQueue;
+    tags: Record<string, string>;
+  },
+): VerifierFleet {
+  return new VerifierFleet(
+    `${name}-verifier`,
+    {
+      ...args.verifier,
+      ...wiring.endpoints,
+      server: wiring.server,
+      queueName: wiring.queue.queueName,
+      visibilityTimeoutSeconds: wiring.queue.settings.visibilityTimeoutSeconds,
+      bundle: args.bundle,
+      tags: wiring.tags,
+    },
+    { parent },
+  );
+}
+
+/** One agent per replica, keyed `<cluster>/<host>`; a replica inherits its cluster's schedule and bastion. */
+function replicaAgents(
+  parent: pulumi.Resource,
+  name: string,
+  args: MysqlBackupPipelineArgs,
+  endpoints: PipelineEndpoints,
+  tags: Record<string, string>,
+): Array<{ key: string; agent: ReplicaAgent }> {
+  return args.clusters.flatMap((cluster) =>
+    cluster.replicas.map((replica) => ({
+      key: `${cluster.name}/${replica.host}`,
+      agent: new ReplicaAgent(
+        `${name}-${cluster.name}-${replica.host}`,
+        {
+          cluster: cluster.name,
+          host: replica.host,
+          ssh: replica.ssh,
+          privateKey: replica.privateKey,
+          bastion: cluster.bastion,
+          snapshot: replica.snapshot,
+          schedule: replica.schedule ?? cluster.schedule,
+          mysqlOptionFile: replica.mysqlOptionFile,
+          localDir: replica.localDir,
+          lockTimeoutMs: replica.lockTimeoutMs,
+          ...endpoints,
+          bundle: args.bundle,
+          tags,
+        },
+        { parent },
+      ),
+    })),
+  );
+}
+
+/** The alarms of every cluster and of the queue, on one topic. */
+function alerting(
+  parent: pulumi.Resource,
+  name: string,
+  args: MysqlBackupPipelineArgs,
+  queue: VerificationQueue,
+  tags: Record<string, string>,
+): Alerting {
+  return new Alerting(
+    `${name}-alerts`,
+    {
+      clusters: args.clusters.map((c) => ({ name: c.name, windowHours: c.windowHours })),
+      endpoints: args.alerts,
+      maxMessageAgeSeconds: args.alerts?.maxMessageAgeSeconds,
+      queueName: queue.queueName,
+      deadLetterQueueName: queue.deadLetterQueueName,
+      tags,
+    },
+    { parent },
+  );
 }
