@@ -53,11 +53,3 @@ export function requireMatch(key: string, value: unknown, pattern: RegExp, what:
   }
   return value;
 }
-
-/** A non-empty string. */
-export function requireString(key: string, value: unknown): string {
-  if (typeof value !== "string" || value.trim() === "") {
-    throw new ConfigError(key, `is required (a non-empty string), got ${JSON.stringify(value)}`);
-  }
-  return value;
-}
