@@ -1,6 +1,13 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import { Dimension, METRIC_NAMESPACE, ReplicaMetric, VerifierMetric } from "../contracts";
+import {
+  Dimension,
+  METRIC_NAMESPACE,
+  NAME_PATTERN,
+  ReplicaMetric,
+  schemaFor,
+  VerifierMetric,
+} from "../contracts";
 import { alertKeyPolicy, alertTopicPolicy } from "./iam";
 import { ConfigError, requireInteger, requireMatch } from "./validation";
 
@@ -14,10 +21,28 @@ export interface AlertEndpoints {
 
 /** One cluster as the alarms see it. */
 export interface AlertedCluster {
+  /** The cluster's name in keys and metrics (the alarms' `Cluster` dimension). */
   name: string;
-  /** Hours within which a backup must succeed and be verified. Defaults to 26 (daily backups + slack). */
+  /**
+   * Hours within which a backup must succeed and be verified: no successful, and no verified, backup
+   * within this many hours pages (missing data counts as failure). Defaults to 26 (daily backups + slack).
+   */
   windowHours?: number;
 }
+
+/**
+ * {@link AlertedCluster} as JSON, part of every entry of the stack config's `clusters` key; clusterAlarms
+ * checks against its bounds, so each bound is stated here only.
+ */
+export const alertedClusterSchema = schemaFor<AlertedCluster>()({
+  type: "object",
+  additionalProperties: false,
+  required: ["name"],
+  properties: {
+    name: { type: "string", pattern: NAME_PATTERN },
+    windowHours: { type: "integer", minimum: 1, maximum: 168 },
+  },
+});
 
 /** Arguments of {@link Alerting}. */
 export interface AlertingArgs {
@@ -25,14 +50,34 @@ export interface AlertingArgs {
   clusters: AlertedCluster[];
   /** Subscriptions of the alert topic. Defaults to none (the topic still exists for later subscribers). */
   endpoints?: AlertEndpoints;
-  /** The verification queue and its dead-letter queue, by name. */
+  /** The verification queue, by name. */
   queueName: pulumi.Input<string>;
+  /** Its dead-letter queue, by name. */
   deadLetterQueueName: pulumi.Input<string>;
   /** Age of the oldest waiting message that pages. Defaults to 21600 (6 h). */
   maxMessageAgeSeconds?: number;
   /** Tags for every taggable child. Defaults to none. */
   tags?: Record<string, string>;
 }
+
+/**
+ * The alert settings a stack chooses (its `alerts` config key; the HTTPS endpoints are a secret config key
+ * of their own).
+ */
+export type AlertsSpec = Pick<AlertEndpoints, "emails"> & Pick<AlertingArgs, "maxMessageAgeSeconds">;
+
+/**
+ * {@link AlertsSpec} as JSON. The stack config's `alerts` key is validated with it and Alerting checks its
+ * arguments against its bounds, so each bound is stated here only.
+ */
+export const alertsSpecSchema = schemaFor<AlertsSpec>()({
+  type: "object",
+  additionalProperties: false,
+  properties: {
+    emails: { type: "array", items: { type: "string", format: "email" } },
+    maxMessageAgeSeconds: { type: "integer", minimum: 300, maximum: 1209600 },
+  },
+});
 
 /** The metric side of one alarm (no actions): pure data so tests can assert it against contracts/. */
 export interface AlarmSpec {
@@ -52,7 +97,11 @@ export interface AlarmSpec {
 
 /** The alarms of one cluster (DESIGN §5); silence is a failure for the "nothing succeeded" alarms. */
 export function clusterAlarms(cluster: AlertedCluster): AlarmSpec[] {
-  const hours = requireInteger(`clusters.${cluster.name}.windowHours`, cluster.windowHours ?? 26, 1, 168);
+  const hours = requireInteger(
+    `clusters.${cluster.name}.windowHours`,
+    cluster.windowHours ?? 26,
+    alertedClusterSchema.properties.windowHours,
+  );
   const dimensions = { [Dimension.Cluster]: cluster.name };
   const base = { namespace: METRIC_NAMESPACE, dimensions, statistic: "Sum" as const };
   return [
@@ -194,95 +243,123 @@ export class Alerting extends pulumi.ComponentResource {
   constructor(name: string, args: AlertingArgs, opts?: pulumi.ComponentResourceOptions) {
     super("mysql-backup-pipeline:index:Alerting", name, {}, opts);
     const tags = args.tags ?? {};
-    const parent = { parent: this };
     const maxAge = requireInteger(
       "alerts.maxMessageAgeSeconds",
       args.maxMessageAgeSeconds ?? 21600,
-      300,
-      1209600,
+      alertsSpecSchema.properties.maxMessageAgeSeconds,
     );
-    const identity = aws.getCallerIdentityOutput({}, parent);
-    const partition = aws.getPartitionOutput({}, parent);
-    const region = aws.getRegionOutput({}, parent);
 
-    const key = new aws.kms.Key(
-      `${name}-key`,
-      {
-        description: `Encrypts the alarm notifications of ${name}`,
-        enableKeyRotation: true,
-        deletionWindowInDays: 30,
-        policy: pulumi
-          .all([identity.accountId, partition.partition])
-          .apply(([account, p]) => JSON.stringify(alertKeyPolicy(account, p))),
-        tags,
-      },
-      parent,
-    );
-    this.topic = new aws.sns.Topic(`${name}-topic`, { kmsMasterKeyId: key.arn, tags }, parent);
-    new aws.sns.TopicPolicy(
-      `${name}-topic-policy`,
-      {
-        arn: this.topic.arn,
-        policy: pulumi
-          .all([this.topic.arn, identity.accountId])
-          .apply(([arn, account]) => JSON.stringify(alertTopicPolicy(arn, account))),
-      },
-      parent,
-    );
-    this.subscribe(name, args.endpoints ?? {});
-
-    const actions = [this.topic.arn];
+    this.topic = encryptedTopic(this, name, tags);
+    subscribe(this, name, this.topic, args.endpoints ?? {});
     const specs = [
       ...args.clusters.flatMap((c) => clusterAlarms(c).map((s) => ({ ...s, id: `${c.name}-${s.id}` }))),
       ...queueAlarms(args.queueName, args.deadLetterQueueName, maxAge),
     ];
-    for (const { id, description, ...metric } of specs) {
-      new aws.cloudwatch.MetricAlarm(
-        `${name}-${id}`,
-        { alarmDescription: description, ...metric, alarmActions: actions, okActions: actions, tags },
-        parent,
-      );
-    }
-    const dashboard = new aws.cloudwatch.Dashboard(
-      `${name}-dashboard`,
-      {
-        dashboardName: name,
-        dashboardBody: region.region.apply((r) =>
-          dashboardBody(
-            args.clusters.map((c) => c.name),
-            r,
-          ),
-        ),
-      },
-      parent,
-    );
+    alarms(this, name, this.topic, specs, tags);
+    const board = dashboard(this, name, args.clusters);
 
     this.topicArn = this.topic.arn;
-    this.dashboardName = dashboard.dashboardName;
+    this.dashboardName = board.dashboardName;
     this.registerOutputs({ topicArn: this.topicArn, dashboardName: this.dashboardName });
   }
+}
 
-  private subscribe(name: string, endpoints: AlertEndpoints): void {
-    const parent = { parent: this };
-    (endpoints.emails ?? []).forEach((email, i) => {
-      requireMatch(`alerts.emails[${i}]`, email, EMAIL, "an e-mail address");
-      new aws.sns.TopicSubscription(
-        `${name}-email-${i}`,
-        { topic: this.topic.arn, protocol: "email", endpoint: email },
-        parent,
-      );
+/** The alert topic, encrypted with its own key whose policy lets CloudWatch publish, and its policy. */
+function encryptedTopic(parent: pulumi.Resource, name: string, tags: Record<string, string>): aws.sns.Topic {
+  const identity = aws.getCallerIdentityOutput({}, { parent });
+  const partition = aws.getPartitionOutput({}, { parent });
+  const key = new aws.kms.Key(
+    `${name}-key`,
+    {
+      description: `Encrypts the alarm notifications of ${name}`,
+      enableKeyRotation: true,
+      deletionWindowInDays: 30,
+      policy: pulumi
+        .all([identity.accountId, partition.partition])
+        .apply(([account, p]) => JSON.stringify(alertKeyPolicy(account, p))),
+      tags,
+    },
+    { parent },
+  );
+  const topic = new aws.sns.Topic(`${name}-topic`, { kmsMasterKeyId: key.arn, tags }, { parent });
+  new aws.sns.TopicPolicy(
+    `${name}-topic-policy`,
+    {
+      arn: topic.arn,
+      policy: pulumi
+        .all([topic.arn, identity.accountId])
+        .apply(([arn, account]) => JSON.stringify(alertTopicPolicy(arn, account))),
+    },
+    { parent },
+  );
+  return topic;
+}
+
+/** One subscription per e-mail address and per HTTPS endpoint. */
+function subscribe(
+  parent: pulumi.Resource,
+  name: string,
+  topic: aws.sns.Topic,
+  endpoints: AlertEndpoints,
+): void {
+  (endpoints.emails ?? []).forEach((email, i) => {
+    requireMatch(`alerts.emails[${i}]`, email, EMAIL, "an e-mail address");
+    new aws.sns.TopicSubscription(
+      `${name}-email-${i}`,
+      { topic: topic.arn, protocol: "email", endpoint: email },
+      { parent },
+    );
+  });
+  (endpoints.httpsEndpoints ?? []).forEach((endpoint, i) => {
+    const url = pulumi.output(endpoint).apply((u) => {
+      if (!/^https:\/\//.test(u))
+        throw new ConfigError(`alerts.httpsEndpoints[${i}]`, "must be an https:// URL");
+      return u;
     });
-    (endpoints.httpsEndpoints ?? []).forEach((endpoint, i) => {
-      const url = pulumi.output(endpoint).apply((u) => {
-        if (!/^https:\/\//.test(u))
-          throw new ConfigError(`alerts.httpsEndpoints[${i}]`, "must be an https:// URL");
-        return u;
-      });
-      new aws.sns.TopicSubscription(
-        `${name}-https-${i}`,
-        { topic: this.topic.arn, protocol: "https", endpoint: url, endpointAutoConfirms: true },
-        parent,
-      );
-    });
+    new aws.sns.TopicSubscription(
+      `${name}-https-${i}`,
+      { topic: topic.arn, protocol: "https", endpoint: url, endpointAutoConfirms: true },
+      { parent },
+    );
+  });
+}
+
+/** One alarm per spec, notifying the topic when it fires and when it recovers. */
+function alarms(
+  parent: pulumi.Resource,
+  name: string,
+  topic: aws.sns.Topic,
+  specs: AlarmSpec[],
+  tags: Record<string, string>,
+): void {
+  const actions = [topic.arn];
+  for (const { id, description, ...metric } of specs) {
+    new aws.cloudwatch.MetricAlarm(
+      `${name}-${id}`,
+      { alarmDescription: description, ...metric, alarmActions: actions, okActions: actions, tags },
+      { parent },
+    );
   }
+}
+
+/** The pipeline's dashboard, in the stack's region. */
+function dashboard(
+  parent: pulumi.Resource,
+  name: string,
+  clusters: AlertedCluster[],
+): aws.cloudwatch.Dashboard {
+  const region = aws.getRegionOutput({}, { parent });
+  return new aws.cloudwatch.Dashboard(
+    `${name}-dashboard`,
+    {
+      dashboardName: name,
+      dashboardBody: region.region.apply((r) =>
+        dashboardBody(
+          clusters.map((c) => c.name),
+          r,
+        ),
+      ),
+    },
+    { parent },
+  );
 }

@@ -1,5 +1,6 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
+import { DEFAULT_PREFIX, normalizePrefix, schemaFor } from "../contracts";
 import { accountKeyPolicy, backupBucketPolicy, replicationRolePolicy, s3AssumeRolePolicy } from "./iam";
 import { ConfigError, requireInteger, requireOneOf } from "./validation";
 
@@ -24,6 +25,27 @@ export interface RetentionArgs {
   /** Days a noncurrent version is kept before it expires (once its lock ended). Defaults to 7. */
   noncurrentDays?: number;
 }
+
+/** A number of days; 36500 (100 years) is the longest default retention S3 Object Lock allows. */
+const days = <Minimum extends 0 | 1>(minimum: Minimum) =>
+  ({ type: "integer", minimum, maximum: 36500 }) as const;
+
+/**
+ * {@link RetentionArgs} as JSON. The stack config's `retention` key is validated with it and
+ * resolveRetention checks against its bounds, so each bound is stated here only.
+ */
+export const retentionSchema = schemaFor<RetentionArgs>()({
+  type: "object",
+  additionalProperties: false,
+  properties: {
+    mode: { enum: ["GOVERNANCE", "COMPLIANCE"] },
+    days: days(1),
+    expireDays: days(1),
+    infrequentAccessDays: days(0),
+    glacierDays: days(0),
+    noncurrentDays: days(1),
+  },
+});
 
 /** Arguments of {@link BackupBucket}. */
 export interface BackupBucketArgs {
@@ -51,17 +73,24 @@ export interface ResolvedRetention {
 
 /** Applies the defaults of {@link RetentionArgs} and rejects inconsistent values, naming the field. */
 export function resolveRetention(r: RetentionArgs = {}, where = "retention"): ResolvedRetention {
-  const mode = requireOneOf(`${where}.mode`, r.mode ?? "GOVERNANCE", ["GOVERNANCE", "COMPLIANCE"] as const);
-  const days = requireInteger(`${where}.days`, r.days ?? 35, 1, 36500);
-  const expireDays = requireInteger(`${where}.expireDays`, r.expireDays ?? days, days, 36500);
+  const spec = retentionSchema.properties;
+  const mode = requireOneOf(`${where}.mode`, r.mode ?? "GOVERNANCE", spec.mode.enum);
+  const days = requireInteger(`${where}.days`, r.days ?? 35, spec.days);
+  const expireDays = requireInteger(`${where}.expireDays`, r.expireDays ?? days, {
+    ...spec.expireDays,
+    minimum: days,
+  });
   const infrequentAccessDays = requireInteger(
     `${where}.infrequentAccessDays`,
     r.infrequentAccessDays ?? (expireDays > 30 ? 30 : 0),
-    0,
-    36500,
+    spec.infrequentAccessDays,
   );
-  const glacierDays = requireInteger(`${where}.glacierDays`, r.glacierDays ?? 0, 0, 36500);
-  const noncurrentDays = requireInteger(`${where}.noncurrentDays`, r.noncurrentDays ?? 7, 1, 36500);
+  const glacierDays = requireInteger(`${where}.glacierDays`, r.glacierDays ?? 0, spec.glacierDays);
+  const noncurrentDays = requireInteger(
+    `${where}.noncurrentDays`,
+    r.noncurrentDays ?? 7,
+    spec.noncurrentDays,
+  );
   if (infrequentAccessDays !== 0 && infrequentAccessDays < 30) {
     throw new ConfigError(
       `${where}.infrequentAccessDays`,
@@ -93,7 +122,7 @@ export function lifecycleRules(
   prefix: string,
   r: ResolvedRetention,
 ): aws.types.input.s3.BucketLifecycleConfigurationRule[] {
-  const p = prefix.replace(/^\/+|\/+$/g, "");
+  const p = normalizePrefix(prefix);
   const transitions = [
     ...(r.infrequentAccessDays ? [{ days: r.infrequentAccessDays, storageClass: "STANDARD_IA" }] : []),
     ...(r.glacierDays ? [{ days: r.glacierDays, storageClass: "GLACIER_IR" }] : []),
@@ -147,55 +176,33 @@ export class BackupBucket extends pulumi.ComponentResource {
 
   constructor(name: string, args: BackupBucketArgs = {}, opts?: pulumi.ComponentResourceOptions) {
     super("mysql-backup-pipeline:index:BackupBucket", name, {}, opts);
-    this.prefix = args.prefix ?? "backups";
+    this.prefix = args.prefix ?? DEFAULT_PREFIX;
     this.retention = resolveRetention(args.retention);
     const tags = args.tags ?? {};
-    const parent = { parent: this };
-    const identity = aws.getCallerIdentityOutput({}, parent);
-    const partition = aws.getPartitionOutput({}, parent);
 
-    this.key = new aws.kms.Key(
-      `${name}-key`,
-      {
-        description: `Encrypts the MySQL backups of ${name}`,
-        enableKeyRotation: true,
-        deletionWindowInDays: 30,
-        policy: pulumi
-          .all([identity.accountId, partition.partition])
-          .apply(([account, p]) => JSON.stringify(accountKeyPolicy(account, p))),
-        tags,
-      },
-      parent,
-    );
-    new aws.kms.Alias(
-      `${name}-key-alias`,
-      { name: `alias/${name}-backups`, targetKeyId: this.key.keyId },
-      parent,
-    );
-
-    this.bucket = new aws.s3.Bucket(
-      `${name}-bucket`,
-      { objectLockEnabled: true, forceDestroy: args.forceDestroy ?? false, tags },
-      { ...parent, protect: !(args.forceDestroy ?? false) },
-    );
-    const secured = secureBucket(name, this.bucket, this.key, this, "");
-    new aws.s3.BucketObjectLockConfiguration(
-      `${name}-object-lock`,
-      {
-        bucket: this.bucket.bucket,
-        objectLockEnabled: "Enabled",
-        rule: { defaultRetention: { mode: this.retention.mode, days: this.retention.days } },
-      },
-      { ...parent, dependsOn: [secured.versioning] },
-    );
-    new aws.s3.BucketLifecycleConfiguration(
-      `${name}-lifecycle`,
-      { bucket: this.bucket.bucket, rules: lifecycleRules(this.prefix, this.retention) },
-      { ...parent, dependsOn: [secured.versioning] },
-    );
-
+    this.key = backupKey(this, name, tags);
+    const source = lockedBucket(this, name, {
+      key: this.key,
+      forceDestroy: args.forceDestroy ?? false,
+      lifecycle: lifecycleRules(this.prefix, this.retention),
+      retention: this.retention,
+      tags,
+    });
+    this.bucket = source.bucket;
     if (args.replicationRegion) {
-      this.replicaBucket = this.replicate(name, args.replicationRegion, secured.versioning, tags);
+      const region = args.replicationRegion;
+      const key = offSiteKey(this, name, region, tags);
+      const offSite = lockedBucket(this, `${name}-replica`, {
+        region,
+        key,
+        forceDestroy: false,
+        // Replicas arrive in STANDARD_IA already; otherwise they age and expire like the source.
+        lifecycle: lifecycleRules(this.prefix, { ...this.retention, infrequentAccessDays: 0 }),
+        retention: this.retention,
+        tags,
+      });
+      replication(this, name, { ...source, key: this.key }, { ...offSite, key }, tags);
+      this.replicaBucket = offSite.bucket;
     }
 
     this.bucketName = this.bucket.bucket;
@@ -203,110 +210,166 @@ export class BackupBucket extends pulumi.ComponentResource {
     this.keyArn = this.key.arn;
     this.registerOutputs({ bucketName: this.bucketName, bucketArn: this.bucketArn, keyArn: this.keyArn });
   }
+}
 
-  /** A second bucket in another region with the same protections, and S3 replication into it. */
-  private replicate(
-    name: string,
-    region: string,
-    sourceVersioning: aws.s3.BucketVersioning,
-    tags: Record<string, string>,
-  ): aws.s3.Bucket {
-    const parent = { parent: this };
-    const identity = aws.getCallerIdentityOutput({}, parent);
-    const key = new aws.kms.Key(
-      `${name}-replica-key`,
-      {
-        region,
-        description: `Encrypts the off-site replica of the MySQL backups of ${name}`,
-        enableKeyRotation: true,
-        deletionWindowInDays: 30,
-        policy: identity.accountId.apply((account) => JSON.stringify(accountKeyPolicy(account))),
-        tags,
-      },
-      parent,
-    );
-    const bucket = new aws.s3.Bucket(
-      `${name}-replica-bucket`,
-      { region, objectLockEnabled: true, forceDestroy: false, tags },
-      { ...parent, protect: true },
-    );
-    const secured = secureBucket(`${name}-replica`, bucket, key, this, region);
-    new aws.s3.BucketObjectLockConfiguration(
-      `${name}-replica-object-lock`,
-      {
-        region,
-        bucket: bucket.bucket,
-        objectLockEnabled: "Enabled",
-        rule: { defaultRetention: { mode: this.retention.mode, days: this.retention.days } },
-      },
-      { ...parent, dependsOn: [secured.versioning] },
-    );
-    // Replicas arrive in STANDARD_IA already; otherwise they age and expire like the source.
-    new aws.s3.BucketLifecycleConfiguration(
-      `${name}-replica-lifecycle`,
-      {
-        region,
-        bucket: bucket.bucket,
-        rules: lifecycleRules(this.prefix, { ...this.retention, infrequentAccessDays: 0 }),
-      },
-      { ...parent, dependsOn: [secured.versioning] },
-    );
-    const role = new aws.iam.Role(
-      `${name}-replication-role`,
-      { assumeRolePolicy: JSON.stringify(s3AssumeRolePolicy()), tags },
-      parent,
-    );
-    new aws.iam.RolePolicy(
-      `${name}-replication-policy`,
-      {
-        role: role.id,
-        policy: pulumi
-          .all([this.bucket.arn, this.key.arn, bucket.arn, key.arn])
-          .apply(([sourceBucketArn, sourceKeyArn, destinationBucketArn, destinationKeyArn]) =>
-            JSON.stringify(
-              replicationRolePolicy({
-                sourceBucketArn,
-                sourceKeyArn,
-                destinationBucketArn,
-                destinationKeyArn,
-              }),
-            ),
+/** The customer-managed key of the backups, rotated, under IAM policies of this account, and its alias. */
+function backupKey(parent: pulumi.Resource, name: string, tags: Record<string, string>): aws.kms.Key {
+  const identity = aws.getCallerIdentityOutput({}, { parent });
+  const partition = aws.getPartitionOutput({}, { parent });
+  const key = new aws.kms.Key(
+    `${name}-key`,
+    {
+      description: `Encrypts the MySQL backups of ${name}`,
+      enableKeyRotation: true,
+      deletionWindowInDays: 30,
+      policy: pulumi
+        .all([identity.accountId, partition.partition])
+        .apply(([account, p]) => JSON.stringify(accountKeyPolicy(account, p))),
+      tags,
+    },
+    { parent },
+  );
+  new aws.kms.Alias(
+    `${name}-key-alias`,
+    { name: `alias/${name}-backups`, targetKeyId: key.keyId },
+    { parent },
+  );
+  return key;
+}
+
+/** The off-site replica's own key, in its region. */
+function offSiteKey(
+  parent: pulumi.Resource,
+  name: string,
+  region: string,
+  tags: Record<string, string>,
+): aws.kms.Key {
+  const identity = aws.getCallerIdentityOutput({}, { parent });
+  return new aws.kms.Key(
+    `${name}-replica-key`,
+    {
+      region,
+      description: `Encrypts the off-site replica of the MySQL backups of ${name}`,
+      enableKeyRotation: true,
+      deletionWindowInDays: 30,
+      policy: identity.accountId.apply((account) => JSON.stringify(accountKeyPolicy(account))),
+      tags,
+    },
+    { parent },
+  );
+}
+
+/** What {@link lockedBucket} builds a bucket from. */
+interface LockedBucketInput {
+  /** The region of the bucket; the provider's when absent. */
+  region?: string;
+  /** Its default encryption key. */
+  key: aws.kms.Key;
+  /** Let `pulumi destroy` empty it; otherwise it is also protected. */
+  forceDestroy: boolean;
+  /** Its lifecycle rules. */
+  lifecycle: aws.types.input.s3.BucketLifecycleConfigurationRule[];
+  /** Its default object lock retention (mode and days). */
+  retention: ResolvedRetention;
+  /** Tags for the bucket. */
+  tags: Record<string, string>;
+}
+
+/** A bucket with every protection of {@link secureBucket}, a default object lock retention and its lifecycle. */
+function lockedBucket(
+  parent: pulumi.Resource,
+  name: string,
+  b: LockedBucketInput,
+): { bucket: aws.s3.Bucket; versioning: aws.s3.BucketVersioning } {
+  const where = b.region ? { region: b.region } : {};
+  const bucket = new aws.s3.Bucket(
+    `${name}-bucket`,
+    { ...where, objectLockEnabled: true, forceDestroy: b.forceDestroy, tags: b.tags },
+    { parent, protect: !b.forceDestroy },
+  );
+  const { versioning } = secureBucket(parent, name, bucket, b.key, b.region ?? "");
+  new aws.s3.BucketObjectLockConfiguration(
+    `${name}-object-lock`,
+    {
+      ...where,
+      bucket: bucket.bucket,
+      objectLockEnabled: "Enabled",
+      rule: { defaultRetention: { mode: b.retention.mode, days: b.retention.days } },
+    },
+    { parent, dependsOn: [versioning] },
+  );
+  new aws.s3.BucketLifecycleConfiguration(
+    `${name}-lifecycle`,
+    { ...where, bucket: bucket.bucket, rules: b.lifecycle },
+    { parent, dependsOn: [versioning] },
+  );
+  return { bucket, versioning };
+}
+
+/** One side of the replication: a bucket, its key, and its versioning, which replication needs first. */
+interface ReplicationSide {
+  bucket: aws.s3.Bucket;
+  key: aws.kms.Key;
+  versioning: aws.s3.BucketVersioning;
+}
+
+/** S3 replication of every object version (with its retention) to the off-site bucket, and its role. */
+function replication(
+  parent: pulumi.Resource,
+  name: string,
+  source: ReplicationSide,
+  destination: ReplicationSide,
+  tags: Record<string, string>,
+): void {
+  const role = new aws.iam.Role(
+    `${name}-replication-role`,
+    { assumeRolePolicy: JSON.stringify(s3AssumeRolePolicy()), tags },
+    { parent },
+  );
+  new aws.iam.RolePolicy(
+    `${name}-replication-policy`,
+    {
+      role: role.id,
+      policy: pulumi
+        .all([source.bucket.arn, source.key.arn, destination.bucket.arn, destination.key.arn])
+        .apply(([sourceBucketArn, sourceKeyArn, destinationBucketArn, destinationKeyArn]) =>
+          JSON.stringify(
+            replicationRolePolicy({ sourceBucketArn, sourceKeyArn, destinationBucketArn, destinationKeyArn }),
           ),
-      },
-      parent,
-    );
-    new aws.s3.BucketReplicationConfig(
-      `${name}-replication`,
-      {
-        bucket: this.bucket.bucket,
-        role: role.arn,
-        rules: [
-          {
-            id: "off-site",
-            status: "Enabled",
-            filter: {},
-            deleteMarkerReplication: { status: "Disabled" },
-            sourceSelectionCriteria: { sseKmsEncryptedObjects: { status: "Enabled" } },
-            destination: {
-              bucket: bucket.arn,
-              storageClass: "STANDARD_IA",
-              encryptionConfiguration: { replicaKmsKeyId: key.arn },
-            },
+        ),
+    },
+    { parent },
+  );
+  new aws.s3.BucketReplicationConfig(
+    `${name}-replication`,
+    {
+      bucket: source.bucket.bucket,
+      role: role.arn,
+      rules: [
+        {
+          id: "off-site",
+          status: "Enabled",
+          filter: {},
+          deleteMarkerReplication: { status: "Disabled" },
+          sourceSelectionCriteria: { sseKmsEncryptedObjects: { status: "Enabled" } },
+          destination: {
+            bucket: destination.bucket.arn,
+            storageClass: "STANDARD_IA",
+            encryptionConfiguration: { replicaKmsKeyId: destination.key.arn },
           },
-        ],
-      },
-      { ...parent, dependsOn: [sourceVersioning, secured.versioning] },
-    );
-    return bucket;
-  }
+        },
+      ],
+    },
+    { parent, dependsOn: [source.versioning, destination.versioning] },
+  );
 }
 
 /** Versioning, public access block, ownership, default SSE-KMS and the bucket policy for one bucket. */
 function secureBucket(
+  parent: pulumi.Resource,
   name: string,
   bucket: aws.s3.Bucket,
   key: aws.kms.Key,
-  parent: pulumi.Resource,
   region: string,
 ): { versioning: aws.s3.BucketVersioning } {
   const opts = { parent };

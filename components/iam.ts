@@ -1,4 +1,4 @@
-import { clusterPrefix, METRIC_NAMESPACE, VERIFICATION_OBJECT } from "../contracts";
+import { clusterPrefix, METRIC_NAMESPACE, normalizePrefix, VERIFICATION_OBJECT } from "../contracts";
 
 /**
  * The IAM documents of the pipeline as pure functions of ARNs, so the components register exactly
@@ -31,7 +31,7 @@ const document = (...statements: PolicyStatement[]): PolicyDocument => ({
 
 /** Objects under `<prefix>/`, the part of the bucket the lifecycle and the verifier cover. */
 export function backupObjectsArn(bucketArn: string, prefix: string): string {
-  const p = prefix.replace(/^\/+|\/+$/g, "");
+  const p = normalizePrefix(prefix);
   return p ? `${bucketArn}/${p}/*` : `${bucketArn}/*`;
 }
 
@@ -247,7 +247,7 @@ export interface VerifierPolicyInput {
  */
 export function verifierRolePolicy(input: VerifierPolicyInput): PolicyDocument {
   const backups = backupObjectsArn(input.bucketArn, input.prefix);
-  const prefix = input.prefix.replace(/^\/+|\/+$/g, "");
+  const prefix = normalizePrefix(input.prefix);
   return document(
     {
       Sid: "ReadBackupsAndArtifacts",

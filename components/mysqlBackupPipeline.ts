@@ -1,90 +1,52 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import { NAME_PATTERN, pipelineTags, type SnapshotConfig } from "../contracts";
-import { Alerting, type AlertEndpoints } from "./alerting";
-import { BackupBucket, type RetentionArgs } from "./backupBucket";
+import { DEFAULT_PREFIX, NAME_PATTERN, normalizePrefix, pipelineTags } from "../contracts";
+import { Alerting, type AlertEndpoints, type AlertedCluster, type AlertingArgs } from "./alerting";
+import { BackupBucket, type BackupBucketArgs } from "./backupBucket";
 import { ARTIFACTS_PREFIX } from "./iam";
-import { ReplicaAgent, type HostBundle, type SshEndpoint } from "./replicaAgent";
+import { ReplicaAgent, type HostBundle, type PipelineEndpoints, type ReplicaAgentArgs } from "./replicaAgent";
 import { ConfigError, requireMatch } from "./validation";
 import { VerificationQueue, type VerificationQueueArgs } from "./verificationQueue";
-import { VerifierFleet, type AmiSelector, type ServerRelease } from "./verifierFleet";
+import { VerifierFleet, type ServerRelease, type VerifierSpec } from "./verifierFleet";
 
-/** One replica host that takes backups. */
-export interface ReplicaSpec {
-  /** The host's name in keys and metrics (`^[a-z0-9][a-z0-9._-]{0,62}$`). */
-  host: string;
-  /** How to reach it over SSH, with its pinned host key. */
-  ssh: SshEndpoint;
-  /** The secret private key for this host (and its bastion). */
-  privateKey: pulumi.Input<string>;
-  /** How it snapshots its datadir. */
-  snapshot: SnapshotConfig;
+/** One replica host that takes backups; each field is documented on {@link ReplicaAgentArgs}. */
+export interface ReplicaSpec extends Pick<
+  ReplicaAgentArgs,
+  "host" | "ssh" | "privateKey" | "snapshot" | "mysqlOptionFile" | "localDir" | "lockTimeoutMs"
+> {
   /** OnCalendar of its backup timer. Defaults to the cluster's schedule. */
   schedule?: string;
-  /** The MySQL option file on the host. Defaults to "/etc/mysql-backup/client.cnf". */
-  mysqlOptionFile?: string;
-  /** Where archives are written before upload. Defaults to "/var/backups/mysql". */
-  localDir?: string;
-  /** Hard limit of the lock window in ms. Defaults to 5000. */
-  lockTimeoutMs?: number;
 }
 
 /** One replicated cluster. */
-export interface ClusterSpec {
-  /** The cluster's name in keys and metrics. */
-  name: string;
-  /** The server its backups come from. */
+export interface ClusterSpec
+  extends Pick<AlertedCluster, "name" | "windowHours">, Pick<ReplicaAgentArgs, "schedule" | "bastion"> {
+  /**
+   * The server its backups come from. Every cluster of a stack shares it: one verifier fleet restores
+   * one release.
+   */
   server: ServerRelease;
-  /** OnCalendar of the backup timers. Defaults to "*-*-* 02:00:00 UTC". */
-  schedule?: string;
-  /** Hours within which a backup must succeed and be verified, or alarms fire. Defaults to 26. */
-  windowHours?: number;
-  /** A bastion for every replica of the cluster. Defaults to direct connections. */
-  bastion?: SshEndpoint;
   /** The replicas that take backups (usually one per cluster is enough). */
   replicas: ReplicaSpec[];
 }
 
-/** Sizing and network of the verifier fleet. */
-export interface VerifierSpec {
-  /** Private subnets. */
-  subnetIds: pulumi.Input<string>[];
-  /** Security groups. */
-  securityGroupIds: pulumi.Input<string>[];
-  /** Defaults to "m6i.large". */
-  instanceType?: string;
-  /** Defaults to 2. */
-  maxInstances?: number;
-  /** Defaults to 200. */
-  scratchVolumeGiB?: number;
-  /** Defaults to the newest Debian 12 amd64 AMI. */
-  ami?: AmiSelector;
-  /** Defaults to 15. */
-  idleMinutes?: number;
-}
-
-/** Arguments of {@link MysqlBackupPipeline}. */
-export interface MysqlBackupPipelineArgs {
+/** Arguments of {@link MysqlBackupPipeline}; the bucket's are documented on {@link BackupBucketArgs}. */
+export interface MysqlBackupPipelineArgs extends Pick<
+  BackupBucketArgs,
+  "prefix" | "retention" | "replicationRegion" | "forceDestroy"
+> {
   /** The environment (dev, prod…) in tags and names. */
   environment: string;
-  /** Key prefix above `<cluster>/`. Defaults to "backups". */
-  prefix?: string;
-  /** Retention and lifecycle of the bucket. Defaults to BackupBucket's defaults. */
-  retention?: RetentionArgs;
-  /** A second region for an off-site replica of the bucket. Defaults to none. */
-  replicationRegion?: string;
-  /** Queue settings (visibility timeout above the longest restore, redrive). Defaults to VerificationQueue's. */
-  queue?: VerificationQueueArgs;
+  /** The verification queue. Defaults to VerificationQueue's defaults. */
+  queue?: Omit<VerificationQueueArgs, "tags">;
   /** The clusters and their replicas. */
   clusters: ClusterSpec[];
-  /** The verifier fleet. */
+  /** The verifier fleet's network and sizing. */
   verifier: VerifierSpec;
-  /** Alert subscriptions. Defaults to none. */
-  alerts?: AlertEndpoints & { maxMessageAgeSeconds?: number };
+  /** Alert subscriptions and the age of a waiting message that pages. Defaults to none, and Alerting's age. */
+  alerts?: AlertEndpoints & Pick<AlertingArgs, "maxMessageAgeSeconds">;
   /** The bundled host scripts shipped to replicas and verifiers. */
   bundle: HostBundle;
-  /** Let `pulumi destroy` delete the bucket with its backups. Defaults to false. */
-  forceDestroy?: boolean;
 }
 
 /** The verifier restores one server release: every cluster must share it. */
@@ -107,7 +69,7 @@ export function commonServer(clusters: ClusterSpec[]): ServerRelease {
  * verifier bundle lives under `artifacts/`, which replicas must never be able to write.
  */
 function checkPrefix(prefix: string): string {
-  const p = prefix.replace(/^\/+|\/+$/g, "");
+  const p = normalizePrefix(prefix);
   if (
     p === "" ||
     p === ARTIFACTS_PREFIX.split("/")[0] ||
@@ -170,9 +132,8 @@ export class MysqlBackupPipeline extends pulumi.ComponentResource {
     checkNames(args.clusters);
     const server = commonServer(args.clusters);
     const tags = pipelineTags(name, args.environment);
-    const parent = { parent: this };
-    const prefix = checkPrefix(args.prefix ?? "backups");
-    const region = aws.getRegionOutput({}, parent).region;
+    const prefix = checkPrefix(args.prefix ?? DEFAULT_PREFIX);
+    const region = aws.getRegionOutput({}, { parent: this }).region;
 
     const bucket = new BackupBucket(
       `${name}-backups`,
@@ -183,77 +144,28 @@ export class MysqlBackupPipeline extends pulumi.ComponentResource {
         forceDestroy: args.forceDestroy,
         tags,
       },
-      parent,
+      { parent: this },
     );
-    const queue = new VerificationQueue(`${name}-verification`, { ...args.queue, tags }, parent);
-    const fleet = new VerifierFleet(
-      `${name}-verifier`,
-      {
-        ...args.verifier,
-        server,
-        bucketName: bucket.bucketName,
-        bucketArn: bucket.bucketArn,
-        keyArn: bucket.keyArn,
-        prefix,
-        queueUrl: queue.queueUrl,
-        queueArn: queue.queueArn,
-        queueName: queue.queueName,
-        visibilityTimeoutSeconds: queue.settings.visibilityTimeoutSeconds,
-        region,
-        bundle: args.bundle,
-        tags,
-      },
-      parent,
-    );
-    const agents = args.clusters.flatMap((cluster) =>
-      cluster.replicas.map((replica) => ({
-        key: `${cluster.name}/${replica.host}`,
-        agent: new ReplicaAgent(
-          `${name}-${cluster.name}-${replica.host}`,
-          {
-            cluster: cluster.name,
-            host: replica.host,
-            ssh: replica.ssh,
-            privateKey: replica.privateKey,
-            bastion: cluster.bastion,
-            snapshot: replica.snapshot,
-            schedule: replica.schedule ?? cluster.schedule,
-            mysqlOptionFile: replica.mysqlOptionFile,
-            localDir: replica.localDir,
-            lockTimeoutMs: replica.lockTimeoutMs,
-            bucketName: bucket.bucketName,
-            bucketArn: bucket.bucketArn,
-            keyArn: bucket.keyArn,
-            prefix,
-            queueUrl: queue.queueUrl,
-            queueArn: queue.queueArn,
-            region,
-            bundle: args.bundle,
-            tags,
-          },
-          parent,
-        ),
-      })),
-    );
-    const alerting = new Alerting(
-      `${name}-alerts`,
-      {
-        clusters: args.clusters.map((c) => ({ name: c.name, windowHours: c.windowHours })),
-        endpoints: args.alerts,
-        maxMessageAgeSeconds: args.alerts?.maxMessageAgeSeconds,
-        queueName: queue.queueName,
-        deadLetterQueueName: queue.deadLetterQueueName,
-        tags,
-      },
-      parent,
-    );
+    const queue = new VerificationQueue(`${name}-verification`, { ...args.queue, tags }, { parent: this });
+    const endpoints: PipelineEndpoints = {
+      bucketName: bucket.bucketName,
+      bucketArn: bucket.bucketArn,
+      keyArn: bucket.keyArn,
+      prefix,
+      queueUrl: queue.queueUrl,
+      queueArn: queue.queueArn,
+      region,
+    };
+    const fleet = verifierFleet(this, name, args, { endpoints, server, queue, tags });
+    const agents = replicaAgents(this, name, args, endpoints, tags);
+    const alerts = alerting(this, name, args, queue, tags);
 
     this.bucketName = bucket.bucketName;
     this.bucketArn = bucket.bucketArn;
     this.kmsKeyArn = bucket.keyArn;
     this.queueUrl = queue.queueUrl;
     this.deadLetterQueueUrl = queue.deadLetterQueue.url;
-    this.alertTopicArn = alerting.topicArn;
+    this.alertTopicArn = alerts.topicArn;
     this.verifierRoleArn = fleet.roleArn;
     this.verifierGroupName = fleet.groupName;
     this.replicaRoleArns = pulumi.output(
@@ -262,7 +174,7 @@ export class MysqlBackupPipeline extends pulumi.ComponentResource {
     this.replicaInstanceProfiles = pulumi.output(
       Object.fromEntries(agents.map(({ key, agent }) => [key, agent.instanceProfileName])),
     );
-    this.dashboardName = alerting.dashboardName;
+    this.dashboardName = alerts.dashboardName;
     this.registerOutputs({
       bucketName: this.bucketName,
       queueUrl: this.queueUrl,
@@ -272,4 +184,87 @@ export class MysqlBackupPipeline extends pulumi.ComponentResource {
       dashboardName: this.dashboardName,
     });
   }
+}
+
+/** The one verifier fleet, restoring the clusters' common server release. */
+function verifierFleet(
+  parent: pulumi.Resource,
+  name: string,
+  args: MysqlBackupPipelineArgs,
+  wiring: {
+    endpoints: PipelineEndpoints;
+    server: ServerRelease;
+    queue: VerificationQueue;
+    tags: Record<string, string>;
+  },
+): VerifierFleet {
+  return new VerifierFleet(
+    `${name}-verifier`,
+    {
+      ...args.verifier,
+      ...wiring.endpoints,
+      server: wiring.server,
+      queueName: wiring.queue.queueName,
+      visibilityTimeoutSeconds: wiring.queue.settings.visibilityTimeoutSeconds,
+      bundle: args.bundle,
+      tags: wiring.tags,
+    },
+    { parent },
+  );
+}
+
+/** One agent per replica, keyed `<cluster>/<host>`; a replica inherits its cluster's schedule and bastion. */
+function replicaAgents(
+  parent: pulumi.Resource,
+  name: string,
+  args: MysqlBackupPipelineArgs,
+  endpoints: PipelineEndpoints,
+  tags: Record<string, string>,
+): Array<{ key: string; agent: ReplicaAgent }> {
+  return args.clusters.flatMap((cluster) =>
+    cluster.replicas.map((replica) => ({
+      key: `${cluster.name}/${replica.host}`,
+      agent: new ReplicaAgent(
+        `${name}-${cluster.name}-${replica.host}`,
+        {
+          cluster: cluster.name,
+          host: replica.host,
+          ssh: replica.ssh,
+          privateKey: replica.privateKey,
+          bastion: cluster.bastion,
+          snapshot: replica.snapshot,
+          schedule: replica.schedule ?? cluster.schedule,
+          mysqlOptionFile: replica.mysqlOptionFile,
+          localDir: replica.localDir,
+          lockTimeoutMs: replica.lockTimeoutMs,
+          ...endpoints,
+          bundle: args.bundle,
+          tags,
+        },
+        { parent },
+      ),
+    })),
+  );
+}
+
+/** The alarms of every cluster and of the queue, on one topic. */
+function alerting(
+  parent: pulumi.Resource,
+  name: string,
+  args: MysqlBackupPipelineArgs,
+  queue: VerificationQueue,
+  tags: Record<string, string>,
+): Alerting {
+  return new Alerting(
+    `${name}-alerts`,
+    {
+      clusters: args.clusters.map((c) => ({ name: c.name, windowHours: c.windowHours })),
+      endpoints: args.alerts,
+      maxMessageAgeSeconds: args.alerts?.maxMessageAgeSeconds,
+      queueName: queue.queueName,
+      deadLetterQueueName: queue.deadLetterQueueName,
+      tags,
+    },
+    { parent },
+  );
 }

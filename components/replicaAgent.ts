@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import * as aws from "@pulumi/aws";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { parseBackupConfig, type BackupConfig, type SnapshotConfig } from "../contracts";
+import { parseBackupConfig, schemaFor, type BackupConfig, type SnapshotConfig } from "../contracts";
 import {
   BACKUP_CONFIG_PATH,
   BACKUP_SERVICE,
@@ -27,28 +27,48 @@ export interface SshEndpoint {
   hostKey: string;
 }
 
+/** {@link SshEndpoint} as JSON (the stack config's replicas and bastions), with its bounds. */
+export const sshEndpointSchema = schemaFor<SshEndpoint>()({
+  type: "object",
+  additionalProperties: false,
+  required: ["address", "user", "hostKey"],
+  properties: {
+    address: { type: "string", minLength: 1 },
+    port: { type: "integer", minimum: 1, maximum: 65535 },
+    user: { type: "string", pattern: "^[a-z_][a-z0-9_-]*$" },
+    // A pinned public key: `<type> <base64>` as in known_hosts (without the host name).
+    hostKey: {
+      type: "string",
+      pattern: "^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+=*$",
+    },
+  },
+});
+
 /** The bundled host scripts (see scripts/bundle.ts). */
 export interface HostBundle {
   path: string;
   sha256: string;
 }
 
-/** Arguments of {@link ReplicaAgent}. */
 /** The bucket and queue every host of the pipeline works against. */
 export interface PipelineEndpoints {
-  /** The backup bucket, its ARN and its KMS key ARN. */
+  /** The backup bucket. */
   bucketName: pulumi.Input<string>;
+  /** Its ARN, which the role policies scope. */
   bucketArn: pulumi.Input<string>;
+  /** ARN of its KMS key. */
   keyArn: pulumi.Input<string>;
   /** Key prefix above `<cluster>/`. */
   prefix: string;
-  /** The verification queue. */
+  /** URL of the verification queue. */
   queueUrl: pulumi.Input<string>;
+  /** Its ARN, which the role policies scope. */
   queueArn: pulumi.Input<string>;
   /** The AWS region of the bucket and queue. */
   region: pulumi.Input<string>;
 }
 
+/** Arguments of {@link ReplicaAgent}. */
 export interface ReplicaAgentArgs extends PipelineEndpoints {
   /** The cluster the replica belongs to (a key segment and metric dimension). */
   cluster: string;
@@ -62,7 +82,10 @@ export interface ReplicaAgentArgs extends PipelineEndpoints {
   bastion?: SshEndpoint;
   /** How the replica snapshots its datadir. */
   snapshot: SnapshotConfig;
-  /** OnCalendar expression of the backup timer. Defaults to "*-*-* 02:00:00 UTC". */
+  /**
+   * systemd OnCalendar expression of the backup timer (check one with `systemd-analyze calendar`).
+   * Defaults to "*-*-* 02:00:00 UTC".
+   */
   schedule?: string;
   /** RandomizedDelaySec of the timer. Defaults to "0". */
   randomizedDelaySec?: string;
@@ -195,135 +218,161 @@ export class ReplicaAgent extends pulumi.ComponentResource {
   constructor(name: string, args: ReplicaAgentArgs, opts?: pulumi.ComponentResourceOptions) {
     super("mysql-backup-pipeline:index:ReplicaAgent", name, {}, opts);
     const tags = args.tags ?? {};
-    const parent = { parent: this };
 
-    this.role = new aws.iam.Role(
-      `${name}-role`,
-      {
-        description: `Replica ${args.host} of cluster ${args.cluster}: uploads its backups`,
-        assumeRolePolicy: JSON.stringify(ec2AssumeRolePolicy()),
-        tags,
-      },
-      parent,
+    const { role, profile } = replicaRole(this, name, args, tags);
+    this.role = role;
+    this.instanceProfile = profile;
+    const files = hostFiles(args);
+    this.backupConfig = files.config;
+    this.installHash = files.config.apply((config) =>
+      installHash({ bundleSha256: args.bundle.sha256, config, service: files.service, timer: files.timer }),
     );
-    new aws.iam.RolePolicy(
-      `${name}-policy`,
-      {
-        role: this.role.id,
-        policy: pulumi
-          .all([args.bucketArn, args.keyArn, args.queueArn, args.region])
-          .apply(([bucketArn, keyArn, queueArn, region]) =>
-            JSON.stringify(
-              replicaRolePolicy({
-                bucketArn,
-                keyArn,
-                queueArn,
-                region,
-                prefix: args.prefix,
-                cluster: args.cluster,
-              }),
-            ),
-          ),
-      },
-      parent,
-    );
-    this.instanceProfile = new aws.iam.InstanceProfile(
-      `${name}-profile`,
-      { role: this.role.name, tags },
-      parent,
-    );
-
-    const optionFile = args.mysqlOptionFile ?? `${CONFIG_DIR}/client.cnf`;
-    this.backupConfig = pulumi.all([args.bucketName, args.keyArn, args.queueUrl, args.region]).apply(
-      ([bucketName, keyArn, queueUrl, region]) =>
-        JSON.stringify(
-          renderBackupConfig({
-            cluster: args.cluster,
-            host: args.host,
-            snapshot: args.snapshot,
-            mysqlOptionFile: optionFile,
-            localDir: args.localDir ?? "/var/backups/mysql",
-            lockTimeoutMs: args.lockTimeoutMs,
-            keepLocal: args.keepLocal,
-            bucketName,
-            keyArn,
-            prefix: args.prefix,
-            queueUrl,
-            region,
-          }),
-          null,
-          2,
-        ) + "\n",
-    );
-    const service = backupServiceUnit({
-      cluster: args.cluster,
-      host: args.host,
-      writablePaths: backupWritablePaths(args.snapshot, args.localDir ?? "/var/backups/mysql"),
-    });
-    const timer = backupTimerUnit({
-      schedule: args.schedule ?? "*-*-* 02:00:00 UTC",
-      randomizedDelaySec: args.randomizedDelaySec,
-    });
-    this.installHash = this.backupConfig.apply((config) =>
-      installHash({ bundleSha256: args.bundle.sha256, config, service, timer }),
-    );
-    this.install(name, args, optionFile, service, timer);
+    install(this, name, args, files, this.installHash);
 
     this.roleArn = this.role.arn;
     this.instanceProfileName = this.instanceProfile.name;
     this.registerOutputs({ roleArn: this.roleArn, instanceProfileName: this.instanceProfileName });
   }
+}
 
-  /** Stage, copy and install over SSH; every step is keyed on the install hash. */
-  private install(
-    name: string,
-    args: ReplicaAgentArgs,
-    optionFile: string,
-    service: string,
-    timer: string,
-  ): void {
-    const parent = { parent: this };
-    const connection = sshConnection(args);
-    const sudo = args.ssh.user === "root" ? "" : "sudo -n ";
-    const triggers = [this.installHash];
-    const dir = this.installHash.apply(stageDir);
-
-    const stage = new command.remote.Command(
-      `${name}-stage`,
-      { connection, create: dir.apply((d) => `sh -c '${stageScript(d)}'`), triggers, logging: "stderr" },
-      parent,
-    );
-    const files: Array<[string, pulumi.Input<pulumi.asset.Asset>]> = [
-      ["mysql-backup.cjs", new pulumi.asset.FileAsset(args.bundle.path)],
-      ["backup.json", this.backupConfig.apply((c): pulumi.asset.Asset => new pulumi.asset.StringAsset(c))],
-      [BACKUP_SERVICE, new pulumi.asset.StringAsset(service)],
-      [BACKUP_TIMER, new pulumi.asset.StringAsset(timer)],
-    ];
-    const copies = files.map(
-      ([file, source]) =>
-        new command.remote.CopyToRemote(
-          `${name}-copy-${file.replace(/[^a-z0-9]+/gi, "-")}`,
-          { connection, source, remotePath: dir.apply((d) => `${d}/${file}`), triggers },
-          { ...parent, dependsOn: [stage] },
+/** The replica's role (upload its cluster's backups, announce them, emit metrics) and its instance profile. */
+function replicaRole(
+  parent: pulumi.Resource,
+  name: string,
+  args: ReplicaAgentArgs,
+  tags: Record<string, string>,
+): { role: aws.iam.Role; profile: aws.iam.InstanceProfile } {
+  const role = new aws.iam.Role(
+    `${name}-role`,
+    {
+      description: `Replica ${args.host} of cluster ${args.cluster}: uploads its backups`,
+      assumeRolePolicy: JSON.stringify(ec2AssumeRolePolicy()),
+      tags,
+    },
+    { parent },
+  );
+  new aws.iam.RolePolicy(
+    `${name}-policy`,
+    {
+      role: role.id,
+      policy: pulumi
+        .all([args.bucketArn, args.keyArn, args.queueArn, args.region])
+        .apply(([bucketArn, keyArn, queueArn, region]) =>
+          JSON.stringify(
+            replicaRolePolicy({
+              bucketArn,
+              keyArn,
+              queueArn,
+              region,
+              prefix: args.prefix,
+              cluster: args.cluster,
+            }),
+          ),
         ),
-    );
-    new command.remote.Command(
-      `${name}-install`,
-      {
-        connection,
-        // The script goes through stdin: nothing to quote, and it never appears in a process list.
-        create: `${sudo}sh -s`,
-        stdin: dir.apply((d) => installScript(d, args.bundle.sha256, optionFile)),
-        // `sh -c`, not stdin: the uninstall must not depend on what stdin held at create time.
-        delete: `${sudo}sh -c '${uninstallScript()}'`,
-        triggers,
-        logging: "stderr",
-      },
-      // A changed hash replaces the install; the old one's delete (the uninstall) must run first, or
-      // it would remove what the new one just installed.
-      { ...parent, dependsOn: copies, deleteBeforeReplace: true },
-    );
-  }
+    },
+    { parent },
+  );
+  const profile = new aws.iam.InstanceProfile(`${name}-profile`, { role: role.name, tags }, { parent });
+  return { role, profile };
+}
+
+/** What is installed on a replica besides the bundle, rendered. */
+interface HostFiles {
+  /** backup.json. */
+  config: pulumi.Output<string>;
+  /** The backup service unit. */
+  service: string;
+  /** The backup timer unit. */
+  timer: string;
+  /** The MySQL option file backup.json names, which the install checks for. */
+  optionFile: string;
+}
+
+/** Renders backup.json and the units from the arguments, every default applied. */
+function hostFiles(args: ReplicaAgentArgs): HostFiles {
+  const optionFile = args.mysqlOptionFile ?? `${CONFIG_DIR}/client.cnf`;
+  const localDir = args.localDir ?? "/var/backups/mysql";
+  const config = pulumi.all([args.bucketName, args.keyArn, args.queueUrl, args.region]).apply(
+    ([bucketName, keyArn, queueUrl, region]) =>
+      JSON.stringify(
+        renderBackupConfig({
+          cluster: args.cluster,
+          host: args.host,
+          snapshot: args.snapshot,
+          mysqlOptionFile: optionFile,
+          localDir,
+          lockTimeoutMs: args.lockTimeoutMs,
+          keepLocal: args.keepLocal,
+          bucketName,
+          keyArn,
+          prefix: args.prefix,
+          queueUrl,
+          region,
+        }),
+        null,
+        2,
+      ) + "\n",
+  );
+  const service = backupServiceUnit({
+    cluster: args.cluster,
+    host: args.host,
+    writablePaths: backupWritablePaths(args.snapshot, localDir),
+  });
+  const timer = backupTimerUnit({
+    schedule: args.schedule ?? "*-*-* 02:00:00 UTC",
+    randomizedDelaySec: args.randomizedDelaySec,
+  });
+  return { config, service, timer, optionFile };
+}
+
+/** Stage, copy and install over SSH; every step is keyed on the install hash. */
+function install(
+  parent: pulumi.Resource,
+  name: string,
+  args: ReplicaAgentArgs,
+  files: HostFiles,
+  hash: pulumi.Output<string>,
+): void {
+  const connection = sshConnection(args);
+  const sudo = args.ssh.user === "root" ? "" : "sudo -n ";
+  const triggers = [hash];
+  const dir = hash.apply(stageDir);
+
+  const stage = new command.remote.Command(
+    `${name}-stage`,
+    { connection, create: dir.apply((d) => `sh -c '${stageScript(d)}'`), triggers, logging: "stderr" },
+    { parent },
+  );
+  const sources: Array<[string, pulumi.Input<pulumi.asset.Asset>]> = [
+    ["mysql-backup.cjs", new pulumi.asset.FileAsset(args.bundle.path)],
+    ["backup.json", files.config.apply((c): pulumi.asset.Asset => new pulumi.asset.StringAsset(c))],
+    [BACKUP_SERVICE, new pulumi.asset.StringAsset(files.service)],
+    [BACKUP_TIMER, new pulumi.asset.StringAsset(files.timer)],
+  ];
+  const copies = sources.map(
+    ([file, source]) =>
+      new command.remote.CopyToRemote(
+        `${name}-copy-${file.replace(/[^a-z0-9]+/gi, "-")}`,
+        { connection, source, remotePath: dir.apply((d) => `${d}/${file}`), triggers },
+        { parent, dependsOn: [stage] },
+      ),
+  );
+  new command.remote.Command(
+    `${name}-install`,
+    {
+      connection,
+      // The script goes through stdin: nothing to quote, and it never appears in a process list.
+      create: `${sudo}sh -s`,
+      stdin: dir.apply((d) => installScript(d, args.bundle.sha256, files.optionFile)),
+      // `sh -c`, not stdin: the uninstall must not depend on what stdin held at create time.
+      delete: `${sudo}sh -c '${uninstallScript()}'`,
+      triggers,
+      logging: "stderr",
+    },
+    // A changed hash replaces the install; the old one's delete (the uninstall) must run first, or
+    // it would remove what the new one just installed.
+    { parent, dependsOn: copies, deleteBeforeReplace: true },
+  );
 }
 
 /** The connection of every remote step: pinned host key, secret private key, optional bastion. */

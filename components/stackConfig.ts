@@ -1,13 +1,17 @@
 import * as pulumi from "@pulumi/pulumi";
-import { backupConfigSchema, NAME_PATTERN, parser } from "../contracts";
-import type { RetentionArgs } from "./backupBucket";
-import type { ClusterSpec, MysqlBackupPipelineArgs, VerifierSpec } from "./mysqlBackupPipeline";
-import type { VerificationQueueArgs } from "./verificationQueue";
+import { backupConfigSchema, DEFAULT_PREFIX, NAME_PATTERN, parser, schemaFor } from "../contracts";
+import { alertedClusterSchema, alertsSpecSchema } from "./alerting";
+import { retentionSchema } from "./backupBucket";
+import type { ClusterSpec, MysqlBackupPipelineArgs, ReplicaSpec } from "./mysqlBackupPipeline";
+import { sshEndpointSchema, type SshEndpoint } from "./replicaAgent";
+import { queueSpecSchema } from "./verificationQueue";
+import { verifierSpecSchema, type ServerRelease } from "./verifierFleet";
 
 /**
  * Reads the stack configuration (Pulumi.<stack>.yaml) into the pipeline's arguments. Every structured
- * key is checked against a JSON Schema; an invalid value fails `pulumi preview` with a message that
- * names the config key and the field inside it. Pulumi.yaml declares the same keys.
+ * key is checked against the JSON Schema its component declares beside its arguments; an invalid value
+ * fails `pulumi preview` with a message that names the config key and the field inside it. Pulumi.yaml
+ * declares the scalar keys.
  */
 
 /** The config namespace: the project name. */
@@ -15,43 +19,38 @@ export const CONFIG_NAMESPACE = "mysql-backup-pipeline";
 /** The secret config key holding the default SSH private key. */
 export const DEFAULT_SSH_KEY_CONFIG = "sshPrivateKey";
 
-const name = { type: "string", pattern: NAME_PATTERN };
-const positive = { type: "integer", minimum: 1 };
-const sshEndpoint = {
-  type: "object",
-  additionalProperties: false,
-  required: ["address", "user", "hostKey"],
-  properties: {
-    address: { type: "string", minLength: 1 },
-    port: { type: "integer", minimum: 1, maximum: 65535 },
-    user: { type: "string", pattern: "^[a-z_][a-z0-9_-]*$" },
-    // A pinned public key: `<type> <base64>` as in known_hosts (without the host name).
-    hostKey: {
-      type: "string",
-      pattern: "^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+=*$",
-    },
-  },
-};
-const onCalendar = { type: "string", minLength: 1, pattern: "^[^\\n\\r]+$" };
+/**
+ * One entry of `clusters[].replicas` as the config states it: a {@link ReplicaSpec} whose SSH endpoint
+ * is flattened into the entry and whose private key is named, not given.
+ */
+type ReplicaEntry = Omit<ReplicaSpec, "ssh" | "privateKey"> &
+  SshEndpoint & {
+    /** Name of another secret config key holding this host's private key. Defaults to "sshPrivateKey". */
+    sshKeyConfig?: string;
+  };
 
-/** The schema of one replica entry of `clusters[].replicas`. */
-const replicaSchema = {
+/** One entry of `clusters` as the config states it: a {@link ClusterSpec} with its server flattened. */
+type ClusterEntry = Omit<ClusterSpec, "server" | "replicas"> & ServerRelease & { replicas: ReplicaEntry[] };
+
+const onCalendar = { type: "string", minLength: 1, pattern: "^[^\\n\\r]+$" } as const;
+
+const replicaSchema = schemaFor<ReplicaEntry>()({
   type: "object",
   additionalProperties: false,
   required: ["host", "address", "user", "hostKey", "snapshot"],
   properties: {
-    host: name,
-    ...sshEndpoint.properties,
+    host: { type: "string", pattern: NAME_PATTERN },
+    ...sshEndpointSchema.properties,
     sshKeyConfig: { type: "string", pattern: "^[A-Za-z][A-Za-z0-9_.-]*$" },
     snapshot: backupConfigSchema.properties.snapshot,
     schedule: onCalendar,
-    mysqlOptionFile: { type: "string", pattern: "^/" },
-    localDir: { type: "string", pattern: "^/" },
+    mysqlOptionFile: backupConfigSchema.properties.mysql.properties.optionFile,
+    localDir: backupConfigSchema.properties.localDir,
     lockTimeoutMs: backupConfigSchema.properties.lockTimeoutMs,
   },
-};
+});
 
-const clustersSchema = {
+const clustersSchema = schemaFor<ClusterEntry[]>()({
   type: "array",
   minItems: 1,
   items: {
@@ -59,108 +58,29 @@ const clustersSchema = {
     additionalProperties: false,
     required: ["name", "flavor", "version", "replicas"],
     properties: {
-      name,
+      name: alertedClusterSchema.properties.name,
       flavor: { enum: ["mariadb", "mysql"] },
       version: { type: "string", pattern: "^\\d+\\.\\d+$" },
       schedule: onCalendar,
-      windowHours: { type: "integer", minimum: 1, maximum: 168 },
-      bastion: sshEndpoint,
+      windowHours: alertedClusterSchema.properties.windowHours,
+      bastion: sshEndpointSchema,
       replicas: { type: "array", minItems: 1, items: replicaSchema },
     },
   },
-};
+});
 
-const verifierSchema = {
-  type: "object",
-  additionalProperties: false,
-  required: ["subnetIds", "securityGroupIds"],
-  properties: {
-    subnetIds: { type: "array", minItems: 1, items: { type: "string", pattern: "^subnet-[0-9a-f]+$" } },
-    securityGroupIds: { type: "array", minItems: 1, items: { type: "string", pattern: "^sg-[0-9a-f]+$" } },
-    instanceType: { type: "string", pattern: "^[a-z0-9-]+\\.[a-z0-9]+$" },
-    maxInstances: { type: "integer", minimum: 1, maximum: 100 },
-    scratchVolumeGiB: { type: "integer", minimum: 20, maximum: 16384 },
-    idleMinutes: { type: "integer", minimum: 5, maximum: 1440 },
-    ami: {
-      type: "object",
-      additionalProperties: false,
-      properties: {
-        id: { type: "string", pattern: "^ami-[0-9a-f]{8,17}$" },
-        owner: { type: "string", pattern: "^(\\d{12}|amazon|self|aws-marketplace)$" },
-        namePattern: { type: "string", minLength: 1 },
-      },
-    },
-  },
-};
-
-const retentionSchema = {
-  type: "object",
-  additionalProperties: false,
-  properties: {
-    mode: { enum: ["GOVERNANCE", "COMPLIANCE"] },
-    days: positive,
-    expireDays: positive,
-    infrequentAccessDays: { type: "integer", minimum: 0 },
-    glacierDays: { type: "integer", minimum: 0 },
-    noncurrentDays: positive,
-  },
-};
-
-const queueSchema = {
-  type: "object",
-  additionalProperties: false,
-  properties: {
-    visibilityTimeoutSeconds: { type: "integer", minimum: 60, maximum: 43200 },
-    maxReceiveCount: { type: "integer", minimum: 1, maximum: 1000 },
-    messageRetentionSeconds: { type: "integer", minimum: 60, maximum: 1209600 },
-  },
-};
-
-const alertsSchema = {
-  type: "object",
-  additionalProperties: false,
-  properties: {
-    emails: { type: "array", items: { type: "string", format: "email" } },
-    maxMessageAgeSeconds: { type: "integer", minimum: 300, maximum: 1209600 },
-  },
-};
-
-const httpsEndpointsSchema = { type: "array", items: { type: "string", pattern: "^https://" } };
-
-interface RawReplica {
-  host: string;
-  address: string;
-  port?: number;
-  user: string;
-  hostKey: string;
-  sshKeyConfig?: string;
-  snapshot: ClusterSpec["replicas"][number]["snapshot"];
-  schedule?: string;
-  mysqlOptionFile?: string;
-  localDir?: string;
-  lockTimeoutMs?: number;
-}
-interface RawCluster {
-  name: string;
-  flavor: "mariadb" | "mysql";
-  version: string;
-  schedule?: string;
-  windowHours?: number;
-  bastion?: ClusterSpec["bastion"];
-  replicas: RawReplica[];
-}
-interface RawAlerts {
-  emails?: string[];
-  maxMessageAgeSeconds?: number;
-}
+const httpsEndpointsSchema = schemaFor<string[]>()({
+  type: "array",
+  items: { type: "string", pattern: "^https://" },
+});
 
 const key = (k: string): string => `config key "${CONFIG_NAMESPACE}:${k}"`;
-const parseClusters = parser<RawCluster[]>(key("clusters"), clustersSchema);
-const parseVerifier = parser<VerifierSpec>(key("verifier"), verifierSchema);
-const parseRetention = parser<RetentionArgs>(key("retention"), retentionSchema);
-const parseQueue = parser<VerificationQueueArgs>(key("queue"), queueSchema);
-const parseAlerts = parser<RawAlerts>(key("alerts"), alertsSchema);
-const parseHttpsEndpoints = parser<string[]>(key("alertHttpsEndpoints"), httpsEndpointsSchema);
+const parseClusters = parser(key("clusters"), clustersSchema);
+const parseVerifier = parser(key("verifier"), verifierSpecSchema);
+const parseRetention = parser(key("retention"), retentionSchema);
+const parseQueue = parser(key("queue"), queueSpecSchema);
+const parseAlerts = parser(key("alerts"), alertsSpecSchema);
+const parseHttpsEndpoints = parser(key("alertHttpsEndpoints"), httpsEndpointsSchema);
 
 /** Everything the stack program needs besides the bundle. */
 export type StackSettings = Omit<MysqlBackupPipelineArgs, "bundle">;
@@ -188,7 +108,7 @@ export function readStackSettings(config = new pulumi.Config(CONFIG_NAMESPACE)):
   const alerts = parseAlerts(config.getObject("alerts") ?? {});
   return {
     environment: readEnvironment(config),
-    prefix: config.get("prefix", { pattern: /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/ }) ?? "backups",
+    prefix: config.get("prefix", { pattern: /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/ }) ?? DEFAULT_PREFIX,
     retention: parseRetention(config.getObject("retention") ?? {}),
     // Pulumi.yaml defaults it to "" (the CLI requires a default for an optional key): empty means none.
     replicationRegion:

@@ -15,10 +15,22 @@ export class ConfigError extends Error {
   }
 }
 
-/** An integer within [min, max]. */
-export function requireInteger(key: string, value: unknown, min: number, max: number): number {
-  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
-    throw new ConfigError(key, `must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`);
+/** The bounds of an integer setting, as its JSON Schema states them. */
+export interface IntegerBounds {
+  readonly minimum: number;
+  readonly maximum: number;
+}
+
+/**
+ * An integer within the bounds of its schema (`{ minimum, maximum }`), so a component checks its
+ * arguments against the same numbers the stack config is validated with.
+ */
+export function requireInteger(key: string, value: unknown, { minimum, maximum }: IntegerBounds): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < minimum || value > maximum) {
+    throw new ConfigError(
+      key,
+      `must be an integer from ${minimum} to ${maximum}, got ${JSON.stringify(value)}`,
+    );
   }
   return value;
 }
@@ -38,14 +50,6 @@ export function requireOneOf<T extends string>(key: string, value: unknown, allo
 export function requireMatch(key: string, value: unknown, pattern: RegExp, what: string): string {
   if (typeof value !== "string" || !pattern.test(value)) {
     throw new ConfigError(key, `must be ${what}, got ${JSON.stringify(value)}`);
-  }
-  return value;
-}
-
-/** A non-empty string. */
-export function requireString(key: string, value: unknown): string {
-  if (typeof value !== "string" || value.trim() === "") {
-    throw new ConfigError(key, `is required (a non-empty string), got ${JSON.stringify(value)}`);
   }
   return value;
 }

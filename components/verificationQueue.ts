@@ -1,5 +1,6 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
+import { schemaFor } from "../contracts";
 import { queuePolicy } from "./iam";
 import { requireInteger } from "./validation";
 
@@ -10,7 +11,7 @@ export interface VerificationQueueArgs {
    * extends it while it works). Defaults to 21600 (6 h).
    */
   visibilityTimeoutSeconds?: number;
-  /** Receives before a message moves to the dead-letter queue. Defaults to 3. */
+  /** Receives before a message moves to the dead-letter queue (whose alarm pages). Defaults to 3. */
   maxReceiveCount?: number;
   /** Long-poll wait of receives. Defaults to 20. */
   receiveWaitTimeSeconds?: number;
@@ -19,6 +20,30 @@ export interface VerificationQueueArgs {
   /** Tags for every taggable child. Defaults to none. */
   tags?: Record<string, string>;
 }
+
+/** The fields of {@link VerificationQueueArgs} a stack chooses (its `queue` config key). */
+export type QueueSpec = Pick<
+  VerificationQueueArgs,
+  "visibilityTimeoutSeconds" | "maxReceiveCount" | "messageRetentionSeconds"
+>;
+
+/**
+ * {@link QueueSpec} as JSON. The stack config's `queue` key is validated with it and the component
+ * checks its arguments against its bounds, so each bound is stated here only.
+ */
+export const queueSpecSchema = schemaFor<QueueSpec>()({
+  type: "object",
+  additionalProperties: false,
+  properties: {
+    // SQS caps visibility at 12 h; a restore that needs more must extend it (the verifier does).
+    visibilityTimeoutSeconds: { type: "integer", minimum: 60, maximum: 43200 },
+    maxReceiveCount: { type: "integer", minimum: 1, maximum: 1000 },
+    messageRetentionSeconds: { type: "integer", minimum: 60, maximum: 1209600 },
+  },
+});
+
+/** Long polls SQS allows (20 s at most); not a stack setting, so not in {@link queueSpecSchema}. */
+const LONG_POLL_SECONDS = { minimum: 1, maximum: 20 };
 
 /** The resolved settings of the queue, every default applied. */
 export interface ResolvedQueueSettings {
@@ -30,26 +55,23 @@ export interface ResolvedQueueSettings {
 
 /** Applies the defaults of {@link VerificationQueueArgs}, naming the field of any invalid value. */
 export function resolveQueueSettings(a: VerificationQueueArgs = {}, where = "queue"): ResolvedQueueSettings {
+  const spec = queueSpecSchema.properties;
   return {
-    // SQS caps visibility at 12 h; a restore that needs more must extend it (the verifier does).
     visibilityTimeoutSeconds: requireInteger(
       `${where}.visibilityTimeoutSeconds`,
       a.visibilityTimeoutSeconds ?? 21600,
-      60,
-      43200,
+      spec.visibilityTimeoutSeconds,
     ),
-    maxReceiveCount: requireInteger(`${where}.maxReceiveCount`, a.maxReceiveCount ?? 3, 1, 1000),
+    maxReceiveCount: requireInteger(`${where}.maxReceiveCount`, a.maxReceiveCount ?? 3, spec.maxReceiveCount),
     receiveWaitTimeSeconds: requireInteger(
       `${where}.receiveWaitTimeSeconds`,
       a.receiveWaitTimeSeconds ?? 20,
-      1,
-      20,
+      LONG_POLL_SECONDS,
     ),
     messageRetentionSeconds: requireInteger(
       `${where}.messageRetentionSeconds`,
       a.messageRetentionSeconds ?? 1209600,
-      60,
-      1209600,
+      spec.messageRetentionSeconds,
     ),
   };
 }

@@ -1,7 +1,7 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import { stringify as toYaml } from "yaml";
-import { parseVerifyConfig, type ServerFlavor, type VerifyConfig } from "../contracts";
+import { parseVerifyConfig, schemaFor, type ServerFlavor, type VerifyConfig } from "../contracts";
 import {
   CONFIG_DIR,
   INSTALLED_BINARY,
@@ -39,15 +39,24 @@ export interface VerifierFleetArgs extends PipelineEndpoints {
   subnetIds: pulumi.Input<string>[];
   /** Security groups of the verifiers (egress to S3, SQS, CloudWatch and package mirrors). */
   securityGroupIds: pulumi.Input<string>[];
-  /** Defaults to "m6i.large". */
+  /** The EC2 instance type of the verifiers. Defaults to "m6i.large". */
   instanceType?: string;
-  /** Upper bound of the fleet; it scales between 0 and this. Defaults to 2. */
+  /**
+   * Upper bound of the fleet. It scales between 0 and this: one more instance per 5 minutes while
+   * messages wait, back to 0 after `idleMinutes` with nothing waiting or in flight. Defaults to 2.
+   */
   maxInstances?: number;
-  /** Size of the encrypted gp3 root volume, which holds the scratch restores. Defaults to 200. */
+  /**
+   * Size of the encrypted gp3 root volume, which holds the scratch restores: make it larger than the
+   * largest restored datadir plus its archive. Defaults to 200.
+   */
   scratchVolumeGiB?: number;
   /** Device name of the AMI's root volume. Defaults to "/dev/xvda" (Debian 12). */
   rootDeviceName?: string;
-  /** The AMI. Defaults to the newest Debian 12 amd64 image. */
+  /**
+   * The AMI. A new image (or a new bundle) changes the launch template, which rolls the group through
+   * an instance refresh. Defaults to the newest Debian 12 amd64 image.
+   */
   ami?: AmiSelector;
   /** Node.js major version installed from NodeSource. Defaults to 20. */
   nodeMajorVersion?: number;
@@ -62,6 +71,51 @@ export interface VerifierFleetArgs extends PipelineEndpoints {
   /** Tags for every taggable child (and the instances and volumes). Defaults to none. */
   tags?: Record<string, string>;
 }
+
+/**
+ * The fields of {@link VerifierFleetArgs} a stack chooses (its `verifier` config key); the pipeline
+ * wires the others.
+ */
+export type VerifierSpec = Pick<
+  VerifierFleetArgs,
+  | "subnetIds"
+  | "securityGroupIds"
+  | "instanceType"
+  | "maxInstances"
+  | "scratchVolumeGiB"
+  | "idleMinutes"
+  | "ami"
+>;
+
+/**
+ * {@link VerifierSpec} as JSON. The stack config's `verifier` key is validated with it and VerifierFleet
+ * checks its arguments against its bounds, so each bound is stated here only.
+ */
+export const verifierSpecSchema = schemaFor<pulumi.Unwrap<VerifierSpec>>()({
+  type: "object",
+  additionalProperties: false,
+  required: ["subnetIds", "securityGroupIds"],
+  properties: {
+    subnetIds: { type: "array", minItems: 1, items: { type: "string", pattern: "^subnet-[0-9a-f]+$" } },
+    securityGroupIds: { type: "array", minItems: 1, items: { type: "string", pattern: "^sg-[0-9a-f]+$" } },
+    instanceType: { type: "string", pattern: "^[a-z0-9-]+\\.[a-z0-9]+$" },
+    maxInstances: { type: "integer", minimum: 1, maximum: 100 },
+    scratchVolumeGiB: { type: "integer", minimum: 20, maximum: 16384 },
+    idleMinutes: { type: "integer", minimum: 5, maximum: 1440 },
+    ami: {
+      type: "object",
+      additionalProperties: false,
+      properties: {
+        id: { type: "string", pattern: "^ami-[0-9a-f]{8,17}$" },
+        owner: { type: "string", pattern: "^(\\d{12}|amazon|self|aws-marketplace)$" },
+        namePattern: { type: "string", minLength: 1 },
+      },
+    },
+  },
+});
+
+/** NodeSource's majors the host scripts run on; not a stack setting, so not in {@link verifierSpecSchema}. */
+const NODE_MAJOR_VERSIONS = { minimum: 20, maximum: 99 };
 
 /** Where the verifier restores; lives on the scratch (root) volume. */
 export const SCRATCH_DIR = "/var/lib/mysql-verify";
@@ -198,6 +252,40 @@ export function renderUserData(i: UserDataInput): string {
   return `#cloud-config\n${toYaml(cloudConfig, { lineWidth: 0 })}`;
 }
 
+/** The fleet's settings with every default applied and every bound checked. */
+interface FleetSettings {
+  maxInstances: number;
+  scratchVolumeGiB: number;
+  idleMinutes: number;
+  nodeMajorVersion: number;
+}
+
+/** Applies the defaults of {@link VerifierFleetArgs}; throws a ConfigError naming the first bad field. */
+function resolveFleetSettings(args: VerifierFleetArgs): FleetSettings {
+  const spec = verifierSpecSchema.properties;
+  const settings = {
+    maxInstances: requireInteger("verifier.maxInstances", args.maxInstances ?? 2, spec.maxInstances),
+    scratchVolumeGiB: requireInteger(
+      "verifier.scratchVolumeGiB",
+      args.scratchVolumeGiB ?? 200,
+      spec.scratchVolumeGiB,
+    ),
+    idleMinutes: requireInteger("verifier.idleMinutes", args.idleMinutes ?? 15, spec.idleMinutes),
+    nodeMajorVersion: requireInteger(
+      "verifier.nodeMajorVersion",
+      args.nodeMajorVersion ?? 20,
+      NODE_MAJOR_VERSIONS,
+    ),
+  };
+  if (args.subnetIds.length === 0)
+    throw new ConfigError("verifier.subnetIds", "must list at least one private subnet");
+  if (args.ami?.id) {
+    const amiId = new RegExp(spec.ami.properties.id.pattern);
+    requireMatch("verifier.ami.id", args.ami.id, amiId, "an AMI id (ami-…)");
+  }
+  return settings;
+}
+
 /**
  * The verifier fleet: a launch template (IMDSv2 only, hop limit 1, encrypted gp3, no public IP,
  * detailed monitoring, cloud-init), an Auto Scaling group in private subnets from 0 to N that grows
@@ -222,146 +310,33 @@ export class VerifierFleet extends pulumi.ComponentResource {
 
   constructor(name: string, args: VerifierFleetArgs, opts?: pulumi.ComponentResourceOptions) {
     super("mysql-backup-pipeline:index:VerifierFleet", name, {}, opts);
+    const settings = resolveFleetSettings(args);
     const tags = args.tags ?? {};
-    const parent = { parent: this };
-    const maxInstances = requireInteger("verifier.maxInstances", args.maxInstances ?? 2, 1, 100);
-    const volumeGiB = requireInteger("verifier.scratchVolumeGiB", args.scratchVolumeGiB ?? 200, 20, 16384);
-    const idleMinutes = requireInteger("verifier.idleMinutes", args.idleMinutes ?? 15, 5, 1440);
-    const nodeMajorVersion = requireInteger("verifier.nodeMajorVersion", args.nodeMajorVersion ?? 20, 20, 99);
-    if (args.subnetIds.length === 0)
-      throw new ConfigError("verifier.subnetIds", "must list at least one private subnet");
-    if (args.ami?.id)
-      requireMatch("verifier.ami.id", args.ami.id, /^ami-[0-9a-f]{8,17}$/, "an AMI id (ami-…)");
 
-    this.role = new aws.iam.Role(
-      `${name}-role`,
-      {
-        description: "MySQL backup verifier: restores and checks backups",
-        assumeRolePolicy: JSON.stringify(ec2AssumeRolePolicy()),
-        tags,
-      },
-      parent,
-    );
-    new aws.iam.RolePolicy(
-      `${name}-policy`,
-      {
-        role: this.role.id,
-        policy: pulumi
-          .all([args.bucketArn, args.keyArn, args.queueArn, args.region])
-          .apply(([bucketArn, keyArn, queueArn, region]) =>
-            JSON.stringify(verifierRolePolicy({ bucketArn, keyArn, queueArn, region, prefix: args.prefix })),
-          ),
-      },
-      parent,
-    );
-    const profile = new aws.iam.InstanceProfile(`${name}-profile`, { role: this.role.name, tags }, parent);
-
+    const { role, profile } = instanceRole(this, name, args, tags);
+    this.role = role;
     this.artifactKey = artifactKey(args.bundle.sha256);
-    const artifact = new aws.s3.BucketObjectv2(
-      `${name}-bundle`,
-      {
-        bucket: args.bucketName,
-        key: this.artifactKey,
-        source: new pulumi.asset.FileAsset(args.bundle.path),
-        contentType: "application/javascript",
-        serverSideEncryption: "aws:kms",
-        kmsKeyId: args.keyArn,
-        // Uploads to a bucket with a default object lock retention must carry a checksum.
-        checksumAlgorithm: "SHA256",
-        tags,
-      },
-      parent,
+    const bundle = bundleObject(this, name, args, this.artifactKey, tags);
+    this.userData = userData(args, settings.nodeMajorVersion);
+    this.launchTemplate = launchTemplate(this, name, {
+      args,
+      settings,
+      imageId: imageId(this, args.ami),
+      profile,
+      userData: this.userData,
+      bundle,
+      tags,
+    });
+    this.group = autoScalingGroup(
+      this,
+      name,
+      this.launchTemplate,
+      args.subnetIds,
+      settings.maxInstances,
+      tags,
     );
-
-    this.userData = pulumi
-      .all([args.bucketName, args.queueUrl, args.region, args.keyArn])
-      .apply(([bucketName, queueUrl, region, keyArn]) =>
-        renderUserData({
-          server: args.server,
-          nodeMajorVersion,
-          bucketName,
-          bundleSha256: args.bundle.sha256,
-          verifyConfig: renderVerifyConfig({
-            queueUrl,
-            visibilityTimeoutSeconds: args.visibilityTimeoutSeconds,
-            region,
-            keyArn,
-          }),
-        }),
-      );
-    const imageId = args.ami?.id
-      ? pulumi.output(args.ami.id)
-      : aws.ec2
-          .getAmiOutput(
-            {
-              owners: [args.ami?.owner ?? "136693071363"],
-              mostRecent: true,
-              filters: [
-                { name: "name", values: [args.ami?.namePattern ?? "debian-12-amd64-*"] },
-                { name: "state", values: ["available"] },
-              ],
-            },
-            parent,
-          )
-          .apply((ami) => ami.id);
-
-    this.launchTemplate = new aws.ec2.LaunchTemplate(
-      `${name}-template`,
-      {
-        description: `MySQL backup verifier (${args.server.flavor} ${args.server.version})`,
-        imageId,
-        instanceType: args.instanceType ?? "m6i.large",
-        iamInstanceProfile: { arn: profile.arn },
-        metadataOptions: {
-          httpEndpoint: "enabled",
-          httpTokens: "required",
-          httpPutResponseHopLimit: 1,
-          instanceMetadataTags: "disabled",
-        },
-        blockDeviceMappings: [
-          {
-            deviceName: args.rootDeviceName ?? "/dev/xvda",
-            ebs: { volumeSize: volumeGiB, volumeType: "gp3", encrypted: "true", deleteOnTermination: "true" },
-          },
-        ],
-        networkInterfaces: [
-          {
-            deviceIndex: 0,
-            associatePublicIpAddress: "false",
-            deleteOnTermination: "true",
-            securityGroups: args.securityGroupIds,
-          },
-        ],
-        monitoring: { enabled: true },
-        userData: this.userData.apply((u) => Buffer.from(u, "utf8").toString("base64")),
-        updateDefaultVersion: true,
-        tagSpecifications: [
-          { resourceType: "instance", tags },
-          { resourceType: "volume", tags },
-        ],
-        tags,
-      },
-      // The bundle must be downloadable before any instance boots from this template.
-      { ...parent, dependsOn: [artifact] },
-    );
-    this.group = new aws.autoscaling.Group(
-      `${name}-group`,
-      {
-        minSize: 0,
-        maxSize: maxInstances,
-        vpcZoneIdentifiers: args.subnetIds,
-        launchTemplate: {
-          id: this.launchTemplate.id,
-          version: this.launchTemplate.latestVersion.apply(String),
-        },
-        healthCheckType: "EC2",
-        healthCheckGracePeriod: 600,
-        instanceRefresh: { strategy: "Rolling", preferences: { minHealthyPercentage: 0 } },
-        tags: Object.entries(tags).map(([key, value]) => ({ key, value, propagateAtLaunch: true })),
-      },
-      parent,
-    );
-    this.scaleOnQueue(name, args.queueName, idleMinutes, tags);
+    scaleOutWhileWaiting(this, name, this.group, args.queueName, tags);
+    scaleToZeroWhenIdle(this, name, this.group, args.queueName, settings.idleMinutes, tags);
 
     this.roleArn = this.role.arn;
     this.groupName = this.group.name;
@@ -371,92 +346,279 @@ export class VerifierFleet extends pulumi.ComponentResource {
       launchTemplateId: this.launchTemplate.id,
     });
   }
+}
 
-  /** +1 instance per cooldown while messages wait; back to 0 after `idleMinutes` of an empty queue. */
-  private scaleOnQueue(
-    name: string,
-    queueName: pulumi.Input<string>,
-    idleMinutes: number,
-    tags: Record<string, string>,
-  ): void {
-    const parent = { parent: this };
-    const scaleOut = new aws.autoscaling.Policy(
-      `${name}-scale-out`,
-      {
-        autoscalingGroupName: this.group.name,
-        policyType: "SimpleScaling",
-        adjustmentType: "ChangeInCapacity",
-        scalingAdjustment: 1,
-        cooldown: 300,
-      },
-      parent,
+/** The instances' role, with exactly the verifier's permissions, and its instance profile. */
+function instanceRole(
+  parent: pulumi.Resource,
+  name: string,
+  args: VerifierFleetArgs,
+  tags: Record<string, string>,
+): { role: aws.iam.Role; profile: aws.iam.InstanceProfile } {
+  const role = new aws.iam.Role(
+    `${name}-role`,
+    {
+      description: "MySQL backup verifier: restores and checks backups",
+      assumeRolePolicy: JSON.stringify(ec2AssumeRolePolicy()),
+      tags,
+    },
+    { parent },
+  );
+  new aws.iam.RolePolicy(
+    `${name}-policy`,
+    {
+      role: role.id,
+      policy: pulumi
+        .all([args.bucketArn, args.keyArn, args.queueArn, args.region])
+        .apply(([bucketArn, keyArn, queueArn, region]) =>
+          JSON.stringify(verifierRolePolicy({ bucketArn, keyArn, queueArn, region, prefix: args.prefix })),
+        ),
+    },
+    { parent },
+  );
+  const profile = new aws.iam.InstanceProfile(`${name}-profile`, { role: role.name, tags }, { parent });
+  return { role, profile };
+}
+
+/** The host-script bundle, uploaded under its content-addressed key for the instances to fetch. */
+function bundleObject(
+  parent: pulumi.Resource,
+  name: string,
+  args: VerifierFleetArgs,
+  key: string,
+  tags: Record<string, string>,
+): aws.s3.BucketObjectv2 {
+  return new aws.s3.BucketObjectv2(
+    `${name}-bundle`,
+    {
+      bucket: args.bucketName,
+      key,
+      source: new pulumi.asset.FileAsset(args.bundle.path),
+      contentType: "application/javascript",
+      serverSideEncryption: "aws:kms",
+      kmsKeyId: args.keyArn,
+      // Uploads to a bucket with a default object lock retention must carry a checksum.
+      checksumAlgorithm: "SHA256",
+      tags,
+    },
+    { parent },
+  );
+}
+
+/** The instances' cloud-init user-data, with their verify.json inside. */
+function userData(args: VerifierFleetArgs, nodeMajorVersion: number): pulumi.Output<string> {
+  return pulumi
+    .all([args.bucketName, args.queueUrl, args.region, args.keyArn])
+    .apply(([bucketName, queueUrl, region, keyArn]) =>
+      renderUserData({
+        server: args.server,
+        nodeMajorVersion,
+        bucketName,
+        bundleSha256: args.bundle.sha256,
+        verifyConfig: renderVerifyConfig({
+          queueUrl,
+          visibilityTimeoutSeconds: args.visibilityTimeoutSeconds,
+          region,
+          keyArn,
+        }),
+      }),
     );
-    new aws.cloudwatch.MetricAlarm(
-      `${name}-messages-waiting`,
+}
+
+/** The pinned AMI, or the newest image of the owner whose name matches. */
+function imageId(parent: pulumi.Resource, ami: AmiSelector | undefined): pulumi.Output<string> {
+  if (ami?.id) return pulumi.output(ami.id);
+  return aws.ec2
+    .getAmiOutput(
       {
-        alarmDescription: "Backups wait for verification: grow the verifier fleet",
-        namespace: "AWS/SQS",
-        metricName: "ApproximateNumberOfMessagesVisible",
-        dimensions: { QueueName: queueName },
-        statistic: "Maximum",
-        period: 60,
-        evaluationPeriods: 1,
-        comparisonOperator: "GreaterThanOrEqualToThreshold",
-        threshold: 1,
-        treatMissingData: "notBreaching",
-        alarmActions: [scaleOut.arn],
-        tags,
-      },
-      parent,
-    );
-    const scaleIn = new aws.autoscaling.Policy(
-      `${name}-scale-to-zero`,
-      {
-        autoscalingGroupName: this.group.name,
-        policyType: "SimpleScaling",
-        adjustmentType: "ExactCapacity",
-        scalingAdjustment: 0,
-        cooldown: 300,
-      },
-      parent,
-    );
-    const sqsMetric = (
-      id: string,
-      metricName: string,
-    ): aws.types.input.cloudwatch.MetricAlarmMetricQuery => ({
-      id,
-      returnData: false,
-      metric: {
-        namespace: "AWS/SQS",
-        metricName,
-        dimensions: { QueueName: queueName },
-        period: 60,
-        stat: "Maximum",
-      },
-    });
-    new aws.cloudwatch.MetricAlarm(
-      `${name}-queue-idle`,
-      {
-        alarmDescription: `No message waiting or in flight for ${idleMinutes} minutes: scale the verifier fleet to zero`,
-        metricQueries: [
-          sqsMetric("visible", "ApproximateNumberOfMessagesVisible"),
-          sqsMetric("inflight", "ApproximateNumberOfMessagesNotVisible"),
-          {
-            id: "pending",
-            expression: "visible + inflight",
-            label: "Messages waiting or in flight",
-            returnData: true,
-          },
+        owners: [ami?.owner ?? "136693071363"],
+        mostRecent: true,
+        filters: [
+          { name: "name", values: [ami?.namePattern ?? "debian-12-amd64-*"] },
+          { name: "state", values: ["available"] },
         ],
-        evaluationPeriods: idleMinutes,
-        comparisonOperator: "LessThanOrEqualToThreshold",
-        threshold: 0,
-        // SQS stops publishing metrics for a queue that stays empty: silence means idle here.
-        treatMissingData: "breaching",
-        alarmActions: [scaleIn.arn],
-        tags,
       },
-      parent,
-    );
-  }
+      { parent },
+    )
+    .apply((image) => image.id);
+}
+
+/** What the launch template is built from. */
+interface TemplateInput {
+  args: VerifierFleetArgs;
+  settings: FleetSettings;
+  imageId: pulumi.Output<string>;
+  profile: aws.iam.InstanceProfile;
+  userData: pulumi.Output<string>;
+  /** The uploaded bundle, which must exist before any instance boots. */
+  bundle: aws.s3.BucketObjectv2;
+  tags: Record<string, string>;
+}
+
+/** IMDSv2 only with hop limit 1, an encrypted gp3 scratch volume, no public IP, detailed monitoring. */
+function launchTemplate(parent: pulumi.Resource, name: string, t: TemplateInput): aws.ec2.LaunchTemplate {
+  return new aws.ec2.LaunchTemplate(
+    `${name}-template`,
+    {
+      description: `MySQL backup verifier (${t.args.server.flavor} ${t.args.server.version})`,
+      imageId: t.imageId,
+      instanceType: t.args.instanceType ?? "m6i.large",
+      iamInstanceProfile: { arn: t.profile.arn },
+      metadataOptions: {
+        httpEndpoint: "enabled",
+        httpTokens: "required",
+        httpPutResponseHopLimit: 1,
+        instanceMetadataTags: "disabled",
+      },
+      blockDeviceMappings: [
+        {
+          deviceName: t.args.rootDeviceName ?? "/dev/xvda",
+          ebs: {
+            volumeSize: t.settings.scratchVolumeGiB,
+            volumeType: "gp3",
+            encrypted: "true",
+            deleteOnTermination: "true",
+          },
+        },
+      ],
+      networkInterfaces: [
+        {
+          deviceIndex: 0,
+          associatePublicIpAddress: "false",
+          deleteOnTermination: "true",
+          securityGroups: t.args.securityGroupIds,
+        },
+      ],
+      monitoring: { enabled: true },
+      userData: t.userData.apply((u) => Buffer.from(u, "utf8").toString("base64")),
+      updateDefaultVersion: true,
+      tagSpecifications: [
+        { resourceType: "instance", tags: t.tags },
+        { resourceType: "volume", tags: t.tags },
+      ],
+      tags: t.tags,
+    },
+    { parent, dependsOn: [t.bundle] },
+  );
+}
+
+/** From 0 to `maxInstances` in the private subnets; a new template version rolls every instance. */
+function autoScalingGroup(
+  parent: pulumi.Resource,
+  name: string,
+  template: aws.ec2.LaunchTemplate,
+  subnetIds: pulumi.Input<string>[],
+  maxInstances: number,
+  tags: Record<string, string>,
+): aws.autoscaling.Group {
+  return new aws.autoscaling.Group(
+    `${name}-group`,
+    {
+      minSize: 0,
+      maxSize: maxInstances,
+      vpcZoneIdentifiers: subnetIds,
+      launchTemplate: { id: template.id, version: template.latestVersion.apply(String) },
+      healthCheckType: "EC2",
+      healthCheckGracePeriod: 600,
+      instanceRefresh: { strategy: "Rolling", preferences: { minHealthyPercentage: 0 } },
+      tags: Object.entries(tags).map(([key, value]) => ({ key, value, propagateAtLaunch: true })),
+    },
+    { parent },
+  );
+}
+
+/** One more instance per 5-minute cooldown while messages wait. */
+function scaleOutWhileWaiting(
+  parent: pulumi.Resource,
+  name: string,
+  group: aws.autoscaling.Group,
+  queueName: pulumi.Input<string>,
+  tags: Record<string, string>,
+): void {
+  const scaleOut = new aws.autoscaling.Policy(
+    `${name}-scale-out`,
+    {
+      autoscalingGroupName: group.name,
+      policyType: "SimpleScaling",
+      adjustmentType: "ChangeInCapacity",
+      scalingAdjustment: 1,
+      cooldown: 300,
+    },
+    { parent },
+  );
+  new aws.cloudwatch.MetricAlarm(
+    `${name}-messages-waiting`,
+    {
+      alarmDescription: "Backups wait for verification: grow the verifier fleet",
+      namespace: "AWS/SQS",
+      metricName: "ApproximateNumberOfMessagesVisible",
+      dimensions: { QueueName: queueName },
+      statistic: "Maximum",
+      period: 60,
+      evaluationPeriods: 1,
+      comparisonOperator: "GreaterThanOrEqualToThreshold",
+      threshold: 1,
+      treatMissingData: "notBreaching",
+      alarmActions: [scaleOut.arn],
+      tags,
+    },
+    { parent },
+  );
+}
+
+/** Back to zero instances after `idleMinutes` with no message waiting or in flight. */
+function scaleToZeroWhenIdle(
+  parent: pulumi.Resource,
+  name: string,
+  group: aws.autoscaling.Group,
+  queueName: pulumi.Input<string>,
+  idleMinutes: number,
+  tags: Record<string, string>,
+): void {
+  const scaleIn = new aws.autoscaling.Policy(
+    `${name}-scale-to-zero`,
+    {
+      autoscalingGroupName: group.name,
+      policyType: "SimpleScaling",
+      adjustmentType: "ExactCapacity",
+      scalingAdjustment: 0,
+      cooldown: 300,
+    },
+    { parent },
+  );
+  const sqsMetric = (id: string, metricName: string): aws.types.input.cloudwatch.MetricAlarmMetricQuery => ({
+    id,
+    returnData: false,
+    metric: {
+      namespace: "AWS/SQS",
+      metricName,
+      dimensions: { QueueName: queueName },
+      period: 60,
+      stat: "Maximum",
+    },
+  });
+  new aws.cloudwatch.MetricAlarm(
+    `${name}-queue-idle`,
+    {
+      alarmDescription: `No message waiting or in flight for ${idleMinutes} minutes: scale the verifier fleet to zero`,
+      metricQueries: [
+        sqsMetric("visible", "ApproximateNumberOfMessagesVisible"),
+        sqsMetric("inflight", "ApproximateNumberOfMessagesNotVisible"),
+        {
+          id: "pending",
+          expression: "visible + inflight",
+          label: "Messages waiting or in flight",
+          returnData: true,
+        },
+      ],
+      evaluationPeriods: idleMinutes,
+      comparisonOperator: "LessThanOrEqualToThreshold",
+      threshold: 0,
+      // SQS stops publishing metrics for a queue that stays empty: silence means idle here.
+      treatMissingData: "breaching",
+      alarmActions: [scaleIn.arn],
+      tags,
+    },
+    { parent },
+  );
 }

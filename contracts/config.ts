@@ -1,4 +1,5 @@
 import { NAME_PATTERN } from "./keys";
+import { schemaFor } from "./schema";
 import { parser } from "./validate";
 
 /**
@@ -24,7 +25,10 @@ export type MetricsSink = { sink: "cloudwatch" } | { sink: "file"; path: string 
 
 /** How to open a client session on the local server. */
 export interface MysqlConnection {
-  /** A my.cnf-style file whose [client] group holds user, password, socket or host/port. Mode 0600. */
+  /**
+   * A my.cnf-style file whose [client] group holds user, password, socket or host/port; a [mysql-backup]
+   * group overrides it. Mode 0600.
+   */
   optionFile: string;
 }
 
@@ -53,25 +57,35 @@ export type SnapshotConfig =
 
 /** `mysql-backup backup --config FILE`. */
 export interface BackupConfig {
+  /** The replication cluster: an S3 key segment and the `Cluster` metric dimension. */
   cluster: string;
+  /** This replica: an S3 key segment and the `Host` metric dimension. */
   host: string;
+  /** How the backup connects to the local server. */
   mysql: MysqlConnection;
+  /** How the datadir's volume is snapshotted. */
   snapshot: SnapshotConfig;
-  /** Hard limit on how long the server stays locked. Defaults to 5000. */
+  /**
+   * Hard limit on how long the server stays locked (lock, position capture and snapshot); past it the
+   * lock is released and the backup fails. Defaults to 5000.
+   */
   lockTimeoutMs?: number;
   /** Where archives are written before upload; the newest `keepLocal` stay there. */
   localDir: string;
-  /** How many local archives to keep. Defaults to 2. */
+  /** How many local archives to keep, for fast restores. Defaults to 2. */
   keepLocal?: number;
   /** zstd level and threads (0 = one per core). Defaults to level 1, threads 0. */
   compression?: { level?: number; threads?: number };
   /**
-   * The free-space check before archiving (refuses with DiskSpace). `ratio`: archive bytes per data byte
+   * The free-space check before archiving (refuses with DiskSpace, exit 13, instead of filling the
+   * disk). `ratio`: archive bytes per data byte
    * to plan for; defaults to the last local backup's ratio × 1.25, else 1. `reserveMiB`: space to leave
    * free after the archive; defaults to 1024.
    */
   diskSpace?: { ratio?: number; reserveMiB?: number };
+  /** Where the archive and its manifest are uploaded. */
   s3: {
+    /** The backup bucket. */
     bucket: string;
     /** Key prefix above `<cluster>/`. Defaults to "backups". */
     prefix?: string;
@@ -82,21 +96,29 @@ export interface BackupConfig {
     /** Parts uploaded at once. Defaults to 4. */
     queueSize?: number;
   };
+  /** Where `backup.created` is sent. */
   sqs: { queueUrl: string };
+  /** How to reach AWS. Defaults to the SDK's chain. */
   aws?: AwsSettings;
+  /** Where metrics go. Defaults to CloudWatch. */
   metrics?: MetricsSink;
 }
 
 /** `mysql-backup verify --config FILE`. */
 export interface VerifyConfig {
+  /** The verification queue. */
   sqs: {
+    /** Its URL. */
     queueUrl: string;
     /** Long-poll wait. Defaults to 20. */
     waitTimeSeconds?: number;
-    /** Visibility on receive; must exceed the longest restore. Defaults to 3600. */
+    /**
+     * Visibility on receive; must exceed the longest restore (the daemon also renews it every third of
+     * it while a restore runs). Defaults to 3600.
+     */
     visibilityTimeoutSeconds?: number;
   };
-  /** Parent of the per-restore scratch directories. */
+  /** Parent of the per-restore scratch directories (each removed after its restore). */
   scratchDir: string;
   /**
    * Restores run at once by the daemon, each in its own scratch directory below `scratchDir`. Size it to
@@ -136,7 +158,9 @@ export interface VerifyConfig {
    * default. Defaults to false.
    */
   checks?: { extended?: boolean };
+  /** How to reach AWS. Defaults to the SDK's chain. */
   aws?: AwsSettings;
+  /** Where metrics go. Defaults to CloudWatch. */
   metrics?: MetricsSink;
   /**
    * How a backup is compared with the previous verified backup of its cluster (report field `drift`).
@@ -184,7 +208,7 @@ const aws = {
     forcePathStyle: { type: "boolean" },
     credentialsFile: { type: "string", minLength: 1 },
   },
-};
+} as const;
 const metrics = {
   type: "object",
   required: ["sink"],
@@ -203,10 +227,10 @@ const metrics = {
       properties: { sink: { const: "file" }, path: { type: "string", minLength: 1 } },
     },
   ],
-};
-const absolutePath = { type: "string", pattern: "^/" };
+} as const;
+const absolutePath = { type: "string", pattern: "^/" } as const;
 
-export const backupConfigSchema = {
+export const backupConfigSchema = schemaFor<BackupConfig>()({
   type: "object",
   additionalProperties: false,
   required: ["cluster", "host", "mysql", "snapshot", "localDir", "s3", "sqs"],
@@ -289,9 +313,9 @@ export const backupConfigSchema = {
     aws,
     metrics,
   },
-} as const;
+});
 
-export const verifyConfigSchema = {
+export const verifyConfigSchema = schemaFor<VerifyConfig>()({
   type: "object",
   additionalProperties: false,
   required: ["sqs", "scratchDir"],
@@ -366,13 +390,13 @@ export const verifyConfigSchema = {
       },
     },
   },
-} as const;
+});
 
-export const restoreConfigSchema = {
+export const restoreConfigSchema = schemaFor<RestoreConfig>()({
   ...verifyConfigSchema,
   required: [...verifyConfigSchema.required, "restore"],
-} as const;
+});
 
-export const parseBackupConfig = parser<BackupConfig>("backup config", backupConfigSchema);
-export const parseVerifyConfig = parser<VerifyConfig>("verify config", verifyConfigSchema);
-export const parseRestoreConfig = parser<RestoreConfig>("restore config", restoreConfigSchema);
+export const parseBackupConfig = parser("backup config", backupConfigSchema);
+export const parseVerifyConfig = parser("verify config", verifyConfigSchema);
+export const parseRestoreConfig = parser("restore config", restoreConfigSchema);

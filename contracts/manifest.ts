@@ -1,4 +1,5 @@
 import { BACKUP_ID_PATTERN, NAME_PATTERN } from "./keys";
+import { schemaFor } from "./schema";
 import { parser } from "./validate";
 
 export const MANIFEST_FORMAT_VERSION = 1;
@@ -81,11 +82,11 @@ export interface BackupManifest {
   tables: ManifestTable[];
 }
 
-const sha256 = { type: "string", pattern: "^[0-9a-f]{64}$" };
-const nullableString = { type: ["string", "null"] };
-const count = { type: "integer", minimum: 0 };
+const sha256 = { type: "string", pattern: "^[0-9a-f]{64}$" } as const;
+const nullableString = { type: ["string", "null"] } as const;
+const count = { type: "integer", minimum: 0 } as const;
 
-export const manifestSchema = {
+export const manifestSchema = schemaFor<BackupManifest>()({
   $id: "https://mysql-backup-pipeline/manifest-v1.json",
   type: "object",
   additionalProperties: false,
@@ -234,7 +235,7 @@ export const manifestSchema = {
       },
     },
   },
-} as const;
+});
 
 /** Validates a manifest (on write and on read); throws a ContractError naming every bad key. */
-export const parseManifest = parser<BackupManifest>("manifest.json", manifestSchema);
+export const parseManifest = parser("manifest.json", manifestSchema);

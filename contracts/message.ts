@@ -1,4 +1,5 @@
 import { BACKUP_ID_PATTERN, NAME_PATTERN } from "./keys";
+import { schemaFor } from "./schema";
 import { parser } from "./validate";
 
 export const BACKUP_CREATED = "backup.created";
@@ -19,7 +20,7 @@ export interface BackupCreatedMessage {
   archiveSha256: string;
 }
 
-export const backupCreatedSchema = {
+export const backupCreatedSchema = schemaFor<BackupCreatedMessage>()({
   $id: "https://mysql-backup-pipeline/backup-created-v1.json",
   type: "object",
   additionalProperties: false,
@@ -45,9 +46,9 @@ export const backupCreatedSchema = {
     createdAt: { type: "string", format: "date-time" },
     archiveSha256: { type: "string", pattern: "^[0-9a-f]{64}$" },
   },
-} as const;
+});
 
-const parseMessage = parser<BackupCreatedMessage>("backup.created message", backupCreatedSchema);
+const parseMessage = parser("backup.created message", backupCreatedSchema);
 
 /** Parses an SQS body: JSON first, then the schema; both failures name what is wrong. */
 export function parseBackupCreated(body: string | undefined): BackupCreatedMessage {

@@ -1,5 +1,6 @@
 import Ajv, { type ErrorObject, type ValidateFunction } from "ajv";
 import addFormats from "ajv-formats";
+import type { SchemaFor } from "./schema";
 
 /** One ajv instance for every contract, so formats and options never differ between the two sides. */
 export const ajv = new Ajv({
@@ -60,8 +61,11 @@ function schemaAt(schema: object, pointer: string): unknown {
     .reduce<unknown>((node, part) => (node as Record<string, unknown> | undefined)?.[part], schema);
 }
 
-/** Compiles `schema` once and returns a parser that throws a ContractError naming every bad key. */
-export function parser<T>(document: string, schema: object): (value: unknown) => T {
+/**
+ * Compiles `schema` once and returns a parser that throws a ContractError naming every bad key; what it
+ * returns has the type the schema is tied to ({@link schemaFor}).
+ */
+export function parser<T>(document: string, schema: SchemaFor<T>): (value: unknown) => T {
   const validate: ValidateFunction = ajv.compile(schema);
   return (value: unknown): T => {
     if (!validate(value)) throw new ContractError(document, describeErrors(validate.errors, schema));

@@ -1,4 +1,5 @@
 import { BACKUP_ID_PATTERN, NAME_PATTERN } from "./keys";
+import { schemaFor } from "./schema";
 import { parser } from "./validate";
 
 /**
@@ -114,10 +115,10 @@ const binlog = {
   additionalProperties: false,
   required: ["file", "pos"],
   properties: { file: { type: "string" }, pos: { type: "integer", minimum: 0 } },
-};
-const seconds = { type: "number", minimum: 0 };
+} as const;
+const seconds = { type: "number", minimum: 0 } as const;
 
-export const verificationSchema = {
+export const verificationSchema = schemaFor<VerificationReport>()({
   $id: "https://mysql-backup-pipeline/verification-v1.json",
   type: "object",
   additionalProperties: false,
@@ -250,6 +251,6 @@ export const verificationSchema = {
       },
     },
   },
-} as const;
+});
 
-export const parseVerificationReport = parser<VerificationReport>("verification.json", verificationSchema);
+export const parseVerificationReport = parser("verification.json", verificationSchema);
