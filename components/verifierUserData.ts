@@ -1,3 +1,4 @@
+import { dirname } from "node:path";
 import { stringify as toYaml } from "yaml";
 import { parseVerifyConfig, type ServerFlavor, type VerifyConfig } from "../contracts";
 import {
@@ -134,8 +135,8 @@ export function logAgentConfig(logGroupName: string): object {
 const giveUp = (why: string): string => `{ echo "mysql-backup verifier: ${why}" >&2; poweroff; exit 1; }`;
 
 /** Downloads the exact bundle version with retries and checks its sha256; gives up on failure. */
-function fetchBundleScript(b: BundleRef, download: string): string {
-  const get = `aws s3api get-object --bucket ${b.bucket} --key ${b.key} --version-id ${b.versionId} ${download} >/dev/null`;
+function fetchBundleScript(b: BundleRef, region: string, download: string): string {
+  const get = `aws s3api get-object --region ${region} --bucket ${b.bucket} --key ${b.key} --version-id ${b.versionId} ${download} >/dev/null`;
   return [
     `for attempt in 1 2 3 4 5 6; do ${get} && break; sleep 10; done`,
     `echo "${b.sha256}  ${download}" | sha256sum -c --quiet - || ${giveUp(`bundle s3://${b.bucket}/${b.key} (version ${b.versionId}) missing or corrupt`)}`,
@@ -213,11 +214,13 @@ export function renderUserData(i: UserDataInput): string {
       ["sh", "-c", "systemctl disable --now mariadb.service mysql.service 2>/dev/null || true"],
       ["chmod", "0750", CONFIG_DIR],
       ["install", "-d", "-m", "0700", SCRATCH_DIR],
+      // systemd opens the unit's log file before it creates its LogsDirectory: the directory must exist.
+      ["install", "-d", "-m", "0750", dirname(VERIFIER_LOG_FILE)],
       ["sh", "-c", logAgentScript(i.image, i.region)],
       ["sh", "-c", `command -v node >/dev/null || ${giveUp("node is not installed")}`],
       // Retried (IAM and the network can lag at boot); if the bundle never arrives or its hash is wrong,
       // the instance terminates so the Auto Scaling group replaces it instead of idling.
-      ["sh", "-c", fetchBundleScript(i.bundle, download)],
+      ["sh", "-c", fetchBundleScript(i.bundle, i.region, download)],
       ["install", "-o", "root", "-g", "root", "-m", "0755", download, INSTALLED_BINARY],
       ["rm", "-f", download],
       ["systemctl", "daemon-reload"],

@@ -289,7 +289,7 @@ describe("cloud-init user-data", () => {
     const sha = dev.outputs.bundleSha256 as string;
     const bundle = dev.resources.find((r) => r.type === "aws:s3/bucketObjectv2:BucketObjectv2")!;
     expect(text).toContain(
-      `aws s3api get-object --bucket ${dev.outputs.bucketName as string} --key artifacts/mysql-backup/mysql-backup.cjs --version-id ${bundle.state.versionId as string} /usr/local/bin/mysql-backup.download`,
+      `aws s3api get-object --region eu-west-1 --bucket ${dev.outputs.bucketName as string} --key artifacts/mysql-backup/mysql-backup.cjs --version-id ${bundle.state.versionId as string} /usr/local/bin/mysql-backup.download`,
     );
     expect(text).toContain(
       `echo "${sha}  /usr/local/bin/mysql-backup.download" | sha256sum -c --quiet - || {`,
