@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { HeadObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import { HeadObjectCommand, type HeadObjectCommandOutput, type S3Client } from "@aws-sdk/client-s3";
 import { PipelineError, messageOf } from "../common/errors";
 import type { Logger } from "../common/log";
 import { isAlreadyWritten, isNotFound } from "../common/s3";
@@ -81,7 +81,7 @@ export async function holderOf(
   key: string,
   intended: IntendedObject,
 ): Promise<HolderFinding> {
-  let head;
+  let head: HeadObjectCommandOutput;
   try {
     head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key, ChecksumMode: "ENABLED" }));
   } catch (error) {
