@@ -231,9 +231,7 @@ function mockCall(token: string, inputs: Record<string, unknown>): Record<string
         routeTableIds: MOCK_ENDPOINT_ROUTE_TABLES,
       };
     default:
-      throw new Error(
-        `pulumi-mocks: no mock for the call ${token}; add one in tests/support/pulumi-mocks.ts`,
-      );
+      throw new Error(`stackSimulator: no mock for the call ${token}; add one in policies/stackSimulator.ts`);
   }
 }
 
