@@ -195,6 +195,12 @@ export function clusterAlarms(cluster: WatchedCluster): AlarmSpec[] {
       ReplicaMetric.BackupFailed,
       dimensions,
     ),
+    failure(
+      "backup-abandoned",
+      `A replica of cluster ${cluster.name} gave up a backup a killed run had staged; it will never be verified: journalctl -u mysql-backup.service on the replica ("abandoned a backup")`,
+      ReplicaMetric.BackupAbandoned,
+      dimensions,
+    ),
     ...(hosts.length === 0
       ? [
           silence({

@@ -186,6 +186,14 @@ describe("alarms watch the metrics the host scripts emit", () => {
         "notBreaching",
       ],
       [
+        "backup-abandoned",
+        "event",
+        METRIC_NAMESPACE,
+        ReplicaMetric.BackupAbandoned,
+        { [Dimension.Cluster]: "orders" },
+        "notBreaching",
+      ],
+      [
         "backup-missing",
         "state",
         METRIC_NAMESPACE,
@@ -210,10 +218,11 @@ describe("alarms watch the metrics the host scripts emit", () => {
       "no-verified-backup",
       "verification-failed",
       "backup-failed",
+      "backup-abandoned",
       "db1-backup-missing",
       "db2-backup-missing",
     ]);
-    expect(alarms[4].metric).toMatchObject({
+    expect(alarms[5].metric).toMatchObject({
       metricName: ReplicaMetric.BackupSucceeded,
       dimensions: { [Dimension.Cluster]: "orders", [Dimension.Host]: "db2" },
     });

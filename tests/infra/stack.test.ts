@@ -164,7 +164,7 @@ describe("resource tree", () => {
     );
   });
 
-  test("Alerting children: key, topic, policy, subscription, three alarms per cluster and one per replica, two queue alarms, dashboard", () => {
+  test("Alerting children: key, topic, policy, subscription, four alarms per cluster and one per replica, two queue alarms, dashboard", () => {
     const a = `${P}-alerts`;
     expect(childrenOf(dev, "mysql-backup-pipeline:index:Alerting", a)).toEqual(
       [
@@ -175,6 +175,7 @@ describe("resource tree", () => {
         `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-orders-no-verified-backup`,
         `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-orders-verification-failed`,
         `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-orders-backup-failed`,
+        `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-orders-backup-abandoned`,
         `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-orders-orders-db2-backup-missing`,
         `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-dlq-not-empty`,
         `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-oldest-message-too-old`,
@@ -944,7 +945,7 @@ describe("Alerting", () => {
     const alarms = dev.resources.filter(
       (r) => r.type === "aws:cloudwatch/metricAlarm:MetricAlarm" && r.name.startsWith(a),
     );
-    expect(alarms).toHaveLength(6);
+    expect(alarms).toHaveLength(7);
     for (const alarm of alarms) expect(alarm.inputs.alarmActions).toEqual([topicArn]);
     const resolving = alarms
       .filter((x) => x.inputs.okActions !== undefined)
@@ -960,7 +961,7 @@ describe("Alerting", () => {
     for (const alarm of alarms.filter((x) => x.inputs.okActions !== undefined))
       expect(alarm.inputs.okActions).toEqual([topicArn]);
     // A failed backup pages once: its alarm's return to OK (the next quiet 5 minutes) notifies nobody.
-    for (const id of ["orders-verification-failed", "orders-backup-failed"])
+    for (const id of ["orders-verification-failed", "orders-backup-failed", "orders-backup-abandoned"])
       expect(
         one(dev, "aws:cloudwatch/metricAlarm:MetricAlarm", `${a}-${id}`).inputs.okActions,
       ).toBeUndefined();
