@@ -76,6 +76,9 @@ export interface BackupResult {
   manifestKey: string;
   messageId: string;
   server: { flavor: string; version: string };
+  /** The lock mode (`none`, `commit`, `global`) and who chose it. */
+  lockMode: string;
+  lockChosenBy: string;
   lockMethod: string;
   lockMs: number;
   /** Part of `lockMs` spent waiting for the lock statement to return. */
@@ -197,6 +200,7 @@ async function takeBackup(run: BackupRun): Promise<BackupResult> {
     completedAt: deps.clock(),
     facts: window.facts,
     dialect: window.dialect,
+    lock: { choice: window.choice, plan: window.plan },
     lockMs: window.lockMs,
     frozen: window.frozen,
     sourceRoot: deps.driver.sourceRoot,
@@ -368,7 +372,9 @@ function resultOf(
     manifestKey: manifestKey(run.ref),
     messageId: done.messageId,
     server: { flavor: window.dialect.flavor, version: window.dialect.version },
-    lockMethod: window.dialect.lockMethod,
+    lockMode: window.plan.mode,
+    lockChosenBy: window.choice.chosenBy,
+    lockMethod: window.plan.method,
     lockMs: round(window.lockMs),
     acquireMs: round(window.acquireMs),
     snapshotMs: round(window.frozen.snapshotMs),
