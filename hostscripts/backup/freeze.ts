@@ -291,7 +291,7 @@ async function aroundSnapshot(
   step(`the ${driver.name} snapshot`);
   const taken = await snapshot(driver, backupId, signal);
   step("reading the position after the snapshot");
-  const positionAfter = await plan.capturePosition(session.query);
+  const positionAfter = await plan.captureUpperBound(session.query);
   return { position, positionAfter, ...inventory, ...taken };
 }
 

@@ -36,6 +36,8 @@ export interface CrashSafetyFacts {
   innodbFlushLogAtTrxCommit: number;
   syncBinlog: number;
   logBin: boolean;
+  /** MariaDB `@@log_slave_updates`; null on MySQL (whose after-read takes `gtid_owned` instead). */
+  logSlaveUpdates: boolean | null;
   /** The server's replication, or null when it is not a replica. */
   replica: {
     /** MariaDB `Using_Gtid` (`No`, `Slave_Pos`, `Current_Pos`); MySQL `Auto_Position` (`0`/`1`). */
@@ -97,11 +99,19 @@ function settingObstacles(facts: CrashSafetyFacts): Obstacle[] {
       why: "the binary log is not synced at each commit, so crash recovery can disagree with it about which transactions committed; set it to 1",
     });
   }
-  if (facts.flavor === "mariadb" && facts.replica !== null && facts.replica.usingGtid === "No") {
-    found.push({
-      subject: "Using_Gtid=No",
-      why: "the replica's position is then in relay-log.info, a file written apart from the data; use CHANGE MASTER TO MASTER_USE_GTID=slave_pos (the position then lives in mysql.gtid_slave_pos, committed with the data)",
-    });
+  if (facts.flavor === "mariadb" && facts.replica !== null) {
+    if (facts.replica.usingGtid === "No") {
+      found.push({
+        subject: "Using_Gtid=No",
+        why: "the replica's position is then in relay-log.info, a file written apart from the data; use CHANGE MASTER TO MASTER_USE_GTID=slave_pos (the position then lives in mysql.gtid_slave_pos, committed with the data)",
+      });
+    }
+    if (!facts.logBin || facts.logSlaveUpdates !== true) {
+      found.push({
+        subject: facts.logBin ? "log_slave_updates=OFF" : "log_bin=OFF",
+        why: "a transaction can be in the snapshot before the replica counts it as applied, and only the binary log's state (written before InnoDB commits) bounds what a lock-free snapshot holds; turn on log_bin and log_slave_updates",
+      });
+    }
   }
   if (facts.flavor === "mysql") {
     if (facts.gtidMode !== "ON") {
@@ -234,7 +244,7 @@ export async function readCrashSafetyFacts(query: Query, flavor: ServerFlavor): 
   if (flavor === "mysql") await query("SET SESSION information_schema_stats_expiry = 0");
   const [settings] = await query(
     "SELECT @@innodb_flush_log_at_trx_commit AS flushLog, @@sync_binlog AS syncBinlog, @@log_bin AS logBin" +
-      (flavor === "mysql" ? ", @@gtid_mode AS gtidMode" : ""),
+      (flavor === "mysql" ? ", @@gtid_mode AS gtidMode" : ", @@log_slave_updates AS logSlaveUpdates"),
   );
   const [replica] = await query(flavor === "mariadb" ? "SHOW SLAVE STATUS" : "SHOW REPLICA STATUS");
   const [repository] =
@@ -244,6 +254,7 @@ export async function readCrashSafetyFacts(query: Query, flavor: ServerFlavor): 
     innodbFlushLogAtTrxCommit: Number(settings?.flushLog),
     syncBinlog: Number(settings?.syncBinlog),
     logBin: Number(settings?.logBin) === 1,
+    logSlaveUpdates: flavor === "mariadb" ? Number(settings?.logSlaveUpdates) === 1 : null,
     replica: replica
       ? { usingGtid: String(flavor === "mariadb" ? replica.Using_Gtid : replica.Auto_Position) }
       : null,

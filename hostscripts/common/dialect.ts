@@ -26,8 +26,13 @@ export interface LockPlan {
    * read just before and just after the snapshot, and the restored server's recovered one lies between.
    */
   holdsCommits: boolean;
-  /** Reads the position (under the lock, or around the snapshot). */
+  /** Reads the position (under the lock, or just before the snapshot: a lower bound). */
   capturePosition(query: Query): Promise<CapturedPosition>;
+  /**
+   * Reads the position just after the snapshot, as an upper bound of what it holds: MySQL's `gtid_executed`
+   * with the GTIDs still being committed (`gtid_owned`), which recovery may commit from the binary log.
+   */
+  captureUpperBound(query: Query): Promise<CapturedPosition>;
 }
 
 /** A server family's lock plans and version. */
@@ -78,8 +83,9 @@ export function mariadbDialect(version: string): Dialect {
     version,
     lockPlan(mode) {
       switch (mode) {
+        // The binary log state read afterwards bounds what recovery commits (see verify/position.ts).
         case "none":
-          return noLock(capturePosition);
+          return noLock(capturePosition, capturePosition);
         case "commit":
           return {
             mode,
@@ -88,6 +94,7 @@ export function mariadbDialect(version: string): Dialect {
             unlockStatement: "BACKUP STAGE END",
             holdsCommits: true,
             capturePosition,
+            captureUpperBound: capturePosition,
           };
         case "global":
           return globalLock(capturePosition);
@@ -112,6 +119,18 @@ export function mysqlDialect(version: string, major: number, minor: number): Dia
     const [binlog] = await query(binlogStatus);
     return mysqlPosition(text(gtid?.executed), binlogOf(binlog), await replicaStatus(query));
   };
+  // A transaction in the binary log is committed by recovery, but joins gtid_executed only once committed.
+  const withOwned =
+    (read: (query: Query) => Promise<CapturedPosition>) =>
+    async (query: Query): Promise<CapturedPosition> => {
+      const position = await read(query);
+      const [row] = await query("SELECT @@global.gtid_owned AS owned");
+      const owned = String(row?.owned ?? "")
+        .replace(/#\d+/g, "")
+        .replace(/\s+/g, "");
+      if (owned === "" || position.gtidExecuted === null) return position;
+      return { ...position, gtidExecuted: [position.gtidExecuted, owned].filter(Boolean).join(",") };
+    };
   const logStatusPosition = async (query: Query): Promise<CapturedPosition> => {
     const [status] = await query("SELECT LOCAL FROM performance_schema.log_status");
     const local = jsonColumn(status?.LOCAL);
@@ -127,7 +146,7 @@ export function mysqlDialect(version: string, major: number, minor: number): Dia
     lockPlan(mode) {
       switch (mode) {
         case "none":
-          return noLock(plainPosition);
+          return noLock(plainPosition, withOwned(plainPosition));
         case "commit":
           return {
             mode,
@@ -136,6 +155,7 @@ export function mysqlDialect(version: string, major: number, minor: number): Dia
             unlockStatement: "UNLOCK INSTANCE",
             holdsCommits: false,
             capturePosition: logStatusPosition,
+            captureUpperBound: withOwned(logStatusPosition),
           };
         case "global":
           return globalLock(plainPosition);
@@ -144,7 +164,10 @@ export function mysqlDialect(version: string, major: number, minor: number): Dia
   };
 }
 
-function noLock(capturePosition: LockPlan["capturePosition"]): LockPlan {
+function noLock(
+  capturePosition: LockPlan["capturePosition"],
+  captureUpperBound: LockPlan["captureUpperBound"],
+): LockPlan {
   return {
     mode: "none",
     method: "none",
@@ -152,6 +175,7 @@ function noLock(capturePosition: LockPlan["capturePosition"]): LockPlan {
     unlockStatement: null,
     holdsCommits: false,
     capturePosition,
+    captureUpperBound,
   };
 }
 
@@ -163,6 +187,7 @@ function globalLock(capturePosition: LockPlan["capturePosition"]): LockPlan {
     unlockStatement: "UNLOCK TABLES",
     holdsCommits: true,
     capturePosition,
+    captureUpperBound: capturePosition,
   };
 }
 

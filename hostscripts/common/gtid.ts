@@ -41,6 +41,24 @@ export function mariadbBetween(
   return problems;
 }
 
+/**
+ * The per-domain maximum of MariaDB GTID lists, as a list (`domain-0-seq`; the server id does not order).
+ * What a replica that logs what it applies has applied or is committing is bounded by this of its
+ * `gtid_slave_pos` and `gtid_binlog_pos`: a transaction enters the binary log state before it commits in InnoDB.
+ */
+export function mariadbMaxPerDomain(...lists: Array<string | null>): string {
+  const max = new Map<number, bigint>();
+  for (const list of lists) {
+    for (const [domain, seq] of parseMariadbGtidList(list)) {
+      if (seq > (max.get(domain) ?? -1n)) max.set(domain, seq);
+    }
+  }
+  return [...max]
+    .sort(([a], [b]) => a - b)
+    .map(([domain, seq]) => `${domain}-0-${seq}`)
+    .join(",");
+}
+
 /** Inclusive interval of transaction numbers. */
 type Interval = [bigint, bigint];
 

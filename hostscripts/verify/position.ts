@@ -7,7 +7,7 @@ import {
   type RecoveredPosition,
   type ServerFlavor,
 } from "../../contracts";
-import { mariadbBetween, mysqlBetween } from "../common/gtid";
+import { mariadbBetween, mariadbMaxPerDomain, mysqlBetween } from "../common/gtid";
 
 /**
  * The "position" check of DESIGN §4: the GTID state the restored server recovered to equals what was captured
@@ -56,7 +56,10 @@ export function comparePositions(
  * The "position" check of a backup taken while commits went on (manifest `positionAfter`): the position the
  * restored server recovered to is the backup's, and it must lie between the replica's positions read just
  * before and just after the snapshot — on MariaDB both `gtid_slave_pos` (where a restored replica resumes)
- * and `gtid_binlog_pos`, on MySQL `gtid_executed`.
+ * and `gtid_binlog_pos`, on MySQL `gtid_executed`. A transaction can be in the snapshot (written to the binary
+ * log, so recovery commits it) before the server counts it as applied: the upper bound of `gtid_slave_pos` is
+ * therefore what the binary log held after the snapshot too (`mariadbMaxPerDomain`), and MySQL's after-read
+ * holds the GTIDs being committed (`gtid_owned`).
  */
 export function compareWithinBounds(
   flavor: ServerFlavor,
@@ -67,7 +70,12 @@ export function compareWithinBounds(
   const pairs: Array<[string, string | null, string | null, string | null]> =
     flavor === "mariadb"
       ? [
-          ["gtid_slave_pos", before.gtidSlavePos, restored.gtidSlavePos, after.gtidSlavePos],
+          [
+            "gtid_slave_pos",
+            before.gtidSlavePos,
+            restored.gtidSlavePos,
+            mariadbMaxPerDomain(after.gtidSlavePos, after.gtidBinlogPos),
+          ],
           ["gtid_binlog_pos", before.gtidBinlogPos, restored.gtidBinlogPos, after.gtidBinlogPos],
         ]
       : [["gtid_executed", before.gtidExecuted, restored.gtidExecuted, after.gtidExecuted]];

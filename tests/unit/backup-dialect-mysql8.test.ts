@@ -13,6 +13,7 @@ import {
   readCrashSafetyFacts,
 } from "../../hostscripts/backup/lockmode";
 import { dialectFor, readServerFacts, type Query } from "../../hostscripts/common/dialect";
+import { mysqlMissing } from "../../hostscripts/common/gtid";
 import { PipelineError } from "../../hostscripts/common/errors";
 
 interface Fixture {
@@ -161,6 +162,30 @@ test("8.4: SHOW BINARY LOG STATUS, never the removed SHOW MASTER STATUS; a missi
   });
   expect(server.statements).toContain("SHOW BINARY LOG STATUS");
   expect(server.statements).not.toContain("SHOW MASTER STATUS");
+});
+
+test("the position after a lock-free snapshot also holds the GTIDs still being committed (gtid_owned)", async () => {
+  const f = fixture("mysql-8.0.36-replica.json");
+  const server = recordedServer({
+    ...f,
+    responses: {
+      ...f.responses,
+      "SELECT @@global.gtid_owned": [{ owned: "3e11fa47-71ca-11e1-9e33-c80aa9429562:5094#31:5095#32" }],
+    },
+  });
+  const plan = dialectFor("8.0.36").lockPlan("none");
+  const lower = await plan.capturePosition(server.query);
+  const upper = await plan.captureUpperBound(server.query);
+  expect(lower.gtidExecuted).toBe(
+    "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5093,5e5d0a55-ae4a-11e8-8ff8-0800272b0f6e:1-17",
+  );
+  expect(upper.gtidExecuted).toBe(`${lower.gtidExecuted},3e11fa47-71ca-11e1-9e33-c80aa9429562:5094:5095`);
+  expect(
+    mysqlMissing(
+      upper.gtidExecuted,
+      "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5095,5e5d0a55-ae4a-11e8-8ff8-0800272b0f6e:1-17",
+    ),
+  ).toEqual([]);
 });
 
 test("8.4: log_status's LOCAL as JSON text is read the same", async () => {

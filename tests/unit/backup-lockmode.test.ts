@@ -28,7 +28,13 @@ const LAB_NON_INNODB = [
 
 /** A MariaDB 10.11 replica answering like the lab's, with `extra` objects and `rows` per object. */
 function mariadb(
-  settings: { flushLog?: number; syncBinlog?: number; logBin?: number; usingGtid?: string | null } = {},
+  settings: {
+    flushLog?: number;
+    syncBinlog?: number;
+    logBin?: number;
+    logSlaveUpdates?: number;
+    usingGtid?: string | null;
+  } = {},
   extra: string[][] = [],
   rows: Record<string, number> = {},
 ) {
@@ -42,6 +48,7 @@ function mariadb(
           flushLog: settings.flushLog ?? 1,
           syncBinlog: settings.syncBinlog ?? 1,
           logBin: settings.logBin ?? 1,
+          logSlaveUpdates: settings.logSlaveUpdates ?? 1,
         },
       ];
     }
@@ -133,8 +140,12 @@ test("each setting that is not crash-safe is named on its own", async () => {
   const sync = await refusal(mariadb({ syncBinlog: 0 }), "none");
   expect(sync.message).toContain("sync_binlog=0");
   expect(sync.message).not.toContain("innodb_flush_log_at_trx_commit");
-  // Without a binary log there is nothing to sync.
-  expect((await choose(mariadb({ syncBinlog: 0, logBin: 0 }))).mode).toBe("none");
+  // A primary without a binary log has nothing to sync and no replica position to bound.
+  expect((await choose(mariadb({ syncBinlog: 0, logBin: 0, usingGtid: null }))).mode).toBe("none");
+  // A replica must log what it applies: that is what bounds the position read after the snapshot.
+  const silent = await refusal(mariadb({ logSlaveUpdates: 0 }), "none");
+  expect(silent.message).toContain("log_slave_updates=OFF");
+  expect((await refusal(mariadb({ logBin: 0 }), "none")).message).toContain("log_bin=OFF");
   const fileBased = await refusal(mariadb({ usingGtid: "No" }), "none");
   expect(fileBased.message).toContain("Using_Gtid=No");
   // A server that is not a replica has no replica position to keep.
