@@ -167,7 +167,7 @@ describe("mysql-backup backup of a replica under write load", () => {
       expect.arrayContaining(["data/ibdata1", "data/sbtest/sbtest1.ibd"]),
     );
     expect(manifest.tables).toEqual(
-      expect.arrayContaining([{ schema: "sbtest", table: "sbtest1", engine: "InnoDB" }]),
+      expect.arrayContaining([{ schema: "sbtest", table: "sbtest1", engine: "InnoDB", type: "BASE TABLE" }]),
     );
     expect(new Set(manifest.tables.map((t) => t.engine))).toEqual(new Set(["InnoDB", "MyISAM", "Aria"]));
 
