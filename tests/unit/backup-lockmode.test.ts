@@ -4,7 +4,7 @@
  * the server cannot prove is refused (never weakened), and `auto` takes the least blocking proven mode.
  * MySQL's answers are in backup-dialect-mysql8.test.ts.
  */
-import type { LockMode } from "../../contracts";
+import { lockModeOf, parseBackupConfig, type LockMode } from "../../contracts";
 import {
   chooseLockMode,
   crashSafetyObstacles,
@@ -163,4 +163,27 @@ test("on MariaDB only none needs the proof; on MySQL commit needs it too", () =>
   expect(needsCrashSafety("commit", "mariadb")).toBe(false);
   expect(needsCrashSafety("commit", "mysql")).toBe(true);
   expect(needsCrashSafety("global", "mysql")).toBe(false);
+});
+
+test("lockMode in backup.json: the four values pass, anything else is refused naming the key", () => {
+  const base = {
+    cluster: "orders",
+    host: "db-replica-1",
+    mysql: { optionFile: "/etc/mysql-backup/client.cnf" },
+    snapshot: { driver: "btrfs", subvolume: "/var/lib/mysql", snapshotDir: "/var/lib/.snapshots" },
+    localDir: "/var/backups/mysql",
+    s3: { bucket: "acme-mysql-backups" },
+    sqs: { queueUrl: "https://sqs.eu-west-1.amazonaws.com/123456789012/verify" },
+  };
+  for (const lockMode of ["auto", "none", "commit", "global"]) {
+    expect(parseBackupConfig({ ...base, lockMode }).lockMode).toBe(lockMode);
+  }
+  expect(parseBackupConfig(base).lockMode).toBeUndefined();
+  expect(() => parseBackupConfig({ ...base, lockMode: "fast" })).toThrow(/lockMode/);
+});
+
+test("a manifest written before lock modes reads as the mode its lock method was", () => {
+  expect(lockModeOf({ lock: { method: "FLUSH TABLES WITH READ LOCK", ms: 20 } })).toBe("global");
+  expect(lockModeOf({ lock: { method: "LOCK INSTANCE FOR BACKUP", ms: 20 } })).toBe("commit");
+  expect(lockModeOf({ lock: { method: "none", ms: 0, mode: "none" } })).toBe("none");
 });
