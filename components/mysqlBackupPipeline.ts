@@ -16,7 +16,7 @@ import type { ServerRelease } from "./verifierUserData";
 /** One replica host that takes backups; each field is documented on {@link ReplicaAgentArgs}. */
 export interface ReplicaSpec extends Pick<
   ReplicaAgentArgs,
-  "host" | "ssh" | "privateKey" | "snapshot" | "mysqlOptionFile" | "localDir" | "lockTimeoutMs"
+  "host" | "ssh" | "privateKey" | "snapshot" | "mysqlOptionFile" | "localDir" | "lockTimeoutMs" | "lockMode"
 > {
   /** OnCalendar of its backup timer. Defaults to the cluster's schedule. */
   schedule?: string;
@@ -274,6 +274,7 @@ function replicaAgents(
           mysqlOptionFile: replica.mysqlOptionFile,
           localDir: replica.localDir,
           lockTimeoutMs: replica.lockTimeoutMs,
+          lockMode: replica.lockMode,
           ...endpoints,
           bundle: args.bundle,
           tags,
