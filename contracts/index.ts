@@ -4,6 +4,7 @@ export * from "./keys";
 export * from "./manifest";
 export * from "./message";
 export * from "./metrics";
+export * from "./objectTags";
 export * from "./schema";
 export * from "./validate";
 export * from "./verification";

@@ -1,4 +1,5 @@
 import { BACKUP_ID_PATTERN, NAME_PATTERN } from "./keys";
+import { RETENTION_CLASSES, type RetentionClass } from "./objectTags";
 import { schemaFor } from "./schema";
 import { parser } from "./validate";
 
@@ -129,6 +130,13 @@ export interface BackupManifest {
   };
   files: ManifestFile[];
   tables: ManifestTable[];
+  /**
+   * The retention class the replica tagged the archive and this manifest with when it created them
+   * (`retention=<class>`, contracts/objectTags.ts): `monthly` for the first backup of a UTC month that
+   * completed, else `daily`. Absent in manifests written before the replica tagged: such objects carry no
+   * retention tag, and the lifecycle keeps them as long as monthlies.
+   */
+  retention?: RetentionClass;
 }
 
 const sha256 = { type: "string", pattern: "^[0-9a-f]{64}$" } as const;
@@ -297,6 +305,7 @@ export const manifestSchema = schemaFor<BackupManifest>()({
         },
       },
     },
+    retention: { enum: RETENTION_CLASSES },
   },
 });
 

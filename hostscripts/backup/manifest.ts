@@ -5,6 +5,7 @@ import {
   type BackupConfig,
   type BackupCreatedMessage,
   type BackupManifest,
+  type RetentionClass,
 } from "../../contracts";
 import type { Dialect, LockPlan, ServerFacts } from "../common/dialect";
 import type { ArchiveResult } from "./archive";
@@ -33,6 +34,8 @@ export function buildManifest(
     sourceRoot: string;
     archive: ArchiveResult;
     archiveKey: string;
+    /** The class the archive was tagged with at its creation; the manifest is tagged with it too. */
+    retention: RetentionClass;
   },
 ): BackupManifest {
   return parseManifest({
@@ -68,6 +71,7 @@ export function buildManifest(
     },
     files: parts.archive.files,
     tables: parts.frozen.tables,
+    retention: parts.retention,
   });
 }
 

@@ -12,6 +12,7 @@ import {
   type BackupConfig,
   type BackupRef,
   type CapturedPosition,
+  type RetentionClass,
 } from "../../contracts";
 import { noCheckpoint, type Checkpoint } from "../common/checkpoint";
 import { PipelineError, messageOf } from "../common/errors";
@@ -25,6 +26,7 @@ import { emitFailed, emitSucceeded } from "./metrics";
 import type { YieldOutcome } from "./priority";
 import { repairAfterCrash } from "./repair";
 import { DEFAULT_KEEP_LOCAL, pruneLocalBackups } from "./retention";
+import { decideRetention, recordCompleted } from "./retention-class";
 import { acquireRunLock } from "./runlock";
 import type { Snapshot } from "./snapshot";
 import { OUTBOX, UPLOAD_RECORD, stagePublication, writeProgressFile, type Outbox } from "./staging";
@@ -103,6 +105,8 @@ export interface BackupResult {
   removedLocal: string[];
   /** The priority the backup yielded to after the lock (absent when it kept its own). */
   priorityAfterLock?: YieldOutcome;
+  /** The class archive and manifest were tagged with (`retention=<class>`): how long the bucket keeps them. */
+  retention: RetentionClass;
 }
 
 /** The run lock in `localDir`: one backup at a time per host. */
@@ -123,10 +127,14 @@ interface BackupRun {
   target: UploadTarget;
 }
 
+/** A run once its retention class is decided (after the repair, which may complete a monthly backup). */
+type ClassifiedRun = BackupRun & { retention: RetentionClass; target: { retention: RetentionClass } };
+
 /**
- * Runs one backup: takes the run lock, repairs what a crashed run left, then backs up. Throws AlreadyRunning
- * without a metric when another live run holds the lock (that run reports for itself), and any other
- * failure as a PipelineError after emitting BackupFailed with its reason.
+ * Runs one backup: takes the run lock, repairs what a crashed run left, decides the backup's retention class
+ * (retention-class.ts), then backs up. Throws AlreadyRunning without a metric when another live run holds
+ * the lock (that run reports for itself), and any other failure as a PipelineError after emitting
+ * BackupFailed with its reason.
  */
 export async function runBackup(config: BackupConfig, deps: BackupDeps): Promise<BackupResult> {
   const run = startRun(config, deps);
@@ -137,7 +145,7 @@ export async function runBackup(config: BackupConfig, deps: BackupDeps): Promise
     log.warn("took over the run lock of a run that died", { ...runLock.tookOverFrom });
   try {
     await run.deps.checkpoint("started");
-    await repairAfterCrash({
+    const repair = await repairAfterCrash({
       localDir: config.localDir,
       hostPrefix: hostPrefix(run.ref.prefix, config.cluster, config.host),
       bucket: config.s3.bucket,
@@ -151,7 +159,8 @@ export async function runBackup(config: BackupConfig, deps: BackupDeps): Promise
       host: config.host,
       now: clock,
     });
-    const result = await takeBackup(run);
+    const retention = await decideRetention(config.localDir, repair.messagesSent, run.startedAt, log);
+    const result = await takeBackup({ ...run, retention, target: { ...run.target, retention } });
     await emitSucceeded(deps.metrics, log, config, result, clock());
     log.info("backup complete", {
       lockMs: result.lockMs,
@@ -193,7 +202,7 @@ function startRun(config: BackupConfig, deps: BackupDeps): BackupRun {
 }
 
 /** Steps 1–9, with the run lock held and what an earlier run left repaired. */
-async function takeBackup(run: BackupRun): Promise<BackupResult> {
+async function takeBackup(run: ClassifiedRun): Promise<BackupResult> {
   const { config, deps } = run;
   const window = await freeze(config, deps, run.backupId, run.dir);
   const yielded = await deps.afterUnlock?.();
@@ -204,6 +213,7 @@ async function takeBackup(run: BackupRun): Promise<BackupResult> {
   );
   const { message } = sealed;
   await uploadManifest(deps.s3, run.target, message.manifestKey, sealed.manifest, deps.log);
+  await recordCompleted(config.localDir, sealed.manifest, deps.clock(), deps.log);
   const uploadSeconds = secondsSince(uploadStarted);
   deps.log.info("archive and manifest uploaded", {
     bucket: run.target.bucket,
@@ -219,7 +229,7 @@ async function takeBackup(run: BackupRun): Promise<BackupResult> {
  * Step 8 staged: the manifest of the finished archive and the message that announces it, written to the
  * backup's directory while the archive's multipart upload waits to be completed.
  */
-async function stage(run: BackupRun, window: LockWindow, archive: ArchiveResult): Promise<Outbox> {
+async function stage(run: ClassifiedRun, window: LockWindow, archive: ArchiveResult): Promise<Outbox> {
   const { config, deps } = run;
   const manifest = buildManifest(config, {
     backupId: run.backupId,
@@ -233,6 +243,7 @@ async function stage(run: BackupRun, window: LockWindow, archive: ArchiveResult)
     sourceRoot: deps.driver.sourceRoot,
     archive,
     archiveKey: archiveKey(run.ref),
+    retention: run.retention,
   });
   const outbox = { manifest, message: backupCreatedOf(manifest, run.target.bucket, manifestKey(run.ref)) };
   await stagePublication(run.dir, outbox);
@@ -366,7 +377,7 @@ async function pruneLocal({ config, deps }: BackupRun): Promise<string[]> {
 
 /** The result of a finished backup, printed with `--json`. */
 function resultOf(
-  run: BackupRun,
+  run: ClassifiedRun,
   done: {
     window: LockWindow;
     archive: ArchiveResult;
@@ -408,6 +419,7 @@ function resultOf(
     position: window.frozen.position,
     localArchive: join(run.dir, ARCHIVE_OBJECT),
     removedLocal: done.removedLocal,
+    retention: run.retention,
     ...(yielded ? { priorityAfterLock: yielded } : {}),
   };
 }

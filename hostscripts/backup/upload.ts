@@ -15,6 +15,7 @@ import {
   type BackupConfig,
   type BackupCreatedMessage,
   type BackupManifest,
+  type RetentionClass,
 } from "../../contracts";
 import { noCheckpoint, type Checkpoint } from "../common/checkpoint";
 import { PipelineError, messageOf } from "../common/errors";
@@ -29,6 +30,7 @@ import {
   settleTaken,
   type IntendedObject,
 } from "./create-only";
+import { retentionTagging } from "./retention-class";
 
 /**
  * Steps 7–9: the archive as a multipart upload, then `manifest.json` — last, because a backup without a
@@ -53,6 +55,8 @@ export interface UploadTarget {
   queueSize: number;
   /** How each call (each part on its own) is retried. Defaults to DEFAULT_RETRY. */
   retry?: RetryPolicy;
+  /** The archive is created tagged `retention=<class>` (retention-class.ts); untagged when absent. */
+  retention?: RetentionClass;
 }
 
 /**
@@ -183,7 +187,7 @@ export async function uploadArchive(
     throw new PipelineError(
       "UploadFailed",
       `uploading the archive to ${where} failed: ${messageOf(e)}`,
-      "check network access to S3, the instance role's s3:PutObject on the prefix and kms:GenerateDataKey on the key; " +
+      "check network access to S3, the instance role's s3:PutObject and s3:PutObjectTagging on the prefix and kms:GenerateDataKey on the key; " +
         "the next run takes a fresh backup",
       { cause: e },
     );
@@ -228,6 +232,7 @@ async function createUpload(
           ContentType: "application/zstd",
           ChecksumAlgorithm: "SHA256",
           ...encryptionOf(target),
+          ...retentionTagging(target.retention),
         }),
         { abortSignal },
       ),
@@ -391,6 +396,8 @@ export async function uploadManifest(
             ContentType: "application/json",
             ChecksumAlgorithm: "SHA256",
             ...encryptionOf(target),
+            // The manifest's own class, so that a manifest staged by a run killed earlier keeps it.
+            ...retentionTagging(manifest.retention),
             IfNoneMatch: "*",
           }),
           { abortSignal },

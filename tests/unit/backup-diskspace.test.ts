@@ -74,6 +74,7 @@ async function writeLocalManifest(backupId: string, bytes: number, rawBytes: num
       seconds: 1,
     },
     archiveKey: `backups/c/h/${backupId}/archive.tar.zst`,
+    retention: "daily",
   });
   await mkdir(join(localDir, backupId));
   await writeFile(join(localDir, backupId, "manifest.json"), JSON.stringify(manifest));

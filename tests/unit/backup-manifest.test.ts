@@ -113,6 +113,7 @@ async function parts(mode: LockMode = "global") {
     sourceRoot: "/srv/mysql",
     archive,
     archiveKey: "backups/prod-eu/db-replica-1/20261124T020000Z-3fa9c1/archive.tar.zst",
+    retention: "monthly" as const,
   };
 }
 
@@ -144,6 +145,7 @@ test("a manifest built from MariaDB's answers validates and carries the position
     reason: "MyISAM tables hold data",
   });
   expect(manifest.positionAfter).toBeUndefined();
+  expect(manifest.retention).toBe("monthly");
   expect(manifest.tables.map((t) => [t.table, t.type, t.partitioned ?? false])).toEqual([
     ["sbtest1", "BASE TABLE", false],
     ["order_ids", "SEQUENCE", false],

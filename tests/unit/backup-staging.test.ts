@@ -67,6 +67,7 @@ async function publication() {
       seconds: 1,
     },
     archiveKey: `backups/c/h/${backupId}/archive.tar.zst`,
+    retention: "daily",
   });
   return {
     manifest,
