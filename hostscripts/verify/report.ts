@@ -1,6 +1,14 @@
-import { PutObjectCommand, PutObjectTaggingCommand, type S3Client } from "@aws-sdk/client-s3";
+import {
+  GetObjectTaggingCommand,
+  PutObjectCommand,
+  PutObjectTaggingCommand,
+  type S3Client,
+  type Tag,
+} from "@aws-sdk/client-s3";
 import {
   CHECKS,
+  RETENTION_TAG,
+  VERDICT_TAG,
   VerifierMetric,
   lockModeOf,
   archiveKey,
@@ -172,12 +180,20 @@ export function reportMetrics(report: VerificationReport, now: Date): MetricDatu
   ];
 }
 
-/** The object tag a verdict puts on the backup's objects (the only key the verifier's IAM policy allows). */
-export function verdictTags(verdict: Verdict): Array<{ Key: string; Value: string }> {
-  return [{ Key: "verified", Value: verdict === "verified" ? "true" : "false" }];
+/**
+ * The tag set of an object after a verdict: `verified=true|false`, and the object's `retention` tag restated
+ * as it is. Tagging replaces the whole set, and the bucket policy refuses a set that drops or changes the
+ * retention tag. No other key is kept: the verifier's role may write only these two.
+ */
+export function verdictTags(verdict: Verdict, existing: Tag[] = []): Tag[] {
+  const retention = existing.find((tag) => tag.Key === RETENTION_TAG);
+  return [
+    { Key: VERDICT_TAG, Value: verdict === "verified" ? "true" : "false" },
+    ...(retention ? [{ Key: RETENTION_TAG, Value: retention.Value }] : []),
+  ];
 }
 
-/** Tags the backup's archive and manifest with its verdict. */
+/** Tags the backup's archive and manifest with its verdict, each keeping its retention tag (verdictTags). */
 export async function tagBackup(
   s3: S3Client,
   bucket: string,
@@ -185,8 +201,13 @@ export async function tagBackup(
   verdict: Verdict,
 ): Promise<void> {
   for (const key of [archiveKey(ref), manifestKey(ref)]) {
+    const { TagSet } = await s3.send(new GetObjectTaggingCommand({ Bucket: bucket, Key: key }));
     await s3.send(
-      new PutObjectTaggingCommand({ Bucket: bucket, Key: key, Tagging: { TagSet: verdictTags(verdict) } }),
+      new PutObjectTaggingCommand({
+        Bucket: bucket,
+        Key: key,
+        Tagging: { TagSet: verdictTags(verdict, TagSet) },
+      }),
     );
   }
 }

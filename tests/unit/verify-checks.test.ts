@@ -226,6 +226,22 @@ describe("the report", () => {
     expect(verdictTags("unsupported")).toEqual([{ Key: "verified", Value: "false" }]);
   });
 
+  test("object tags: the retention tag is restated as it is, a former verdict replaced, no other key kept", () => {
+    const existing = [
+      { Key: "verified", Value: "false" },
+      { Key: "retention", Value: "monthly" },
+      { Key: "owner", Value: "someone" },
+    ];
+    expect(verdictTags("verified", existing)).toEqual([
+      { Key: "verified", Value: "true" },
+      { Key: "retention", Value: "monthly" },
+    ]);
+    expect(verdictTags("failed", [{ Key: "retention", Value: "daily" }])).toEqual([
+      { Key: "verified", Value: "false" },
+      { Key: "retention", Value: "daily" },
+    ]);
+  });
+
   test("metrics: success or failure, restore seconds and backup age, per cluster", () => {
     const now = new Date("2026-11-24T02:10:00Z");
     expect(reportMetrics(buildReport(input()), now).map((d) => [d.name, d.value, d.dimensions])).toEqual([
