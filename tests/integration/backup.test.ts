@@ -1,11 +1,11 @@
 /**
  * `mysql-backup backup` against the real things: a MariaDB replica on btrfs applying sysbench writes from its
  * primary, real `btrfs`, `tar`-format streaming through real `zstd`, and the AWS SDK over HTTP against fauxqs.
- * The emulator ignores SSE, checksum and `If-None-Match` headers, so the test records what the client sends,
- * and plays S3's answer to a create-only write on a taken key (tests/support/create-only-s3.ts).
+ * The emulator ignores SSE, checksum, tagging and `If-None-Match` headers, so the test records what the
+ * client sends, and plays S3's answer to a create-only write on a taken key (tests/support/create-only-s3.ts).
  */
 import { createHash } from "node:crypto";
-import { readFile, readdir } from "node:fs/promises";
+import { readFile, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { execFile } from "node:child_process";
@@ -14,12 +14,15 @@ import { GetObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/clie
 import { DeleteMessageCommand, ReceiveMessageCommand } from "@aws-sdk/client-sqs";
 import {
   ReplicaMetric,
+  archiveKey,
+  backupIdTime,
   parseBackupConfig,
   parseBackupCreated,
   parseManifest,
   type BackupConfig,
 } from "../../contracts";
 import { backupDeps } from "../../hostscripts/backup/command";
+import { RETENTION_STATE, utcMonth } from "../../hostscripts/backup/retention-class";
 import { runBackup, type BackupDeps, type BackupResult } from "../../hostscripts/backup/run";
 import { PipelineError } from "../../hostscripts/common/errors";
 import { memoryLogger } from "../../hostscripts/common/log";
@@ -35,6 +38,7 @@ const LOCK_TIMEOUT_MS = 2000;
 /** One request as the S3 client sent it. */
 interface SentRequest {
   command: string;
+  key?: string;
   headers: Record<string, string>;
   partNumber?: number;
 }
@@ -51,9 +55,10 @@ function recordRequests(s3: S3Client): SentRequest[] {
   s3.middlewareStack.add(
     (next, context) => async (args) => {
       const request = args.request as { headers?: Record<string, string> };
-      const input = args.input as { PartNumber?: number };
+      const input = args.input as { Key?: string; PartNumber?: number };
       sent.push({
         command: String(context.commandName),
+        key: input.Key,
         headers: { ...(request.headers ?? {}) },
         partNumber: input.PartNumber,
       });
@@ -89,6 +94,19 @@ async function metricLines(l: Lab): Promise<Array<{ name: string; value: number;
     .split("\n")
     .filter(Boolean)
     .map((line) => JSON.parse(line));
+}
+
+/** The retention tag sent with the writes that create `key` (CreateMultipartUpload, PutObject). */
+function tagsSent(sent: SentRequest[], key: string): string[] {
+  return sent
+    .filter((r) => r.key === key && ["CreateMultipartUploadCommand", "PutObjectCommand"].includes(r.command))
+    .map((r) => r.headers["x-amz-tagging"]);
+}
+
+/** The class a backup after `first` must have: daily within first's UTC month (a run at its turn is monthly). */
+function classAfter(first: BackupResult, later: BackupResult): string {
+  const month = (r: BackupResult) => utcMonth(backupIdTime(r.backupId));
+  return month(later) === month(first) ? "daily" : "monthly";
 }
 
 async function gtidSlavePos(l: Lab): Promise<string> {
@@ -128,6 +146,13 @@ describe("mysql-backup backup of a replica under write load", () => {
     );
     expect(manifest.backupId).toBe(first.backupId);
     expect(manifest.archive.key).toBe(first.archiveKey);
+    // The host's first backup: no month is taken yet, so it is the month's monthly, and now the month is.
+    expect(first.retention).toBe("monthly");
+    expect(manifest.retention).toBe("monthly");
+    expect(JSON.parse(await readFile(join(config.localDir, RETENTION_STATE), "utf8"))).toEqual({
+      month: utcMonth(new Date(manifest.startedAt)),
+      backupId: first.backupId,
+    });
     expect(await sha256Of(deps.s3, config.s3.bucket, first.archiveKey)).toEqual({
       sha256: manifest.archive.sha256,
       bytes: manifest.archive.bytes,
@@ -247,6 +272,9 @@ describe("mysql-backup backup of a replica under write load", () => {
     expect(manifestPut["x-amz-server-side-encryption"]).toBe("aws:kms");
     expect(manifestPut["x-amz-checksum-sha256"]).toMatch(/^[A-Za-z0-9+/]{43}=$/);
     expect(manifestPut["content-type"]).toBe("application/json");
+    // Both objects are created with the backup's retention class, which the lifecycle keeps them by.
+    expect(create["x-amz-tagging"]).toBe("retention=monthly");
+    expect(manifestPut["x-amz-tagging"]).toBe("retention=monthly");
   });
 
   test("five more backups under load: lock window measured, newest two kept locally", async () => {
@@ -254,6 +282,9 @@ describe("mysql-backup backup of a replica under write load", () => {
     for (let i = 0; i < 5; i++) {
       const result = await runBackup(config, deps);
       lockMs.push(result.lockMs);
+      expect(result.retention).toBe(classAfter(first, result));
+      expect(tagsSent(sent, result.archiveKey)).toEqual([`retention=${result.retention}`]);
+      expect(tagsSent(sent, result.manifestKey)).toEqual([`retention=${result.retention}`]);
       expect(await snapshotsLeft(lab())).toEqual([]);
     }
     console.log(
@@ -346,9 +377,12 @@ describe("mysql-backup backup of a replica under write load", () => {
 
   test("someone else's object at the manifest key fails the backup, and the next run abandons it with an alarm", async () => {
     const config = { ...base(), lockTimeoutMs: 30_000 };
+    // A host whose month is not taken yet: the failed backup must leave it to the next one.
+    await rm(join(config.localDir, RETENTION_STATE), { force: true });
     const log = memoryLogger();
     const forged = await backupDeps(config, log);
     enforceCreateOnly(forged.s3);
+    const forgedSent = recordRequests(forged.s3);
     // Another writer gets to the manifest key first (as a replica could before keys were create-only).
     forged.s3.middlewareStack.add(
       (next, context) => async (args) => {
@@ -374,11 +408,18 @@ describe("mysql-backup backup of a replica under write load", () => {
       .sort()
       .at(-1)!;
     expect(await readdir(join(config.localDir, crashed))).toContain("outbox.json");
+    const crashedRef = { prefix: "backups", cluster: config.cluster, host: config.host, backupId: crashed };
+    expect(tagsSent(forgedSent, archiveKey(crashedRef))).toEqual(["retention=monthly"]);
+    expect(await readdir(config.localDir)).not.toContain(RETENTION_STATE);
 
     const nextLog = memoryLogger();
     const next = await backupDeps(config, nextLog);
     enforceCreateOnly(next.s3);
-    await runBackup(config, next);
+    const result = await runBackup(config, next);
+    expect(result.retention).toBe("monthly");
+    expect(JSON.parse(await readFile(join(config.localDir, RETENTION_STATE), "utf8"))).toMatchObject({
+      backupId: result.backupId,
+    });
     expect(nextLog.lines).toContainEqual(
       expect.objectContaining({
         level: "error",
