@@ -75,7 +75,7 @@ function describe(summary: DemoSummary): string {
     `  data             ${mb(b.rawBytes)} in ${b.files} files, ${b.tables} tables`,
     `  archive          ${mb(b.archiveBytes)} (zstd, ratio ${(num(b.rawBytes) / num(b.archiveBytes)).toFixed(2)})` +
       ` in ${s(b.archiveSeconds)} = ${(num(b.rawBytes) / 1e6 / num(b.archiveSeconds)).toFixed(0)} MB/s`,
-    `  upload           ${s(b.uploadSeconds)}, backup total ${s(b.totalSeconds)}`,
+    `  upload           ${s(b.uploadSeconds)}, tagged retention=${String(b.retention)}, backup total ${s(b.totalSeconds)}`,
     `  s3://${b.bucket}/${b.manifestKey}`,
     "",
     `verification: ${v.verdict}${v.failedCheck ? ` (failed check: ${v.failedCheck})` : ""}`,
