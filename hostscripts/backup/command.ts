@@ -17,6 +17,19 @@ import { driverFor, runCommand } from "./snapshot";
 export const backupCommand: Subcommand<BackupConfig> = {
   name: "backup",
   describe: "snapshot this replica, archive it, upload it to S3 and signal the verifiers",
+  synopsis: ["--config FILE [--json]"],
+  configDescribe: "the replica's backup config (BackupConfig)",
+  examples: [
+    {
+      command: "mysql-backup backup --config /etc/mysql-backup/backup.json",
+      describe:
+        "take one backup now, as mysql-backup.timer does (run `mysql-backup check` first on a new host)",
+    },
+    {
+      command: "systemctl start mysql-backup.service && journalctl -fu mysql-backup.service",
+      describe: "the same through systemd, with the unit's priorities; the journal gets JSON",
+    },
+  ],
   parseConfig: parseBackupConfig,
   async run(config, _flags, log, runtime): Promise<CommandOutcome> {
     const deps = await backupDeps(config, log);

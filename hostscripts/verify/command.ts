@@ -11,6 +11,21 @@ import { exitCodeOf, summarizeResult } from "./result";
 export const verifyCommand: Subcommand<VerifyConfig> = {
   name: "verify",
   describe: "restore backups from the queue into a scratch server and check them",
+  synopsis: ["--config FILE [--once] [--json]"],
+  configDescribe: "the verifier's config (VerifyConfig)",
+  flags: {
+    once: { type: "boolean", describe: "handle at most one message, then exit (tests, the demo, by hand)" },
+  },
+  examples: [
+    {
+      command: "mysql-backup verify --config /etc/mysql-backup/verify.json",
+      describe: "the daemon, as mysql-backup-verifier.service runs it",
+    },
+    {
+      command: "mysql-backup verify --config /etc/mysql-backup/verify.json --once",
+      describe: "verify the next waiting backup and exit (10 if it failed verification)",
+    },
+  ],
   parseConfig: parseVerifyConfig,
   async run(config, flags, log): Promise<CommandOutcome> {
     const clients = await createAwsClients(config.aws);
@@ -24,7 +39,7 @@ export const verifyCommand: Subcommand<VerifyConfig> = {
     try {
       const result = await runVerifier(
         config,
-        { once: flags.once },
+        { once: flags.options.once === true },
         {
           ...clients,
           metrics: sinkFromConfig(config.metrics, clients.cloudwatch),
