@@ -199,7 +199,8 @@ export interface RestoreSource {
 /** `mysql-backup restore --config FILE`: the verify config with its `restore` section set. */
 export type RestoreConfig = VerifyConfig & { restore: RestoreSource };
 
-const aws = {
+/** {@link AwsSettings} as JSON; every config that reaches AWS embeds it. */
+export const awsSettingsSchema = {
   type: "object",
   additionalProperties: false,
   properties: {
@@ -209,6 +210,7 @@ const aws = {
     credentialsFile: { type: "string", minLength: 1 },
   },
 } as const;
+const aws = awsSettingsSchema;
 const metrics = {
   type: "object",
   required: ["sink"],

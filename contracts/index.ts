@@ -5,6 +5,7 @@ export * from "./manifest";
 export * from "./message";
 export * from "./metrics";
 export * from "./schema";
+export * from "./status";
 export * from "./validate";
 export * from "./verification";
 export * from "./tags";

@@ -14,10 +14,11 @@ import { createLogger } from "./common/log";
 import { stdoutIsJournal } from "./common/output";
 import { describeVersion, versionInfo } from "./common/version";
 import { restoreCommand } from "./restore/command";
+import { statusCommand } from "./status/command";
 import { verifyCommand } from "./verify/command";
 
 // Each subcommand validates its own config type and declares its own flags; the registry only calls it.
-const commands = [backupCommand, verifyCommand, restoreCommand] as unknown as ReadonlyArray<
+const commands = [backupCommand, verifyCommand, restoreCommand, statusCommand] as unknown as ReadonlyArray<
   Subcommand<never>
 >;
 
