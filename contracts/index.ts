@@ -1,3 +1,4 @@
+export * from "./check";
 export * from "./config";
 export * from "./defaults";
 export * from "./keys";

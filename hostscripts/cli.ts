@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { ContractError } from "../contracts";
 import { backupCommand } from "./backup/command";
+import { checkCommand } from "./check/command";
 import { COMMON_FLAGS, commandHelp, nearestName, parseCommandLine, toolHelp } from "./common/args";
 import {
   productionRuntime,
@@ -18,9 +19,13 @@ import { statusCommand } from "./status/command";
 import { verifyCommand } from "./verify/command";
 
 // Each subcommand validates its own config type and declares its own flags; the registry only calls it.
-const commands = [backupCommand, verifyCommand, restoreCommand, statusCommand] as unknown as ReadonlyArray<
-  Subcommand<never>
->;
+const commands = [
+  backupCommand,
+  verifyCommand,
+  restoreCommand,
+  statusCommand,
+  checkCommand,
+] as unknown as ReadonlyArray<Subcommand<never>>;
 
 /** What the command line asks for. */
 export type Invocation =

@@ -11,7 +11,7 @@ import { logProgress, ttyProgress } from "../common/progress";
 import { sessionOf } from "./lock";
 import { yieldToDatabase } from "./priority";
 import { runBackup, type BackupDeps, type BackupResult } from "./run";
-import { driverFor, runCommand } from "./snapshot";
+import { driverFor, runCommand } from "../common/snapshot";
 
 /** `mysql-backup backup --config FILE [--json]`. */
 export const backupCommand: Subcommand<BackupConfig> = {

@@ -10,10 +10,10 @@ import {
 } from "../common/dialect";
 import { messageOf } from "../common/errors";
 import type { Logger } from "../common/log";
-import { checkDiskSpace } from "./diskspace";
+import { checkDiskSpace } from "../common/diskspace";
 import { round } from "./durations";
 import { withLock, type SqlSession } from "./lock";
-import type { Snapshot, SnapshotDriver } from "./snapshot";
+import type { Snapshot, SnapshotDriver } from "../common/snapshot";
 
 /**
  * Steps 1–4 (DESIGN §1), the lock window: lock, capture the position and the table inventory, snapshot,

@@ -29,7 +29,7 @@ import type { YieldOutcome } from "./priority";
 import { OUTBOX, UPLOAD_RECORD, repairAfterCrash, writeDurably, writeProgressFile } from "./repair";
 import { DEFAULT_KEEP_LOCAL, pruneLocalBackups } from "./retention";
 import { acquireRunLock } from "./runlock";
-import type { Snapshot } from "./snapshot";
+import type { Snapshot } from "../common/snapshot";
 import {
   archiveBoundFor,
   sendBackupCreated,

@@ -17,6 +17,7 @@ export const ExitCode = {
   VerifierInfrastructure: 11,
   AlreadyRunning: 12,
   DiskSpace: 13,
+  CheckFailed: 14,
 } as const;
 
 export type ExitCodeName = keyof typeof ExitCode;

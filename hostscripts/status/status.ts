@@ -4,7 +4,6 @@ import {
   NAME_PATTERN,
   clusterPrefix,
   hostPrefix,
-  normalizePrefix,
   parseStatusReport,
   type ClusterStatus,
   type HealthReason,
@@ -49,8 +48,7 @@ export async function collectStatus(
       );
     }
   }
-  const p = normalizePrefix(reader.prefix);
-  const root = `s3://${reader.bucket}/${p ? `${p}/` : ""}`;
+  const root = reader.url;
   const expected = new Map((config.clusters ?? []).map((c) => [c.name, c]));
   const found = filter.cluster === undefined ? await reader.clusters() : [filter.cluster];
   const names = [...new Set([...found, ...(filter.cluster === undefined ? expected.keys() : [])])].sort();

@@ -22,7 +22,7 @@ import { backupDeps } from "../../hostscripts/backup/command";
 import { runBackup, type BackupDeps, type BackupResult } from "../../hostscripts/backup/run";
 import { PipelineError } from "../../hostscripts/common/errors";
 import { memoryLogger } from "../../hostscripts/common/log";
-import { btrfsDriver, runCommand, type RunCommand } from "../../hostscripts/backup/snapshot";
+import { btrfsDriver, runCommand, type RunCommand } from "../../hostscripts/common/snapshot";
 import { replicaStatus, sql, type Lab } from "../../lab/lab";
 import { withLab } from "../support/lab";
 

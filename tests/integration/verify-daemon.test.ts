@@ -15,7 +15,7 @@ import {
   SendMessageCommand,
 } from "@aws-sdk/client-sqs";
 import { parseManifest, parseVerificationReport, verificationKey } from "../../contracts";
-import { findServerBinary } from "../../hostscripts/restore/scratch-server";
+import { findServerBinary } from "../../hostscripts/common/server-binary";
 import { labAwsClients } from "../../lab/lab";
 import { processesUsing } from "../../lab/processes";
 import { withLab } from "../support/lab";

@@ -13,7 +13,7 @@ import {
 } from "../../hostscripts/verify/checks";
 import { ExitCode } from "../../hostscripts/common/errors";
 import { buildReport, reportMetrics, verdictTags, type ReportInput } from "../../hostscripts/verify/report";
-import { parseServerBuild, whyCannotRun } from "../../hostscripts/restore/scratch-server";
+import { parseServerBuild, whyCannotRun } from "../../hostscripts/common/server-binary";
 import { checkManifestKey } from "../../hostscripts/verify/daemon";
 import { exitCodeOf } from "../../hostscripts/verify/result";
 
