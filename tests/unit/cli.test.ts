@@ -11,7 +11,7 @@ import { version } from "../../package.json";
 
 const run = promisify(execFile);
 const bin = join(__dirname, "../../bin/mysql-backup.js");
-const COMMANDS = ["backup", "verify", "restore", "status"];
+const COMMANDS = ["backup", "verify", "restore", "status", "check"];
 
 /** Runs the real CLI in a child process and returns its exit code and output. */
 async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
