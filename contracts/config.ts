@@ -20,8 +20,13 @@ export interface AwsSettings {
   credentialsFile?: string;
 }
 
-/** Where metrics go: CloudWatch in production, JSON lines in a file locally. */
-export type MetricsSink = { sink: "cloudwatch" } | { sink: "file"; path: string };
+/**
+ * Where metrics go: CloudWatch in production; JSON lines in a file locally; or a Prometheus text file for
+ * node_exporter's textfile collector (`path` ends in `.prom`, in the collector's directory; one file per
+ * service), for estates that do not use CloudWatch.
+ */
+export type MetricsSink =
+  { sink: "cloudwatch" } | { sink: "file"; path: string } | { sink: "prometheus"; path: string };
 
 /** How to open a client session on the local server. */
 export interface MysqlConnection {
@@ -227,6 +232,13 @@ const metrics = {
       additionalProperties: false,
       required: ["sink", "path"],
       properties: { sink: { const: "file" }, path: { type: "string", minLength: 1 } },
+    },
+    {
+      type: "object",
+      additionalProperties: false,
+      required: ["sink", "path"],
+      // node_exporter reads only *.prom files of its directory.
+      properties: { sink: { const: "prometheus" }, path: { type: "string", pattern: "^/.*\\.prom$" } },
     },
   ],
 } as const;

@@ -1,15 +1,17 @@
 /**
- * `mysql-backup status` over the lab's real backups and verdicts: ok after a verified backup, a warning when
+ * `mysql-backup status` over the lab's real backups and verdicts (the first backup also reporting to a
+ * Prometheus textfile): ok after a verified backup, a warning when
  * the newest verified backup of a host is older than the window, critical (exit 2) after a failed
  * verification; `--json` validates against the contract. The second host is the same replica backed up
  * under another name with the backup's clock set back, so its verified backup is a day old for real.
  */
 import { execFile } from "node:child_process";
-import { readFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { GetObjectCommand } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
+import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { PurgeQueueCommand } from "@aws-sdk/client-sqs";
 import { parseBackupConfig, parseStatusReport, type StatusReport } from "../../contracts";
 import { backupDeps } from "../../hostscripts/backup/command";
@@ -60,9 +62,26 @@ async function verifyOnce(): Promise<string> {
 }
 
 test("a verified backup: the host is ok, with the backup's real size, lock and measured restore", async () => {
-  const backup = await cli(["backup", "--config", lab().backupConfigPath, "--json"]);
+  // This backup reports to a Prometheus textfile, as on an estate without CloudWatch.
+  const prom = join(lab().dir, "mysql_backup.prom");
+  const config = JSON.parse(await readFile(lab().backupConfigPath, "utf8"));
+  const promConfig = join(lab().dir, "backup-prometheus.json");
+  await writeFile(promConfig, JSON.stringify({ ...config, metrics: { sink: "prometheus", path: prom } }));
+  const backup = await cli(["backup", "--config", promConfig, "--json"]);
   expect(backup.code).toBe(0);
   const taken = JSON.parse(backup.stdout) as BackupResult;
+  const families = new Map(parsePrometheusTextFormat(await readFile(prom, "utf8")).map((f) => [f.name, f]));
+  const labels = { cluster: "lab", host: "replica1" };
+  expect(families.get("mysql_backup_backup_succeeded_total")?.metrics).toEqual([{ value: "1", labels }]);
+  expect(families.get("mysql_backup_backup_failed_total")?.metrics).toEqual([{ value: "0", labels }]);
+  expect(Number(families.get("mysql_backup_lock_seconds")?.metrics[0].value)).toBeCloseTo(
+    taken.lockMs / 1000,
+    3,
+  );
+  expect(families.get("mysql_backup_archive_bytes")?.metrics).toEqual([
+    { value: String(taken.archiveBytes), labels },
+  ]);
+
   expect(await verifyOnce()).toBe("verified");
 
   const { code, report } = await status();
