@@ -41,7 +41,7 @@ export function parseCheckConfig(value: unknown): CheckTarget {
 
 /**
  * `mysql-backup check`: a preflight that proves, before the first real run, everything the run will need,
- * and names what is wrong and how to fix it. Exit 0 when ready (warnings allowed), 14 when a check failed.
+ * and names what is wrong and how to fix it. Exit 0 when ready (warnings allowed), 15 when a check failed.
  */
 export const checkCommand: Subcommand<CheckTarget> = {
   name: "check",
@@ -52,7 +52,7 @@ export const checkCommand: Subcommand<CheckTarget> = {
   examples: [
     {
       command: "mysql-backup check --config /etc/mysql-backup/backup.json",
-      describe: "on a replica, before its first backup: exit 0 when ready, 14 when something is missing",
+      describe: "on a replica, before its first backup: exit 0 when ready, 15 when something is missing",
     },
     {
       command: "mysql-backup check --config /etc/mysql-backup/verify.json --json",
