@@ -1,4 +1,3 @@
-import { stat } from "node:fs/promises";
 import {
   detectDialect,
   readNonInnodbTables,
@@ -9,6 +8,7 @@ import {
   type ServerFacts,
 } from "../common/dialect";
 import { messageOf } from "../common/errors";
+import { readOptionFile } from "../common/mysql";
 import type { Checklist } from "./findings";
 import {
   globalPrivileges,
@@ -48,9 +48,10 @@ export interface ServerView {
 
 /** Runs the MySQL checks; returns the server's facts, or undefined when no session could be opened. */
 export async function checkMysql(list: Checklist, deps: MysqlProbeDeps): Promise<ServerView | undefined> {
-  await list.attempt("mysql.option-file", () => checkOptionFile(list, deps.optionFile));
-  const session = await list.attempt("mysql.connect", deps.openSession);
+  const readable = await list.attempt("mysql.option-file", () => checkOptionFile(list, deps.optionFile));
+  const session = readable ? await list.attempt("mysql.connect", deps.openSession) : undefined;
   if (session === undefined) {
+    if (!readable) list.skip("mysql.connect", "the option file cannot be used");
     for (const check of ["mysql.position", "mysql.privileges", "mysql.inventory", "mysql.watchdog"]) {
       list.skip(check, "no session on the server");
     }
@@ -75,17 +76,12 @@ export async function checkMysql(list: Checklist, deps: MysqlProbeDeps): Promise
   }
 }
 
-async function checkOptionFile(list: Checklist, path: string): Promise<void> {
-  const mode = (await stat(path)).mode & 0o777;
-  if ((mode & 0o077) !== 0) {
-    list.warn(
-      "mysql.option-file",
-      `${path} is readable by others (mode ${mode.toString(8).padStart(4, "0")}): it holds the backup user's password`,
-      `chmod 600 ${path}`,
-    );
-  } else {
-    list.pass("mysql.option-file", `${path} (mode ${mode.toString(8).padStart(4, "0")})`);
-  }
+/** The option file as the backup reads it (mode 0600, a user); its failure is the backup's own message. */
+async function checkOptionFile(list: Checklist, path: string): Promise<true> {
+  const options = await readOptionFile(path);
+  const via = options.socket ? `socket ${options.socket}` : `${options.host}:${options.port ?? 3306}`;
+  list.pass("mysql.option-file", `${path}: user ${options.user} via ${via}`);
+  return true;
 }
 
 /** What reading the position showed: the statements it ran, and those refused for want of a privilege. */

@@ -1,4 +1,3 @@
-import { stat } from "node:fs/promises";
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { SQSClient } from "@aws-sdk/client-sqs";
 import {
@@ -10,6 +9,7 @@ import {
 } from "../../contracts";
 import { PipelineError } from "../common/errors";
 import { BackupListing } from "../common/listing";
+import { readOptionFile } from "../common/mysql";
 import { humanBytes } from "../common/output";
 import { findServerBinary, readServerBuild, whyCannotRun, type ServerBuild } from "../common/server-binary";
 import type { RunCommand } from "../common/snapshot";
@@ -113,17 +113,13 @@ async function checkServerUser(list: Checklist, config: VerifyConfig, run: RunCo
   list.pass("server.user", `the scratch server runs as ${user} (uid ${answer.stdout.trim()})`);
 }
 
+/** The catch-up option file as the verifier reads it (mode 0600, a user); the replication itself is not tried. */
 async function checkCatchUpFile(list: Checklist, path: string): Promise<void> {
-  const mode = (await stat(path)).mode & 0o777;
-  if ((mode & 0o077) !== 0) {
-    list.warn(
-      "files.catch-up",
-      `${path} is readable by others (mode ${mode.toString(8)}): it holds a replication password`,
-      `chmod 600 ${path}`,
-    );
-  } else {
-    list.pass("files.catch-up", `${path} (mode ${mode.toString(8).padStart(4, "0")})`);
-  }
+  const options = await readOptionFile(path);
+  list.pass(
+    "files.catch-up",
+    `${path}: replication user ${options.user} at ${options.host ?? options.socket}`,
+  );
 }
 
 /**

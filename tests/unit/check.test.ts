@@ -211,18 +211,10 @@ describe("MySQL 8 replicas, from recorded outputs", () => {
       "GRANT BACKUP_ADMIN ON *.* TO `backup`@`%`",
     ];
     await checkMysql(list, {
-      optionFile: await optionFile(0o644),
+      optionFile: await optionFile(0o600),
       ...recordedMysql("mysql-8.4.3-replica.json", grants),
     });
     expect(list.findings.filter((f) => f.status !== "pass")).toEqual([
-      {
-        check: "mysql.option-file",
-        status: "warn",
-        detail: expect.stringMatching(
-          /client-644\.cnf is readable by others \(mode 0644\): it holds the backup user's password$/,
-        ),
-        fix: expect.stringMatching(/^chmod 600 /),
-      },
       {
         check: "mysql.privileges",
         status: "warn",
@@ -233,6 +225,25 @@ describe("MySQL 8 replicas, from recorded outputs", () => {
       },
     ]);
     expect(list.ok).toBe(true);
+  });
+
+  test("an option file others can read is refused as the backup refuses it, and nothing is connected", async () => {
+    const list = new Checklist();
+    const server = recordedMysql("mysql-8.0.36-replica.json", FULL_MYSQL_GRANTS);
+    expect(await checkMysql(list, { optionFile: await optionFile(0o644), ...server })).toBeUndefined();
+    expect(list.findings[0]).toEqual({
+      check: "mysql.option-file",
+      status: "fail",
+      detail: expect.stringMatching(/client-644\.cnf is readable by group or others \(mode 644\)$/),
+      fix: expect.stringMatching(/^run: chmod 600 .*client-644\.cnf$/),
+    });
+    expect(list.findings.slice(1).map((f) => [f.check, f.status])).toEqual([
+      ["mysql.connect", "skip"],
+      ["mysql.position", "skip"],
+      ["mysql.privileges", "skip"],
+      ["mysql.inventory", "skip"],
+      ["mysql.watchdog", "skip"],
+    ]);
   });
 
   test("a server that cannot be reached fails the connection and skips what needs a session", async () => {
