@@ -357,7 +357,7 @@ function install(
         { parent, dependsOn: [stage] },
       ),
   );
-  new command.remote.Command(
+  const installed = new command.remote.Command(
     `${name}-install`,
     {
       connection,
@@ -373,6 +373,21 @@ function install(
     // it would remove what the new one just installed.
     { parent, dependsOn: copies, deleteBeforeReplace: true },
   );
+  new command.remote.Command(
+    `${name}-check`,
+    // The findings go to stderr, the only stream the remote steps log (stdout could echo a file).
+    { connection, create: `${sudo}${checkCommand()} 1>&2`, triggers, logging: "stderr" },
+    { parent, dependsOn: [installed] },
+  );
+}
+
+/**
+ * `mysql-backup check` on the installed config: it proves, before the first 3 a.m. run, everything the
+ * backup will need (privileges, volume, free space, S3, queue) and fails `pulumi up` with the findings
+ * that name what to fix (exit 15). It leaves one small probe object in S3 per run (docs/first-hour.md).
+ */
+export function checkCommand(): string {
+  return `${INSTALLED_BINARY} check --config ${BACKUP_CONFIG_PATH}`;
 }
 
 /** The connection of every remote step: pinned host key, secret private key, optional bastion. */
