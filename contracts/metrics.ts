@@ -24,6 +24,12 @@ export const ReplicaMetric = {
   LockMilliseconds: "LockMilliseconds",
   BackupSeconds: "BackupSeconds",
   ArchiveBytes: "ArchiveBytes",
+  /**
+   * 1 when a run gives up a backup an earlier, killed run had staged for publication (its outbox) and that
+   * can no longer be completed: its archive may sit in S3 unannounced, and it will never be verified. The
+   * log line "abandoned a backup" names it and why. Never emitted in normal operation: alarm on any.
+   */
+  BackupAbandoned: "BackupAbandoned",
 } as const;
 
 /** Emitted by `mysql-backup verify` with dimension Cluster. */
@@ -48,6 +54,7 @@ export const METRIC_UNITS: Record<MetricName, MetricUnit> = {
   LockMilliseconds: "Milliseconds",
   BackupSeconds: "Seconds",
   ArchiveBytes: "Bytes",
+  BackupAbandoned: "Count",
   VerificationSucceeded: "Count",
   VerificationFailed: "Count",
   RestoreSeconds: "Seconds",
@@ -81,6 +88,7 @@ export const METRIC_HELP: Record<MetricName, string> = {
   LockMilliseconds: "How long the newest backup held the server's lock.",
   BackupSeconds: "How long the newest backup took, lock to signal.",
   ArchiveBytes: "Size of the newest backup's compressed archive.",
+  BackupAbandoned: "Staged backups given up: their archive may sit in S3 unannounced and is never verified.",
   VerificationSucceeded: "Backups the verifier restored and proved usable.",
   VerificationFailed: "Backups that failed verification, or that no verifier could restore.",
   RestoreSeconds: "How long the newest verification's restore took: download, extract, recovery, checks.",
@@ -150,6 +158,6 @@ export const PROMETHEUS_TIMESTAMPS: Partial<Record<MetricName, string>> = {
  * start at 0 for it, so `increase()` sees the first failure (a series born at 1 shows no increase).
  */
 export const PROMETHEUS_COUNTER_FAMILIES: MetricName[][] = [
-  [ReplicaMetric.BackupSucceeded, ReplicaMetric.BackupFailed],
+  [ReplicaMetric.BackupSucceeded, ReplicaMetric.BackupFailed, ReplicaMetric.BackupAbandoned],
   [VerifierMetric.VerificationSucceeded, VerifierMetric.VerificationFailed],
 ];

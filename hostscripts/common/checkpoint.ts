@@ -16,8 +16,16 @@ export const PAUSE_POINTS = [
   "archive",
   /** The multipart upload is started and at least one part is up. */
   "upload",
+  /** Every part is up and the outbox (message and manifest) and `manifest.json` are staged; not completed yet. */
+  "sealed",
+  /** The multipart upload is completed (the archive is in S3); `upload.json` is still there. */
+  "uploaded",
   /** The archive and manifest are in S3; `backup.created` not sent yet. */
   "signal",
+  /** `backup.created` is sent; the outbox is still there. */
+  "sent",
+  /** An old local backup is renamed for removal (`<id>.pruning`) and not removed yet. */
+  "pruning",
 ] as const;
 
 /** One pause point. */

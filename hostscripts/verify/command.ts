@@ -2,20 +2,28 @@ import { hostname } from "node:os";
 import { $ } from "zx";
 import { parseVerifyConfig, type VerifyConfig } from "../../contracts";
 import { createAwsClients } from "../common/aws";
-import type { CommandOutcome, Subcommand } from "../common/command";
+import type { CommandOutcome, FlagSpecs, Subcommand } from "../common/command";
+import { ExitCode } from "../common/errors";
 import { sinkFromConfig } from "../common/metrics";
 import { runVerifier } from "./daemon";
 import { exitCodeOf, summarizeResult } from "./result";
 
-/** `mysql-backup verify`: the daemon, or `--once` for tests and the demo. */
-export const verifyCommand: Subcommand<VerifyConfig> = {
+/**
+ * `mysql-backup verify`: the daemon, or `--once` for tests and the demo. The daemon runs until SIGTERM or
+ * SIGINT and then exits 0, whatever its last message's outcome (which failed verdicts have paged already);
+ * `--once` exits with the code of its one message.
+ */
+/** `verify`'s own flags. */
+const verifyFlags = {
+  once: { type: "boolean", describe: "handle at most one message, then exit (tests, the demo, by hand)" },
+} as const satisfies FlagSpecs;
+
+export const verifyCommand: Subcommand<VerifyConfig, typeof verifyFlags> = {
   name: "verify",
   describe: "restore backups from the queue into a scratch server and check them",
   synopsis: ["--config FILE [--once] [--json]"],
   configDescribe: "the verifier's config (VerifyConfig)",
-  flags: {
-    once: { type: "boolean", describe: "handle at most one message, then exit (tests, the demo, by hand)" },
-  },
+  flags: verifyFlags,
   examples: [
     {
       command: "mysql-backup verify --config /etc/mysql-backup/verify.json",
@@ -50,7 +58,15 @@ export const verifyCommand: Subcommand<VerifyConfig> = {
           signal: stop.signal,
         },
       );
-      return { exitCode: exitCodeOf(result.outcome), result, summary: summarizeResult(result) };
+      // The daemon's last message may have failed, but a stop systemd asked for is not a failure of the unit.
+      const stopped = stop.signal.aborted && flags.options.once !== true;
+      return {
+        exitCode: stopped ? ExitCode.Ok : exitCodeOf(result.outcome),
+        result,
+        summary: stopped
+          ? `stopped on request; the last message:\n${summarizeResult(result)}`
+          : summarizeResult(result),
+      };
     } finally {
       process.off("SIGTERM", onSignal);
       process.off("SIGINT", onSignal);

@@ -2,12 +2,12 @@
  * One contract, no drift: every metric a dashboard widget draws or an alarm watches in the pipeline's
  * namespace is one the host scripts actually emit, with exactly the dimensions they emit it with
  * (CloudWatch matches a metric by name and its whole dimension set: an alarm on a set nobody emits stays
- * silent forever). What is emitted is collected by running the emitters themselves — the backup's success
- * and failure, the verifier's verdicts with and without a recovery point — into a recording sink.
+ * silent forever). What is emitted is collected by running the emitters themselves — the backup's success,
+ * failure and abandonment, the verifier's verdicts with and without a recovery point — into a recording sink.
  */
 import { METRIC_NAMESPACE, type MetricDatum, type BackupConfig } from "../../contracts";
 import { clusterAlarms, dashboardBody } from "../../components";
-import { emitFailed, emitSucceeded } from "../../hostscripts/backup/metrics";
+import { emitAbandoned, emitFailed, emitSucceeded } from "../../hostscripts/backup/metrics";
 import { memoryLogger } from "../../hostscripts/common/log";
 import type { MetricsSink } from "../../hostscripts/common/metrics";
 import { reportMetrics } from "../../hostscripts/verify/report";
@@ -28,6 +28,7 @@ async function emitted(): Promise<Set<string>> {
     new Date(),
   );
   await emitFailed(sink, memoryLogger(), config, "DiskSpace", new Date());
+  await emitAbandoned(sink, memoryLogger(), config, 1, new Date());
   const ref = { prefix: "backups", cluster: "orders", host: "db1", backupId: "20261124T020000Z-3fa9c1" };
   const verified = syntheticReport(ref, "b", "verified");
   data.push(

@@ -65,6 +65,7 @@ test("every metric maps to a Prometheus name by the conventions: snake case, bas
     LockMilliseconds: ["mysql_backup_lock_seconds", "gauge", 1000],
     BackupSeconds: ["mysql_backup_backup_seconds", "gauge", 1],
     ArchiveBytes: ["mysql_backup_archive_bytes", "gauge", 1],
+    BackupAbandoned: ["mysql_backup_backup_abandoned_total", "counter", 1],
     VerificationSucceeded: ["mysql_backup_verification_succeeded_total", "counter", 1],
     VerificationFailed: ["mysql_backup_verification_failed_total", "counter", 1],
     RestoreSeconds: ["mysql_backup_restore_seconds", "gauge", 1],
