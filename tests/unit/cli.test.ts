@@ -163,6 +163,8 @@ describe("output for people and for machines", () => {
 });
 
 describe("mysql-backup (the real CLI)", () => {
+  // Each case starts node and tsx: seconds on a loaded machine.
+  jest.setTimeout(30_000);
   let dir: string;
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "mbp-cli-"));
