@@ -65,7 +65,7 @@ export function accountAssumeRolePolicy(accountId: string, partition = "aws"): P
 }
 
 /** The clusters and replicas `status` must find backups of, as the stack declares them. */
-export interface WatchedCluster {
+export interface OperatorCluster {
   name: string;
   windowHours?: number;
   hosts: string[];
@@ -76,7 +76,7 @@ export function renderStatusConfig(i: {
   bucketName: string;
   prefix: string;
   region: string;
-  clusters: WatchedCluster[];
+  clusters: OperatorCluster[];
 }): StatusConfig {
   return parseStatusConfig({
     s3: { bucket: i.bucketName, prefix: i.prefix },
@@ -101,7 +101,7 @@ export interface OperatorRoleArgs {
   /** Key prefix above `<cluster>/`. */
   prefix: string;
   /** The clusters and replicas of the stack. */
-  clusters: WatchedCluster[];
+  clusters: OperatorCluster[];
   /** Tags for every taggable child. Defaults to none. */
   tags?: Record<string, string>;
 }

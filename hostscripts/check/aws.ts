@@ -10,7 +10,7 @@ import type { Checklist } from "./findings";
  * (below its own host's prefix, SSE-KMS with the configured key, an S3 SHA-256 checksum, `If-None-Match: *`),
  * then written again to see the second write refused; the queue answers. The probe stays behind (the
  * replica may not delete): one small JSON object per run under `<prefix>/<cluster>/<host>/_check/`, which
- * the bucket's lifecycle expires with the backups.
+ * the bucket's lifecycle expires under its rule for untagged objects.
  */
 
 /** An S3 or SQS error as the SDK raises it. */

@@ -1,12 +1,20 @@
+import type { LockMode } from "../../contracts";
 import {
-  detectDialect,
-  readNonInnodbTables,
+  dialectFor,
   readServerFacts,
-  readTableInventory,
   type Dialect,
+  type LockPlan,
   type Query,
   type ServerFacts,
 } from "../common/dialect";
+import { readInventory, summarizeInventory } from "../common/inventory";
+import {
+  chooseLockMode,
+  crashSafetyObstacles,
+  memoryTablesWithRows,
+  readCrashSafetyFacts,
+  type LockChoice,
+} from "../common/lockmode";
 import { messageOf } from "../common/errors";
 import { readOptionFile } from "../common/mysql";
 import type { Checklist } from "./findings";
@@ -36,6 +44,8 @@ export interface CheckSession {
 export interface MysqlProbeDeps {
   /** The option file named by `mysql.optionFile`. */
   optionFile: string;
+  /** The config's `lockMode`. Defaults to "auto", as the backup's. */
+  lockMode?: "auto" | LockMode;
   /** Opens a session with the option file's credentials (the backup's own way). */
   openSession(): Promise<CheckSession>;
 }
@@ -52,7 +62,13 @@ export async function checkMysql(list: Checklist, deps: MysqlProbeDeps): Promise
   const session = readable ? await list.attempt("mysql.connect", deps.openSession) : undefined;
   if (session === undefined) {
     if (!readable) list.skip("mysql.connect", "the option file cannot be used");
-    for (const check of ["mysql.position", "mysql.privileges", "mysql.inventory", "mysql.watchdog"]) {
+    for (const check of [
+      "mysql.lock-mode",
+      "mysql.position",
+      "mysql.privileges",
+      "mysql.inventory",
+      "mysql.watchdog",
+    ]) {
       list.skip(check, "no session on the server");
     }
     return undefined;
@@ -61,14 +77,24 @@ export async function checkMysql(list: Checklist, deps: MysqlProbeDeps): Promise
     const [who] = await session.query("SELECT CURRENT_USER() AS user");
     const user = quoteUser(String(who?.user ?? "?"));
     const facts = await readServerFacts(session.query);
-    const dialect = await detectDialect(facts.versionString, session.query);
+    const dialect = dialectFor(facts.versionString);
     list.pass(
       "mysql.connect",
       `connected as ${user} to ${facts.versionString} (server_id ${facts.serverId})`,
     );
-    const position = await checkPosition(list, session, dialect);
-    await checkPrivileges(list, session, dialect, position, user);
-    await list.attempt("mysql.inventory", () => checkInventory(list, session, dialect));
+    const requested = deps.lockMode ?? "auto";
+    const choice = await list.attempt("mysql.lock-mode", () =>
+      checkLockMode(list, session, dialect, requested),
+    );
+    // A refused mode is still the one the config asks for: its privileges are checked all the same.
+    const plan = dialect.lockPlan(choice?.mode ?? (requested === "auto" ? "global" : requested));
+    const fallback =
+      requested === "auto" && plan.mode === "none"
+        ? dialect.lockPlan(dialect.flavor === "mariadb" ? "commit" : "global")
+        : null;
+    const position = await checkPosition(list, session, plan);
+    await checkPrivileges(list, session, dialect, { plan, fallback }, position, user);
+    await list.attempt("mysql.inventory", () => checkInventory(list, session));
     await list.attempt("mysql.watchdog", () => checkWatchdog(list, session, deps));
     return { facts, dialect };
   } finally {
@@ -84,6 +110,33 @@ async function checkOptionFile(list: Checklist, path: string): Promise<true> {
   return true;
 }
 
+/**
+ * The lock mode the backup will take, chosen exactly as the backup chooses it (common/lockmode.ts): a
+ * configured mode the server cannot prove is the backup's own LockModeRefused, with each obstacle named.
+ */
+async function checkLockMode(
+  list: Checklist,
+  session: CheckSession,
+  dialect: Dialect,
+  requested: "auto" | LockMode,
+): Promise<LockChoice> {
+  const safety = await readCrashSafetyFacts(session.query, dialect.flavor);
+  const choice = chooseLockMode(requested, dialect.flavor, crashSafetyObstacles(safety));
+  const plan = dialect.lockPlan(choice.mode);
+  const memory = memoryTablesWithRows(safety);
+  const detail = `lockMode ${requested}: ${choice.mode} (${plan.method}); ${choice.reason}`;
+  if (memory.length > 0) {
+    list.warn(
+      "mysql.lock-mode",
+      `${detail}; MEMORY tables keep their rows only in memory, no snapshot holds them: ${memory.join(", ")}`,
+      "move their data to InnoDB if it must survive a restore",
+    );
+  } else {
+    list.pass("mysql.lock-mode", detail);
+  }
+  return choice;
+}
+
 /** What reading the position showed: the statements it ran, and those refused for want of a privilege. */
 interface PositionRead {
   statements: string[];
@@ -95,11 +148,7 @@ interface PositionRead {
  * stands. A statement refused for want of a privilege answers with no rows here, so the read goes on and
  * every missing privilege is named at once, not one per run of `check`.
  */
-async function checkPosition(
-  list: Checklist,
-  session: CheckSession,
-  dialect: Dialect,
-): Promise<PositionRead> {
+async function checkPosition(list: Checklist, session: CheckSession, plan: LockPlan): Promise<PositionRead> {
   const read: PositionRead = { statements: [], denied: [] };
   const tracked: Query = async (sql) => {
     read.statements.push(sql);
@@ -112,7 +161,7 @@ async function checkPosition(
     }
   };
   try {
-    const position = await dialect.capturePosition(tracked);
+    const position = await plan.capturePosition(tracked);
     if (read.denied.length > 0) {
       list.fail(
         "mysql.position",
@@ -151,13 +200,14 @@ async function checkPrivileges(
   list: Checklist,
   session: CheckSession,
   dialect: Dialect,
+  lock: { plan: LockPlan; fallback: LockPlan | null },
   position: PositionRead,
   user: string,
 ): Promise<void> {
   const grants = (await session.query("SHOW GRANTS")).map((row) => String(Object.values(row)[0] ?? ""));
   const granted = globalPrivileges(grants);
   const denied = new Set(position.denied.map((d) => privilegeForStatement(dialect.flavor, d.statement)));
-  const needs = requiredPrivileges(dialect, position.statements);
+  const needs = requiredPrivileges(dialect.flavor, lock.plan, position.statements, lock.fallback);
   const missing = needs.filter((n) =>
     n.provenBy === "statement" ? denied.has(n.privilege) : !holds(granted, n.privilege),
   );
@@ -185,15 +235,8 @@ async function checkPrivileges(
   }
 }
 
-async function checkInventory(list: Checklist, session: CheckSession, dialect: Dialect): Promise<void> {
-  const tables = await readTableInventory(session.query);
-  const schemas = new Set(tables.map((t) => t.schema)).size;
-  const nonInnodb = dialect.flavor === "mysql" ? await readNonInnodbTables(session.query) : [];
-  const lock = `${dialect.lockMethod}${dialect.lockReason ? ` (${dialect.lockReason})` : ""}`;
-  list.pass(
-    "mysql.inventory",
-    `${tables.length} tables in ${schemas} schemas${nonInnodb.length ? `, ${nonInnodb.length} not InnoDB` : ""}; the lock: ${lock}`,
-  );
+async function checkInventory(list: Checklist, session: CheckSession): Promise<void> {
+  list.pass("mysql.inventory", summarizeInventory(await readInventory(session.query)));
 }
 
 /** The watchdog's release: a second session of the same user kills the first, as on a lock timeout. */

@@ -1,4 +1,5 @@
-import type { Dialect } from "../common/dialect";
+import type { ServerFlavor } from "../../contracts";
+import type { LockPlan } from "../common/dialect";
 
 /**
  * The privileges a backup needs, derived from the statements it runs (common/dialect.ts, backup/freeze.ts),
@@ -6,8 +7,10 @@ import type { Dialect } from "../common/dialect";
  *
  * | what the backup runs                                   | MariaDB 10.6+       | MySQL 8.0 / 8.4    |
  * |--------------------------------------------------------|---------------------|--------------------|
- * | FLUSH TABLES WITH READ LOCK (the lock)                 | RELOAD              | RELOAD             |
- * | LOCK INSTANCE FOR BACKUP, performance_schema.log_status |                     | BACKUP_ADMIN       |
+ * | lockMode global: FLUSH TABLES WITH READ LOCK           | RELOAD              | RELOAD             |
+ * | lockMode commit: BACKUP STAGE START / BLOCK_COMMIT     | RELOAD              |                    |
+ * | lockMode commit: LOCK INSTANCE FOR BACKUP              |                     | BACKUP_ADMIN       |
+ * | performance_schema.log_status (MySQL's position)       |                     | BACKUP_ADMIN       |
  * | SHOW MASTER STATUS / SHOW BINARY LOG STATUS            | BINLOG MONITOR      | REPLICATION CLIENT |
  * | SHOW SLAVE STATUS / SHOW REPLICA STATUS                | SLAVE MONITOR       | REPLICATION CLIENT |
  * | information_schema.TABLES (the table inventory)        | SELECT on *.*       | SELECT on *.*      |
@@ -34,7 +37,7 @@ export interface PrivilegeNeed {
 }
 
 /** The statements of a position capture and the privilege each needs, by flavor. */
-const STATEMENT_PRIVILEGES: Record<Dialect["flavor"], Array<[RegExp, string]>> = {
+const STATEMENT_PRIVILEGES: Record<ServerFlavor, Array<[RegExp, string]>> = {
   mariadb: [
     [/^SHOW MASTER STATUS/i, "BINLOG MONITOR"],
     [/^SHOW (SLAVE|REPLICA) STATUS/i, "SLAVE MONITOR"],
@@ -51,34 +54,49 @@ const STATEMENT_PRIVILEGES: Record<Dialect["flavor"], Array<[RegExp, string]>> =
 };
 
 /** The privilege a statement of the backup needs on this flavor, or null when it needs none. */
-export function privilegeForStatement(flavor: Dialect["flavor"], statement: string): string | null {
+export function privilegeForStatement(flavor: ServerFlavor, statement: string): string | null {
   const sql = statement.trim();
   return STATEMENT_PRIVILEGES[flavor].find(([pattern]) => pattern.test(sql))?.[1] ?? null;
 }
 
-/** Every privilege the backup with `dialect` needs, with how `check` proves it. */
-export function requiredPrivileges(dialect: Dialect, positionStatements: string[]): PrivilegeNeed[] {
+/** A lock plan as far as privileges go: the statements that take the lock. */
+export type PlanStatements = Pick<LockPlan, "mode" | "lockStatements">;
+
+/**
+ * Every privilege the backup needs with the lock plan it will use, and how `check` proves each: the lock
+ * statements' privilege from SHOW GRANTS (the lock cannot be taken to prove it) unless the position read
+ * runs a statement that needs the same one; the position's by running it. With `fallback` (lockMode
+ * "auto", today lock-free), the lock privilege of the mode auto falls back to once a table that is not
+ * crash-safe holds data: missing, it is a warning, not a failure.
+ */
+export function requiredPrivileges(
+  flavor: ServerFlavor,
+  plan: PlanStatements,
+  positionStatements: string[],
+  fallback: PlanStatements | null = null,
+): PrivilegeNeed[] {
   const needs: PrivilegeNeed[] = [];
   const add = (need: PrivilegeNeed) => {
     if (!needs.some((n) => n.privilege === need.privilege)) needs.push(need);
   };
-  for (const statement of dialect.lockStatements) {
-    const privilege = privilegeForStatement(dialect.flavor, statement);
+  const provenByRunning = new Set(positionStatements.map((s) => privilegeForStatement(flavor, s)));
+  for (const statement of plan.lockStatements) {
+    const privilege = privilegeForStatement(flavor, statement);
     if (privilege === null) continue;
-    // LOCK INSTANCE's privilege is the one log_status needs too, which the position read proves.
-    add({ privilege, for: statement, provenBy: privilege === "BACKUP_ADMIN" ? "statement" : "grant" });
+    add({ privilege, for: statement, provenBy: provenByRunning.has(privilege) ? "statement" : "grant" });
   }
   for (const statement of positionStatements) {
-    const privilege = privilegeForStatement(dialect.flavor, statement);
+    const privilege = privilegeForStatement(flavor, statement);
     if (privilege !== null) add({ privilege, for: statement.split("\n")[0].trim(), provenBy: "statement" });
   }
-  if (dialect.flavor === "mysql" && dialect.lockMethod === "LOCK INSTANCE FOR BACKUP") {
+  for (const statement of fallback?.lockStatements ?? []) {
+    const privilege = privilegeForStatement(flavor, statement);
+    if (privilege === null) continue;
     add({
-      privilege: "RELOAD",
-      for: "FLUSH TABLES WITH READ LOCK",
+      privilege,
+      for: statement,
       provenBy: "grant",
-      conditional:
-        "the backup takes FTWRL instead of LOCK INSTANCE FOR BACKUP once a non-InnoDB table holds data",
+      conditional: `with lockMode "auto" the backup takes mode "${fallback?.mode}" (${statement}) once a table that is not crash-safe holds data`,
     });
   }
   add({ privilege: "SELECT", for: "the table inventory: information_schema.TABLES", provenBy: "grant" });

@@ -56,6 +56,7 @@ export async function checkReplica(config: BackupConfig, deps: ReplicaCheckDeps)
   const server = await checkMysql(list, {
     optionFile: config.mysql.optionFile,
     openSession: deps.openSession,
+    lockMode: config.lockMode,
   });
   await checkTools(
     list,
@@ -87,6 +88,7 @@ export async function checkReplica(config: BackupConfig, deps: ReplicaCheckDeps)
             innodbLogDir: facts.innodbLogDir,
             innodbUndoDir: facts.innodbUndoDir,
             innodbDataHomeDir: facts.innodbDataHomeDir,
+            ariaLogDir: facts.ariaLogDir,
           });
           list.pass(
             "snapshot.volume",

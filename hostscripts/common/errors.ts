@@ -17,6 +17,7 @@ export const ExitCode = {
   VerifierInfrastructure: 11,
   AlreadyRunning: 12,
   DiskSpace: 13,
+  LockModeRefused: 14,
   /** `check` found something a run would fail on; its findings name each thing and the fix. */
   CheckFailed: 15,
 } as const;

@@ -1,110 +1,41 @@
 /**
- * The operators' role (what `mysql-backup status` runs with) and the replica's queue probe, evaluated with
- * @cloud-copilot/iam-simulate against the policies the real prod stack registers: the operator lists and
- * reads the backups and can change nothing — no write, delete, version delete, tag, retention, policy or
- * queue action, no KMS use but decrypting through S3; a replica may read the queue's attributes (for
- * `check`) but still not receive or delete its messages.
+ * The operators' role (what `mysql-backup status` runs with) and the replica's part in `check`, evaluated with
+ * @cloud-copilot/iam-simulate against the policies the real prod stack registers (tests/support/iam.ts): the
+ * operator lists and reads the backups and can change nothing — no write, delete, version delete, tag,
+ * retention, policy or queue action, no KMS use but decrypting through S3; a replica may read the queue's
+ * attributes but still not receive or delete its messages, and may create its check probe below its own
+ * prefix only as it creates backups (create-only, SSE-KMS with the bucket key).
  */
-import { runSimulation, type Simulation } from "@cloud-copilot/iam-simulate";
 import {
   ACCOUNT_ID,
   DEFAULT_REGION,
   simulateStack,
   type RegisteredResource,
 } from "../../policies/stackSimulator";
+import { decide, prodPolicies, type Context, type Decision, type Policies, type Who } from "../support/iam";
 
-type Decision = "Allowed" | "Denied";
-type Context = Record<string, string | string[]>;
-
-let bucketArn: string;
-let keyArn: string;
-let queueArn: string;
-let bucketPolicy: object;
-let keyPolicy: object;
-let roles: Record<"operator" | "replica", { arn: string; policy: object }>;
-
-function findOne(resources: RegisteredResource[], type: string, nameSuffix: string): RegisteredResource {
-  const found = resources.filter((r) => r.type === type && r.name.endsWith(nameSuffix));
-  if (found.length !== 1) throw new Error(`expected one ${type} named *${nameSuffix}, found ${found.length}`);
-  return found[0];
-}
-
+let p: Policies;
 beforeAll(async () => {
-  const { resources, outputs } = await simulateStack("Pulumi.prod.yaml");
-  const json = (r: RegisteredResource, field: string): object =>
-    JSON.parse(r.inputs[field] as string) as object;
-  bucketArn = `arn:aws:s3:::${outputs.bucketName as string}`;
-  keyArn = outputs.kmsKeyArn as string;
-  queueArn = (outputs.queueUrl as string).replace(
-    /^https:\/\/sqs\.([^.]+)\.amazonaws\.com\/(\d+)\/(.+)$/,
-    "arn:aws:sqs:$1:$2:$3",
-  );
-  bucketPolicy = json(findOne(resources, "aws:s3/bucketPolicy:BucketPolicy", "-backups-policy"), "policy");
-  keyPolicy = json(findOne(resources, "aws:kms/key:Key", "-backups-key"), "policy");
-  roles = {
-    operator: {
-      arn: outputs.operatorRoleArn as string,
-      policy: json(findOne(resources, "aws:iam/rolePolicy:RolePolicy", "-operators-policy"), "policy"),
-    },
-    replica: {
-      arn: (outputs.replicaRoleArns as Record<string, string>)["orders/orders-db3"],
-      policy: json(
-        findOne(resources, "aws:iam/rolePolicy:RolePolicy", "-orders-orders-db3-policy"),
-        "policy",
-      ),
-    },
-  };
+  p = await prodPolicies();
 }, 120_000);
 
-async function decide(
-  who: keyof typeof roles,
-  action: string,
-  resource: string,
-  context: Context = {},
-): Promise<Decision> {
-  const service = action.split(":")[0];
-  const simulation: Simulation = {
-    request: {
-      principal: roles[who].arn,
-      action,
-      resource: { resource, accountId: ACCOUNT_ID },
-      contextVariables: {
-        "aws:SecureTransport": "true",
-        ...(service === "s3" ? { "s3:TlsVersion": "1.3" } : {}),
-        ...context,
-      },
-    },
-    identityPolicies: [{ name: `${who}-policy`, policy: roles[who].policy }],
-    serviceControlPolicies: [],
-    resourceControlPolicies: [],
-    resourcePolicy: service === "s3" ? bucketPolicy : service === "kms" ? keyPolicy : undefined,
-    additionalSettings: { s3: { blockPublicAccess: true } },
-  };
-  const result = await runSimulation(simulation, {});
-  if (result.resultType === "error")
-    throw new Error(`simulator rejected the request: ${JSON.stringify(result.errors)}`);
-  const ignored = result.resultType === "single" ? (result.result.ignoredContextKeys ?? []) : [];
-  const meaningful = ignored.filter((k) => k in context);
-  if (meaningful.length)
-    throw new Error(`simulator ignored context keys ${meaningful.join(", ")} for ${action}`);
-  return result.overallResult === "Allowed" ? "Allowed" : "Denied";
-}
-
-const object = (key: string) => `${bucketArn}/${key}`;
+const object = (key: string) => `${p.bucketArn}/${key}`;
 const backup = (name: string) => object(`backups/orders/orders-db3/20261124T020000Z-3fa9c1/${name}`);
+const probe = (host: string) => object(`backups/orders/${host}/_check/20261124T020000Z-3fa9c1.json`);
 const viaS3 = { "kms:ViaService": `s3.${DEFAULT_REGION}.amazonaws.com` };
-const sseKms = () => ({
+const created = (): Context => ({
   "s3:x-amz-server-side-encryption": "aws:kms",
-  "s3:x-amz-server-side-encryption-aws-kms-key-id": keyArn,
+  "s3:x-amz-server-side-encryption-aws-kms-key-id": p.keyArn,
+  "s3:if-none-match": "*",
 });
 
-const cases: Array<[string, keyof typeof roles, string, () => string, (() => Context) | null, Decision]> = [
+const cases: Array<[string, Who, string, () => string, (() => Context) | null, Decision]> = [
   // What `status` needs.
   [
     "operator lists the backup prefix",
     "operator",
     "s3:ListBucket",
-    () => bucketArn,
+    () => p.bucketArn,
     () => ({ "s3:prefix": "backups/" }),
     "Allowed",
   ],
@@ -112,7 +43,7 @@ const cases: Array<[string, keyof typeof roles, string, () => string, (() => Con
     "operator lists a cluster",
     "operator",
     "s3:ListBucket",
-    () => bucketArn,
+    () => p.bucketArn,
     () => ({ "s3:prefix": "backups/orders/" }),
     "Allowed",
   ],
@@ -125,9 +56,16 @@ const cases: Array<[string, keyof typeof roles, string, () => string, (() => Con
     null,
     "Allowed",
   ],
-  ["operator decrypts through S3", "operator", "kms:Decrypt", () => keyArn, () => viaS3, "Allowed"],
+  ["operator decrypts through S3", "operator", "kms:Decrypt", () => p.keyArn, () => viaS3, "Allowed"],
   // Nothing it could change.
-  ["operator PutObject", "operator", "s3:PutObject", () => backup("verification.json"), sseKms, "Denied"],
+  [
+    "operator creates an object",
+    "operator",
+    "PutObject",
+    () => backup("verification.json"),
+    created,
+    "Denied",
+  ],
   ["operator DeleteObject", "operator", "s3:DeleteObject", () => backup("archive.tar.zst"), null, "Denied"],
   [
     "operator DeleteObjectVersion",
@@ -161,12 +99,12 @@ const cases: Array<[string, keyof typeof roles, string, () => string, (() => Con
     null,
     "Denied",
   ],
-  ["operator PutBucketPolicy", "operator", "s3:PutBucketPolicy", () => bucketArn, null, "Denied"],
+  ["operator PutBucketPolicy", "operator", "s3:PutBucketPolicy", () => p.bucketArn, null, "Denied"],
   [
     "operator PutLifecycleConfiguration",
     "operator",
     "s3:PutLifecycleConfiguration",
-    () => bucketArn,
+    () => p.bucketArn,
     null,
     "Denied",
   ],
@@ -174,7 +112,7 @@ const cases: Array<[string, keyof typeof roles, string, () => string, (() => Con
     "operator lists outside the backup prefix",
     "operator",
     "s3:ListBucket",
-    () => bucketArn,
+    () => p.bucketArn,
     () => ({ "s3:prefix": "artifacts/" }),
     "Denied",
   ],
@@ -182,38 +120,70 @@ const cases: Array<[string, keyof typeof roles, string, () => string, (() => Con
     "operator reads the verifier bundle",
     "operator",
     "s3:GetObject",
-    () => object("artifacts/mysql-backup/x.cjs"),
+    () => object("artifacts/mysql-backup/mysql-backup.cjs"),
     null,
     "Denied",
   ],
-  ["operator encrypts with the key", "operator", "kms:GenerateDataKey", () => keyArn, () => viaS3, "Denied"],
-  ["operator decrypts outside S3", "operator", "kms:Decrypt", () => keyArn, null, "Denied"],
-  ["operator sends to the queue", "operator", "sqs:SendMessage", () => queueArn, null, "Denied"],
-  ["operator purges the queue", "operator", "sqs:PurgeQueue", () => queueArn, null, "Denied"],
-  // The replica's `check`: the queue answers, its messages stay the verifiers'.
+  [
+    "operator encrypts with the key",
+    "operator",
+    "kms:GenerateDataKey",
+    () => p.keyArn,
+    () => viaS3,
+    "Denied",
+  ],
+  ["operator decrypts outside S3", "operator", "kms:Decrypt", () => p.keyArn, null, "Denied"],
+  ["operator sends to the queue", "operator", "sqs:SendMessage", () => p.queueArn, null, "Denied"],
+  ["operator purges the queue", "operator", "sqs:PurgeQueue", () => p.queueArn, null, "Denied"],
+  // The replica's `check`: the queue answers, its messages stay the verifiers'; the probe is a create-only write.
   [
     "replica reads the queue's attributes",
-    "replica",
+    "orders",
     "sqs:GetQueueAttributes",
-    () => queueArn,
+    () => p.queueArn,
     null,
     "Allowed",
   ],
-  ["replica receives from the queue", "replica", "sqs:ReceiveMessage", () => queueArn, null, "Denied"],
-  ["replica deletes a message", "replica", "sqs:DeleteMessage", () => queueArn, null, "Denied"],
+  ["replica receives from the queue", "orders", "sqs:ReceiveMessage", () => p.queueArn, null, "Denied"],
+  ["replica deletes a message", "orders", "sqs:DeleteMessage", () => p.queueArn, null, "Denied"],
   [
-    "replica writes its check probe below its own prefix",
-    "replica",
-    "s3:PutObject",
-    () => object("backups/orders/orders-db3/_check/20261124T020000Z-3fa9c1.json"),
-    sseKms,
+    "replica creates its check probe below its own prefix",
+    "orders",
+    "PutObject",
+    () => probe("orders-db3"),
+    created,
     "Allowed",
+  ],
+  [
+    "replica creates a probe below another host's prefix",
+    "orders",
+    "PutObject",
+    () => probe("orders-db9"),
+    created,
+    "Denied",
+  ],
+  [
+    "replica overwrites a probe (no If-None-Match)",
+    "orders",
+    "PutObject",
+    () => probe("orders-db3"),
+    () => ({
+      "s3:x-amz-server-side-encryption": "aws:kms",
+      "s3:x-amz-server-side-encryption-aws-kms-key-id": p.keyArn,
+    }),
+    "Denied",
   ],
 ];
 
 test.each(cases)("%s", async (_name, who, action, resource, context, expected) => {
-  expect(await decide(who, action, resource(), context?.() ?? {})).toBe(expected);
+  expect(await decide(p, { who, action, resource: resource(), context: context?.() })).toBe(expected);
 });
+
+function findOne(resources: RegisteredResource[], type: string, nameSuffix: string): RegisteredResource {
+  const found = resources.filter((r) => r.type === type && r.name.endsWith(nameSuffix));
+  if (found.length !== 1) throw new Error(`expected one ${type} named *${nameSuffix}, found ${found.length}`);
+  return found[0];
+}
 
 test("the operator's trust names the stack's account only, and its policy allows no write of any kind", async () => {
   const { resources } = await simulateStack("Pulumi.prod.yaml");
@@ -230,7 +200,7 @@ test("the operator's trust names the stack's account only, and its policy allows
     ],
   });
   const actions = (
-    roles.operator.policy as { Statement: Array<{ Action: string | string[] }> }
+    p.roles.operator.policy as { Statement: Array<{ Action: string | string[] }> }
   ).Statement.flatMap((s) => (Array.isArray(s.Action) ? s.Action : [s.Action]));
   expect(actions.sort()).toEqual(["kms:Decrypt", "s3:GetObject", "s3:ListBucket"]);
 }, 60_000);

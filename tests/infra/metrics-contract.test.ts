@@ -6,7 +6,7 @@
  * failure and abandonment, the verifier's verdicts with and without a recovery point — into a recording sink.
  */
 import { METRIC_NAMESPACE, type MetricDatum, type BackupConfig } from "../../contracts";
-import { clusterAlarms, dashboardBody } from "../../components";
+import { clusterAlarms, dashboardBody, type AlarmSpec } from "../../components";
 import { emitAbandoned, emitFailed, emitSucceeded } from "../../hostscripts/backup/metrics";
 import { memoryLogger } from "../../hostscripts/common/log";
 import type { MetricsSink } from "../../hostscripts/common/metrics";
@@ -62,12 +62,33 @@ test("every widget of the dashboard draws a metric the host scripts emit, with i
   }
 });
 
+/** The metrics an alarm watches: its one metric, or those its metric math reads. */
+function watched(alarm: AlarmSpec): Array<{ namespace: string; metricName: string; dimensions: object }> {
+  if (!("metricQueries" in alarm.metric)) return [alarm.metric];
+  return (
+    alarm.metric.metricQueries as Array<{
+      metric?: { namespace: string; metricName: string; dimensions: object };
+    }>
+  )
+    .map((q) => q.metric)
+    .filter((m) => m !== undefined);
+}
+
 test("every alarm on the pipeline's namespace watches a metric the host scripts emit, with its dimensions", async () => {
   const known = await emitted();
-  const alarms = clusterAlarms({ name: "orders" }).filter((a) => a.namespace === METRIC_NAMESPACE);
-  expect(alarms.length).toBeGreaterThan(0);
-  for (const alarm of alarms) {
-    expect(known).toContain(signature(alarm.metricName, Object.keys(alarm.dimensions)));
+  // Both shapes of the silence alarms: per cluster, and per replica with metric math since its creation.
+  const alarms = [
+    ...clusterAlarms({ name: "orders" }),
+    ...clusterAlarms({
+      name: "orders",
+      since: "2026-11-20T09:30:00Z",
+      hosts: [{ name: "db1", since: "2026-11-20T09:30:00Z" }],
+    }),
+  ];
+  const metrics = alarms.flatMap(watched).filter((m) => m.namespace === METRIC_NAMESPACE);
+  expect(metrics.length).toBeGreaterThan(alarms.length - 1);
+  for (const metric of metrics) {
+    expect(known).toContain(signature(metric.metricName, Object.keys(metric.dimensions)));
   }
 });
 

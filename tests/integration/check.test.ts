@@ -70,8 +70,12 @@ test("the lab replica is ready; the emulator's unconditional overwrite is the on
   expect(report).toMatchObject({ role: "replica", subject: "replica lab/replica1", ok: true });
   expect(report.findings.filter((f) => f.status !== "pass").map((f) => f.check)).toEqual(["s3.write"]);
   expect(finding(report, "s3.write")?.detail).toMatch(/second create-only write of it was accepted/);
+  // The lab's replica holds MyISAM and Aria data: lockMode auto takes BACKUP STAGE (commit), which needs RELOAD.
+  expect(finding(report, "mysql.lock-mode")?.detail).toMatch(
+    /^lockMode auto: commit \(BACKUP STAGE BLOCK_COMMIT\); /,
+  );
   expect(finding(report, "mysql.privileges")?.detail).toBe(
-    "'backup'@'localhost' has RELOAD (FLUSH TABLES WITH READ LOCK), BINLOG MONITOR (SHOW MASTER STATUS), " +
+    "'backup'@'localhost' has RELOAD (BACKUP STAGE START), BINLOG MONITOR (SHOW MASTER STATUS), " +
       "SLAVE MONITOR (SHOW SLAVE STATUS), SELECT (the table inventory: information_schema.TABLES)",
   );
   expect(finding(report, "snapshot.volume")?.detail).toContain(

@@ -30,47 +30,65 @@ afterAll(async () => {
 });
 
 describe("the privileges a backup needs, from the statements it runs", () => {
-  test("MariaDB: RELOAD for FTWRL (from the grants), BINLOG MONITOR and SLAVE MONITOR (by running), SELECT", () => {
-    const dialect = dialectFor("10.11.6-MariaDB-0+deb12u1");
-    const needs = requiredPrivileges(dialect, [
-      "SELECT @@gtid_binlog_pos",
-      "SHOW MASTER STATUS",
-      "SHOW SLAVE STATUS",
-    ]);
-    expect(needs.map((n) => [n.privilege, n.provenBy, n.conditional ?? null])).toEqual([
-      ["RELOAD", "grant", null],
-      ["BINLOG MONITOR", "statement", null],
-      ["SLAVE MONITOR", "statement", null],
+  const mariadb = dialectFor("10.11.6-MariaDB-0+deb12u1");
+  const mysql80 = dialectFor("8.0.36");
+  const mysql84 = dialectFor("8.4.3");
+  const rows = (needs: ReturnType<typeof requiredPrivileges>) =>
+    needs.map((n) => [n.privilege, n.provenBy, n.conditional === undefined ? null : n.conditional]);
+  const mariadbPosition = ["SELECT @@gtid_binlog_pos", "SHOW MASTER STATUS", "SHOW SLAVE STATUS"];
+
+  test("MariaDB global (FTWRL) and commit (BACKUP STAGE) need RELOAD from the grants; the position's by running", () => {
+    for (const mode of ["global", "commit"] as const) {
+      expect(rows(requiredPrivileges("mariadb", mariadb.lockPlan(mode), mariadbPosition))).toEqual([
+        ["RELOAD", "grant", null],
+        ["BINLOG MONITOR", "statement", null],
+        ["SLAVE MONITOR", "statement", null],
+        ["SELECT", "grant", null],
+      ]);
+    }
+  });
+
+  test("MariaDB none needs no lock privilege; with lockMode auto, RELOAD for the day auto falls back to commit", () => {
+    expect(
+      rows(requiredPrivileges("mariadb", mariadb.lockPlan("none"), mariadbPosition)).map((r) => r[0]),
+    ).toEqual(["BINLOG MONITOR", "SLAVE MONITOR", "SELECT"]);
+    const auto = requiredPrivileges(
+      "mariadb",
+      mariadb.lockPlan("none"),
+      mariadbPosition,
+      mariadb.lockPlan("commit"),
+    );
+    expect(auto.find((n) => n.privilege === "RELOAD")).toEqual({
+      privilege: "RELOAD",
+      for: "BACKUP STAGE START",
+      provenBy: "grant",
+      conditional:
+        'with lockMode "auto" the backup takes mode "commit" (BACKUP STAGE START) once a table that is not crash-safe holds data',
+    });
+  });
+
+  test("MySQL 8.0 commit: BACKUP_ADMIN (LOCK INSTANCE and log_status, proven by running), REPLICATION CLIENT", () => {
+    const position = ["SELECT LOCAL FROM performance_schema.log_status", "SHOW REPLICA STATUS"];
+    expect(rows(requiredPrivileges("mysql", mysql80.lockPlan("commit"), position))).toEqual([
+      ["BACKUP_ADMIN", "statement", null],
+      ["REPLICATION CLIENT", "statement", null],
       ["SELECT", "grant", null],
     ]);
   });
 
-  test("MySQL 8.0, all InnoDB: BACKUP_ADMIN (lock and log_status), REPLICATION CLIENT; RELOAD only for the day FTWRL is needed", () => {
-    const dialect = dialectFor("8.0.36");
-    const needs = requiredPrivileges(dialect, [
-      "SELECT LOCAL FROM performance_schema.log_status",
-      "SHOW REPLICA STATUS",
-    ]);
-    expect(needs.map((n) => [n.privilege, n.provenBy, n.conditional !== undefined])).toEqual([
-      ["BACKUP_ADMIN", "statement", false],
-      ["REPLICATION CLIENT", "statement", false],
-      ["RELOAD", "grant", true],
-      ["SELECT", "grant", false],
-    ]);
-  });
-
-  test("MySQL 8.4 with MyISAM data: FTWRL needs RELOAD outright; SHOW BINARY LOG STATUS needs REPLICATION CLIENT", () => {
-    const dialect = dialectFor("8.4.3", ["app.sessions (MyISAM)"]);
-    expect(dialect.lockMethod).toBe("FLUSH TABLES WITH READ LOCK");
-    const needs = requiredPrivileges(dialect, [
+  test("MySQL 8.4 global: FTWRL needs RELOAD outright; SHOW BINARY LOG STATUS needs REPLICATION CLIENT", () => {
+    expect(mysql84.lockPlan("global").method).toBe("FLUSH TABLES WITH READ LOCK");
+    const position = [
       "SELECT @@global.gtid_executed AS executed",
       "SHOW BINARY LOG STATUS",
       "SHOW REPLICA STATUS",
-    ]);
-    expect(needs.map((n) => [n.privilege, n.provenBy, n.conditional !== undefined])).toEqual([
-      ["RELOAD", "grant", false],
-      ["REPLICATION CLIENT", "statement", false],
-      ["SELECT", "grant", false],
+    ];
+    expect(
+      rows(requiredPrivileges("mysql", mysql84.lockPlan("global"), position)).map((r) => r.slice(0, 2)),
+    ).toEqual([
+      ["RELOAD", "grant"],
+      ["REPLICATION CLIENT", "statement"],
+      ["SELECT", "grant"],
     ]);
     expect(privilegeForStatement("mysql", "SELECT @@global.gtid_executed")).toBeNull();
     expect(privilegeForStatement("mariadb", "BACKUP STAGE BLOCK_COMMIT")).toBe("RELOAD");
@@ -167,22 +185,27 @@ describe("MySQL 8 replicas, from recorded outputs", () => {
         optionFile: await optionFile(0o600),
         ...recordedMysql(name, FULL_MYSQL_GRANTS),
       });
-      expect(server?.dialect.lockMethod).toBe("LOCK INSTANCE FOR BACKUP");
+      expect(server?.dialect.flavor).toBe("mysql");
       expect(list.findings.map((f) => [f.check, f.status])).toEqual([
         ["mysql.option-file", "pass"],
         ["mysql.connect", "pass"],
+        ["mysql.lock-mode", "pass"],
         ["mysql.position", "pass"],
         ["mysql.privileges", "pass"],
         ["mysql.inventory", "pass"],
         ["mysql.watchdog", "pass"],
       ]);
-      expect(list.findings[3].detail).toBe(
-        "'backup'@'%' has BACKUP_ADMIN (LOCK INSTANCE FOR BACKUP), REPLICATION CLIENT (SHOW REPLICA STATUS), RELOAD (FLUSH TABLES WITH READ LOCK), SELECT (the table inventory: information_schema.TABLES)",
+      // Crash-safe and all InnoDB: auto takes no lock; the day it must, FTWRL (RELOAD, held here).
+      expect(list.findings[2].detail).toMatch(
+        /^lockMode auto: none \(none\); every table that holds data is crash-safe/,
+      );
+      expect(list.findings[4].detail).toMatch(
+        /^'backup'@'%' has REPLICATION CLIENT \(SHOW (MASTER|BINARY LOG) STATUS\), RELOAD \(FLUSH TABLES WITH READ LOCK\), SELECT \(the table inventory: information_schema\.TABLES\)$/,
       );
     },
   );
 
-  test("without BACKUP_ADMIN and REPLICATION CLIENT both are named at once, with the GRANT", async () => {
+  test("lockMode commit without BACKUP_ADMIN and REPLICATION CLIENT: both are named at once, with the GRANT", async () => {
     const list = new Checklist();
     const server = recordedMysql(
       "mysql-8.0.36-replica.json",
@@ -192,7 +215,7 @@ describe("MySQL 8 replicas, from recorded outputs", () => {
         "SHOW REPLICA STATUS": "SUPER, REPLICATION CLIENT",
       },
     );
-    await checkMysql(list, { optionFile: await optionFile(0o600), ...server });
+    await checkMysql(list, { optionFile: await optionFile(0o600), lockMode: "commit", ...server });
     const privileges = list.findings.find((f) => f.check === "mysql.privileges")!;
     expect(privileges).toEqual({
       check: "mysql.privileges",
@@ -204,7 +227,7 @@ describe("MySQL 8 replicas, from recorded outputs", () => {
     expect(list.findings.find((f) => f.check === "mysql.position")?.status).toBe("fail");
   });
 
-  test("without RELOAD an all-InnoDB server warns: FTWRL comes the day a MyISAM table does", async () => {
+  test("without RELOAD a crash-safe server under lockMode auto warns: FTWRL comes the day a MyISAM table does", async () => {
     const list = new Checklist();
     const grants = [
       "GRANT SELECT, REPLICATION CLIENT ON *.* TO `backup`@`%`",
@@ -219,7 +242,7 @@ describe("MySQL 8 replicas, from recorded outputs", () => {
         check: "mysql.privileges",
         status: "warn",
         detail: expect.stringContaining(
-          "but not RELOAD (FLUSH TABLES WITH READ LOCK): the backup takes FTWRL instead",
+          'but not RELOAD (FLUSH TABLES WITH READ LOCK): with lockMode "auto" the backup takes mode "global"',
         ),
         fix: "GRANT RELOAD ON *.* TO 'backup'@'%'",
       },
@@ -239,6 +262,7 @@ describe("MySQL 8 replicas, from recorded outputs", () => {
     });
     expect(list.findings.slice(1).map((f) => [f.check, f.status])).toEqual([
       ["mysql.connect", "skip"],
+      ["mysql.lock-mode", "skip"],
       ["mysql.position", "skip"],
       ["mysql.privileges", "skip"],
       ["mysql.inventory", "skip"],
@@ -259,6 +283,7 @@ describe("MySQL 8 replicas, from recorded outputs", () => {
     expect(list.findings.map((f) => [f.check, f.status])).toEqual([
       ["mysql.option-file", "pass"],
       ["mysql.connect", "fail"],
+      ["mysql.lock-mode", "skip"],
       ["mysql.position", "skip"],
       ["mysql.privileges", "skip"],
       ["mysql.inventory", "skip"],
