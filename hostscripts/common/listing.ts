@@ -2,6 +2,7 @@ import { ListObjectsV2Command, type S3Client } from "@aws-sdk/client-s3";
 import {
   ARCHIVE_OBJECT,
   BACKUP_ID_PATTERN,
+  BINLOGS_SEGMENT,
   MANIFEST_OBJECT,
   NAME_PATTERN,
   VERIFICATION_OBJECT,
@@ -66,9 +67,9 @@ export class BackupListing {
     return this.children(p ? `${p}/` : "");
   }
 
-  /** The hosts of a cluster: its "directories" that are valid host names. */
+  /** The hosts of a cluster: its "directories" that are valid host names, but not its binary log archive. */
   async hosts(cluster: string): Promise<string[]> {
-    return this.children(clusterPrefix(this.prefix, cluster));
+    return (await this.children(clusterPrefix(this.prefix, cluster))).filter((h) => h !== BINLOGS_SEGMENT);
   }
 
   /** Every backup directory below the host's prefix (with an archive or a manifest), newest first. */

@@ -101,7 +101,11 @@ async function clusterStatus(
   // A host named with its cluster is judged even without backups (critical); named alone, only where it is.
   const hosts = host === undefined ? all : all.includes(host) || filter.cluster !== undefined ? [host] : [];
   if (hosts.length === 0 && host !== undefined) return null;
-  const scans = await reader.scanHosts(cluster, hosts);
+  // A "directory" found in S3 is a host only if it holds backups; one the config or --host names always is.
+  const named = new Set([...(expected?.hosts ?? []), ...(host === undefined ? [] : [host])]);
+  const scans = (await reader.scanHosts(cluster, hosts)).filter(
+    (s) => s.backups.length > 0 || named.has(s.host),
+  );
   const judged: HostStatus[] = scans.map((scan) =>
     judgeHost(scan, policy, now, {
       url: `s3://${reader.bucket}/${hostPrefix(reader.prefix, cluster, scan.host)}`,
@@ -109,7 +113,7 @@ async function clusterStatus(
     }),
   );
   const reasons: HealthReason[] =
-    hosts.length === 0
+    judged.length === 0
       ? [
           {
             state: "critical",

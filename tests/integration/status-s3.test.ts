@@ -153,6 +153,26 @@ describe("after a failed verification of orders/replica2's newest backup", () =>
   });
 });
 
+test("what is not a host is not judged: the cluster's binlog archive, a directory without backups", async () => {
+  for (const key of ["backups/orders/binlogs/0-2-src/000001.seg", "backups/orders/stray-dir/notes.txt"]) {
+    await emulator.clients.s3.send(new PutObjectCommand({ Bucket: emulator.bucket, Key: key, Body: "x" }));
+  }
+  const reader = new StatusReader(emulator.clients.s3, emulator.bucket, "backups");
+  const report = await collectStatus(reader, config(), { cluster: "orders" }, NOW);
+  expect(report.clusters[0].hosts.map((h) => h.host)).toEqual(["replica1", "replica2"]);
+  // Named in the config, the same directory is a host that has never backed up.
+  const expected = await collectStatus(
+    reader,
+    config({ clusters: [{ name: "orders", hosts: ["stray-dir"] }] }),
+    { cluster: "orders" },
+    NOW,
+  );
+  expect(expected.clusters[0].hosts.find((h) => h.host === "stray-dir")).toMatchObject({
+    health: "critical",
+    backups: 0,
+  });
+});
+
 test("clusters and hosts the config expects but S3 does not have are critical", async () => {
   const cfg = config({
     clusters: [
