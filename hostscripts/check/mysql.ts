@@ -15,7 +15,7 @@ import {
   readCrashSafetyFacts,
   type LockChoice,
 } from "../common/lockmode";
-import { messageOf } from "../common/errors";
+import { PipelineError, messageOf } from "../common/errors";
 import { readOptionFile } from "../common/mysql";
 import type { Checklist } from "./findings";
 import {
@@ -120,7 +120,20 @@ async function checkLockMode(
   dialect: Dialect,
   requested: "auto" | LockMode,
 ): Promise<LockChoice> {
-  const safety = await readCrashSafetyFacts(session.query, dialect.flavor);
+  let last = "";
+  const tracked: Query = (sql) => {
+    last = sql.split("\n")[0].trim();
+    return session.query(sql);
+  };
+  const safety = await readCrashSafetyFacts(tracked, dialect.flavor).catch((error: unknown) => {
+    if (!isAccessDenied(error)) throw error;
+    // The backup decides its mode with the same statements: it would stop here too.
+    throw new PipelineError(
+      "MysqlUnavailable",
+      `choosing the lock mode needs \`${last}\`, which the server refused (${messageOf(error)})`,
+      "grant the privileges named under mysql.privileges",
+    );
+  });
   const choice = chooseLockMode(requested, dialect.flavor, crashSafetyObstacles(safety));
   const plan = dialect.lockPlan(choice.mode);
   const memory = memoryTablesWithRows(safety);

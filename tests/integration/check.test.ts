@@ -121,7 +121,11 @@ describe("a missing privilege is named, with the GRANT that fixes it", () => {
     const optionFile = await userWith("nomonitor", "RELOAD, SELECT");
     const { code, report } = await check({ ...backupConfig, mysql: { optionFile } });
     expect(code).toBe(ExitCode.CheckFailed);
-    expect(failed(report)).toEqual(["mysql.position", "mysql.privileges"]);
+    // Choosing the lock mode reads the replica's status too: the backup would stop there first.
+    expect(failed(report)).toEqual(["mysql.lock-mode", "mysql.position", "mysql.privileges"]);
+    expect(finding(report, "mysql.lock-mode")?.detail).toMatch(
+      /^choosing the lock mode needs `SHOW SLAVE STATUS`, which the server refused \(.*SLAVE MONITOR/,
+    );
     expect(finding(report, "mysql.privileges")?.detail).toMatch(
       /^'nomonitor'@'localhost' lacks BINLOG MONITOR \(SHOW MASTER STATUS\), SLAVE MONITOR \(SHOW SLAVE STATUS\) on mariadb 10\.11\.\d+$/,
     );
