@@ -36,6 +36,7 @@ export async function renderReport(
     restoreSection(results),
     notesSection(results),
     analysisSection(existing),
+    ...keptSections(existing),
     methodSection(),
     commandsSection(results),
     machineSection(results),
@@ -210,6 +211,16 @@ function notesSection(r: BenchResults): string {
 
 ${r.notes.map((n) => `- ${n.split("\n")[0]}`).join("\n")}
 `;
+}
+
+/**
+ * The sections other benchmarks write into BENCHMARKS.md between `<!-- bench:NAME:start -->` and
+ * `<!-- bench:NAME:end -->` (e.g. `npm run bench:status`), kept as they are: this run did not measure them.
+ */
+function keptSections(existing: string): string[] {
+  return [...existing.matchAll(/<!-- bench:([a-z0-9-]+):start -->[\s\S]*?<!-- bench:\1:end -->\n?/g)].map(
+    (m) => m[0],
+  );
 }
 
 function analysisSection(existing: string): string {

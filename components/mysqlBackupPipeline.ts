@@ -4,6 +4,7 @@ import { BINLOGS_SEGMENT, DEFAULT_PREFIX, NAME_PATTERN, normalizePrefix, pipelin
 import type { AlertedCluster, WatchedCluster } from "./alarms";
 import { Alerting, type AlertEndpoints, type AlertingArgs } from "./alerting";
 import { BackupBucket, type BackupBucketArgs } from "./backupBucket";
+import { OperatorRole } from "./operatorRole";
 import { ARTIFACTS_PREFIX } from "./iam";
 import { checkPipelineName } from "./names";
 import { ReplicaAgent, type HostBundle, type PipelineEndpoints, type ReplicaAgentArgs } from "./replicaAgent";
@@ -140,6 +141,10 @@ export class MysqlBackupPipeline extends pulumi.ComponentResource {
   readonly replicaInstanceProfiles: pulumi.Output<Record<string, string>>;
   /** The CloudWatch dashboard. */
   readonly dashboardName: pulumi.Output<string>;
+  /** The operators' read-only role (`mysql-backup status`). */
+  readonly operatorRoleArn: pulumi.Output<string>;
+  /** `status.json` for this stack: the bucket, every cluster and replica it deploys. */
+  readonly statusConfig: pulumi.Output<string>;
 
   constructor(name: string, args: MysqlBackupPipelineArgs, opts?: pulumi.ComponentResourceOptions) {
     super("mysql-backup-pipeline:index:MysqlBackupPipeline", name, {}, opts);
@@ -176,6 +181,23 @@ export class MysqlBackupPipeline extends pulumi.ComponentResource {
     const fleet = verifierFleet(this, fleetName, args, { endpoints, server, queue, tags });
     const agents = replicaAgents(this, name, args, endpoints, tags);
     const alerts = alerting(this, name, args, { queue, agents }, tags);
+    const operators = new OperatorRole(
+      `${name}-operators`,
+      {
+        bucketName: bucket.bucketName,
+        bucketArn: bucket.bucketArn,
+        keyArn: bucket.keyArn,
+        region,
+        prefix,
+        clusters: args.clusters.map((c) => ({
+          name: c.name,
+          windowHours: c.windowHours,
+          hosts: c.replicas.map((r) => r.host),
+        })),
+        tags,
+      },
+      { parent: this },
+    );
 
     this.bucketName = bucket.bucketName;
     this.bucketArn = bucket.bucketArn;
@@ -194,6 +216,8 @@ export class MysqlBackupPipeline extends pulumi.ComponentResource {
       Object.fromEntries(agents.map(({ key, agent }) => [key, agent.instanceProfileName])),
     );
     this.dashboardName = alerts.dashboardName;
+    this.operatorRoleArn = operators.roleArn;
+    this.statusConfig = operators.statusConfig;
     this.registerOutputs({
       bucketName: this.bucketName,
       queueUrl: this.queueUrl,
@@ -201,6 +225,7 @@ export class MysqlBackupPipeline extends pulumi.ComponentResource {
       verifierRoleArn: this.verifierRoleArn,
       replicaRoleArns: this.replicaRoleArns,
       dashboardName: this.dashboardName,
+      operatorRoleArn: this.operatorRoleArn,
     });
   }
 }

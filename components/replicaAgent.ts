@@ -3,11 +3,13 @@ import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { parseBackupConfig, schemaFor, type BackupConfig, type SnapshotConfig } from "../contracts";
 import {
+  BACKUP_CONFIG_PATH,
   BACKUP_SERVICE,
   BACKUP_TIMER,
   backupServiceUnit,
   backupTimerUnit,
   CONFIG_DIR,
+  INSTALLED_BINARY,
 } from "../contracts/units";
 import { replicaRolePolicy } from "./hostPolicies";
 import { ec2AssumeRolePolicy } from "./iam";
@@ -320,7 +322,7 @@ function install(
         { parent, dependsOn: [stage] },
       ),
   );
-  new command.remote.Command(
+  const installed = new command.remote.Command(
     `${name}-install`,
     {
       connection,
@@ -340,6 +342,21 @@ function install(
     // install marker keep an unconditional uninstall in their state, which must not run after the new install.
     { parent, dependsOn: copies, deleteBeforeReplace: true },
   );
+  new command.remote.Command(
+    `${name}-check`,
+    // The findings go to stderr, the only stream the remote steps log (stdout could echo a file).
+    { connection, create: `${sudo}${checkCommand()} 1>&2`, triggers, logging: "stderr" },
+    { parent, dependsOn: [installed] },
+  );
+}
+
+/**
+ * `mysql-backup check` on the installed config: it proves, before the first 3 a.m. run, everything the
+ * backup will need (privileges, volume, free space, S3, queue) and fails `pulumi up` with the findings
+ * that name what to fix (exit 15). It leaves one small probe object in S3 per run (docs/first-hour.md).
+ */
+export function checkCommand(): string {
+  return `${INSTALLED_BINARY} check --config ${BACKUP_CONFIG_PATH}`;
 }
 
 /** The connection of every remote step: pinned host key, secret private key, optional bastion. */

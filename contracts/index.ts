@@ -1,3 +1,4 @@
+export * from "./check";
 export * from "./config";
 export * from "./defaults";
 export * from "./keys";
@@ -6,6 +7,7 @@ export * from "./message";
 export * from "./metrics";
 export * from "./objectTags";
 export * from "./schema";
+export * from "./status";
 export * from "./validate";
 export * from "./verification";
 export * from "./tags";

@@ -6,6 +6,7 @@ import {
   type BackupConfig,
   type VerifyConfig,
 } from "../contracts/config";
+import { parseStatusConfig, type StatusConfig } from "../contracts/status";
 import { LAB_REGION } from "./emulator";
 import { BACKUP_USER } from "./replication";
 
@@ -79,6 +80,15 @@ export function verifyConfig(inputs: LabConfigInputs): VerifyConfig {
     mysqld: { user: "mysql" },
     aws: awsSettings(inputs),
     metrics: { sink: "file", path: inputs.metricsPath },
+  });
+}
+
+/** The `mysql-backup status` config of the lab: its bucket, and the lab cluster with its replica expected. */
+export function statusConfig(inputs: LabConfigInputs): StatusConfig {
+  return parseStatusConfig({
+    s3: { bucket: inputs.bucket, prefix: "backups" },
+    aws: awsSettings(inputs),
+    clusters: [{ name: LAB_CLUSTER, hosts: [LAB_HOST] }],
   });
 }
 

@@ -5,6 +5,7 @@ import type { S3Client } from "@aws-sdk/client-s3";
 import type { SQSClient } from "@aws-sdk/client-sqs";
 import {
   backupConfig,
+  statusConfig,
   verifyConfig,
   writeBackupOptionFile,
   writeJson,
@@ -55,7 +56,7 @@ import {
  *   `mnt/.snapshots` is where backups put snapshots;
  * - `primary/data` the primary's datadir (plain disk); `run/` sockets and pid files; `log/` server,
  *   emulator and load logs; `secrets/` (0700) the backup option file and the AWS credentials file;
- * - `backup.json`, `verify.json` the host scripts' configs; `backups/`, `scratch/`, `metrics.jsonl`
+ * - `backup.json`, `verify.json`, `status.json` the host scripts' configs; `backups/`, `scratch/`, `metrics.jsonl`
  *   what they write.
  */
 
@@ -86,6 +87,8 @@ export interface Lab {
   dir: string;
   backupConfigPath: string;
   verifyConfigPath: string;
+  /** `mysql-backup status --config` of the lab (bucket, the lab cluster and its replica expected). */
+  statusConfigPath: string;
   primary: LabServer;
   replica: LabServer & { subvolume: string };
   s3: { endpoint: string; bucket: string };
@@ -131,6 +134,7 @@ const LAB_ENTRIES = new Set([
   "scratch",
   "backup.json",
   "verify.json",
+  "status.json",
   "metrics.jsonl",
 ]);
 
@@ -159,6 +163,7 @@ function layout(dir: string) {
     scratch: join(dir, "scratch"),
     backupConfig: join(dir, "backup.json"),
     verifyConfig: join(dir, "verify.json"),
+    statusConfig: join(dir, "status.json"),
     metrics: join(dir, "metrics.jsonl"),
     backupOptionFile: join(dir, "secrets", "backup.cnf"),
     awsCredentials: join(dir, "secrets", "aws-credentials"),
@@ -231,6 +236,7 @@ async function build(dir: string, opts: LabOptions): Promise<Lab> {
     dir,
     backupConfigPath: paths.backupConfig,
     verifyConfigPath: paths.verifyConfig,
+    statusConfigPath: paths.statusConfig,
     primary: { port: primaryPort, socket: primary.socket, datadir: primary.datadir, pid: primaryPid },
     replica: {
       port: replicaPort,
@@ -338,6 +344,7 @@ async function writeConfigs(
   await writeBackupOptionFile(inputs);
   await writeJson(paths.backupConfig, backupConfig(inputs));
   await writeJson(paths.verifyConfig, verifyConfig(inputs));
+  await writeJson(paths.statusConfig, statusConfig(inputs));
 }
 
 /** A random password for a lab account (hex: safe in option files and SQL literals). */

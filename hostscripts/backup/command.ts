@@ -11,12 +11,25 @@ import { logProgress, ttyProgress } from "../common/progress";
 import { sessionOf } from "./lock";
 import { yieldToDatabase } from "./priority";
 import { runBackup, type BackupDeps, type BackupResult } from "./run";
-import { driverFor, runCommand } from "./snapshot";
+import { driverFor, runCommand } from "../common/snapshot";
 
 /** `mysql-backup backup --config FILE [--json]`. */
 export const backupCommand: Subcommand<BackupConfig> = {
   name: "backup",
   describe: "snapshot this replica, archive it, upload it to S3 and signal the verifiers",
+  synopsis: ["--config FILE [--json]"],
+  configDescribe: "the replica's backup config (BackupConfig)",
+  examples: [
+    {
+      command: "mysql-backup backup --config /etc/mysql-backup/backup.json",
+      describe:
+        "take one backup now, as mysql-backup.timer does (run `mysql-backup check` first on a new host)",
+    },
+    {
+      command: "systemctl start mysql-backup.service && journalctl -fu mysql-backup.service",
+      describe: "the same through systemd, with the unit's priorities; the journal gets JSON",
+    },
+  ],
   parseConfig: parseBackupConfig,
   async run(config, _flags, log, runtime): Promise<CommandOutcome> {
     const deps = await backupDeps(config, log);

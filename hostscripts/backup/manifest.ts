@@ -11,7 +11,7 @@ import type { Dialect, LockPlan, ServerFacts } from "../common/dialect";
 import type { ArchiveResult } from "./archive";
 import { round } from "./durations";
 import type { Frozen } from "./freeze";
-import type { LockChoice } from "./lockmode";
+import type { LockChoice } from "../common/lockmode";
 
 /**
  * What a backup publishes (steps 8–9): `manifest.json`, the single source of truth of the backup, and the

@@ -28,7 +28,7 @@ import { repairAfterCrash } from "./repair";
 import { DEFAULT_KEEP_LOCAL, pruneLocalBackups } from "./retention";
 import { decideRetention, recordCompleted } from "./retention-class";
 import { acquireRunLock } from "./runlock";
-import type { Snapshot } from "./snapshot";
+import type { Snapshot } from "../common/snapshot";
 import { OUTBOX, UPLOAD_RECORD, stagePublication, writeProgressFile, type Outbox } from "./staging";
 import {
   archiveBoundFor,

@@ -18,6 +18,8 @@ export const ExitCode = {
   AlreadyRunning: 12,
   DiskSpace: 13,
   LockModeRefused: 14,
+  /** `check` found something a run would fail on; its findings name each thing and the fix. */
+  CheckFailed: 15,
 } as const;
 
 export type ExitCodeName = keyof typeof ExitCode;

@@ -233,27 +233,41 @@ describe("alarms watch the metrics the host scripts emit", () => {
     expect(() => epochSeconds("yesterday")).toThrow(/not an RFC 3339 time/);
   });
 
-  test("the dashboard shows backup age, lock ms, sizes, restore seconds and failures per cluster", () => {
+  test("the dashboard has a row per cluster: restore time, lock window, archive size, verdicts and failures", () => {
     const body = JSON.parse(dashboardBody(["orders", "billing"], "eu-west-1")) as {
-      widgets: Array<{ properties: { metrics: string[][] } }>;
+      start: string;
+      widgets: Array<{
+        type: string;
+        y: number;
+        properties: { markdown?: string; title?: string; period?: number; metrics?: unknown[][] };
+      }>;
     };
-    const metrics = new Set(body.widgets.flatMap((w) => w.properties.metrics.map((m) => m[1])));
-    for (const name of [
-      VerifierMetric.BackupAgeAtVerificationSeconds,
-      ReplicaMetric.LockMilliseconds,
-      ReplicaMetric.ArchiveBytes,
-      VerifierMetric.RestoreSeconds,
-      ReplicaMetric.BackupFailed,
-      VerifierMetric.VerificationFailed,
-    ]) {
-      expect(metrics).toContain(name);
-    }
-    for (const w of body.widgets) {
-      expect(w.properties.metrics).toEqual([
-        [METRIC_NAMESPACE, expect.any(String), Dimension.Cluster, "orders"],
-        [METRIC_NAMESPACE, expect.any(String), Dimension.Cluster, "billing"],
+    expect(body.start).toBe("-P30D");
+    const rows = ["orders", "billing"].map((cluster) =>
+      body.widgets.filter((w) => (w.properties.title ?? w.properties.markdown ?? "").includes(cluster)),
+    );
+    for (const [i, row] of rows.entries()) {
+      const cluster = ["orders", "billing"][i];
+      expect(row.map((w) => w.properties.title ?? w.properties.markdown)).toEqual([
+        `## Cluster ${cluster}`,
+        `${cluster}: restore time (s)`,
+        `${cluster}: lock window (ms)`,
+        `${cluster}: archive size (bytes)`,
+        `${cluster}: verdicts and failed backups`,
       ]);
+      const metrics = row.flatMap((w) => w.properties.metrics ?? []);
+      expect(metrics.map((m) => [m[1], m[2], m[3], (m[4] as { stat: string }).stat])).toEqual([
+        [VerifierMetric.RestoreSeconds, Dimension.Cluster, cluster, "Maximum"],
+        [ReplicaMetric.LockMilliseconds, Dimension.Cluster, cluster, "Maximum"],
+        [ReplicaMetric.ArchiveBytes, Dimension.Cluster, cluster, "Maximum"],
+        [VerifierMetric.VerificationSucceeded, Dimension.Cluster, cluster, "Sum"],
+        [VerifierMetric.VerificationFailed, Dimension.Cluster, cluster, "Sum"],
+        [ReplicaMetric.BackupFailed, Dimension.Cluster, cluster, "Sum"],
+      ]);
+      expect(new Set(row.map((w) => w.y)).size).toBe(2);
+      expect(row.filter((w) => w.type === "metric").every((w) => w.properties.period === 86400)).toBe(true);
     }
+    expect(Math.min(...rows[1].map((w) => w.y))).toBeGreaterThan(Math.max(...rows[0].map((w) => w.y)));
   });
 });
 

@@ -88,6 +88,13 @@ describe("the bundle", () => {
       expect(text).toContain("usage: mysql-backup <command> --config FILE");
       expect(text).toMatch(/^\s+backup\s/m);
       expect(text).toMatch(/^\s+verify\s/m);
+      // The bundle hashes its own file: the sha256 it reports is the one the stack keys installs on.
+      const version = spawnSync(copy, ["--version", "--json"], { cwd: isolated, encoding: "utf8" });
+      expect(version.status).toBe(0);
+      expect(JSON.parse(version.stdout)).toEqual({
+        version: JSON.parse(fs.readFileSync(path.join(__dirname, "../../package.json"), "utf8")).version,
+        bundle: { path: copy, sha256: bundle.sha256 },
+      });
     } finally {
       fs.rmSync(isolated, { recursive: true, force: true });
     }

@@ -26,7 +26,7 @@ import { RETENTION_STATE, utcMonth } from "../../hostscripts/backup/retention-cl
 import { runBackup, type BackupDeps, type BackupResult } from "../../hostscripts/backup/run";
 import { PipelineError } from "../../hostscripts/common/errors";
 import { memoryLogger } from "../../hostscripts/common/log";
-import { btrfsDriver, runCommand, type RunCommand } from "../../hostscripts/backup/snapshot";
+import { btrfsDriver, runCommand, type RunCommand } from "../../hostscripts/common/snapshot";
 import { labAwsClients, replicaStatus, sql, type Lab } from "../../lab/lab";
 import { enforceCreateOnly } from "../support/create-only-s3";
 import { withLab } from "../support/lab";

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import type { BackupConfig } from "../../contracts";
 import { buildManifest } from "../../hostscripts/backup/manifest";
 import { dialectFor, readServerFacts, type Query } from "../../hostscripts/common/dialect";
-import { checkDiskSpace, treeBytes } from "../../hostscripts/backup/diskspace";
+import { checkDiskSpace, treeBytes } from "../../hostscripts/common/diskspace";
 import { PipelineError } from "../../hostscripts/common/errors";
 
 let root: string;

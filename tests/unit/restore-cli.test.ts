@@ -8,21 +8,27 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ContractError, parseRestoreConfig, parseVerifyConfig, type BackupManifest } from "../../contracts";
 import { PipelineError } from "../../hostscripts/common/errors";
-import { parseRestoreArgs } from "../../hostscripts/restore/command";
+import { parseCommandLine } from "../../hostscripts/common/args";
+import type { Subcommand } from "../../hostscripts/common/command";
+import { parseRestoreArgs, restoreCommand } from "../../hostscripts/restore/command";
 import { chooseBackup, summarizeList, type ListedBackup } from "../../hostscripts/restore/list";
 import { replicationStatements, restoredServerOptions } from "../../hostscripts/restore/restore";
 import { removeReplicationState } from "../../hostscripts/restore/scratch-server";
 
+/** `restore`'s arguments as the CLI parses them, then as the command reads them. */
+const restoreArgs = (argv: string[]) =>
+  parseRestoreArgs(parseCommandLine(restoreCommand as unknown as Subcommand<unknown>, argv).flags);
+
 describe("arguments", () => {
   test("list, or a target with an optional backup and --force", () => {
-    expect(parseRestoreArgs(["list"])).toEqual({ action: "list" });
-    expect(parseRestoreArgs(["--target", "/srv/mysql"])).toEqual({
+    expect(restoreArgs(["list"])).toEqual({ action: "list" });
+    expect(restoreArgs(["--target", "/srv/mysql"])).toEqual({
       action: "restore",
       target: "/srv/mysql",
       backupId: null,
       force: false,
     });
-    expect(parseRestoreArgs(["--backup=20261124T020000Z-3fa9c1", "--target=/srv/mysql", "--force"])).toEqual({
+    expect(restoreArgs(["--backup=20261124T020000Z-3fa9c1", "--target=/srv/mysql", "--force"])).toEqual({
       action: "restore",
       target: "/srv/mysql",
       backupId: "20261124T020000Z-3fa9c1",
@@ -31,18 +37,21 @@ describe("arguments", () => {
   });
 
   test("no target, a relative target or a stray word is a usage error that shows the usage", () => {
-    expect(() => parseRestoreArgs([])).toThrow(/needs --target DIR/);
-    expect(() => parseRestoreArgs(["--target", "data"])).toThrow(/absolute path/);
-    expect(() => parseRestoreArgs(["--target", "/x", "now"])).toThrow(/unexpected argument "now"/);
+    expect(() => restoreArgs([])).toThrow(/needs --target DIR/);
+    expect(() => restoreArgs(["--target", "data"])).toThrow(/absolute path/);
+    expect(() => restoreArgs(["--target", "/x", "now"])).toThrow(/unexpected argument "now"/);
+    expect(() => restoreArgs(["list", "--target", "/x"])).toThrow(/restore list takes no --target/);
+    expect(() => restoreArgs(["list", "now"])).toThrow(/unexpected argument "now"/);
     const error = (() => {
       try {
-        parseRestoreArgs(["lst"]);
+        restoreArgs(["lst"]);
       } catch (thrown) {
         return thrown;
       }
       return null;
     })();
     expect(error).toBeInstanceOf(PipelineError);
+    expect((error as PipelineError).message).toMatch(/unexpected argument "lst"/);
     expect((error as PipelineError).hint).toMatch(/restore --config FILE list/);
   });
 });

@@ -12,7 +12,7 @@ import {
 import { comparePositions, normalizeGtidList } from "../../hostscripts/verify/position";
 import { ExitCode } from "../../hostscripts/common/errors";
 import { buildReport, reportMetrics, verdictTags, type ReportInput } from "../../hostscripts/verify/report";
-import { parseServerBuild, whyCannotRun } from "../../hostscripts/restore/scratch-server";
+import { parseServerBuild, whyCannotRun } from "../../hostscripts/common/server-binary";
 import { checkManifestKey } from "../../hostscripts/verify/daemon";
 import { exitCodeOf } from "../../hostscripts/verify/result";
 

@@ -1,0 +1,92 @@
+import { Dimension, METRIC_NAMESPACE, ReplicaMetric, VerifierMetric, type MetricName } from "../contracts";
+
+/**
+ * The pipeline's CloudWatch dashboard: one row per cluster with the trends an operator watches — how long a
+ * restore takes, how long the replica stays locked, how big the archives grow, and the verdicts — over the
+ * last 30 days, one point per day. Every metric comes from contracts/metrics.ts with the dimensions the host
+ * scripts emit it with (tests/infra/metrics-contract.test.ts proves each is emitted).
+ */
+
+/** One line of a metric widget: namespace, name, dimension and value, and how to draw it. */
+type MetricLine = [string, MetricName, string, string, { stat: string; label: string }];
+
+/** A metric widget's body, as the CloudWatch dashboard API takes it. */
+interface MetricWidget {
+  type: "metric";
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+  properties: {
+    title: string;
+    region: string;
+    period: number;
+    view: "timeSeries";
+    stacked: boolean;
+    metrics: MetricLine[];
+  };
+}
+
+/** A text widget: the cluster's row header. */
+interface TextWidget {
+  type: "text";
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+  properties: { markdown: string };
+}
+
+/** One point per day: backups are daily; finer periods draw mostly gaps. */
+const DAY = 86400;
+const ROW_HEIGHT = 7;
+
+/** The widgets of one cluster's row, starting at `y`. */
+export function clusterWidgets(cluster: string, region: string, y: number): Array<MetricWidget | TextWidget> {
+  const line = (name: MetricName, stat: string, label: string): MetricLine => [
+    METRIC_NAMESPACE,
+    name,
+    Dimension.Cluster,
+    cluster,
+    { stat, label },
+  ];
+  const widget = (x: number, title: string, metrics: MetricLine[], stacked = false): MetricWidget => ({
+    type: "metric",
+    x,
+    y: y + 1,
+    width: 6,
+    height: ROW_HEIGHT - 1,
+    properties: { title, region, period: DAY, view: "timeSeries", stacked, metrics },
+  });
+  return [
+    { type: "text", x: 0, y, width: 24, height: 1, properties: { markdown: `## Cluster ${cluster}` } },
+    widget(0, `${cluster}: restore time (s)`, [
+      line(VerifierMetric.RestoreSeconds, "Maximum", "slowest restore"),
+    ]),
+    widget(6, `${cluster}: lock window (ms)`, [
+      line(ReplicaMetric.LockMilliseconds, "Maximum", "longest lock"),
+    ]),
+    widget(12, `${cluster}: archive size (bytes)`, [
+      line(ReplicaMetric.ArchiveBytes, "Maximum", "largest archive"),
+    ]),
+    widget(
+      18,
+      `${cluster}: verdicts and failed backups`,
+      [
+        line(VerifierMetric.VerificationSucceeded, "Sum", "verified"),
+        line(VerifierMetric.VerificationFailed, "Sum", "failed verification"),
+        line(ReplicaMetric.BackupFailed, "Sum", "failed backups"),
+      ],
+      true,
+    ),
+  ];
+}
+
+/** The dashboard body: a row per cluster, the last 30 days. */
+export function dashboardBody(clusters: string[], region: string): string {
+  return JSON.stringify({
+    start: "-P30D",
+    periodOverride: "inherit",
+    widgets: clusters.flatMap((cluster, i) => clusterWidgets(cluster, region, i * ROW_HEIGHT)),
+  });
+}
