@@ -1,3 +1,4 @@
+import { binlogArchiveConfigSchema, type BinlogArchiveConfig } from "./binlog-config";
 import { NAME_PATTERN } from "./keys";
 import { schemaFor } from "./schema";
 import { parser } from "./validate";
@@ -102,6 +103,8 @@ export interface BackupConfig {
   aws?: AwsSettings;
   /** Where metrics go. Defaults to CloudWatch. */
   metrics?: MetricsSink;
+  /** How `mysql-backup binlog` archives the binary log (contracts/binlog-config.ts). Defaults to its defaults. */
+  binlog?: BinlogArchiveConfig;
 }
 
 /** `mysql-backup verify --config FILE`. */
@@ -312,6 +315,7 @@ export const backupConfigSchema = schemaFor<BackupConfig>()({
     },
     aws,
     metrics,
+    binlog: binlogArchiveConfigSchema,
   },
 });
 
