@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { ContractError } from "../contracts";
 import { backupCommand } from "./backup/command";
+import { binlogCommand } from "./binlog/command";
 import {
   productionRuntime,
   type CommandOutcome,
@@ -18,6 +19,7 @@ const commands: Record<string, Subcommand<never>> = {
   backup: backupCommand as Subcommand<never>,
   verify: verifyCommand as Subcommand<never>,
   restore: restoreCommand as Subcommand<never>,
+  binlog: binlogCommand as Subcommand<never>,
 };
 
 const usage = `usage: mysql-backup <command> --config FILE [--json] [--once]
@@ -29,7 +31,7 @@ ${Object.values(commands)
 
   --config FILE  JSON config (see docs/configuration.md)
   --json         print the result as one JSON object on the last line of stdout
-  --once         verify: handle at most one message, then exit`;
+  --once         verify: handle at most one message, then exit; binlog: archive what is committed, then exit`;
 
 /** Parsed command line: the subcommand, the config path and the common flags. */
 export interface Invocation {

@@ -67,7 +67,8 @@ export async function readBinlogHeader(dir: string, name: string): Promise<Binlo
   if (start.length < 4 + EVENT_HEADER_BYTES) throw new HeaderNotReady(`${what} has no whole FDE yet`);
   const fdeLength = readHeader(start, 4).length;
   const withFde = await readRange(path, 0, 4 + fdeLength + EVENT_HEADER_BYTES);
-  if (withFde.length < 4 + fdeLength + EVENT_HEADER_BYTES) throw new HeaderNotReady(`${what} has no whole header yet`);
+  if (withFde.length < 4 + fdeLength + EVENT_HEADER_BYTES)
+    throw new HeaderNotReady(`${what} has no whole header yet`);
   const fde = parseFormatDescription(withFde, what);
   const nextLength = readHeader(withFde, 4 + fdeLength).length;
   const bytes = await readRange(path, 0, 4 + fdeLength + nextLength);

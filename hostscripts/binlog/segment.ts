@@ -48,10 +48,14 @@ export class PendingSegment {
   private transactions = 0;
   private firstCommitMs: number | null = null;
   private lastCommitMs: number | null = null;
+  /** The last event is a ROTATE or STOP: nothing follows it in the file. */
+  private endsWithFileEnd = false;
   private readonly first = new Map<string, Gtid>();
   private readonly last = new Map<string, Gtid>();
   /** Wall-clock time the segment's first transaction was read: the RPO clock of the segment. */
   firstTransactionReadMs: number | null = null;
+  /** The figures at the last transaction boundary: where the segment can be cut, or rolled back to. */
+  private marked: { bytes: number; endOffset: number; events: number; lastEventMs: number | null };
 
   private constructor(
     private readonly owner: SegmentOwner,
@@ -62,11 +66,12 @@ export class PendingSegment {
     /** The running state: `before` plus every transaction appended. */
     readonly after: GtidState,
     private readonly handle: FileHandle,
-    private readonly hash: Hash,
+    private hash: Hash,
     private readonly partialPath: string,
   ) {
     this.bytes = file.header.length;
     this.endOffset = startOffset;
+    this.marked = { bytes: this.bytes, endOffset: startOffset, events: 0, lastEventMs: null };
   }
 
   /** Opens the spool file of segment `sequence` and writes the file's header to it. */
@@ -79,10 +84,20 @@ export class PendingSegment {
   ): Promise<PendingSegment> {
     const paths = spoolFiles(owner.stateDir, owner.epoch, sequence);
     await mkdir(paths.dir, { recursive: true, mode: 0o700 });
-    const handle = await open(paths.partial, "w", 0o600);
+    const handle = await open(paths.partial, "w+", 0o600);
     await handle.write(file.header);
     const hash = createHash("sha256").update(file.header);
-    return new PendingSegment(owner, sequence, file, startOffset, before, before.clone(), handle, hash, paths.partial);
+    return new PendingSegment(
+      owner,
+      sequence,
+      file,
+      startOffset,
+      before,
+      before.clone(),
+      handle,
+      hash,
+      paths.partial,
+    );
   }
 
   /** Bytes of the segment so far, header included. */
@@ -103,17 +118,63 @@ export class PendingSegment {
     return this.events > 0;
   }
 
+  /** Whether the bytes so far end at a transaction boundary (the segment may be cut now). */
+  get atBoundary(): boolean {
+    return this.marked.bytes === this.bytes;
+  }
+
+  /** Commit time of the segment's first transaction (ms), or null when it has none. */
+  get firstCommit(): number | null {
+    return this.firstCommitMs;
+  }
+
+  /** Records that the bytes so far end at a transaction boundary. */
+  mark(): void {
+    this.marked = {
+      bytes: this.bytes,
+      endOffset: this.endOffset,
+      events: this.events,
+      lastEventMs: this.lastEventMs,
+    };
+  }
+
+  /**
+   * Drops the bytes after the last boundary (a transaction that was never completed: a file that ends in the
+   * middle of one because the server crashed while writing it); returns how many were dropped.
+   */
+  async rollbackToBoundary(): Promise<number> {
+    const dropped = this.bytes - this.marked.bytes;
+    if (dropped === 0) return 0;
+    await this.handle.truncate(this.marked.bytes);
+    const kept = Buffer.alloc(this.marked.bytes);
+    await this.handle.read(kept, 0, kept.length, 0);
+    this.hash = createHash("sha256").update(kept);
+    ({
+      bytes: this.bytes,
+      endOffset: this.endOffset,
+      events: this.events,
+      lastEventMs: this.lastEventMs,
+    } = this.marked);
+    return dropped;
+  }
+
   /**
    * Appends whole events: `bytes` are exactly the events (`events`, offsets relative to `bytes`), which start
    * at `this.end` in the file and complete `done` transactions (and leave none open).
    */
-  async append(bytes: Buffer, events: BinlogEvent[], done: BinlogTransaction[], nowMs: number): Promise<void> {
+  async append(
+    bytes: Buffer,
+    events: BinlogEvent[],
+    done: BinlogTransaction[],
+    nowMs: number,
+  ): Promise<void> {
     if (bytes.length === 0) return;
     await this.handle.write(bytes);
     this.hash.update(bytes);
     this.bytes += bytes.length;
     this.endOffset += bytes.length;
     for (const event of events) {
+      this.endsWithFileEnd = event.detail.kind === "rotate" || event.detail.kind === "stop";
       const at = event.header.timestamp * 1000;
       this.firstEventMs ??= at;
       this.lastEventMs = at;
@@ -136,8 +197,12 @@ export class PendingSegment {
     await this.handle.close().catch(() => undefined);
   }
 
-  /** Closes the segment: the spool file is synced and renamed, its ledger draft written; returns both. */
-  async cut(previousLedgerKey: string | null, endsFile: boolean): Promise<CutSegment> {
+  /**
+   * Closes the segment: the spool file is synced and renamed, its ledger draft written; returns both. It ends
+   * its file when `endsFile` says so or its last event is the file's ROTATE or STOP.
+   */
+  async cut(previousLedgerKey: string | null, endsFileAnyway: boolean): Promise<CutSegment> {
+    const endsFile = endsFileAnyway || this.endsWithFileEnd;
     await this.handle.sync();
     await this.handle.close();
     const paths = spoolFiles(this.owner.stateDir, this.owner.epoch, this.sequence);
@@ -186,7 +251,13 @@ export class PendingSegment {
       sha256: this.hash.digest("hex"),
     };
     await writeAtomically(paths.ledger, JSON.stringify(draft, null, 2) + "\n");
-    return { draft, binlogPath: paths.binlog, ledgerPath: paths.ledger, endOffset: this.endOffset, after: this.after };
+    return {
+      draft,
+      binlogPath: paths.binlog,
+      ledgerPath: paths.ledger,
+      endOffset: this.endOffset,
+      after: this.after,
+    };
   }
 }
 

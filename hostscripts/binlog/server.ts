@@ -63,10 +63,12 @@ export async function readServerFacts(query: Query): Promise<BinlogServerFacts> 
     problems.push(
       `${mysql ? "log_replica_updates" : "log_slave_updates"} is OFF on this replica: its binlog lacks what it replicates`,
     );
-  if (mysql && text(row?.gtidMode).toUpperCase() !== "ON") problems.push(`gtid_mode is ${text(row?.gtidMode)}, not ON`);
+  if (mysql && text(row?.gtidMode).toUpperCase() !== "ON")
+    problems.push(`gtid_mode is ${text(row?.gtidMode)}, not ON`);
   if (on(row?.encrypted)) problems.push("the binlog is encrypted, which the archiver cannot read");
   const basename = text(row?.basename);
-  if (basename !== "" && !basename.startsWith("/")) problems.push(`log_bin_basename "${basename}" is not absolute`);
+  if (basename !== "" && !basename.startsWith("/"))
+    problems.push(`log_bin_basename "${basename}" is not absolute`);
   if (problems.length > 0) {
     throw new PipelineError(
       "BinlogFailed",
@@ -100,7 +102,11 @@ export async function listBinlogs(query: Query): Promise<ListedBinlog[]> {
 export async function readBinlogEnd(query: Query, facts: BinlogServerFacts): Promise<BinlogEnd> {
   const [row] = await query(facts.statusStatement);
   if (row === undefined || !row.File)
-    throw new PipelineError("BinlogFailed", `${facts.statusStatement} returned no row: binary logging is off`, "turn log_bin on");
+    throw new PipelineError(
+      "BinlogFailed",
+      `${facts.statusStatement} returned no row: binary logging is off`,
+      "turn log_bin on",
+    );
   return { file: text(row.File), position: Number(row.Position) };
 }
 

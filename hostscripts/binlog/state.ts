@@ -50,7 +50,14 @@ export type LedgerDraft = Omit<BinlogSegmentEntry, "archivedAt"> & { ledgerKey: 
 /** One spooled item, in the order it must reach S3. */
 export type SpoolItem =
   | { kind: "epoch"; epoch: string; path: string; record: BinlogEpochRecord }
-  | { kind: "segment"; epoch: string; sequence: number; binlogPath: string; ledgerPath: string; draft: LedgerDraft };
+  | {
+      kind: "segment";
+      epoch: string;
+      sequence: number;
+      binlogPath: string;
+      ledgerPath: string;
+      draft: LedgerDraft;
+    };
 
 /** The state directory's files. */
 export function statePaths(stateDir: string) {
@@ -139,7 +146,8 @@ export async function readSpool(stateDir: string, state: ArchiverState | null): 
   for (const epoch of epochs) {
     const dir = join(root, epoch);
     // Epochs older than the state's are complete; in the state's epoch only what it names exists.
-    const newest = state !== null && epoch === state.epoch ? state.sequence : epoch < (state?.epoch ?? "") ? Infinity : -1;
+    const newest =
+      state !== null && epoch === state.epoch ? state.sequence : epoch < (state?.epoch ?? "") ? Infinity : -1;
     const names = (await readdir(dir)).sort();
     for (const name of names) {
       const path = join(dir, name);
@@ -149,7 +157,14 @@ export async function readSpool(stateDir: string, state: ArchiverState | null): 
       } else if (segment !== null && Number(segment[1]) <= newest) {
         const ledgerPath = join(dir, `${segment[1]}.ledger.json`);
         const draft = JSON.parse(await readFile(ledgerPath, "utf8")) as LedgerDraft;
-        items.push({ kind: "segment", epoch, sequence: Number(segment[1]), binlogPath: path, ledgerPath, draft });
+        items.push({
+          kind: "segment",
+          epoch,
+          sequence: Number(segment[1]),
+          binlogPath: path,
+          ledgerPath,
+          draft,
+        });
       } else if (!/^\d{10}\.ledger\.json$/.test(name) || Number(name.slice(0, 10)) > newest) {
         await rm(path, { force: true });
       }

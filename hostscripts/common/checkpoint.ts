@@ -1,5 +1,5 @@
 /**
- * The named points a backup passes, and the seam at them. A backup calls its checkpoint at each point and
+ * The named points a backup (and the binlog archiver) passes, and the seam at them. A backup calls its checkpoint at each point and
  * waits for it; on hosts the checkpoint returns at once. The crash tests inject one that stops the process
  * at a point (tests/support/pausing-cli.ts), so they can `kill -9` it in a known state.
  */
@@ -18,6 +18,14 @@ export const PAUSE_POINTS = [
   "upload",
   /** The archive and manifest are in S3; `backup.created` not sent yet. */
   "signal",
+  /** Binlog archiver: a segment and its ledger draft are in the spool; the state does not name them yet. */
+  "binlog-spooled",
+  /** Binlog archiver: the state names the new segment; nothing of it is in S3 yet. */
+  "binlog-committed",
+  /** Binlog archiver: the segment is in S3, its ledger entry is not. */
+  "binlog-segment-uploaded",
+  /** Binlog archiver: the ledger entry is in S3 too; the spool still holds both. */
+  "binlog-ledger-uploaded",
 ] as const;
 
 /** One pause point. */

@@ -53,6 +53,8 @@ export interface GtidState {
   covers(other: GtidState): boolean;
   /** What `ahead` holds that this state lacks, as text for a person; null when nothing. */
   missingFrom(ahead: GtidState): string | null;
+  /** Records everything `other` holds too (MariaDB: the later GTID per domain; MySQL: the union). */
+  absorb(other: GtidState): void;
   clone(): GtidState;
   isEmpty(): boolean;
   /** The canonical text: `0-1-55,1-2-3` (domains in order) or `uuid:1-5:7,…` (uuids in order). */
@@ -129,6 +131,10 @@ class MariadbPosition implements GtidState {
     return gaps.length === 0 ? null : gaps.join(", ");
   }
 
+  absorb(other: GtidState): void {
+    for (const gtid of asPosition(other).gtids()) this.add(gtid);
+  }
+
   /** The last GTID of each domain, in domain order. */
   gtids(): Gtid[] {
     return [...this.domains]
@@ -166,7 +172,7 @@ type Intervals = Array<[number, number]>;
 /** MySQL: the set of executed GTIDs. */
 class MysqlGtidSet implements GtidState {
   readonly flavor = "mysql" as const;
-  constructor(private readonly sources: Map<string, Intervals>) {}
+  constructor(readonly sources: Map<string, Intervals>) {}
 
   static parse(text: string): MysqlGtidSet {
     const set = new MysqlGtidSet(new Map());
@@ -236,6 +242,11 @@ class MysqlGtidSet implements GtidState {
     return result;
   }
 
+  absorb(other: GtidState): void {
+    for (const [source, intervals] of asSet(other).sources)
+      for (const [a, b] of intervals) this.addRange(source, a, b);
+  }
+
   missingFrom(ahead: GtidState): string | null {
     const missing = asSet(ahead).minus(this);
     return missing.isEmpty() ? null : missing.toString();
@@ -263,6 +274,11 @@ class MysqlGtidSet implements GtidState {
 function asSet(state: GtidState): MysqlGtidSet {
   if (!(state instanceof MysqlGtidSet)) throw new Error("a MariaDB position compared with a MySQL GTID set");
   return state;
+}
+
+/** Whether two states hold exactly the same GTIDs. */
+export function sameState(a: GtidState, b: GtidState): boolean {
+  return a.covers(b) && b.covers(a);
 }
 
 /** The GTIDs of `after` that `before` lacks (MySQL), as a canonical set text; null for MariaDB. */
