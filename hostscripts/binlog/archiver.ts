@@ -250,6 +250,13 @@ class Archiver {
     }
     this.cursor = new FileCursor(header, decision.offset);
     this.result.epoch = this.chain.state!.epoch;
+    this.log.info("archiving", {
+      epoch: this.result.epoch,
+      file: decision.file,
+      offset: decision.offset,
+      gtid: this.chain.state!.gtid,
+      rpoSeconds: this.settings.rpoSeconds,
+    });
     return true;
   }
 

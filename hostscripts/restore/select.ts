@@ -54,8 +54,8 @@ function notContinuing(segment: VerifiedSegment, why: string): PipelineError {
 const domainOf = (g: Gtid) => (g.flavor === "mariadb" ? `domain ${g.domain}` : g.source);
 
 /**
- * Checks that the transactions of `segment` the chain already holds (`held`, a prefix of the segment) end
- * where the chain's state ends: MariaDB, per domain the state has moved past the segment's start, the last
+ * Checks, at the segment's first transaction the chain lacks, that the ones before it the chain holds
+ * (`held`, a prefix of the segment) end where the chain's state ends: MariaDB, per domain the state has moved past the segment's start, the last
  * held GTID is exactly the state's (server id included); MySQL, the held GTIDs are exactly what the state
  * holds beyond the segment's start.
  */
@@ -129,7 +129,6 @@ export function selectTransactions(
       last = t;
       transactions++;
     }
-    if (!stitched) checkStitch(flavor, segment, state, held);
     if (piece.transactions > 0) pieces.push(piece);
   }
   if (stop.kind === "gtid") checkTargetMet(state, stop.gtid, last);
