@@ -1,5 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { limitCommands } from "./limit";
+import { keptPitrSection } from "./pitr-report";
 import { backupCommand as ourBackupCommand, verifyCommand as ourVerifyCommand } from "./pipeline";
 import { spread, type BenchResults, type Measured, type ReplicaLag } from "./results";
 import { SCRATCH_SERVER_SETTINGS } from "./scratch";
@@ -29,6 +30,7 @@ export async function renderReport(results: BenchResults, existingPath: string):
     methodSection(),
     commandsSection(results),
     machineSection(results),
+    keptPitrSection(existing),
   ].join("\n");
 }
 

@@ -21,7 +21,7 @@ import { ExitCode } from "../../hostscripts/common/errors";
 import { listArchive, readArchive } from "../../hostscripts/restore/archive";
 import type { PitrResult } from "../../hostscripts/restore/pitr";
 import * as dataset from "../../lab/dataset";
-import { labAwsClients, sql, stopLoad, type Lab } from "../../lab/lab";
+import { labAwsClients, sql, stopLoad, waitForReplicaCatchUp } from "../../lab/lab";
 import { waitUntil } from "../../lab/processes";
 import { withLab } from "../support/lab";
 import { binlogOracle, cli, failingTables, startRestored } from "../support/pitr";
@@ -187,4 +187,202 @@ test("kill -9 at every step of a cut and at random moments: one continuous chain
   console.log(
     `kill -9 ×10: ${entries.length} segments, ${all.length} transactions, ${puts.filter((p) => p.status === 412).length} uploads refused as already done`,
   );
+});
+
+/** The main archiver: the lab cluster's archive (`backups/`), which `restore` reads. */
+let mainConfig: string;
+const replicaGtid = async () => String((await sql(lab(), "replica", "SELECT @@gtid_binlog_pos AS p"))[0].p);
+
+/** Waits until the main archive's newest segment reaches `gtid` (same domain, sequence at least its). */
+async function archivedUpTo(gtid: string, timeoutMs = 120_000): Promise<void> {
+  const [domain, , seq] = gtid.split("-").map(Number);
+  const reached = await waitUntil(
+    async () =>
+      (await archived("backups")).some((e) =>
+        e.entries.some((x) =>
+          x.gtid.after.split(",").some((g) => g.startsWith(`${domain}-`) && Number(g.split("-")[2]) >= seq),
+        ),
+      ),
+    timeoutMs,
+    1000,
+  );
+  expect(reached).toBe(true);
+}
+
+async function stopped(run: ReturnType<typeof archiver>): Promise<{ code: number | null; stderr: string }> {
+  if (run.child.exitCode === null && run.child.signalCode === null) run.child.kill("SIGTERM");
+  return run.exited;
+}
+
+/** Archivers a failed test left running: stopped before the lab goes down. */
+const afterAllStops: Array<() => Promise<unknown>> = [];
+afterAll(async () => {
+  for (const stop of afterAllStops) await stop();
+});
+
+let beforeGap: string;
+
+test("binlogs purged while the archiver is stopped: the gap is found, alarmed, recorded, and a restore past it refused", async () => {
+  mainConfig = await archiverConfig("main", "backups", 4);
+  beforeGap = (await takeBackup(lab())).backupId;
+  let run = archiver(mainConfig);
+  afterAllStops.push(() => stopped(run));
+  await archivedUpTo(await replicaGtid());
+  expect((await stopped(run)).code).toBe(0);
+  const stoppedAt = await replicaGtid();
+  // While it is stopped the replica rotates its binlog twice under load and purges what the archiver never read.
+  await sql(lab(), "replica", "FLUSH BINARY LOGS");
+  await new Promise((r) => setTimeout(r, 2000));
+  await sql(lab(), "replica", "FLUSH BINARY LOGS");
+  const [current] = await sql(lab(), "replica", "SHOW MASTER STATUS");
+  await sql(lab(), "replica", `PURGE BINARY LOGS TO '${String(current.File)}'`);
+  run = archiver(mainConfig);
+  afterAllStops.push(() => stopped(run));
+  const gapEpoch = await waitUntil(
+    async () => (await archived("backups")).some((e) => e.record?.reason === "gap"),
+    60_000,
+    500,
+  );
+  expect(gapEpoch).toBe(true);
+  await archivedUpTo(await replicaGtid());
+  const { stderr } = await stopped(run);
+  const record = (await archived("backups")).find((e) => e.record?.reason === "gap")!.record!;
+  expect(record.previous?.gtidAfter).toBeDefined();
+  expect(record.missing).toMatch(/^0-\*-\d+\.\.0-1-\d+ \(\d+ transactions of domain 0\)$/);
+  expect(stderr).toMatch(/"level":"error","message":"GAP in the binlog archive/);
+  const metrics = (await readFile(join(lab().dir, "metrics-main.jsonl"), "utf8"))
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l));
+  expect(metrics).toContainEqual(
+    expect.objectContaining({ name: "BinlogGaps", value: 1, dimensions: { Cluster: "lab" } }),
+  );
+  console.log(`gap: archiver stopped at ${stoppedAt}; ${record.missing} lost`);
+
+  // A point the archive holds, past the gap: the newest archived commit.
+  const newest = (await archived("backups"))
+    .flatMap((e) => e.entries)
+    .map((e) => e.transactions.lastCommitAt ?? "");
+  const until = newest.sort().at(-1)!;
+  const target = join(lab().dir, "pitr-gap");
+  const refused = await cli([
+    "restore",
+    "--config",
+    lab().restoreConfigPath,
+    "--target",
+    target,
+    "--backup",
+    beforeGap,
+    "--until",
+    until,
+  ]);
+  expect(refused.code).toBe(ExitCode.PitrRefused);
+  expect(refused.json.message).toEqual(expect.stringContaining(`missing: ${record.missing}`));
+  expect(refused.json.message).toMatch(/the binlog archive has a gap/);
+  expect(refused.json.hint).toMatch(/add --force to restore up to/);
+
+  const forced = await cli([
+    "restore",
+    "--config",
+    lab().restoreConfigPath,
+    "--target",
+    target,
+    "--backup",
+    beforeGap,
+    "--until",
+    until,
+    "--force",
+  ]);
+  expect({ code: forced.code, error: forced.json.message }).toEqual({ code: 0, error: undefined });
+  const result = forced.json as unknown as PitrResult;
+  expect(result.pitr.lost).toBe(record.missing);
+  expect(result.pitr.reachedGtid).toBe(record.previous!.gtidAfter);
+  await rm(target, { recursive: true, force: true });
+});
+
+test("RESET MASTER on the replica: a new epoch without a gap, and no object overwritten although file names repeat", async () => {
+  const run = archiver(mainConfig);
+  afterAllStops.push(() => stopped(run));
+  try {
+    await stopLoad(lab());
+    await waitForReplicaCatchUp(lab());
+    await archivedUpTo(await replicaGtid());
+    const putsBefore = guard.puts.length;
+    await sql(lab(), "replica", "RESET MASTER");
+    await dataset.startLoad(lab().dir, lab().primary.socket, lab().dataset, { rate: 200 });
+    const reset = await waitUntil(
+      async () =>
+        (await archived("backups")).some((e) => e.record?.reason === "reset-master" && e.entries.length > 0),
+      60_000,
+      500,
+    );
+    expect(reset).toBe(true);
+    const epochs = await archived("backups");
+    const resetEpoch = epochs.find((e) => e.record?.reason === "reset-master")!;
+    expect(resetEpoch.record!.missing).toBeNull();
+    expect(resetEpoch.entries[0].gtid.before).toBe(resetEpoch.record!.previous!.gtidAfter);
+    const reused = epochs.flatMap((e) => e.entries).filter((e) => e.file.name === "mysql-bin.000001");
+    expect(new Set(reused.map((e) => e.epoch)).size).toBeGreaterThanOrEqual(2);
+    expect(new Set(reused.map((e) => e.segmentKey)).size).toBe(reused.length);
+    expect(guard.puts.slice(putsBefore).filter((p) => p.status !== 200)).toEqual([]);
+  } finally {
+    expect((await stopped(run)).code).toBe(0);
+  }
+});
+
+test("failover: the replica is promoted and takes writes; the archive goes on without a gap and a restore across the switch succeeds", async () => {
+  const snapshot = (await takeBackup(lab())).backupId;
+  const run = archiver(mainConfig);
+  const stop = () => stopped(run);
+  afterAllStops.push(stop);
+  const epochsBefore = (await archived("backups")).length;
+  await stopLoad(lab());
+  const primaryAt = String((await sql(lab(), "primary", "SELECT @@gtid_binlog_pos AS p"))[0].p);
+  await sql(lab(), "replica", `SELECT MASTER_GTID_WAIT('${primaryAt}', 60)`);
+  for (const statement of ["STOP SLAVE", "RESET SLAVE ALL", "SET GLOBAL read_only = 0"])
+    await sql(lab(), "replica", statement);
+  await sql(
+    lab(),
+    "replica",
+    "CREATE TABLE lab_extras.after_failover (id INT AUTO_INCREMENT PRIMARY KEY, at DATETIME(6) NOT NULL)",
+  );
+  await dataset.startLoad(lab().dir, lab().replica.socket, lab().dataset, { rate: 200 });
+  for (let i = 0; i < 5; i++) {
+    await sql(lab(), "replica", "INSERT INTO lab_extras.after_failover (at) VALUES (NOW(6))");
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  await stopLoad(lab());
+  const promoted = await replicaGtid();
+  expect(promoted).toMatch(/^0-2-\d+$/);
+  await archivedUpTo(promoted);
+  expect((await stopped(run)).code).toBe(0);
+  expect((await archived("backups")).length).toBe(epochsBefore);
+
+  const target = join(lab().dir, "pitr-failover");
+  const restored = await cli([
+    "restore",
+    "--config",
+    lab().restoreConfigPath,
+    "--target",
+    target,
+    "--backup",
+    snapshot,
+    "--until",
+    "latest",
+  ]);
+  expect(restored.code).toBe(0);
+  const result = restored.json as unknown as PitrResult;
+  expect(result.pitr).toMatchObject({ reachedGtid: promoted, lost: null });
+  const server = await startRestored(lab(), result.datadir, "pitr-failover");
+  try {
+    expect(await server.query("SELECT COUNT(*) AS n FROM lab_extras.after_failover")).toEqual([{ n: 5 }]);
+    const tables = Array.from({ length: lab().dataset.tables }, (_, i) => `sbtest.sbtest${i + 1}`).join(", ");
+    const checksums = async (q: (s: string) => Promise<Record<string, unknown>[]>) =>
+      (await q(`CHECKSUM TABLE ${tables}`)).map((r) => String(r.Checksum));
+    expect(await checksums(server.query)).toEqual(await checksums((s) => sql(lab(), "replica", s)));
+    expect(await failingTables(server)).toEqual([]);
+  } finally {
+    await server.stop();
+    await rm(target, { recursive: true, force: true });
+  }
 });

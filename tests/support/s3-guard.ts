@@ -43,7 +43,10 @@ export async function startS3Guard(upstream: string): Promise<S3Guard> {
     const url = new URL(req.url ?? "/", upstream);
     const isPut =
       req.method === "PUT" && !url.searchParams.has("uploadId") && !url.searchParams.has("tagging");
-    if (!isPut) return forward(req, res, target);
+    if (!isPut) {
+      await forward(req, res, target);
+      return;
+    }
     const key = decodeURIComponent(url.pathname.replace(/^\/[^/]+\//, ""));
     const record: GuardedPut = {
       key,
