@@ -4,6 +4,7 @@
  * the rest are applied up to the target; the relay logs written for them are binlogs with exactly those
  * transactions; a target the chain passes without meeting is refused.
  */
+import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -135,7 +136,7 @@ it("verifies a downloaded segment against its ledger entry: size and sha256, the
     host: "r1",
     epoch: "20261130T100000Z-aaaaaa",
     bytes: bytes.length,
-    sha256: require("node:crypto").createHash("sha256").update(bytes).digest("hex"),
+    sha256: createHash("sha256").update(bytes).digest("hex"),
     gtid: { before: "0-7-4", after: "0-7-9,1-7-1", first: "0-7-5", last: "0-7-9", set: null },
   } as BinlogSegmentEntry;
   expect(verifySegment(bytes, entry, "bucket").transactions).toHaveLength(6);
@@ -145,7 +146,7 @@ it("verifies a downloaded segment against its ledger entry: size and sha256, the
   expect(() =>
     verifySegment(
       flipped,
-      { ...entry, sha256: require("node:crypto").createHash("sha256").update(flipped).digest("hex") },
+      { ...entry, sha256: createHash("sha256").update(flipped).digest("hex") },
       "bucket",
     ),
   ).toThrow(/cannot be read as the ledger describes it: .*fails its CRC32 check/);
