@@ -24,6 +24,12 @@ export const ReplicaMetric = {
   LockMilliseconds: "LockMilliseconds",
   BackupSeconds: "BackupSeconds",
   ArchiveBytes: "ArchiveBytes",
+  /**
+   * 1 when a run gives up a backup an earlier, killed run had staged for publication (its outbox) and that
+   * can no longer be completed: its archive may sit in S3 unannounced, and it will never be verified. The
+   * log line "abandoned a backup" names it and why. Never emitted in normal operation: alarm on any.
+   */
+  BackupAbandoned: "BackupAbandoned",
 } as const;
 
 /** Emitted by `mysql-backup verify` with dimension Cluster. */
@@ -74,6 +80,7 @@ export const METRIC_UNITS: Record<MetricName, MetricUnit> = {
   LockMilliseconds: "Milliseconds",
   BackupSeconds: "Seconds",
   ArchiveBytes: "Bytes",
+  BackupAbandoned: "Count",
   VerificationSucceeded: "Count",
   VerificationFailed: "Count",
   RestoreSeconds: "Seconds",

@@ -33,6 +33,32 @@ export interface RestoredTable {
   check: string;
 }
 
+/**
+ * One object of the backup exactly as the verifier read it: what its verdict covers, and what `restore`
+ * fetches. S3's version id pins it where the bucket versions objects; the ETag, size and sha256 bind it
+ * where it does not (the lab's emulator has no versions), and check it in both cases.
+ */
+export interface VerifiedObject {
+  key: string;
+  /** The version S3 said it served; null when the bucket does not version objects. */
+  versionId: string | null;
+  /** The ETag S3 gave for what was read. */
+  etag: string;
+  /** Its size, as S3 announced it. */
+  bytes: number;
+  /**
+   * sha256 (hex) of every byte read; null when the verdict came before the whole object was read (its size
+   * already disagreed with the manifest).
+   */
+  sha256: string | null;
+}
+
+/** The objects a verdict was reached on; null for one that was not read (missing, or the checks stopped first). */
+export interface VerifiedObjects {
+  manifest: VerifiedObject | null;
+  archive: VerifiedObject | null;
+}
+
 /** `verification.json`, written next to the backup it judges. */
 export interface VerificationReport {
   formatVersion: 1;
@@ -60,6 +86,11 @@ export interface VerificationReport {
   };
   /** Seconds from the snapshot to this report. */
   backupAgeSeconds: number;
+  /**
+   * The exact objects the verdict covers. A duplicate message and `restore` use these versions and refuse
+   * objects that differ. Absent in reports written before this field existed: such a verdict binds no version.
+   */
+  objects?: VerifiedObjects;
   /**
    * With verdict "unsupported" only: why this verifier cannot restore the backup (server flavor or version
    * it cannot run) and what it runs instead. No check ran, so `checks` is empty and `failedCheck` null.
@@ -117,6 +148,18 @@ const binlog = {
   properties: { file: { type: "string" }, pos: { type: "integer", minimum: 0 } },
 } as const;
 const seconds = { type: "number", minimum: 0 } as const;
+const verifiedObject = {
+  type: ["object", "null"],
+  additionalProperties: false,
+  required: ["key", "versionId", "etag", "bytes", "sha256"],
+  properties: {
+    key: { type: "string", minLength: 1 },
+    versionId: { type: ["string", "null"], minLength: 1 },
+    etag: { type: "string" },
+    bytes: { type: "integer", minimum: 0 },
+    sha256: { type: ["string", "null"], pattern: "^[0-9a-f]{64}$" },
+  },
+} as const;
 
 export const verificationSchema = schemaFor<VerificationReport>()({
   $id: "https://mysql-backup-pipeline/verification-v1.json",
@@ -214,6 +257,12 @@ export const verificationSchema = schemaFor<VerificationReport>()({
       },
     },
     backupAgeSeconds: { type: "number" },
+    objects: {
+      type: "object",
+      additionalProperties: false,
+      required: ["manifest", "archive"],
+      properties: { manifest: verifiedObject, archive: verifiedObject },
+    },
     unsupportedReason: { type: "string", minLength: 1 },
     drift: {
       type: "object",

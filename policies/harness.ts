@@ -26,7 +26,7 @@ import type {
  *   reported not applicable, with its reasons, instead of passing silently.
  */
 
-/** One resource registration as the mocks record it (see `tests/support/pulumi-mocks.ts`). */
+/** One resource registration as the mocks record it (see `policies/stackSimulator.ts`). */
 export interface ResourceRecord {
   type: string;
   name: string;

@@ -6,7 +6,7 @@ import type { ResourceRecord } from "./harness";
 
 /**
  * The resources the real stack program registers for a stack config, under the shared mocks
- * (`tests/support/pulumi-mocks.ts`), with the id and outputs each one got back.
+ * (`policies/stackSimulator.ts`), with the id and outputs each one got back.
  *
  * Stack rules pair a bucket with its configuration resources by value, and those values (the bucket's
  * name, a role's id) are outputs the mocks computed, not inputs; the shared mocks record them per resource.

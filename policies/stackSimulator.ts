@@ -182,9 +182,7 @@ function mockCall(token: string): Record<string, unknown> {
     case "aws:ec2/getAmi:getAmi":
       return { id: "ami-0mock0lookup0000", imageId: "ami-0mock0lookup0000", name: "debian-12-amd64-mock" };
     default:
-      throw new Error(
-        `pulumi-mocks: no mock for the call ${token}; add one in tests/support/pulumi-mocks.ts`,
-      );
+      throw new Error(`stackSimulator: no mock for the call ${token}; add one in policies/stackSimulator.ts`);
   }
 }
 

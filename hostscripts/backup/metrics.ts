@@ -37,6 +37,20 @@ export async function emitFailed(
 }
 
 /**
+ * What a repair reports when it gave up backups an earlier run had staged (repair.ts): BackupAbandoned with
+ * their count, which the alarms page on.
+ */
+export async function emitAbandoned(
+  sink: MetricsSink,
+  log: Logger,
+  where: Pick<BackupConfig, "cluster" | "host">,
+  count: number,
+  now: Date,
+): Promise<void> {
+  await emit(sink, log, [[ReplicaMetric.BackupAbandoned, count]], where, now);
+}
+
+/**
  * Each datum twice: per host, and per cluster (what the cluster-wide alarms watch); a failure a third
  * time, per cluster and reason, for the dashboard.
  */
@@ -44,7 +58,7 @@ async function emit(
   sink: MetricsSink,
   log: Logger,
   values: Array<[MetricDatum["name"], number]>,
-  config: BackupConfig,
+  config: Pick<BackupConfig, "cluster" | "host">,
   now: Date,
   reason?: string,
 ): Promise<void> {

@@ -1,50 +1,59 @@
-import { open, readFile, readdir, rm, unlink } from "node:fs/promises";
+import { readFile, readdir, rm, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { AbortMultipartUploadCommand, ListMultipartUploadsCommand, type S3Client } from "@aws-sdk/client-s3";
-import type { SQSClient } from "@aws-sdk/client-sqs";
 import {
-  BACKUP_ID_PATTERN,
-  MANIFEST_OBJECT,
-  parseBackupCreated,
-  parseManifest,
-  type BackupCreatedMessage,
-} from "../../contracts";
+  AbortMultipartUploadCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  type S3Client,
+} from "@aws-sdk/client-s3";
+import type { SQSClient } from "@aws-sdk/client-sqs";
+import { BACKUP_ID_PATTERN, MANIFEST_OBJECT, type BackupManifest } from "../../contracts";
 import { messageOf } from "../common/errors";
 import type { Logger } from "../common/log";
+import type { MetricsSink } from "../common/metrics";
+import { isNotFound } from "../common/s3";
+import { ForeignObject } from "./create-only";
+import { emitAbandoned } from "./metrics";
+import { PRUNING_SUFFIX } from "./retention";
+import { OUTBOX, UPLOAD_RECORD, readOutbox, writeDurably, type Outbox, type UploadRecord } from "./staging";
 import { sendBackupCreated, uploadManifest, type UploadTarget } from "./upload";
 
 /**
  * What a run killed at any step leaves behind, and how the next run repairs it before it starts (the
- * snapshot driver removes stale snapshots and mounts itself). Each local backup directory records its
- * progress in files written before the step they guard:
+ * snapshot driver removes stale snapshots and mounts itself). A local backup directory says how far its run
+ * got (staging.ts):
  *
- * - `<archive>.partial`: the archive being written; complete archives are renamed, so a partial is garbage.
- * - `upload.json`: an open multipart upload (bucket, key, upload id), removed once completed or aborted.
- * - `outbox.json`: the `backup.created` message, written once the archive is complete in S3 and the local
- *   `manifest.json` is written, before the manifest goes up; removed once SQS took the message. The next
- *   run puts the manifest again and sends the message.
+ * - no `outbox.json`, no `manifest.json`: the backup never reached S3 whole. Its open multipart upload (if
+ *   `upload.json` records one) is aborted and the directory removed: "incomplete".
+ * - `outbox.json`: every part of the archive was up and the manifest and message were staged. If the upload
+ *   is still open (aborting it succeeds), the archive never completed: "incomplete", as above. Otherwise the
+ *   backup is completed: the manifest goes up (create-only: finding this backup's own manifest there is
+ *   success) and the message is sent (again, maybe: the verifier gives a duplicate the same one verdict).
+ *   One that cannot be completed — the archive in S3 has another size, the manifest key holds someone
+ *   else's object, the outbox is unreadable — is "abandoned": an error in the log and BackupAbandoned, which
+ *   pages; it is never left to silence.
+ * - `manifest.json` alone: complete and announced; kept.
+ * - `<backupId>.pruning`: a removal by the retention that was cut short; finished.
  *
- * A directory without `manifest.json` is an incomplete backup: it is deleted, so it never counts among
- * the local backups kept.
+ * Every kill point from "archive uploaded" to "message sent" thus ends, after the next run, in an announced
+ * backup the verifier verifies, or in an alarmed abandonment (tests/integration/backup-crash.test.ts kills
+ * the CLI at each of its log lines and pause points to prove it).
  */
 
-/** The open multipart upload a backup records in `upload.json`. */
-export interface UploadRecord {
-  bucket: string;
-  key: string;
-  uploadId: string;
-}
-
-/** The progress files of a local backup directory. */
-export const UPLOAD_RECORD = "upload.json";
-export const OUTBOX = "outbox.json";
-
-/** What a repair did, for the log and the tests. */
+/** What a repair did, for the log and the tests; each list names backup ids unless it says otherwise. */
 export interface RepairReport {
+  /** `*.partial` files removed, as `<backupId>/<file>`. */
   partialsRemoved: string[];
+  /** Keys of open multipart uploads this repair aborted. */
   uploadsAborted: string[];
+  /** Staged backups completed: manifest in S3, `backup.created` sent. */
   messagesSent: string[];
+  /** Backups that never reached S3 whole, removed. */
   incompleteRemoved: string[];
+  /** Staged backups that cannot be completed, and why; alarmed with BackupAbandoned. */
+  abandoned: Array<{ backupId: string; why: string }>;
+  /** Old local backups whose removal by the retention was cut short, removed. */
+  pruneFinished: string[];
 }
 
 /** Inputs of `repairAfterCrash`. */
@@ -53,15 +62,21 @@ export interface RepairOptions {
   /** This host's key prefix (`<prefix>/<cluster>/<host>/`); only uploads below it are aborted. */
   hostPrefix: string;
   bucket: string;
-  /** How this host writes objects (SSE-KMS key, retries): the manifest of an unannounced backup is put again. */
+  /** How this host writes objects (SSE-KMS key, retries): the manifest of a staged backup is put again. */
   target: UploadTarget;
   queueUrl: string;
   s3: S3Client;
   sqs: SQSClient;
   log: Logger;
+  /** Where BackupAbandoned goes, with this host's cluster and name. */
+  metrics: MetricsSink;
+  cluster: string;
+  host: string;
+  now: () => Date;
 }
 
 const backupIdPattern = new RegExp(BACKUP_ID_PATTERN);
+const pruningPattern = new RegExp(BACKUP_ID_PATTERN.replace(/\$$/, `\\${PRUNING_SUFFIX}$`));
 
 /**
  * Repairs what earlier runs left behind. Called with the run lock held, so no other run is mid-way.
@@ -73,10 +88,17 @@ export async function repairAfterCrash(options: RepairOptions): Promise<RepairRe
     uploadsAborted: [],
     messagesSent: [],
     incompleteRemoved: [],
+    abandoned: [],
+    pruneFinished: [],
   };
-  const names = (await readdir(options.localDir, { withFileTypes: true }))
-    .filter((entry) => entry.isDirectory() && backupIdPattern.test(entry.name))
+  const entries = (await readdir(options.localDir, { withFileTypes: true })).filter((e) => e.isDirectory());
+  for (const pruning of entries.filter((e) => pruningPattern.test(e.name))) {
+    await rm(join(options.localDir, pruning.name), { recursive: true, force: true });
+    report.pruneFinished.push(pruning.name.slice(0, -PRUNING_SUFFIX.length));
+  }
+  const names = entries
     .map((entry) => entry.name)
+    .filter((name) => backupIdPattern.test(name))
     .sort();
   for (const backupId of names) {
     try {
@@ -91,6 +113,9 @@ export async function repairAfterCrash(options: RepairOptions): Promise<RepairRe
     }
   }
   await abortListedUploads(options, report);
+  if (report.abandoned.length > 0) {
+    await emitAbandoned(options.metrics, options.log, options, report.abandoned.length, options.now());
+  }
   const changed = Object.values(report).some((list) => list.length > 0);
   if (changed) options.log.warn("repaired what an earlier run left behind", { ...report });
   return report;
@@ -107,83 +132,140 @@ async function repairBackupDir(
     await unlink(join(dir, partial));
     report.partialsRemoved.push(`${backupId}/${partial}`);
   }
-  if (files.includes(UPLOAD_RECORD)) {
-    const record = JSON.parse(await readFile(join(dir, UPLOAD_RECORD), "utf8")) as UploadRecord;
-    if (await abortUpload(options, record)) {
-      report.uploadsAborted.push(record.key);
-      await unlink(join(dir, UPLOAD_RECORD));
-    }
-  }
-  let complete = files.includes(MANIFEST_OBJECT) && !files.includes(OUTBOX);
-  if (files.includes(OUTBOX)) {
-    const outcome = await deliverOutbox(options, dir);
-    if (outcome === "sent") report.messagesSent.push(backupId);
-    if (outcome === "retry later") return;
-    complete = outcome === "sent";
-  }
-  if (!complete) {
-    await rm(dir, { recursive: true, force: true });
-    report.incompleteRemoved.push(backupId);
-  }
+  const staged = files.includes(OUTBOX);
+  const upload = files.includes(UPLOAD_RECORD) ? await settleUpload(options, dir, report) : "none";
+  if (upload === "unknown") return;
+  if (staged && upload !== "aborted") return completeStaged(options, backupId, report);
+  if (!staged && files.includes(MANIFEST_OBJECT)) return;
+  await rm(dir, { recursive: true, force: true });
+  report.incompleteRemoved.push(backupId);
+  options.log.info("removed a backup an earlier run did not finish; nothing of it is in S3", {
+    backupId,
+    why: staged ? "its archive upload was never completed" : "it stopped before its archive was complete",
+  });
 }
 
 /**
- * Finishes a backup whose outbox exists. The outbox is written after the archive upload completed and after
- * the local manifest, so the archive is in S3: the manifest is put again (the same bytes; a replica may
- * write but not read, so it cannot ask whether the first put arrived) and the message is sent.
+ * The upload `upload.json` records: aborted now (it was still open), gone (S3 no longer knows it: completed,
+ * or aborted before), or unknown (S3 could not be asked; the next run tries again).
  */
-async function deliverOutbox(
+async function settleUpload(
   options: RepairOptions,
   dir: string,
-): Promise<"sent" | "incomplete" | "retry later"> {
-  const message: BackupCreatedMessage = parseBackupCreated(await readFile(join(dir, OUTBOX), "utf8"));
-  const log = options.log.with({ backupId: message.backupId });
-  const manifestText = await readFile(join(dir, MANIFEST_OBJECT), "utf8").catch(() => null);
-  if (manifestText === null) {
-    log.warn("an earlier run stopped before its manifest was written; that backup is incomplete", {
-      manifestKey: message.manifestKey,
-    });
-    return "incomplete";
-  }
+  report: RepairReport,
+): Promise<"aborted" | "gone" | "unknown"> {
+  const record = JSON.parse(await readFile(join(dir, UPLOAD_RECORD), "utf8")) as UploadRecord;
+  const outcome = await abortUpload(options, record);
+  if (outcome === "unknown") return outcome;
+  if (outcome === "aborted") report.uploadsAborted.push(record.key);
+  await unlink(join(dir, UPLOAD_RECORD));
+  return outcome;
+}
+
+/**
+ * Completes a staged backup whose archive upload is no longer open: puts the manifest (create-only) and
+ * sends the message, or abandons the backup when that cannot be done.
+ */
+async function completeStaged(options: RepairOptions, backupId: string, report: RepairReport): Promise<void> {
+  const dir = join(options.localDir, backupId);
+  const log = options.log.with({ backupId });
+  let outbox: Outbox;
   try {
-    const manifest = parseManifest(JSON.parse(manifestText));
-    await uploadManifest(options.s3, options.target, message.manifestKey, manifest, log);
+    outbox = await readOutbox(dir);
+  } catch (e) {
+    return abandon(options, backupId, report, `its outbox cannot be read: ${messageOf(e)}`);
+  }
+  const archive = await archiveInS3(options, outbox.manifest);
+  if (archive === "absent") {
+    await rm(dir, { recursive: true, force: true });
+    report.incompleteRemoved.push(backupId);
+    log.info("removed a staged backup whose archive never completed in S3", {
+      archiveKey: outbox.manifest.archive.key,
+    });
+    return;
+  }
+  if (archive !== "present" && archive !== "unknown") return abandon(options, backupId, report, archive);
+  try {
+    await writeDurably(join(dir, MANIFEST_OBJECT), JSON.stringify(outbox.manifest, null, 2) + "\n");
+    await uploadManifest(options.s3, options.target, outbox.message.manifestKey, outbox.manifest, log);
     const messageId = await sendBackupCreated(
       options.sqs,
       options.queueUrl,
-      message,
+      outbox.message,
       log,
       options.target.retry,
     );
     await unlink(join(dir, OUTBOX));
-    log.info("completed a backup an earlier run uploaded but did not announce", {
-      messageId,
-      manifestKey: message.manifestKey,
-    });
-    return "sent";
+    report.messagesSent.push(backupId);
+    log.info(
+      "announced a backup an earlier run had staged (a duplicate of its message gets the same verdict)",
+      {
+        messageId,
+        manifestKey: outbox.message.manifestKey,
+      },
+    );
   } catch (e) {
-    log.warn("could not complete an earlier run's backup; the next run tries again", {
-      error: messageOf(e),
-    });
-    return "retry later";
+    if (e instanceof ForeignObject) return abandon(options, backupId, report, e.message);
+    log.warn("could not complete an earlier run's backup; the next run tries again", { error: messageOf(e) });
   }
 }
 
-/** Aborts one recorded upload; true when it is gone (aborted now, or already completed or aborted). */
-async function abortUpload(options: RepairOptions, record: UploadRecord): Promise<boolean> {
+/**
+ * Whether the staged backup's archive is in S3: "present" with the manifest's size, "absent", "unknown"
+ * when HEAD is not allowed or fails (the backup is then announced and the verifier judges it), or why the
+ * object there is not this backup's archive.
+ */
+async function archiveInS3(options: RepairOptions, manifest: BackupManifest): Promise<string> {
+  const { key, bytes } = manifest.archive;
+  try {
+    const head = await options.s3.send(new HeadObjectCommand({ Bucket: options.bucket, Key: key }));
+    if (head.ContentLength === bytes) return "present";
+    return `the archive s3://${options.bucket}/${key} holds ${head.ContentLength} bytes, its manifest says ${bytes}`;
+  } catch (e) {
+    if (isNotFound(e)) return "absent";
+    options.log.info("cannot tell whether a staged backup's archive is in S3; announcing it", {
+      key,
+      error: messageOf(e),
+      hint: "the verifier checks it; grant the replica s3:GetObject on its own prefix to have it checked here",
+    });
+    return "unknown";
+  }
+}
+
+/** Gives a staged backup up for good: removed locally, logged as an error and counted for BackupAbandoned. */
+async function abandon(
+  options: RepairOptions,
+  backupId: string,
+  report: RepairReport,
+  why: string,
+): Promise<void> {
+  await rm(join(options.localDir, backupId), { recursive: true, force: true });
+  report.abandoned.push({ backupId, why });
+  options.log.error("abandoned a backup an earlier run had staged: it will never be verified", {
+    backupId,
+    why,
+    hint: "whatever of it is in S3 stays unannounced until the lifecycle expires it; the backup just taken replaces it",
+  });
+}
+
+/** Aborts one recorded upload: "aborted" now, "gone" (already completed or aborted), or "unknown". */
+async function abortUpload(
+  options: RepairOptions,
+  record: UploadRecord,
+): Promise<"aborted" | "gone" | "unknown"> {
   try {
     await options.s3.send(
       new AbortMultipartUploadCommand({ Bucket: record.bucket, Key: record.key, UploadId: record.uploadId }),
     );
-    return true;
+    return "aborted";
   } catch (e) {
-    if ((e as { name?: string }).name === "NoSuchUpload") return true;
+    if ((e as { name?: string }).name === "NoSuchUpload") return "gone";
     options.log.warn("could not abort an earlier run's multipart upload; the next run tries again", {
       key: record.key,
       uploadId: record.uploadId,
       error: messageOf(e),
     });
-    return false;
+    return "unknown";
   }
 }
 
@@ -199,7 +281,7 @@ async function abortListedUploads(options: RepairOptions, report: RepairReport):
     for (const upload of listed.Uploads ?? []) {
       if (!upload.Key?.startsWith(options.hostPrefix) || !upload.UploadId) continue;
       const record = { bucket: options.bucket, key: upload.Key, uploadId: upload.UploadId };
-      if ((await abortUpload(options, record)) && !report.uploadsAborted.includes(upload.Key)) {
+      if ((await abortUpload(options, record)) === "aborted" && !report.uploadsAborted.includes(upload.Key)) {
         report.uploadsAborted.push(upload.Key);
       }
     }
@@ -212,21 +294,5 @@ async function abortListedUploads(options: RepairOptions, report: RepairReport):
       prefix: options.hostPrefix,
       error: messageOf(e),
     });
-  }
-}
-
-/** Writes a progress file and fsyncs it: it must outlive a crash of the host, not only of the process. */
-export async function writeProgressFile(dir: string, name: string, value: unknown): Promise<void> {
-  await writeDurably(join(dir, name), JSON.stringify(value) + "\n");
-}
-
-/** Writes `text` to `path` (mode 0600) and fsyncs it before returning. */
-export async function writeDurably(path: string, text: string): Promise<void> {
-  const file = await open(path, "w", 0o600);
-  try {
-    await file.writeFile(text);
-    await file.sync();
-  } finally {
-    await file.close();
   }
 }

@@ -5,14 +5,11 @@ import type { SQSClient } from "@aws-sdk/client-sqs";
 import {
   ARCHIVE_OBJECT,
   DEFAULT_PREFIX,
-  MANIFEST_OBJECT,
   archiveKey,
   hostPrefix,
   manifestKey,
   newBackupId,
   type BackupConfig,
-  type BackupCreatedMessage,
-  type BackupManifest,
   type BackupRef,
   type CapturedPosition,
 } from "../../contracts";
@@ -26,10 +23,11 @@ import { freeze, runThenRemoveSnapshot, type FreezeDeps, type LockWindow } from 
 import { backupCreatedOf, buildManifest } from "./manifest";
 import { emitFailed, emitSucceeded } from "./metrics";
 import type { YieldOutcome } from "./priority";
-import { OUTBOX, UPLOAD_RECORD, repairAfterCrash, writeDurably, writeProgressFile } from "./repair";
+import { repairAfterCrash } from "./repair";
 import { DEFAULT_KEEP_LOCAL, pruneLocalBackups } from "./retention";
 import { acquireRunLock } from "./runlock";
 import type { Snapshot } from "./snapshot";
+import { OUTBOX, UPLOAD_RECORD, stagePublication, writeProgressFile, type Outbox } from "./staging";
 import {
   archiveBoundFor,
   sendBackupCreated,
@@ -45,6 +43,10 @@ import {
  * volume, lock, capture the position and snapshot, unlock — within a hard timeout —, archive the snapshot,
  * remove it, upload the archive and then the manifest, send `backup.created`, keep the newest local backups.
  * Metrics are emitted on every run, success or failure.
+ *
+ * Once every part of the archive is up, the manifest and the message are staged on disk before the upload
+ * is completed (staging.ts): from the moment the archive exists in S3, a run killed at any point leaves what
+ * the next one needs to announce it (repair.ts).
  */
 
 /** Everything `runBackup` touches outside itself, so a test can run it for real or with a fake part. */
@@ -141,6 +143,10 @@ export async function runBackup(config: BackupConfig, deps: BackupDeps): Promise
       s3: deps.s3,
       sqs: deps.sqs,
       log,
+      metrics: deps.metrics,
+      cluster: config.cluster,
+      host: config.host,
+      now: clock,
     });
     const result = await takeBackup(run);
     await emitSucceeded(deps.metrics, log, config, result, clock());
@@ -190,21 +196,11 @@ async function takeBackup(run: BackupRun): Promise<BackupResult> {
   const yielded = await deps.afterUnlock?.();
   await deps.checkpoint("snapshot");
   const uploadStarted = performance.now();
-  const { archive, upload } = await archiveAndUpload(run, window);
-  const manifest = buildManifest(config, {
-    backupId: run.backupId,
-    startedAt: run.startedAt,
-    completedAt: deps.clock(),
-    facts: window.facts,
-    dialect: window.dialect,
-    lockMs: window.lockMs,
-    frozen: window.frozen,
-    sourceRoot: deps.driver.sourceRoot,
-    archive,
-    archiveKey: archiveKey(run.ref),
-  });
-  const message = backupCreatedOf(manifest, run.target.bucket, manifestKey(run.ref));
-  await publish(run, manifest, message);
+  const { archive, upload, sealed } = await archiveAndUpload(run, window, (archive) =>
+    stage(run, window, archive),
+  );
+  const { message } = sealed;
+  await uploadManifest(deps.s3, run.target, message.manifestKey, sealed.manifest, deps.log);
   const uploadSeconds = secondsSince(uploadStarted);
   deps.log.info("archive and manifest uploaded", {
     bucket: run.target.bucket,
@@ -217,14 +213,40 @@ async function takeBackup(run: BackupRun): Promise<BackupResult> {
 }
 
 /**
- * Steps 5–7 run together: the upload follows the archive as it is written, and the snapshot goes as soon as
- * the archive is complete. Whichever fails first stops the other; its error is the one reported, and the
- * backup's directory goes with it.
+ * Step 8 staged: the manifest of the finished archive and the message that announces it, written to the
+ * backup's directory while the archive's multipart upload waits to be completed.
  */
-async function archiveAndUpload(
+async function stage(run: BackupRun, window: LockWindow, archive: ArchiveResult): Promise<Outbox> {
+  const { config, deps } = run;
+  const manifest = buildManifest(config, {
+    backupId: run.backupId,
+    startedAt: run.startedAt,
+    completedAt: deps.clock(),
+    facts: window.facts,
+    dialect: window.dialect,
+    lockMs: window.lockMs,
+    frozen: window.frozen,
+    sourceRoot: deps.driver.sourceRoot,
+    archive,
+    archiveKey: archiveKey(run.ref),
+  });
+  const outbox = { manifest, message: backupCreatedOf(manifest, run.target.bucket, manifestKey(run.ref)) };
+  await stagePublication(run.dir, outbox);
+  await deps.checkpoint("sealed");
+  return outbox;
+}
+
+/**
+ * Steps 5–7 run together: the upload follows the archive as it is written, and the snapshot goes as soon as
+ * the archive is complete. Before the upload is completed, `seal` runs on the finished archive (it stages
+ * the publication). Whichever fails first stops the other; its error is the one reported, and the backup's
+ * directory goes with it.
+ */
+async function archiveAndUpload<T>(
   run: BackupRun,
   window: LockWindow,
-): Promise<{ archive: ArchiveResult; upload: ArchiveUpload }> {
+  seal: (archive: ArchiveResult) => Promise<T>,
+): Promise<{ archive: ArchiveResult; upload: ArchiveUpload; sealed: T }> {
   const { deps } = run;
   const follow = new GrowingFile();
   const stopArchive = new AbortController();
@@ -236,7 +258,11 @@ async function archiveAndUpload(
       throw e;
     })
     .finally(() => archiveBar.end());
-  const uploading = uploadFollowing(run, window.dataBytes, follow, uploadBar)
+  const sealing: { value?: T } = {};
+  const sealAfterArchive = async () => {
+    sealing.value = await seal(await archiving);
+  };
+  const uploading = uploadFollowing(run, window.dataBytes, follow, uploadBar, sealAfterArchive)
     .catch((e: unknown) => {
       // A failed archive fails the follower first (synchronously), so this is the upload's own failure.
       if (!follow.hasFailed) stopArchive.abort(e);
@@ -252,6 +278,8 @@ async function archiveAndUpload(
   }
   const archive = archived.value;
   const upload = uploaded.value;
+  if (!("value" in sealing))
+    throw new Error("the upload completed without staging the manifest; this is a bug");
   deps.log.info("archive written and uploaded, snapshot removed", {
     archiveBytes: archive.bytes,
     rawBytes: archive.rawBytes,
@@ -259,7 +287,7 @@ async function archiveAndUpload(
     archiveSeconds: archive.seconds,
     parts: upload.parts,
   });
-  return { archive, upload };
+  return { archive, upload, sealed: sealing.value as T };
 }
 
 /** Steps 5 and 6: the snapshot into the local archive, which `follow` tells the upload about; then the snapshot goes. */
@@ -287,13 +315,14 @@ function archiveSnapshot(
 
 /**
  * Step 7: the archive as it grows, as a multipart upload recorded in the backup's directory while it is open
- * (so the next run can abort it after a crash).
+ * (so the next run can abort it after a crash); `beforeComplete` runs once every part is up.
  */
 function uploadFollowing(
   { deps, dir, ref, target }: BackupRun,
   dataBytes: number,
   follow: GrowingFile,
   bar: ProgressBar,
+  beforeComplete: () => Promise<void>,
 ): Promise<ArchiveUpload> {
   return uploadArchive(
     deps.s3,
@@ -305,43 +334,30 @@ function uploadFollowing(
       ended: () => unlink(join(dir, UPLOAD_RECORD)),
       partDone: (bytes) => bar.advance(bytes),
       checkpoint: deps.checkpoint,
+      beforeComplete,
     },
   );
-}
-
-/**
- * Step 8: the manifest, on disk and then in S3. The outbox is written before the manifest goes up: from
- * there on the backup must be completed and announced, by this run or, after a crash, by the next one.
- */
-async function publish(
-  { deps, dir, target }: BackupRun,
-  manifest: BackupManifest,
-  message: BackupCreatedMessage,
-): Promise<void> {
-  await writeDurably(join(dir, MANIFEST_OBJECT), JSON.stringify(manifest, null, 2) + "\n");
-  await writeProgressFile(dir, OUTBOX, message);
-  await uploadManifest(deps.s3, target, message.manifestKey, manifest, deps.log);
 }
 
 /** Step 9: sends `backup.created`, then empties the outbox; returns the SQS message id. */
 async function announce(
   { config, deps, dir, target }: BackupRun,
-  message: BackupCreatedMessage,
+  message: Outbox["message"],
 ): Promise<string> {
   await deps.checkpoint("signal");
   const messageId = await sendBackupCreated(deps.sqs, config.sqs.queueUrl, message, deps.log, target.retry);
+  await deps.checkpoint("sent");
   await unlink(join(dir, OUTBOX));
   return messageId;
 }
 
 /** Keeps the newest `keepLocal` local backups; a failure to prune is logged and does not fail the backup. */
 async function pruneLocal({ config, deps }: BackupRun): Promise<string[]> {
-  return pruneLocalBackups(config.localDir, config.keepLocal ?? DEFAULT_KEEP_LOCAL, deps.log).catch(
-    (e: unknown) => {
-      deps.log.warn("could not prune old local backups", { error: messageOf(e), localDir: config.localDir });
-      return [];
-    },
-  );
+  const keep = config.keepLocal ?? DEFAULT_KEEP_LOCAL;
+  return pruneLocalBackups(config.localDir, keep, deps.log, deps.checkpoint).catch((e: unknown) => {
+    deps.log.warn("could not prune old local backups", { error: messageOf(e), localDir: config.localDir });
+    return [];
+  });
 }
 
 /** The result of a finished backup, printed with `--json`. */

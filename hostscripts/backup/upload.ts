@@ -21,11 +21,20 @@ import { PipelineError, messageOf } from "../common/errors";
 import type { Logger } from "../common/log";
 import { DEFAULT_RETRY, withRetries, type RetryPolicy } from "../common/retry";
 import type { GrowingFile } from "./archive";
+import {
+  ForeignObject,
+  intendedBody,
+  intendedMultipart,
+  isTaken,
+  settleTaken,
+  type IntendedObject,
+} from "./create-only";
 
 /**
  * Steps 7–9: the archive as a multipart upload, then `manifest.json` — last, because a backup without a
  * manifest is incomplete by definition — then the `backup.created` message. Every object is sent with
- * SSE-KMS and an S3 SHA-256 checksum (per part for the archive), which the bucket policy demands.
+ * SSE-KMS and an S3 SHA-256 checksum (per part for the archive), which the bucket policy demands, and is
+ * created only if its key is free (`If-None-Match: *`, create-only.ts): nothing a replica wrote is replaced.
  * The archive's parts are sent with the S3 client directly rather than lib-storage's `Upload`, which builds
  * every part by concatenating stream chunks (several times the part size in memory per part in flight);
  * reading each part into a reused buffer keeps the upload at exactly its budget.
@@ -115,8 +124,14 @@ export interface UploadProgress {
   ended?(): Promise<void>;
   /** A part of `bytes` is up (the progress bar). */
   partDone?(bytes: number): void;
-  /** Called at the `upload` pause point, after each part is up. Defaults to `noCheckpoint`. */
+  /** Called at the `upload` pause point after each part is up, and at `uploaded`. Defaults to `noCheckpoint`. */
   checkpoint?: Checkpoint;
+  /**
+   * Called once every part is up, before the upload is completed: the backup stages its manifest and
+   * message there, so a run killed once the archive is complete can always be completed by the next one.
+   * A failure aborts the upload.
+   */
+  beforeComplete?(): Promise<void>;
 }
 
 /** How the archive went up. */
@@ -149,7 +164,7 @@ export async function uploadArchive(
     uploadId = await createUpload(s3, target, object, log, policy);
     await progress.started?.({ bucket: target.bucket, key: archive.key, uploadId });
     const upload = { ...object, UploadId: uploadId };
-    const parts = await uploadParts(
+    const { parts, sent } = await uploadParts(
       s3,
       upload,
       { source: archive.source, partSize, slots: inFlight },
@@ -157,19 +172,14 @@ export async function uploadArchive(
       policy,
       { partDone: progress.partDone ?? (() => undefined), checkpoint: progress.checkpoint ?? noCheckpoint },
     );
-    await withRetries(
-      `CompleteMultipartUpload ${where}`,
-      (abortSignal) =>
-        s3.send(new CompleteMultipartUploadCommand({ ...upload, MultipartUpload: { Parts: parts } }), {
-          abortSignal,
-        }),
-      log,
-      policy,
-    );
+    await progress.beforeComplete?.();
+    await completeUpload(s3, upload, parts, intendedMultipart(sent), log, policy);
+    await progress.checkpoint?.("uploaded");
     await progress.ended?.();
     return { parts: parts.length, partSizeBytes: partSize, partsInFlight: inFlight };
   } catch (e) {
     if (uploadId) await abortUpload(s3, { ...object, UploadId: uploadId }, log, progress);
+    if (e instanceof ForeignObject) throw e;
     throw new PipelineError(
       "UploadFailed",
       `uploading the archive to ${where} failed: ${messageOf(e)}`,
@@ -228,6 +238,39 @@ async function createUpload(
   return created.UploadId;
 }
 
+/**
+ * Completes the upload, create-only: a retry after a completion whose answer was lost finds the archive
+ * there, which is success when it is the one this host uploaded (create-only.ts).
+ */
+async function completeUpload(
+  s3: S3Client,
+  upload: { Bucket: string; Key: string; UploadId: string },
+  parts: CompletedPart[],
+  intended: IntendedObject,
+  log: Logger,
+  policy: RetryPolicy,
+): Promise<void> {
+  try {
+    await withRetries(
+      `CompleteMultipartUpload s3://${upload.Bucket}/${upload.Key}`,
+      (abortSignal) =>
+        s3.send(
+          new CompleteMultipartUploadCommand({
+            ...upload,
+            MultipartUpload: { Parts: parts },
+            IfNoneMatch: "*",
+          }),
+          { abortSignal },
+        ),
+      log,
+      policy,
+    );
+  } catch (e) {
+    if (!isTaken(e)) throw e;
+    await settleTaken(s3, { bucket: upload.Bucket, key: upload.Key }, intended, e, log);
+  }
+}
+
 /** Aborts a failed upload so no parts stay behind; a failed abort is left to the next run and the lifecycle. */
 async function abortUpload(
   s3: S3Client,
@@ -252,7 +295,8 @@ async function abortUpload(
 /**
  * Uploads the parts with `slots` workers as the archive grows, each reading into its own reused buffer: a
  * worker takes the next part number, waits until that part's bytes are on the file (or the archive ended
- * within it), and sends it. A part that fails is retried on its own; the parts already up stay up.
+ * within it), and sends it. A part that fails is retried on its own; the parts already up stay up. Returns
+ * the completion's list and what was sent of each part (its size, SHA-256 and ETag).
  */
 async function uploadParts(
   s3: S3Client,
@@ -261,9 +305,10 @@ async function uploadParts(
   log: Logger,
   policy: RetryPolicy,
   hooks: { partDone: (bytes: number) => void; checkpoint: Checkpoint },
-): Promise<CompletedPart[]> {
+): Promise<{ parts: CompletedPart[]; sent: Array<{ bytes: number; sha256: string; etag?: string }> }> {
   const { source, partSize, slots } = layout;
   const parts: CompletedPart[] = [];
+  const sentParts: Array<{ bytes: number; sha256: string; etag?: string }> = [];
   let next = 0;
   let failed = false;
   const worker = async (): Promise<void> => {
@@ -303,6 +348,7 @@ async function uploadParts(
       parts[index] = sent.ChecksumSHA256
         ? { PartNumber: index + 1, ETag: sent.ETag, ChecksumSHA256: sent.ChecksumSHA256 }
         : { PartNumber: index + 1, ETag: sent.ETag };
+      sentParts[index] = { bytes: body.length, sha256: checksum, etag: sent.ETag };
       hooks.partDone(body.length);
       await hooks.checkpoint("upload");
     }
@@ -317,10 +363,14 @@ async function uploadParts(
   );
   const failure = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
   if (failure) throw failure.reason;
-  return parts;
+  return { parts, sent: sentParts };
 }
 
-/** Validates the manifest, then uploads it: the write that makes the backup complete. */
+/**
+ * Validates the manifest, then uploads it, create-only: the write that makes the backup complete. A key
+ * taken by this host's own manifest (a retry, or the next run completing this one) is success; by anything
+ * else, ForeignObject.
+ */
 export async function uploadManifest(
   s3: S3Client,
   target: UploadTarget,
@@ -341,17 +391,22 @@ export async function uploadManifest(
             ContentType: "application/json",
             ChecksumAlgorithm: "SHA256",
             ...encryptionOf(target),
+            IfNoneMatch: "*",
           }),
           { abortSignal },
         ),
       log,
       target.retry,
-    );
+    ).catch((e: unknown) => {
+      if (!isTaken(e)) throw e;
+      return settleTaken(s3, { bucket: target.bucket, key }, intendedBody(body), e, log);
+    });
   } catch (e) {
+    if (e instanceof ForeignObject) throw e;
     throw new PipelineError(
       "UploadFailed",
       `uploading the manifest s3://${target.bucket}/${key} failed: ${messageOf(e)}`,
-      "the archive is uploaded but the backup is incomplete without its manifest; check S3 access and run the backup again",
+      "the archive is uploaded and the backup staged in its outbox.json: check S3 access; the next run puts the manifest and announces the backup",
       { cause: e },
     );
   }

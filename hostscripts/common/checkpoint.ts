@@ -16,20 +16,32 @@ export const PAUSE_POINTS = [
   "archive",
   /** The multipart upload is started and at least one part is up. */
   "upload",
+  /** Every part is up and the outbox (message and manifest) and `manifest.json` are staged; not completed yet. */
+  "sealed",
+  /** The multipart upload is completed (the archive is in S3); `upload.json` is still there. */
+  "uploaded",
   /** The archive and manifest are in S3; `backup.created` not sent yet. */
   "signal",
-  /** Binlog archiver: a segment and its ledger draft are in the spool; the state does not name them yet. */
+  /** `backup.created` is sent; the outbox is still there. */
+  "sent",
+  /** An old local backup is renamed for removal (`<id>.pruning`) and not removed yet. */
+  "pruning",
+] as const;
+
+/** The named points of the binlog archiver (`mysql-backup binlog`), in the order a segment passes them. */
+export const BINLOG_PAUSE_POINTS = [
+  /** A segment and its ledger draft are in the spool; the state does not name them yet. */
   "binlog-spooled",
-  /** Binlog archiver: the state names the new segment; nothing of it is in S3 yet. */
+  /** The state names the new segment; nothing of it is in S3 yet. */
   "binlog-committed",
-  /** Binlog archiver: the segment is in S3, its ledger entry is not. */
+  /** The segment is in S3, its ledger entry is not. */
   "binlog-segment-uploaded",
-  /** Binlog archiver: the ledger entry is in S3 too; the spool still holds both. */
+  /** The ledger entry is in S3 too; the spool still holds both. */
   "binlog-ledger-uploaded",
 ] as const;
 
-/** One pause point. */
-export type PausePoint = (typeof PAUSE_POINTS)[number];
+/** One pause point, of a backup or of the binlog archiver. */
+export type PausePoint = (typeof PAUSE_POINTS)[number] | (typeof BINLOG_PAUSE_POINTS)[number];
 
 /** Called when a backup reaches `point`; the backup goes on once it resolves. */
 export type Checkpoint = (point: PausePoint) => Promise<void>;

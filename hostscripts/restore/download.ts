@@ -1,13 +1,18 @@
-import { GetObjectCommand, type GetObjectCommandOutput, type S3Client } from "@aws-sdk/client-s3";
+import {
+  GetObjectCommand,
+  HeadObjectCommand,
+  type GetObjectCommandOutput,
+  type S3Client,
+} from "@aws-sdk/client-s3";
 
 /**
  * An S3 object's bytes, in order, fetched as ranged GETs of `partSizeMiB`, `concurrency` at a time: one TCP
  * stream rarely fills an instance's bandwidth to S3, several do. Parts are held in memory until their turn
  * (at most `concurrency + 1` parts). Each part is read straight into one buffer of its announced length, so
  * it is held once, never as its chunks and their concatenation (as the SDK's `transformToByteArray` holds
- * it): part size and concurrency bound the verifier's memory. Every part after the first is fetched with
- * `If-Match` on the first one's ETag, so an object replaced mid-download fails the download instead of
- * mixing two versions.
+ * it): part size and concurrency bound the verifier's memory. Every part after the first is fetched with the
+ * first one's version id (where the bucket versions objects) and `If-Match` on its ETag, so an object
+ * replaced mid-download can neither mix two versions nor go unnoticed.
  */
 
 /** How an archive is downloaded. */
@@ -19,10 +24,22 @@ export interface RangedDownloadOptions {
   signal?: AbortSignal;
 }
 
-/** An opened download: the object's size (when S3 said it) and its bytes. */
+/** The version to download: every part, the first included, asks for it. */
+export interface DownloadPin {
+  /** Null where the bucket does not version objects: the ETag alone pins it then. */
+  versionId: string | null;
+  etag: string;
+}
+
+/** An opened download: what S3 said of the object (its size, version and ETag) and its bytes. */
 export interface OpenedDownload {
   bytes: number | undefined;
+  /** The version S3 served; null when it named none (the bucket does not version objects). */
+  versionId: string | null;
+  etag: string;
   body: AsyncIterable<Uint8Array>;
+  /** Closes the download without reading it (its first response is open until then). */
+  discard(): void;
 }
 
 /** Total size from a `Content-Range: bytes 0-1023/4096` header. */
@@ -40,30 +57,71 @@ export function laterRanges(total: number, partBytes: number): string[] {
   return ranges;
 }
 
+/** S3 could not satisfy the range: `bytes=0-…` of an object of 0 bytes (416 InvalidRange). */
+function isUnsatisfiableRange(error: unknown): boolean {
+  const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
+  return e.name === "InvalidRange" || e.$metadata?.httpStatusCode === 416;
+}
+
 /**
- * Opens `key` for a ranged download. The first part is requested at once, so a missing object throws here
- * (S3's NoSuchKey) rather than mid-stream; a server that ignores Range sends the whole object in one body.
+ * Opens `key` for a ranged download, of the `pin`ned version when given. The first part is requested at
+ * once, so a missing object throws here (S3's NoSuchKey) rather than mid-stream; a server that ignores Range
+ * sends the whole object in one body. An object of 0 bytes has no first range (S3 answers 416): it opens as
+ * an empty download, so the caller can compare its size with what it expects instead of blaming S3.
  */
 export async function openRanged(
   s3: S3Client,
   bucket: string,
   key: string,
-  options: RangedDownloadOptions,
+  options: RangedDownloadOptions & { pin?: DownloadPin },
 ): Promise<OpenedDownload> {
   const partBytes = Math.round(options.partSizeMiB * 1024 * 1024);
-  const get = (Range: string, IfMatch?: string) =>
-    s3.send(new GetObjectCommand({ Bucket: bucket, Key: key, Range, IfMatch }), {
-      abortSignal: options.signal,
-    });
-  const first = await get(`bytes=0-${partBytes - 1}`);
+  const get = (Range: string, pin: DownloadPin | undefined) =>
+    s3.send(
+      new GetObjectCommand({
+        Bucket: bucket,
+        Key: key,
+        Range,
+        VersionId: pin?.versionId ?? undefined,
+        IfMatch: pin?.etag,
+      }),
+      { abortSignal: options.signal },
+    );
+  let first: GetObjectCommandOutput;
+  try {
+    first = await get(`bytes=0-${partBytes - 1}`, options.pin);
+  } catch (error) {
+    if (!isUnsatisfiableRange(error)) throw error;
+    // The refusal names no version or ETag; HEAD (of the same version) says which object is empty.
+    const head = await s3
+      .send(
+        new HeadObjectCommand({ Bucket: bucket, Key: key, VersionId: options.pin?.versionId ?? undefined }),
+      )
+      .catch(() => undefined);
+    return {
+      bytes: head?.ContentLength ?? 0,
+      versionId: head?.VersionId ?? options.pin?.versionId ?? null,
+      etag: head?.ETag ?? options.pin?.etag ?? "",
+      body: emptyBody(),
+      discard: () => undefined,
+    };
+  }
+  const served = {
+    versionId: first.VersionId ?? null,
+    etag: first.ETag ?? "",
+    discard: () => (first.Body as { destroy?: () => void } | undefined)?.destroy?.(),
+  };
   const total = totalFromContentRange(first.ContentRange);
-  if (total === undefined) return { bytes: first.ContentLength, body: streamOf(first) };
+  if (total === undefined) return { bytes: first.ContentLength, ...served, body: streamOf(first) };
   const ranges = laterRanges(total, partBytes);
   return {
     bytes: total,
-    body: inOrder(first, ranges, (range) => get(range, first.ETag), options.concurrency),
+    ...served,
+    body: inOrder(first, ranges, (range) => get(range, served), options.concurrency),
   };
 }
+
+async function* emptyBody(): AsyncGenerator<Uint8Array> {}
 
 function streamOf(response: GetObjectCommandOutput): AsyncIterable<Uint8Array> {
   return response.Body as AsyncIterable<Uint8Array>;

@@ -9,6 +9,7 @@ import {
   type BackupRef,
   type RestoreSource,
   type Verdict,
+  type VerifiedObjects,
 } from "../../contracts";
 import { PipelineError } from "../common/errors";
 import { s3Call } from "../common/s3";
@@ -31,6 +32,11 @@ export interface ListedBackup {
   verifiedAt: string | null;
   /** What vanished or shrank since the previous verified backup (the report's drift findings), or null. */
   drift: string | null;
+  /**
+   * The exact objects (versions, ETags, sha256) the verdict covers, which `restore` fetches; null without a
+   * verdict, or when the verdict predates the binding.
+   */
+  objects: VerifiedObjects | null;
 }
 
 /** Every backup of the cluster (all hosts), newest first, with its verdict. */
@@ -69,6 +75,7 @@ export async function listBackups(s3: S3Client, source: RestoreSource): Promise<
       verdict: report?.verdict ?? null,
       verifiedAt: report?.verifiedAt ?? null,
       drift: report?.drift ? describeDrift(report.drift) : null,
+      objects: report?.objects ?? null,
     });
   }
   return backups.sort((a, b) => b.backupId.localeCompare(a.backupId) || a.host.localeCompare(b.host));

@@ -1,5 +1,17 @@
-import { GetObjectCommand, type GetObjectCommandOutput, type S3Client } from "@aws-sdk/client-s3";
-import { parseManifest, type BackupManifest, type CheckName, type CheckResult } from "../../contracts";
+import { createHash } from "node:crypto";
+import {
+  GetObjectCommand,
+  HeadObjectCommand,
+  type GetObjectCommandOutput,
+  type S3Client,
+} from "@aws-sdk/client-s3";
+import {
+  parseManifest,
+  type BackupManifest,
+  type CheckName,
+  type CheckResult,
+  type VerifiedObject,
+} from "../../contracts";
 import { messageOf } from "../common/errors";
 import { isNotFound } from "../common/s3";
 import { openRanged, type OpenedDownload, type RangedDownloadOptions } from "./download";
@@ -7,9 +19,10 @@ import { compareFiles, describeComparison, extractArchive, type Extraction } fro
 
 /**
  * A backup's objects as both the verifier and `restore` read them (DESIGN §1 step 11): the manifest, parsed
- * and validated, and the archive, downloaded, hashed and extracted in one pass; then the "objects" check of
- * DESIGN §4 on what arrived: the archive's sha256 and size against the manifest, then every extracted file
- * against its manifest entry.
+ * and validated, and the archive, downloaded, hashed and extracted in one pass, each read once and described
+ * exactly (version, ETag, size, sha256) so a verdict binds what it proved and `restore` fetches just that;
+ * then the "objects" check of DESIGN §4 on what arrived: the archive's sha256 and size against the
+ * manifest, then every extracted file against its manifest entry.
  */
 
 /** A verdict on the backup: the named check failed. The report says so and the message is deleted. */
@@ -28,10 +41,11 @@ export type BackupObject = "manifest.json" | "archive";
 
 /**
  * What went wrong with an object: S3 has no such object; S3 refused or broke off the GET or the reading of
- * its body (network, IAM, KMS: nothing is known about the backup); or the manifest does not parse or fails
- * its schema.
+ * its body (network, IAM, KMS: nothing is known about the backup); the manifest does not parse or fails its
+ * schema; the archive's size in S3 is not the manifest's; or the object is not the version a verdict covers.
  */
-export type ObjectProblemKind = "missing" | "get failed" | "read failed" | "invalid";
+export type ObjectProblemKind =
+  "missing" | "get failed" | "read failed" | "invalid" | "size differs" | "not as verified";
 
 /**
  * An object of the backup that could not be used. The verifier and `restore` blame each kind differently
@@ -45,65 +59,196 @@ export class ObjectProblem extends Error {
     readonly where: string,
     /** What S3, the JSON parser or the schema said; kept as `cause`. */
     cause: unknown,
+    /** What was read of the object before the problem showed, when something was: a verdict binds it. */
+    readonly read?: VerifiedObject,
   ) {
     super(`${object} ${where}: ${kind}: ${messageOf(cause)}`, { cause });
     this.name = "ObjectProblem";
   }
 }
 
-/** The manifest at `key`, parsed and validated against its schema; throws an ObjectProblem. */
-export async function readManifest(s3: S3Client, bucket: string, key: string): Promise<BackupManifest> {
-  const problem = (kind: ObjectProblemKind, cause: unknown) =>
-    new ObjectProblem(kind, "manifest.json", `s3://${bucket}/${key}`, cause);
+/** The manifest as read, and the exact object it was read from. */
+export interface ReadManifest {
+  manifest: BackupManifest;
+  object: VerifiedObject;
+}
+
+/**
+ * The manifest at `key`, parsed and validated against its schema, and the object it came from; with `pin`,
+ * exactly that version (and ETag, size and sha256), else the current one. Throws an ObjectProblem.
+ */
+export async function readManifest(
+  s3: S3Client,
+  bucket: string,
+  key: string,
+  pin?: VerifiedObject,
+): Promise<ReadManifest> {
+  const where = `s3://${bucket}/${key}`;
+  const problem = (kind: ObjectProblemKind, cause: unknown, read?: VerifiedObject) =>
+    new ObjectProblem(kind, "manifest.json", where, cause, read);
   let response: GetObjectCommandOutput;
   try {
-    response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    response = await s3.send(
+      new GetObjectCommand({
+        Bucket: bucket,
+        Key: key,
+        VersionId: pin?.versionId ?? undefined,
+        IfMatch: pin?.etag,
+      }),
+    );
   } catch (error) {
+    if (pin !== undefined && isNotThatVersion(error)) throw problem("not as verified", error);
     throw problem(isNotFound(error) ? "missing" : "get failed", error);
   }
   if (response.Body === undefined) throw problem("missing", new Error("S3 returned no body"));
-  let text: string;
+  let bytes: Uint8Array;
   try {
-    text = await response.Body.transformToString();
+    bytes = await response.Body.transformToByteArray();
   } catch (error) {
     throw problem("read failed", error);
   }
+  const object: VerifiedObject = {
+    ...servedObject(key, response),
+    bytes: bytes.length,
+    sha256: createHash("sha256").update(bytes).digest("hex"),
+  };
+  const differences = pin === undefined ? [] : differencesFrom(pin, object);
+  if (differences.length > 0) throw problem("not as verified", new Error(differences.join("; ")), object);
   try {
-    return parseManifest(JSON.parse(text));
+    return { manifest: parseManifest(JSON.parse(Buffer.from(bytes).toString("utf8"))), object };
   } catch (error) {
-    throw problem("invalid", error);
+    throw problem("invalid", error, object);
   }
 }
 
-/** An archive as downloaded and extracted, with the size S3 announced for it (undefined when it did not say). */
+/** An archive as downloaded and extracted, with the size S3 announced for it and the object it came from. */
 export interface DownloadedArchive {
   extraction: Extraction;
   announcedBytes: number | undefined;
+  object: VerifiedObject;
+}
+
+/** How `downloadArchive` fetches and checks the archive. */
+export interface ArchiveDownloadOptions extends RangedDownloadOptions {
+  /** The size the manifest gives: an object of another size fails before its download ("size differs"). */
+  expectedBytes: number;
+  /** Exactly this version (ETag, size, sha256) is downloaded; anything else is "not as verified". */
+  pin?: VerifiedObject;
 }
 
 /**
  * Streams the archive at `key` through sha256, zstd and tar into `root`; throws an ObjectProblem when it
- * cannot be opened. Whether what arrived matches the manifest is for `judgeObjects` to say.
+ * cannot be opened, when S3 holds an object of another size than the manifest's (told by the first ranged
+ * GET, before the download), when the download ends short of the size S3 announced, or when it is not the
+ * pinned object. Whether what arrived matches the manifest is for `judgeObjects` to say.
  */
 export async function downloadArchive(
   s3: S3Client,
   bucket: string,
   key: string,
   root: string,
-  options: RangedDownloadOptions,
+  options: ArchiveDownloadOptions,
 ): Promise<DownloadedArchive> {
+  const where = `s3://${bucket}/${key}`;
+  const { pin, expectedBytes } = options;
+  const problem = (kind: ObjectProblemKind, cause: unknown, read?: VerifiedObject) =>
+    new ObjectProblem(kind, "archive", where, cause, read);
   let download: OpenedDownload;
   try {
-    download = await openRanged(s3, bucket, key, options);
+    download = await openRanged(s3, bucket, key, { ...options, pin });
   } catch (error) {
-    throw new ObjectProblem(
-      isNotFound(error) ? "missing" : "get failed",
-      "archive",
-      `s3://${bucket}/${key}`,
-      error,
+    if (pin !== undefined && isNotThatVersion(error)) throw problem("not as verified", error);
+    throw problem(isNotFound(error) ? "missing" : "get failed", error);
+  }
+  const announcedBytes = download.bytes;
+  const opened: VerifiedObject = {
+    key,
+    versionId: download.versionId,
+    etag: download.etag,
+    bytes: announcedBytes ?? expectedBytes,
+    sha256: null,
+  };
+  const refuse = (kind: ObjectProblemKind, why: string): never => {
+    download.discard();
+    throw problem(kind, new Error(why), opened);
+  };
+  const pinned = pin === undefined ? [] : differencesFrom({ ...pin, sha256: null }, opened);
+  if (pinned.length > 0) refuse("not as verified", pinned.join("; "));
+  if (announcedBytes !== undefined && announcedBytes !== expectedBytes)
+    refuse("size differs", `S3 holds ${announcedBytes} bytes, the manifest says ${expectedBytes}`);
+  const extraction = await extractArchive(download.body, root);
+  const object = { ...opened, bytes: extraction.archive.bytes, sha256: extraction.archive.sha256 };
+  // A body shorter than S3 announced is a broken download, not a broken backup.
+  if (announcedBytes !== undefined && extraction.archive.bytes !== announcedBytes) {
+    throw problem(
+      "read failed",
+      new Error(
+        `the download ended after ${extraction.archive.bytes} of the ${announcedBytes} bytes S3 announced`,
+      ),
     );
   }
-  return { extraction: await extractArchive(download.body, root), announcedBytes: download.bytes };
+  const differences = pin === undefined ? [] : differencesFrom(pin, object);
+  if (differences.length > 0) throw problem("not as verified", new Error(differences.join("; ")), object);
+  return { extraction, announcedBytes, object };
+}
+
+/** What S3 said of the object it served: its key, version and ETag. */
+function servedObject(
+  key: string,
+  response: { VersionId?: string; ETag?: string },
+): Pick<VerifiedObject, "key" | "versionId" | "etag"> {
+  return { key, versionId: response.VersionId ?? null, etag: response.ETag ?? "" };
+}
+
+/** S3 refused the pinned version: it is gone (404, NoSuchVersion) or its ETag is another (412). */
+function isNotThatVersion(error: unknown): boolean {
+  const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
+  return isNotFound(error) || e.name === "NoSuchVersion" || e.$metadata?.httpStatusCode === 412;
+}
+
+/**
+ * How `found` differs from the `expected` object, one phrase each: the version when both name one, the ETag,
+ * the size, and the sha256 when both know it. Empty when it is the same object.
+ */
+export function differencesFrom(expected: VerifiedObject, found: VerifiedObject): string[] {
+  const differences: string[] = [];
+  if (expected.versionId !== null && found.versionId !== expected.versionId)
+    differences.push(`version ${found.versionId ?? "(none)"} is not the verified ${expected.versionId}`);
+  if (found.etag !== expected.etag)
+    differences.push(`ETag ${found.etag} is not the verified ${expected.etag}`);
+  if (found.bytes !== expected.bytes)
+    differences.push(`${found.bytes} bytes are not the verified ${expected.bytes}`);
+  if (expected.sha256 !== null && found.sha256 !== null && found.sha256 !== expected.sha256)
+    differences.push(`sha256 ${found.sha256} is not the verified ${expected.sha256}`);
+  return differences;
+}
+
+/** A person's description of an object: its version, ETag, size and sha256 where known. */
+export function describeObject(object: VerifiedObject): string {
+  return [
+    `version ${object.versionId ?? "(unversioned)"}`,
+    `ETag ${object.etag}`,
+    `${object.bytes} bytes`,
+    ...(object.sha256 !== null ? [`sha256 ${object.sha256}`] : []),
+  ].join(", ");
+}
+
+/**
+ * The current object at `key` as HEAD describes it (sha256 unknown), or null when there is none. Other
+ * failures are thrown as S3 raised them.
+ */
+export async function currentObject(
+  s3: S3Client,
+  bucket: string,
+  key: string,
+): Promise<VerifiedObject | null> {
+  try {
+    const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+    return { ...servedObject(key, head), bytes: head.ContentLength ?? 0, sha256: null };
+  } catch (error) {
+    if (isNotFound(error)) return null;
+    throw error;
+  }
 }
 
 /** The "objects" check: the archive's sha256 first (a corrupt download explains everything after it). */

@@ -52,10 +52,13 @@ export async function chooseStartingSnapshot(
       : backups.filter((b) => b.complete && b.verdict === "verified");
   const skipped: string[] = [];
   for (const backup of candidates) {
-    const manifest = await readManifest(s3, bucket, backup.manifestKey).catch((error: unknown) => {
-      if (error instanceof ObjectProblem && error.kind === "invalid") return null;
-      throw s3Failure(`read ${backup.manifestKey}`, error);
-    });
+    const manifest = await readManifest(s3, bucket, backup.manifestKey, verifiedManifest(backup)).then(
+      (read) => read.manifest,
+      (error: unknown) => {
+        if (error instanceof ObjectProblem && error.kind === "invalid") return null;
+        throw s3Failure(`read ${backup.manifestKey}`, error);
+      },
+    );
     if (manifest === null) {
       skipped.push(`${backup.backupId} (invalid manifest)`);
       continue;
@@ -84,6 +87,11 @@ export async function chooseStartingSnapshot(
     `cluster ${cluster} has no verified backup before the point${skipped.length ? ` (considered: ${skipped.join(", ")})` : ""}`,
     "run `mysql-backup restore --config FILE list` to see the backups and the restorable window",
   );
+}
+
+/** The manifest version the verdict proved (restore reads exactly that one), or none (the current one). */
+export function verifiedManifest(backup: ListedBackup) {
+  return backup.verdict === "verified" ? (backup.objects?.manifest ?? undefined) : undefined;
 }
 
 /** The prefix of the cluster's objects. */

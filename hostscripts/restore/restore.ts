@@ -2,12 +2,26 @@ import { mkdir, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { Shell } from "zx";
-import { VERIFY_DEFAULTS, type BackupManifest, type RestoreConfig, type Verdict } from "../../contracts";
+import {
+  VERIFY_DEFAULTS,
+  type BackupManifest,
+  type RestoreConfig,
+  type Verdict,
+  type VerifiedObject,
+} from "../../contracts";
 import { PipelineError, messageOf } from "../common/errors";
 import type { Logger } from "../common/log";
 import { s3Failure } from "../common/s3";
 import type { ListedBackup } from "./list";
-import { CheckFailure, ObjectProblem, downloadArchive, judgeObjects, readManifest } from "./objects";
+import {
+  CheckFailure,
+  ObjectProblem,
+  currentObject,
+  describeObject,
+  downloadArchive,
+  judgeObjects,
+  readManifest,
+} from "./objects";
 import {
   mapSourcePath,
   removeReplicationState,
@@ -21,6 +35,10 @@ import {
  * the source's replication connection removed, the tree given to the mysql user. The result holds the
  * server settings to start it with and the statements that make it a replica of the cluster from the
  * position captured under the lock.
+ *
+ * A verified backup is restored from exactly the objects its verdict is bound to (their versions where the
+ * bucket versions objects, else their ETags; sizes and sha256 checked either way): anything else in S3 is
+ * refused with both descriptions, because it is not what was proven.
  *
  * DIR stands for the snapshot's root on the source host (`snapshot.sourceRoot`): the datadir lands at the
  * same place below DIR as it was below that root (e.g. `DIR/data`). A non-empty DIR is refused; `--force`
@@ -69,13 +87,22 @@ export async function restoreBackup(
       },
     );
   }
+  const pins = verifiedPins(chosen, log);
   await prepareTarget(target, force);
-  const manifest = await readChosenManifest(deps.s3, bucket, chosen);
-  log.info("downloading and extracting", { archiveKey: manifest.archive.key, bytes: manifest.archive.bytes });
+  const refuse = (error: unknown) => rethrowForRestore(error, deps.s3, bucket, chosen);
+  const manifest = await readChosenManifest(deps.s3, bucket, chosen, pins.manifest, refuse);
+  log.info("downloading and extracting", {
+    archiveKey: manifest.archive.key,
+    bytes: manifest.archive.bytes,
+    version: pins.archive ? describeObject(pins.archive) : "the current one",
+  });
   const { extraction } = await downloadArchive(deps.s3, bucket, manifest.archive.key, target, {
     ...VERIFY_DEFAULTS.download,
     ...config.download,
-  }).catch(rethrowForRestore);
+    expectedBytes: manifest.archive.bytes,
+    pin: pins.archive,
+  }).catch(refuse);
+  await warnIfSuperseded(deps.s3, bucket, pins, log);
   try {
     judgeObjects(manifest, extraction);
   } catch (error) {
@@ -131,13 +158,52 @@ async function prepareTarget(target: string, force: boolean): Promise<void> {
   for (const entry of entries) await rm(join(target, entry), { recursive: true, force: true });
 }
 
-/** The backup's manifest, validated, and naming the backup it is listed as. */
+/** The objects to fetch: the verified ones, when the chosen backup's verdict names them. */
+interface Pins {
+  manifest?: VerifiedObject;
+  archive?: VerifiedObject;
+}
+
+/** The objects the chosen backup's verdict is bound to; none (with a warning) for a verdict without binding. */
+function verifiedPins(chosen: ListedBackup, log: Logger): Pins {
+  if (chosen.verdict !== "verified") return {};
+  if (chosen.objects?.manifest && chosen.objects.archive)
+    return { manifest: chosen.objects.manifest, archive: chosen.objects.archive };
+  log.warn(`the verdict on ${chosen.backupId} predates object binding: it names no object version`, {
+    hint: "restoring the current objects, checked against the manifest; nothing proves they are the ones verified",
+  });
+  return {};
+}
+
+/**
+ * Where the bucket versions objects, a newer version of a verified object is tamper evidence (replicas can
+ * only create objects): the verified version was restored, and the newer one is named for on-call.
+ */
+async function warnIfSuperseded(s3: S3Client, bucket: string, pins: Pins, log: Logger): Promise<void> {
+  for (const pin of [pins.manifest, pins.archive]) {
+    if (pin === undefined || pin.versionId === null) continue;
+    const current = await currentObject(s3, bucket, pin.key).catch(() => undefined);
+    if (current === undefined || current?.versionId === pin.versionId) continue;
+    log.warn(
+      `s3://${bucket}/${pin.key} has a newer version than the verified one; restored the verified one`,
+      {
+        verified: describeObject(pin),
+        current: current === null ? "deleted" : describeObject(current),
+        hint: "someone wrote over a verified backup, which replicas cannot: find who in CloudTrail",
+      },
+    );
+  }
+}
+
+/** The backup's manifest (the pinned version, when given), validated, and naming the backup it is listed as. */
 async function readChosenManifest(
   s3: S3Client,
   bucket: string,
   chosen: ListedBackup,
+  pin: VerifiedObject | undefined,
+  refuse: (error: unknown) => Promise<never>,
 ): Promise<BackupManifest> {
-  const manifest = await readManifest(s3, bucket, chosen.manifestKey).catch(rethrowForRestore);
+  const { manifest } = await readManifest(s3, bucket, chosen.manifestKey, pin).catch(refuse);
   if (manifest.backupId !== chosen.backupId || manifest.host !== chosen.host) {
     throw new PipelineError(
       "VerificationFailed",
@@ -149,19 +215,58 @@ async function readChosenManifest(
 }
 
 /**
- * Rethrows an ObjectProblem as `restore` blames it: a manifest that is not one condemns the backup; S3
- * failing, or an object gone since the listing, is this host's access to S3.
+ * Rethrows an ObjectProblem as `restore` blames it: a manifest that is not one, or an archive whose size is
+ * not the manifest's, condemns the backup; an object that is not the verified one is refused, naming both;
+ * S3 failing, a download cut short, or an object gone since the listing, is this host's access to S3.
  */
-function rethrowForRestore(error: unknown): never {
+async function rethrowForRestore(
+  error: unknown,
+  s3: S3Client,
+  bucket: string,
+  chosen: ListedBackup,
+): Promise<never> {
   if (!(error instanceof ObjectProblem)) throw error;
-  if (error.kind === "invalid") {
-    throw new PipelineError(
-      "VerificationFailed",
-      `${error.where} is not a valid manifest: ${messageOf(error.cause)}`,
-      "pick another backup",
-    );
+  const why = messageOf(error.cause);
+  switch (error.kind) {
+    case "invalid":
+      throw new PipelineError(
+        "VerificationFailed",
+        `${error.where} is not a valid manifest: ${why}`,
+        "pick another backup",
+      );
+    case "size differs":
+      throw new PipelineError(
+        "VerificationFailed",
+        `backup ${chosen.backupId} does not match its manifest: the archive ${error.where}: ${why}`,
+        "pick another backup (--backup ID --force)",
+      );
+    case "not as verified":
+      throw await notAsVerified(error, s3, bucket, chosen);
+    default:
+      throw s3Failure(`${error.object === "archive" ? "download" : "read"} ${error.where}`, error.cause);
   }
-  throw s3Failure(`${error.object === "archive" ? "download" : "read"} ${error.where}`, error.cause);
+}
+
+/** The refusal of an object that is not the verified one: what was verified, and what S3 holds now. */
+async function notAsVerified(
+  error: ObjectProblem,
+  s3: S3Client,
+  bucket: string,
+  chosen: ListedBackup,
+): Promise<PipelineError> {
+  const verified = error.object === "archive" ? chosen.objects?.archive : chosen.objects?.manifest;
+  const key = verified?.key ?? error.where;
+  const current = await currentObject(s3, bucket, key).then(
+    (object) => (object === null ? "no object at all" : describeObject(object)),
+    (failure: unknown) => `(cannot tell: ${messageOf(failure)})`,
+  );
+  const found = error.read ? `; it served ${describeObject(error.read)}` : "";
+  return new PipelineError(
+    "VerificationFailed",
+    `backup ${chosen.backupId}: the ${error.object} ${error.where} is not the one verified on ${chosen.verifiedAt}: ` +
+      `${messageOf(error.cause)}. Verified: ${verified ? describeObject(verified) : "?"}; S3 holds now: ${current}${found}`,
+    "the verified object is gone or was written over (replicas cannot): find who in CloudTrail, and restore another backup (--backup ID --force)",
+  );
 }
 
 /**

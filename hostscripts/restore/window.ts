@@ -4,7 +4,7 @@ import { listArchive, readArchive, type ArchivedEpoch } from "./archive";
 import { planChain } from "./chain";
 import type { ListedBackup } from "./list";
 import { ObjectProblem, readManifest } from "./objects";
-import { manifestStart, prefixOf } from "./point";
+import { manifestStart, prefixOf, verifiedManifest } from "./point";
 
 /**
  * The restorable window for `restore list`: from each verified snapshot, how far the archived chain reaches
@@ -53,10 +53,13 @@ export async function pitrSummary(
   const epochs = await readArchive(s3, bucket, await listArchive(s3, bucket, prefixOf(config), cluster));
   const spans: PitrWindow[] = [];
   for (const backup of backups.filter((b) => b.complete && b.verdict === "verified")) {
-    const manifest = await readManifest(s3, bucket, backup.manifestKey).catch((error: unknown) => {
-      if (error instanceof ObjectProblem) return null;
-      throw error;
-    });
+    const manifest = await readManifest(s3, bucket, backup.manifestKey, verifiedManifest(backup)).then(
+      (read) => read.manifest,
+      (error: unknown) => {
+        if (error instanceof ObjectProblem) return null;
+        throw error;
+      },
+    );
     const start = manifest === null ? null : manifestStart(manifest);
     if (manifest === null || start === null) continue;
     const plan = planChain(manifest.server.flavor, epochs, start, { kind: "latest" });

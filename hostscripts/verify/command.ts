@@ -3,11 +3,16 @@ import { $ } from "zx";
 import { parseVerifyConfig, type VerifyConfig } from "../../contracts";
 import { createAwsClients } from "../common/aws";
 import type { CommandOutcome, Subcommand } from "../common/command";
+import { ExitCode } from "../common/errors";
 import { sinkFromConfig } from "../common/metrics";
 import { runVerifier } from "./daemon";
 import { exitCodeOf, summarizeResult } from "./result";
 
-/** `mysql-backup verify`: the daemon, or `--once` for tests and the demo. */
+/**
+ * `mysql-backup verify`: the daemon, or `--once` for tests and the demo. The daemon runs until SIGTERM or
+ * SIGINT and then exits 0, whatever its last message's outcome (which failed verdicts have paged already);
+ * `--once` exits with the code of its one message.
+ */
 export const verifyCommand: Subcommand<VerifyConfig> = {
   name: "verify",
   describe: "restore backups from the queue into a scratch server and check them",
@@ -35,7 +40,15 @@ export const verifyCommand: Subcommand<VerifyConfig> = {
           signal: stop.signal,
         },
       );
-      return { exitCode: exitCodeOf(result.outcome), result, summary: summarizeResult(result) };
+      // The daemon's last message may have failed, but a stop systemd asked for is not a failure of the unit.
+      const stopped = stop.signal.aborted && !flags.once;
+      return {
+        exitCode: stopped ? ExitCode.Ok : exitCodeOf(result.outcome),
+        result,
+        summary: stopped
+          ? `stopped on request; the last message:\n${summarizeResult(result)}`
+          : summarizeResult(result),
+      };
     } finally {
       process.off("SIGTERM", onSignal);
       process.off("SIGINT", onSignal);

@@ -38,8 +38,10 @@ import { verifyAndReport, type VerificationDeps } from "./verification";
  * - "idle": `--once` found no message within the idle bound.
  *
  * At least once, one verdict: a message whose backup already has a `verification.json` returns that report
- * (`alreadyReported`) without restoring again, and the report is written only if none exists (a
- * conditional write), so a duplicate delivered to two verifiers at once cannot yield two verdicts.
+ * (`alreadyReported`) without restoring again, once the objects in S3 are still the ones it is bound to
+ * (verification.ts), and the report is written only if none exists (a conditional write), so a duplicate
+ * delivered to two verifiers at once cannot yield two verdicts. A redelivered message emits its stored
+ * verdict's metrics again (the first handling may have died before they were sent).
  * While a restore runs the message's visibility is extended every third of its timeout, so a restore
  * may last longer than the timeout without another verifier receiving the message.
  */
@@ -175,7 +177,13 @@ async function handleMessage(
   backupLog.info("verifying backup", { manifestKey: message.manifestKey });
   const heartbeat = keepInvisible(config, sqsMessage, { ...deps, log: backupLog });
   try {
-    const result = await verifyAndReport(config, message, ref, { ...deps, log: backupLog });
+    const result = await verifyAndReport(
+      config,
+      message,
+      ref,
+      { ...deps, log: backupLog },
+      { redelivered: Number(receiveCount ?? 1) > 1 },
+    );
     heartbeat.stop();
     await deps.sqs.send(
       new DeleteMessageCommand({ QueueUrl: config.sqs.queueUrl, ReceiptHandle: sqsMessage.ReceiptHandle }),

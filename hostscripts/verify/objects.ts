@@ -1,6 +1,12 @@
 import type { S3Client } from "@aws-sdk/client-s3";
-import { archiveKey, type BackupCreatedMessage, type BackupManifest, type BackupRef } from "../../contracts";
-import { PipelineError, messageOf } from "../common/errors";
+import {
+  archiveKey,
+  type BackupCreatedMessage,
+  type BackupManifest,
+  type BackupRef,
+  type VerifiedObjects,
+} from "../../contracts";
+import { messageOf } from "../common/errors";
 import { s3Failure } from "../common/s3";
 import type { RangedDownloadOptions } from "../restore/download";
 import type { Extraction } from "../restore/extract";
@@ -8,25 +14,31 @@ import { CheckFailure, ObjectProblem, downloadArchive, readManifest } from "../r
 
 /**
  * The backup's objects as the verifier fetches them (DESIGN §1 step 11), and whom it blames when they cannot
- * be used: a missing object or a manifest that is not this backup's fails "objects", a verdict; S3 failing
- * is the verifier's own infrastructure, and the message is retried.
+ * be used: a missing object, a manifest that is not this backup's, or an archive whose size in S3 is not the
+ * manifest's (an empty or truncated object) fails "objects", a verdict, at once; only S3 failing to answer
+ * (network, IAM, KMS, 5xx) is the verifier's own infrastructure, and the message is retried. Each object is
+ * read once, and `objects` records exactly what was read: the verdict is bound to it.
  */
 
 /** The hint when the verifier's S3 calls fail. */
 export const VERIFIER_S3_HINT = "check the verifier's access to S3";
 const GET_HINT =
-  "check the verifier's network path to S3 and its IAM permissions (s3:GetObject, kms:Decrypt)";
+  "check the verifier's network path to S3 and its IAM permissions (s3:GetObject, s3:GetObjectVersion, kms:Decrypt)";
 
 /**
  * The manifest the message names, naming the same backup as the message and its key. A missing or invalid
- * manifest fails "objects": never verified.
+ * manifest fails "objects": never verified. What was read is recorded in `objects.manifest`.
  */
 export async function fetchManifest(
   s3: S3Client,
   message: BackupCreatedMessage,
   ref: BackupRef,
+  objects: VerifiedObjects,
 ): Promise<BackupManifest> {
-  const manifest = await readManifest(s3, message.bucket, message.manifestKey).catch(rethrowForVerifier);
+  const { manifest, object } = await readManifest(s3, message.bucket, message.manifestKey).catch(
+    (error: unknown) => rethrowForVerifier(error, objects),
+  );
+  objects.manifest = object;
   const problems = [
     ...(["backupId", "cluster", "host"] as const)
       .filter((k) => manifest[k] !== ref[k])
@@ -45,32 +57,34 @@ export async function fetchManifest(
   return manifest;
 }
 
-/** Streams the archive through the hash, zstd and tar into `root`; a missing archive fails "objects". */
+/**
+ * Streams the archive through the hash, zstd and tar into `root`, recording what was read in
+ * `objects.archive`; a missing archive, or one whose size is not the manifest's, fails "objects".
+ */
 export async function downloadAndExtract(
   s3: S3Client,
   bucket: string,
   manifest: BackupManifest,
   root: string,
   options: RangedDownloadOptions,
+  objects: VerifiedObjects,
 ): Promise<Extraction> {
-  const key = manifest.archive.key;
-  const downloaded = await downloadArchive(s3, bucket, key, root, options).catch(rethrowForVerifier);
-  const { extraction, announcedBytes } = downloaded;
-  // A body shorter than S3 announced is a broken download, not a broken backup.
-  if (announcedBytes !== undefined && extraction.archive.bytes !== announcedBytes) {
-    throw new PipelineError(
-      "VerifierInfrastructure",
-      `the download of s3://${bucket}/${key} ended after ${extraction.archive.bytes} of ${announcedBytes} bytes`,
-      "check the verifier's network path to S3; the message will be retried",
-    );
-  }
-  return extraction;
+  const downloaded = await downloadArchive(s3, bucket, manifest.archive.key, root, {
+    ...options,
+    expectedBytes: manifest.archive.bytes,
+  }).catch((error: unknown) => rethrowForVerifier(error, objects));
+  objects.archive = downloaded.object;
+  return downloaded.extraction;
 }
 
-/** Rethrows an ObjectProblem as the verifier blames it (see the module comment); anything else as it is. */
-function rethrowForVerifier(error: unknown): never {
+/**
+ * Rethrows an ObjectProblem as the verifier blames it (see the module comment), after recording what was
+ * read of the object; anything else as it is.
+ */
+function rethrowForVerifier(error: unknown, objects: VerifiedObjects): never {
   if (!(error instanceof ObjectProblem)) throw error;
   const { where, object } = error;
+  if (error.read !== undefined) objects[object === "archive" ? "archive" : "manifest"] = error.read;
   switch (error.kind) {
     case "missing":
       throw new CheckFailure(
@@ -84,7 +98,13 @@ function rethrowForVerifier(error: unknown): never {
         "objects",
         `manifest.json at ${where} is not a valid manifest: ${messageOf(error.cause)}`,
       );
+    case "size differs":
+      throw new CheckFailure(
+        "objects",
+        `the archive ${where} is not the one the manifest names: ${messageOf(error.cause)}`,
+      );
     case "get failed":
+    case "not as verified":
       throw s3Failure(
         `download ${object === "archive" ? "the archive" : "manifest.json"} ${where}`,
         error.cause,

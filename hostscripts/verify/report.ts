@@ -16,6 +16,7 @@ import {
   type RestoredTable,
   type Verdict,
   type VerificationReport,
+  type VerifiedObjects,
 } from "../../contracts";
 import type { RestoredPosition } from "./checks";
 
@@ -34,6 +35,8 @@ export interface ReportInput {
   ref: BackupRef;
   /** Null when the manifest is missing or unreadable: the report then fails on "objects". */
   manifest: BackupManifest | null;
+  /** The objects exactly as they were read: the verdict covers these and nothing else. */
+  objects: VerifiedObjects;
   /** The checks that ran, in order; a verdict is "verified" only when all of CHECKS ran and passed. */
   checks: CheckResult[];
   restored: RestoredPosition | null;
@@ -97,6 +100,7 @@ export function buildReport(input: ReportInput): VerificationReport {
       restoreSeconds: round(input.timings.restoreSeconds),
     },
     backupAgeSeconds: round((input.now.getTime() - input.takenAt.getTime()) / 1000),
+    objects: input.objects,
     ...(unsupported ? { unsupportedReason: input.unsupportedReason } : {}),
     ...(input.drift !== undefined ? { drift: input.drift } : {}),
     ...(input.recoveryPoint !== undefined ? { recoveryPoint: input.recoveryPoint } : {}),

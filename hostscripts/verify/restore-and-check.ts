@@ -12,6 +12,7 @@ import {
   type CheckResult,
   type RecoveryPoint,
   type RestoredTable,
+  type VerifiedObjects,
   type VerifyConfig,
 } from "../../contracts";
 import { PipelineError, messageOf } from "../common/errors";
@@ -62,6 +63,8 @@ export interface RestoreAndCheckDeps {
 /** What a restore found, whatever check it stopped at. */
 export interface Findings {
   manifest: BackupManifest | null;
+  /** The objects exactly as they were read, as far as the restore got: the verdict is bound to them. */
+  objects: VerifiedObjects;
   checks: CheckResult[];
   restored: RestoredPosition | null;
   tables: RestoredTable[];
@@ -81,6 +84,7 @@ export async function verifyBackup(
 ): Promise<Findings> {
   const findings: Findings = {
     manifest: null,
+    objects: { manifest: null, archive: null },
     checks: [],
     restored: null,
     tables: [],
@@ -133,17 +137,20 @@ async function restoreAndCheck(
   findings: Findings,
 ): Promise<void> {
   const started = performance.now();
-  const manifest = await fetchManifest(deps.s3, message, ref);
+  const manifest = await fetchManifest(deps.s3, message, ref, findings.objects);
   findings.manifest = manifest;
   const unsupported = whyCannotRun(deps.build, manifest.server);
   if (unsupported !== null) throw new Unsupported(`${unsupported} (${deps.binary})`);
   const root = join(deps.work, "root");
   await mkdir(root, { mode: 0o750 });
-  const extraction = await downloadAndExtract(deps.s3, message.bucket, manifest, root, {
-    ...VERIFY_DEFAULTS.download,
-    ...config.download,
-    signal: deps.signal,
-  });
+  const extraction = await downloadAndExtract(
+    deps.s3,
+    message.bucket,
+    manifest,
+    root,
+    { ...VERIFY_DEFAULTS.download, ...config.download, signal: deps.signal },
+    findings.objects,
+  );
   findings.checks.push(judgeObjects(manifest, extraction));
   findings.timings.downloadExtractSeconds = seconds(started);
 

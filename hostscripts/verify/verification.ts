@@ -1,10 +1,13 @@
 import {
   CHECKS,
+  VerifierMetric,
   backupIdTime,
+  metric,
   verificationKey,
   type BackupCreatedMessage,
   type BackupRef,
   type CheckResult,
+  type MetricDatum,
   type VerificationReport,
   type VerifyConfig,
 } from "../../contracts";
@@ -12,22 +15,38 @@ import { PipelineError, messageOf } from "../common/errors";
 import type { Logger } from "../common/log";
 import type { MetricsSink } from "../common/metrics";
 import { isAlreadyWritten, s3Call, s3Failure } from "../common/s3";
+import { currentObject, describeObject, differencesFrom } from "../restore/objects";
 import { describeDrift, readReport } from "../restore/verdicts";
 import { DEFAULT_DRIFT, judgeDrift } from "./history";
 import { VERIFIER_S3_HINT } from "./objects";
 import { buildReport, reportMetrics, tagBackup, writeReport } from "./report";
 import { verifyBackup, type Findings, type RestoreAndCheckDeps } from "./restore-and-check";
-import { resultOfReport, type VerificationResult } from "./result";
+import { emptyResult, resultOfReport, type VerificationResult } from "./result";
 
 /**
  * One verification (DESIGN §1 steps 11–14): unless the backup already has a verdict, restore and check it
  * (restore-and-check.ts), then write `verification.json` once (a conditional write: two verifiers given the
- * same message cannot yield two verdicts), tag the objects and emit the metrics.
+ * same message cannot yield two verdicts), bound to the exact objects it read, tag the objects and emit the
+ * metrics.
  *
  * Blame decides what happens to the message: a failed check is a verdict on the backup and is reported; a
  * PipelineError is the verifier's own trouble (S3, the scratch disk, the server binary), says nothing about
  * the backup and leaves the message to be retried.
+ *
+ * A stored verdict is returned without a second restore (at-least-once delivery), once its binding holds:
+ * the objects in S3 must still be the ones it proved. When they are not, the verdict still stands for what
+ * it proved (restore fetches exactly those versions) but the backup's current objects are unproven: a
+ * replica can only create objects, so this is tamper evidence, and the outcome is a definitive "failed" on
+ * "objects" with VerificationFailed emitted, which pages. A redelivered message (received before and not
+ * deleted) whose verdict is stored emits the verdict's metrics again: whatever handled it first stopped
+ * before deleting it, maybe before the metrics reached CloudWatch.
  */
+
+/** How the message at hand was delivered. */
+export interface Delivery {
+  /** It was received before and not deleted: the verdict's metrics may never have been emitted. */
+  redelivered: boolean;
+}
 
 /** What one verification runs on; tests pass real clients against the emulator and a memory logger. */
 export interface VerificationDeps extends RestoreAndCheckDeps {
@@ -44,16 +63,17 @@ export async function verifyAndReport(
   message: BackupCreatedMessage,
   ref: BackupRef,
   deps: VerificationDeps,
+  delivery: Delivery = { redelivered: false },
 ): Promise<VerificationResult> {
-  const stored = await storedVerdict(message, ref, deps);
+  const stored = await storedVerdict(message, ref, deps, delivery);
   if (stored !== null) return stored;
   const found = await verifyBackup(config, message, ref, deps);
   // Whatever a restore found after SIGTERM (a killed server, a cut download) says nothing about the backup.
   if (deps.signal?.aborted) throw new Interrupted(`verification of ${ref.backupId} was interrupted`);
   const now = deps.now();
   const report = await reportOn(config, message, ref, found, deps, now);
-  // A duplicate delivered to another verifier may have finished first: its verdict stands.
-  const raced = await storedVerdict(message, ref, deps);
+  // A duplicate delivered to another verifier may have finished first: its verdict stands (and it emits).
+  const raced = await storedVerdict(message, ref, deps, { redelivered: false });
   if (raced !== null) return raced;
   let reportKey: string;
   try {
@@ -61,7 +81,7 @@ export async function verifyAndReport(
   } catch (error) {
     if (!isAlreadyWritten(error))
       throw s3Failure(`write verification.json for ${ref.backupId}`, error, VERIFIER_S3_HINT);
-    const stored = await storedVerdict(message, ref, deps);
+    const stored = await storedVerdict(message, ref, deps, { redelivered: false });
     if (stored === null)
       throw s3Failure(
         `write verification.json for ${ref.backupId} (S3 says one exists)`,
@@ -77,23 +97,94 @@ export async function verifyAndReport(
   };
 }
 
-/** The verdict already written for this backup, as a result; null when there is none yet. */
+/**
+ * The verdict already written for this backup, as a result, once its binding is checked (see the module
+ * comment); null when there is none yet.
+ */
 async function storedVerdict(
   message: BackupCreatedMessage,
   ref: BackupRef,
   deps: VerificationDeps,
+  delivery: Delivery,
 ): Promise<VerificationResult | null> {
+  const reportKey = verificationKey(ref);
   const report = await s3Call(
-    `read s3://${message.bucket}/${verificationKey(ref)}`,
+    `read s3://${message.bucket}/${reportKey}`,
     () => readReport(deps.s3, message.bucket, ref),
     VERIFIER_S3_HINT,
   );
   if (report === null) return null;
+  const changes = await changesSince(report, deps);
+  if (changes !== null && changes.length > 0) return objectsChanged(report, reportKey, changes, deps);
   deps.log.info(
     `backup ${ref.backupId} already has the verdict "${report.verdict}" (${report.verifiedAt} by ${report.verifier.host}); not restoring it again`,
-    { reportKey: verificationKey(ref) },
+    { reportKey, bound: changes !== null },
   );
-  return { ...resultOfReport(report, verificationKey(ref)), alreadyReported: true };
+  if (changes === null) {
+    deps.log.warn(`the verdict on ${ref.backupId} predates object binding: it names no object version`, {
+      reportKey,
+      hint: "nothing proves the objects in S3 are the ones it judged; restore logs the same warning",
+    });
+  }
+  if (delivery.redelivered) {
+    await emitMetrics(reportMetrics(report, deps.now()), deps);
+    deps.log.info(`emitted the metrics of ${ref.backupId}'s stored verdict again`, {
+      why: "this message was received before and not deleted: its metrics may never have been emitted",
+    });
+  }
+  return { ...resultOfReport(report, reportKey), alreadyReported: true };
+}
+
+/**
+ * How the backup's objects in S3 differ from those the report is bound to, one line per object; null when
+ * the report binds none (it predates the binding). Objects the verdict did not read are not compared.
+ */
+async function changesSince(report: VerificationReport, deps: VerificationDeps): Promise<string[] | null> {
+  if (report.objects === undefined) return null;
+  const changes: string[] = [];
+  for (const [name, bound] of Object.entries(report.objects)) {
+    if (bound === null) continue;
+    const where = `s3://${report.bucket}/${bound.key}`;
+    const current = await s3Call(
+      `read the metadata of ${where}`,
+      () => currentObject(deps.s3, report.bucket, bound.key),
+      VERIFIER_S3_HINT,
+    );
+    const differences = current === null ? ["it is gone"] : differencesFrom(bound, current);
+    if (differences.length > 0)
+      changes.push(
+        `${name} ${where}: ${differences.join("; ")} (the verdict covers ${describeObject(bound)})`,
+      );
+  }
+  return changes;
+}
+
+/** The objects in S3 are not the ones the stored verdict proved: a definitive "failed" on "objects", paged. */
+async function objectsChanged(
+  report: VerificationReport,
+  reportKey: string,
+  changes: string[],
+  deps: VerificationDeps,
+): Promise<VerificationResult> {
+  const detail = `the objects changed after the verdict "${report.verdict}" of ${report.verifiedAt}: ${changes.join("; ")}`;
+  const hint =
+    "the verdict stands for the versions it names and restore fetches exactly those (where the bucket versions objects); " +
+    "someone wrote over a verified backup, which replicas cannot: find who in CloudTrail";
+  const now = deps.now();
+  await emitMetrics([metric(VerifierMetric.VerificationFailed, 1, { Cluster: report.cluster }, now)], deps);
+  deps.log.error(`backup ${report.backupId}: ${detail}`, { reportKey, hint });
+  return {
+    ...emptyResult("failed"),
+    verdict: "failed",
+    failedCheck: "objects",
+    backupId: report.backupId,
+    manifestKey: report.manifestKey,
+    reportKey,
+    checks: [{ name: "objects", passed: false, detail }],
+    error: { message: detail, hint },
+    report,
+    alreadyReported: true,
+  };
 }
 
 /** The report on what the restore found, with the drift from the previous verified backup when verified. */
@@ -110,6 +201,7 @@ async function reportOn(
     manifestKey: message.manifestKey,
     ref,
     manifest: found.manifest,
+    objects: found.objects,
     checks: found.checks,
     restored: found.restored,
     tables: found.tables,
@@ -147,14 +239,7 @@ async function publishVerdict(
       ),
     );
   }
-  await deps.metrics.put(reportMetrics(report, now)).catch((error: unknown) => {
-    throw new PipelineError(
-      "VerifierInfrastructure",
-      `cannot emit the verification metrics: ${messageOf(error)}`,
-      "check the metrics sink (CloudWatch permissions or the metrics file)",
-      { cause: error },
-    );
-  });
+  await emitMetrics(reportMetrics(report, now), deps);
   const drift = report.drift ? describeDrift(report.drift) : null;
   if (drift !== null) {
     deps.log.warn(
@@ -175,6 +260,21 @@ async function publishVerdict(
       timings: report.timings,
     },
   );
+}
+
+/**
+ * Emits a verdict's metrics; a failure is the verifier's infrastructure: the message stays, and its
+ * redelivery finds the stored verdict and emits them again.
+ */
+async function emitMetrics(data: MetricDatum[], deps: Pick<VerificationDeps, "metrics">): Promise<void> {
+  await deps.metrics.put(data).catch((error: unknown) => {
+    throw new PipelineError(
+      "VerifierInfrastructure",
+      `cannot emit the verification metrics: ${messageOf(error)}`,
+      "check the metrics sink (CloudWatch permissions or the metrics file); the verdict is written and its metrics are emitted again when the message comes back",
+      { cause: error },
+    );
+  });
 }
 
 const allPassed = (checks: CheckResult[]) =>

@@ -1,25 +1,49 @@
 /**
- * Crash safety, for real: the CLI is paused at each named point (`tests/support/pausing-cli.ts`, the CLI
- * with a checkpoint that stops at MYSQL_BACKUP_PAUSE_AT), killed with SIGKILL there, and the next run must
- * repair what it left (run lock, snapshot, partial archive, open multipart upload, unsent message) and then
- * succeed with an archive in S3 whose sha256 is the manifest's. MariaDB, btrfs, zstd and fauxqs are all real.
+ * Crash safety, for real: the CLI is paused at each named point or frozen right after one of its log lines
+ * (`tests/support/pausing-cli.ts`), killed with SIGKILL there, and the next run must repair what it left
+ * (run lock, snapshot, partial archive, open multipart upload, unsent message, cut-short prune) and then
+ * succeed with an archive in S3 whose sha256 is the manifest's. The sweep kills a backup at every one of its
+ * log lines and pause points and proves each ends verified, never in S3, or abandoned with an alarm.
+ * MariaDB, btrfs, zstd and fauxqs are all real.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { once } from "node:events";
-import { access, readFile, readdir, writeFile } from "node:fs/promises";
+import { access, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { GetObjectCommand, UploadPartCommand, type S3Client } from "@aws-sdk/client-s3";
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  UploadPartCommand,
+  type S3Client,
+} from "@aws-sdk/client-s3";
 import { DeleteMessageCommand, ReceiveMessageCommand, type SQSClient } from "@aws-sdk/client-sqs";
-import { parseBackupConfig, parseBackupCreated, parseManifest, type BackupConfig } from "../../contracts";
+import { $ } from "zx";
+import {
+  archiveKey,
+  manifestKey,
+  parseBackupConfig,
+  parseBackupCreated,
+  parseManifest,
+  verificationKey,
+  type BackupConfig,
+  type BackupCreatedMessage,
+} from "../../contracts";
 import { backupDeps } from "../../hostscripts/backup/command";
+import type { RepairReport } from "../../hostscripts/backup/repair";
 import { RUN_LOCK_FILE, runBackup, type BackupDeps } from "../../hostscripts/backup/run";
 import { PipelineError } from "../../hostscripts/common/errors";
 import { memoryLogger } from "../../hostscripts/common/log";
-import { OUTBOX, UPLOAD_RECORD, type UploadRecord } from "../../hostscripts/backup/repair";
-import type { PausePoint } from "../../hostscripts/common/checkpoint";
+import { OUTBOX, UPLOAD_RECORD, readOutbox, type UploadRecord } from "../../hostscripts/backup/staging";
+import { PAUSE_POINTS, type PausePoint } from "../../hostscripts/common/checkpoint";
+import { fileSink } from "../../hostscripts/common/metrics";
+import { checkManifestKey } from "../../hostscripts/verify/daemon";
+import { verifyAndReport } from "../../hostscripts/verify/verification";
+import { enforceCreateOnly } from "../support/create-only-s3";
 import { withLab } from "../support/lab";
+import { labVerifyConfig } from "./verify-support";
 
 const lab = withLab();
 const PAUSING_CLI = resolve(__dirname, "..", "support", "pausing-cli.ts");
@@ -36,13 +60,29 @@ beforeAll(async () => {
   configPath = join(lab().dir, "backup-crash.json");
   await writeFile(configPath, JSON.stringify(config));
   deps = await backupDeps(config, memoryLogger());
+  // The emulator overwrites where S3 refuses (If-None-Match: *): the runs here get S3's answer.
+  enforceCreateOnly(deps.s3);
 });
 
 /** The CLI, paused at `point`: resolves once it wrote the marker, i.e. stands exactly there. */
 async function cliPausedAt(point: PausePoint): Promise<ChildProcess> {
-  const marker = join(lab().dir, `paused-${point}`);
+  const stopped = await cliStoppedAt(point, configPath);
+  if (stopped === null) throw new Error(`the CLI finished without reaching "${point}"`);
+  return stopped.child;
+}
+
+/**
+ * The CLI with `config`, stopped at `point` (a pause point or `line:<n>`): its process and the marker's
+ * text (for a line, the log line itself); null when it finished (exit 0) without getting there.
+ */
+async function cliStoppedAt(
+  point: string,
+  config: string,
+): Promise<{ child: ChildProcess; marker: string } | null> {
+  const marker = join(lab().dir, `paused-${point.replace(":", "-")}`);
+  await rm(marker, { force: true });
   const cli = ["--require", require.resolve("tsx/cjs"), PAUSING_CLI];
-  const child = spawn(process.execPath, [...cli, "backup", "--config", configPath], {
+  const child = spawn(process.execPath, [...cli, "backup", "--config", config], {
     env: { ...process.env, MYSQL_BACKUP_PAUSE_AT: point, MYSQL_BACKUP_PAUSE_MARKER: marker },
     stdio: ["ignore", "ignore", "pipe"],
   });
@@ -50,9 +90,10 @@ async function cliPausedAt(point: PausePoint): Promise<ChildProcess> {
   child.stderr!.setEncoding("utf8").on("data", (t: string) => (stderr = (stderr + t).slice(-4000)));
   const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {
+    if (await exists(marker)) return { child, marker: await readFile(marker, "utf8") };
+    if (child.exitCode === 0) return null;
     if (child.exitCode !== null)
       throw new Error(`the CLI exited ${child.exitCode} before "${point}": ${stderr}`);
-    if (await exists(marker)) return child;
     await sleep(50);
   }
   child.kill("SIGKILL");
@@ -215,7 +256,7 @@ test("killed after the upload, before the message: the outbox delivers it, and t
   await kill9(child);
   const crashed = (await localBackups()).at(-1)!;
   expect(await filesOf(crashed)).toContain(OUTBOX);
-  const outbox = parseBackupCreated(await readFile(join(config.localDir, crashed, OUTBOX), "utf8"));
+  const outbox = (await readOutbox(join(config.localDir, crashed))).message;
   expect(await drainMessages(deps.sqs)).toEqual([]);
 
   const next = await nextRunRepairsAndSucceeds();
@@ -225,3 +266,165 @@ test("killed after the upload, before the message: the outbox delivers it, and t
   expect(await sha256Of(deps.s3, manifest.archive.key)).toBe(manifest.archive.sha256);
   expect(outbox.archiveSha256).toBe(manifest.archive.sha256);
 }, 90_000);
+
+/** What became of a backup killed at one point, once the next run is over. */
+interface SweepOutcome {
+  /** The pause point, or `line:<n> <message>`. */
+  at: string;
+  backupId: string | null;
+  /** Its archive was in S3 when it was killed. */
+  archiveAtKill: boolean;
+  end: "verified" | "abandoned" | "never in S3" | "SILENT";
+  /** What the next run's repair said about it. */
+  repair: string;
+}
+
+test("killed at each of its log lines and pause points, a backup ends verified, never in S3, or abandoned with an alarm", async () => {
+  const sweep: BackupConfig = { ...config, keepLocal: 1 };
+  const sweepPath = join(lab().dir, "backup-sweep.json");
+  await writeFile(sweepPath, JSON.stringify(sweep));
+  // A finished backup first, so that every run has one to prune.
+  await runBackup(sweep, deps);
+  await drainMessages(deps.sqs);
+  const outcomes: SweepOutcome[] = [];
+  for (let n = 1; ; n++) {
+    const outcome = await killAndRecover(sweep, sweepPath, `line:${n}`);
+    if (outcome === null) break;
+    outcomes.push(outcome);
+  }
+  for (const point of PAUSE_POINTS) outcomes.push((await killAndRecover(sweep, sweepPath, point))!);
+  console.log(
+    `kill sweep, ${outcomes.length} points:\n` +
+      outcomes
+        .map((o) => `${o.end.padEnd(12)} ${o.archiveAtKill ? "in S3 " : "      "} ${o.at}  [${o.repair}]`)
+        .join("\n"),
+  );
+  expect(outcomes.filter((o) => o.end === "SILENT")).toEqual([]);
+  // The sweep reached every stage: killed before the archive existed in S3, and after.
+  expect(outcomes.filter((o) => o.end === "never in S3").length).toBeGreaterThan(5);
+  expect(outcomes.filter((o) => o.archiveAtKill && o.end === "verified").length).toBeGreaterThan(5);
+}, 1_200_000);
+
+/**
+ * Kills the CLI at `point`, runs the next backup in-process and judges the killed backup's end (see
+ * SweepOutcome); null when the CLI finished before `point` (no such log line).
+ */
+async function killAndRecover(
+  sweep: BackupConfig,
+  sweepPath: string,
+  point: string,
+): Promise<SweepOutcome | null> {
+  const before = new Set(await localBackups());
+  const stopped = await cliStoppedAt(point, sweepPath);
+  if (stopped === null) return null;
+  await kill9(stopped.child);
+  const line = point.startsWith("line:")
+    ? (JSON.parse(stopped.marker.split("\n")[1]) as { message: string; backupId?: string })
+    : null;
+  const backupId = line?.backupId ?? (await localBackups()).find((id) => !before.has(id)) ?? null;
+  const at = line ? `${point} "${line.message}"` : point;
+  const archive =
+    backupId === null
+      ? null
+      : archiveKey({ prefix: "backups", cluster: config.cluster, host: config.host, backupId });
+  const archiveAtKill = archive !== null && (await objectExists(archive));
+  const sent = await drainMessageBodies(deps.sqs);
+  const abandonedBefore = await abandonedMetrics();
+
+  const log = memoryLogger();
+  const next = await runBackup(sweep, { ...deps, log });
+  sent.push(...(await drainMessageBodies(deps.sqs)));
+  const report = log.lines.find((l) => l.message === "repaired what an earlier run left behind") as
+    (RepairReport & { message: string }) | undefined;
+  const mentions = report
+    ? (Object.keys(report) as Array<keyof RepairReport>)
+        .filter((k) => Array.isArray(report[k]) && JSON.stringify(report[k]).includes(backupId ?? "-"))
+        .join(", ")
+    : "";
+  // Names what it did precisely: nothing complete in S3 counts as incomplete or aborted; a prune is a prune.
+  if (archiveAtKill) {
+    expect(report?.incompleteRemoved ?? []).not.toContain(backupId);
+    expect(report?.uploadsAborted ?? []).not.toContain(archive);
+  }
+  for (const removed of report?.incompleteRemoved ?? [])
+    expect(
+      await objectExists(
+        archiveKey({ prefix: "backups", cluster: config.cluster, host: config.host, backupId: removed }),
+      ),
+    ).toBe(false);
+  if (point === "pruning") expect(report?.pruneFinished).toHaveLength(1);
+
+  const announced = sent.filter((m) => m.backupId === backupId);
+  const abandoned = report?.abandoned.some((a) => a.backupId === backupId) ?? false;
+  let end: SweepOutcome["end"];
+  if (abandoned) {
+    expect(announced).toEqual([]);
+    expect(await abandonedMetrics()).toBeGreaterThan(abandonedBefore);
+    end = "abandoned";
+  } else if (announced.length > 0) {
+    const verdict = await verifyAnnounced(announced[0]);
+    expect(`${backupId}: ${verdict}`).toBe(`${backupId}: verified`);
+    end = "verified";
+  } else {
+    end = archive !== null && (await objectExists(archive)) ? "SILENT" : "never in S3";
+  }
+  await removeObjects([backupId, next.backupId]);
+  return { at, backupId, archiveAtKill, end, repair: mentions };
+}
+
+async function objectExists(key: string): Promise<boolean> {
+  return deps.s3.send(new HeadObjectCommand({ Bucket: config.s3.bucket, Key: key })).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Every backup.created message in the queue, drained, as messages. */
+async function drainMessageBodies(sqs: SQSClient): Promise<BackupCreatedMessage[]> {
+  const messages: BackupCreatedMessage[] = [];
+  for (;;) {
+    const got = await sqs.send(
+      new ReceiveMessageCommand({
+        QueueUrl: config.sqs.queueUrl,
+        MaxNumberOfMessages: 10,
+        WaitTimeSeconds: 0,
+      }),
+    );
+    if (!got.Messages?.length) return messages;
+    for (const m of got.Messages) {
+      messages.push(parseBackupCreated(m.Body!));
+      await sqs.send(
+        new DeleteMessageCommand({ QueueUrl: config.sqs.queueUrl, ReceiptHandle: m.ReceiptHandle }),
+      );
+    }
+  }
+}
+
+/** BackupAbandoned data points written so far. */
+async function abandonedMetrics(): Promise<number> {
+  const text = await readFile(lab().metricsPath, "utf8").catch(() => "");
+  return text.split("\n").filter((l) => l.includes('"BackupAbandoned"')).length;
+}
+
+/** The verdict of a real verification (download, restore into a scratch server, checks) of an announced backup. */
+async function verifyAnnounced(message: BackupCreatedMessage): Promise<string> {
+  const result = await verifyAndReport(await labVerifyConfig(lab()), message, checkManifestKey(message), {
+    s3: deps.s3,
+    $: $({ quiet: true }),
+    metrics: fileSink(lab().metricsPath),
+    log: memoryLogger(),
+    now: () => new Date(),
+    hostname: "kill-sweep",
+  });
+  return result.verdict ?? result.outcome;
+}
+
+/** Removes the objects of these backups, so the emulator's memory stays small over the sweep. */
+async function removeObjects(backupIds: Array<string | null>): Promise<void> {
+  for (const backupId of backupIds) {
+    if (backupId === null) continue;
+    const ref = { prefix: "backups", cluster: config.cluster, host: config.host, backupId };
+    for (const Key of [archiveKey(ref), manifestKey(ref), verificationKey(ref)])
+      await deps.s3.send(new DeleteObjectCommand({ Bucket: config.s3.bucket, Key }));
+  }
+}

@@ -10,7 +10,7 @@ import { join, resolve } from "node:path";
 import { parseBackupConfig, type BackupConfig } from "../../contracts";
 import { ExitCode, type ExitCodeName } from "../../hostscripts/common/errors";
 import { ownerOf } from "../../hostscripts/backup/runlock";
-import { OUTBOX } from "../../hostscripts/backup/repair";
+import { OUTBOX } from "../../hostscripts/backup/staging";
 import { RUN_LOCK_FILE } from "../../hostscripts/backup/run";
 import { rootSession } from "../../lab/mariadb";
 import { withLab } from "../support/lab";

@@ -1,7 +1,8 @@
 /**
  * `mysql-backup backup` against the real things: a MariaDB replica on btrfs applying sysbench writes from its
  * primary, real `btrfs`, `tar`-format streaming through real `zstd`, and the AWS SDK over HTTP against fauxqs.
- * The emulator ignores SSE and checksum headers, so the test records what the client sends.
+ * The emulator ignores SSE, checksum and `If-None-Match` headers, so the test records what the client sends,
+ * and plays S3's answer to a create-only write on a taken key (tests/support/create-only-s3.ts).
  */
 import { createHash } from "node:crypto";
 import { readFile, readdir } from "node:fs/promises";
@@ -9,7 +10,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { execFile } from "node:child_process";
 import { setTimeout as sleep } from "node:timers/promises";
-import { GetObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import { GetObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { DeleteMessageCommand, ReceiveMessageCommand } from "@aws-sdk/client-sqs";
 import {
   ReplicaMetric,
@@ -23,7 +24,8 @@ import { runBackup, type BackupDeps, type BackupResult } from "../../hostscripts
 import { PipelineError } from "../../hostscripts/common/errors";
 import { memoryLogger } from "../../hostscripts/common/log";
 import { btrfsDriver, runCommand, type RunCommand } from "../../hostscripts/backup/snapshot";
-import { replicaStatus, sql, type Lab } from "../../lab/lab";
+import { labAwsClients, replicaStatus, sql, type Lab } from "../../lab/lab";
+import { enforceCreateOnly } from "../support/create-only-s3";
 import { withLab } from "../support/lab";
 
 const run = promisify(execFile);
@@ -104,6 +106,8 @@ describe("mysql-backup backup of a replica under write load", () => {
   let deps: BackupDeps;
   let sent: SentRequest[];
   let first: BackupResult;
+
+  const base = () => config;
 
   beforeAll(async () => {
     config = await labConfig(lab());
@@ -229,7 +233,10 @@ describe("mysql-backup backup of a replica under write load", () => {
       const slice = local.subarray((part.partNumber! - 1) * partSize, part.partNumber! * partSize);
       expect(part.headers["x-amz-checksum-sha256"]).toBe(createHash("sha256").update(slice).digest("base64"));
     }
+    // Create-only: S3 refuses to replace an object that exists (the bucket policy demands the header).
+    expect(ofThisBackup.at(-2)!.headers["if-none-match"]).toBe("*");
     const manifestPut = ofThisBackup[ofThisBackup.length - 1].headers;
+    expect(manifestPut["if-none-match"]).toBe("*");
     expect(manifestPut["x-amz-server-side-encryption"]).toBe("aws:kms");
     expect(manifestPut["x-amz-checksum-sha256"]).toMatch(/^[A-Za-z0-9+/]{43}=$/);
     expect(manifestPut["content-type"]).toBe("application/json");
@@ -310,4 +317,131 @@ describe("mysql-backup backup of a replica under write load", () => {
     );
     expect((await readdir(config.localDir)).filter((n) => /^\d{8}T\d{6}Z-/.test(n))).toHaveLength(2);
   }, 120_000);
+
+  test("a write whose answer is lost is retried, finds its own object there and succeeds", async () => {
+    // The lock window is not under test here: a generous timeout keeps a slow snapshot on a busy host from failing it.
+    const config = { ...base(), lockTimeoutMs: 30_000 };
+    const log = memoryLogger();
+    const lossy = await backupDeps(config, log);
+    enforceCreateOnly(lossy.s3);
+    const lost = loseFirstAnswer(lossy.s3, ["PutObjectCommand", "CompleteMultipartUploadCommand"]);
+    const result = await runBackup(config, lossy);
+    expect(lost).toEqual(["CompleteMultipartUploadCommand", "PutObjectCommand"]);
+    const settled = log.lines.filter((l) => l.message.startsWith("the object was already written"));
+    expect(settled.map((l) => l.where)).toEqual([
+      `s3://${config.s3.bucket}/${result.archiveKey}`,
+      `s3://${config.s3.bucket}/${result.manifestKey}`,
+    ]);
+    expect(settled[0].detail).toMatch(/ETag [0-9a-f]{32}-\d+ matches/);
+    expect((await sha256Of(lossy.s3, config.s3.bucket, result.archiveKey)).sha256).toBe(result.archiveSha256);
+    await drainQueue(config);
+  }, 120_000);
+
+  test("someone else's object at the manifest key fails the backup, and the next run abandons it with an alarm", async () => {
+    const config = { ...base(), lockTimeoutMs: 30_000 };
+    const log = memoryLogger();
+    const forged = await backupDeps(config, log);
+    enforceCreateOnly(forged.s3);
+    // Another writer gets to the manifest key first (as a replica could before keys were create-only).
+    forged.s3.middlewareStack.add(
+      (next, context) => async (args) => {
+        const input = args.input as { Key?: string; IfNoneMatch?: string; Body?: unknown };
+        if (
+          context.commandName === "PutObjectCommand" &&
+          input.Key?.endsWith("/manifest.json") &&
+          input.IfNoneMatch
+        )
+          await putPlain(forged.s3, input.Key, '{"not": "this backup\'s manifest"}');
+        return next(args);
+      },
+      { step: "initialize", name: "foreignWriter", priority: "high" },
+    );
+    const error = await runBackup(config, forged).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(PipelineError);
+    expect((error as PipelineError).kind).toBe("UploadFailed");
+    expect((error as PipelineError).message).toMatch(
+      /manifest\.json already holds an object that is not this backup's/,
+    );
+    const crashed = (await readdir(config.localDir))
+      .filter((n) => /^\d{8}T\d{6}Z-[0-9a-f]{6}$/.test(n))
+      .sort()
+      .at(-1)!;
+    expect(await readdir(join(config.localDir, crashed))).toContain("outbox.json");
+
+    const nextLog = memoryLogger();
+    const next = await backupDeps(config, nextLog);
+    enforceCreateOnly(next.s3);
+    await runBackup(config, next);
+    expect(nextLog.lines).toContainEqual(
+      expect.objectContaining({
+        level: "error",
+        message: "abandoned a backup an earlier run had staged: it will never be verified",
+        backupId: crashed,
+        why: expect.stringMatching(/already holds an object that is not this backup's/),
+      }),
+    );
+    expect(await metricLines(lab())).toContainEqual(
+      expect.objectContaining({
+        name: ReplicaMetric.BackupAbandoned,
+        value: 1,
+        dimensions: { Cluster: config.cluster },
+      }),
+    );
+    const announced = await drainQueue(config);
+    expect(announced).not.toContain(crashed);
+    expect(await readdir(config.localDir)).not.toContain(crashed);
+  }, 180_000);
 });
+
+/**
+ * Lets each named command through once but loses its answer (a connection reset after S3 acted): the caller
+ * retries a write that went through. Returns the commands whose answer was lost, in order.
+ */
+function loseFirstAnswer(s3: S3Client, commands: string[]): string[] {
+  const lost: string[] = [];
+  s3.middlewareStack.add(
+    (next, context) => async (args) => {
+      const output = await next(args);
+      const command = String(context.commandName);
+      if (commands.includes(command) && !lost.includes(command)) {
+        lost.push(command);
+        throw Object.assign(new Error("socket hang up"), { code: "ECONNRESET" });
+      }
+      return output;
+    },
+    { step: "initialize", name: "loseFirstAnswer", priority: "low" },
+  );
+  return lost;
+}
+
+/** A plain PutObject, as a writer that is not this tool would make it. */
+async function putPlain(s3: S3Client, key: string, body: string): Promise<void> {
+  await s3.send(new PutObjectCommand({ Bucket: lab().s3.bucket, Key: key, Body: body }));
+}
+
+/** Takes every message off the queue; returns their backup ids. */
+async function drainQueue(config: BackupConfig): Promise<string[]> {
+  const clients = labAwsClients(lab());
+  const ids: string[] = [];
+  try {
+    for (;;) {
+      const got = await clients.sqs.send(
+        new ReceiveMessageCommand({
+          QueueUrl: config.sqs.queueUrl,
+          MaxNumberOfMessages: 10,
+          WaitTimeSeconds: 0,
+        }),
+      );
+      if (!got.Messages?.length) return ids;
+      for (const m of got.Messages) {
+        ids.push(parseBackupCreated(m.Body).backupId);
+        await clients.sqs.send(
+          new DeleteMessageCommand({ QueueUrl: config.sqs.queueUrl, ReceiptHandle: m.ReceiptHandle }),
+        );
+      }
+    }
+  } finally {
+    clients.s3.destroy();
+    clients.sqs.destroy();
+  }
+}

@@ -1,19 +1,25 @@
 /**
  * `mysql-backup restore` on the worst day, against the lab: the real CLI lists the cluster's backups,
  * restores the newest verified one into a new datadir, and the server started on it rejoins the lab primary
- * as a replica with the printed statements, catches up and matches the primary's `CHECKSUM TABLE`.
+ * as a replica with the printed statements, catches up and matches the primary's `CHECKSUM TABLE`. It
+ * refuses objects that are not the ones verified, and tells a download cut short from a broken backup.
  */
 import { execFile } from "node:child_process";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
+import { Readable } from "node:stream";
+import { GetObjectCommand, HeadObjectCommand } from "@aws-sdk/client-s3";
 import { PurgeQueueCommand } from "@aws-sdk/client-sqs";
+import { Upload } from "@aws-sdk/lib-storage";
+import { $ } from "zx";
 import { parseRestoreConfig } from "../../contracts";
-import { ExitCode } from "../../hostscripts/common/errors";
-import type { ListedBackup } from "../../hostscripts/restore/list";
-import type { RestoreResult } from "../../hostscripts/restore/restore";
-import { primaryGtid, stopLoad, type Lab } from "../../lab/lab";
+import { ExitCode, PipelineError } from "../../hostscripts/common/errors";
+import { memoryLogger } from "../../hostscripts/common/log";
+import { chooseBackup, listBackups, type ListedBackup } from "../../hostscripts/restore/list";
+import { restoreBackup, type RestoreResult } from "../../hostscripts/restore/restore";
+import { labAwsClients, primaryGtid, stopLoad, type Lab } from "../../lab/lab";
 import { freePort } from "../../lab/emulator";
 import { chownToMysql, rootQuery, startServer, type ServerSpec } from "../../lab/mariadb";
 import { terminate } from "../../lab/processes";
@@ -70,7 +76,9 @@ test("restore list, then the newest verified backup rejoins the primary as a rep
   );
   const listed = await cli(["restore", "--config", config, "list"]);
   expect(listed.code).toBe(0);
-  expect((listed.json as ListedBackup[]).map((b) => [b.backupId, b.host, b.verdict])).toEqual([
+  expect(
+    (listed.json as { backups: ListedBackup[] }).backups.map((b) => [b.backupId, b.host, b.verdict]),
+  ).toEqual([
     [unverified.backupId, "replica1", null],
     [verified.backupId, "replica1", "verified"],
   ]);
@@ -153,6 +161,118 @@ test("restore list, then the newest verified backup rejoins the primary as a rep
   } finally {
     await terminate([pid], 30_000);
     await rm(target, { recursive: true, force: true });
+    await rm(work, { recursive: true, force: true });
+  }
+});
+
+/** A restore config file for the lab's cluster; returns its path. */
+async function restoreConfigFile(work: string): Promise<string> {
+  const path = join(work, "restore.json");
+  await writeFile(
+    path,
+    JSON.stringify(
+      parseRestoreConfig({
+        ...(await labVerifyConfig(lab())),
+        restore: { bucket: lab().s3.bucket, prefix: "backups", cluster: "lab" },
+      }),
+    ),
+  );
+  return path;
+}
+
+test("a verified backup whose archive was written over since is refused, naming the verified and the current object", async () => {
+  const backup = await takeBackup(lab());
+  expect((await runLabVerifier(lab())).result).toMatchObject({
+    outcome: "verified",
+    backupId: backup.backupId,
+  });
+  const verifiedEtag = await withClients(lab(), async ({ s3 }) => {
+    const bucket = lab().s3.bucket;
+    const original = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: backup.archiveKey }));
+    const bytes = Buffer.from(await original.Body!.transformToByteArray());
+    bytes[bytes.length - 10] ^= 0xff;
+    await new Upload({
+      client: s3,
+      params: { Bucket: bucket, Key: backup.archiveKey, Body: bytes },
+      partSize: 5 * 1024 * 1024,
+    }).done();
+    return original.ETag!;
+  });
+  const current = await withClients(
+    lab(),
+    async ({ s3 }) =>
+      (await s3.send(new HeadObjectCommand({ Bucket: lab().s3.bucket, Key: backup.archiveKey }))).ETag!,
+  );
+  expect(current).not.toBe(verifiedEtag);
+  const work = await mkdtemp(join(tmpdir(), "restore-test-"));
+  try {
+    const target = join(work, "target");
+    const refused = await cli([
+      "restore",
+      "--config",
+      await restoreConfigFile(work),
+      "--target",
+      target,
+      "--backup",
+      backup.backupId,
+    ]);
+    expect(refused.code).toBe(ExitCode.VerificationFailed);
+    const message = (refused.json as { message: string }).message;
+    expect(message).toContain(
+      `the archive s3://${lab().s3.bucket}/${backup.archiveKey} is not the one verified on`,
+    );
+    expect(message).toContain(
+      `Verified: version (unversioned), ETag ${verifiedEtag}, ${backup.archiveBytes} bytes, sha256 ${backup.archiveSha256}`,
+    );
+    expect(message).toContain(
+      `S3 holds now: version (unversioned), ETag ${current}, ${backup.archiveBytes} bytes`,
+    );
+    // Refused at the first request: nothing of the written-over archive was extracted.
+    expect(await readdir(target)).toEqual([]);
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+});
+
+test("a download cut short is this host's trouble (exit 11), not a backup that fails its manifest", async () => {
+  const backup = await takeBackup(lab());
+  await withClients(lab(), ({ sqs }) => sqs.send(new PurgeQueueCommand({ QueueUrl: lab().sqs.queueUrl })));
+  const config = parseRestoreConfig({
+    ...(await labVerifyConfig(lab())),
+    restore: { bucket: lab().s3.bucket, prefix: "backups", cluster: "lab" },
+  });
+  const work = await mkdtemp(join(tmpdir(), "restore-test-"));
+  const { s3 } = labAwsClients(lab());
+  // The network drops the first ranged part halfway; S3 announced the whole object.
+  s3.middlewareStack.add(
+    (next) => async (args) => {
+      const input = args.input as { Key?: string; Range?: string };
+      const answer = await next(args);
+      if (input.Key === backup.archiveKey && input.Range?.startsWith("bytes=0-")) {
+        const output = answer.output as { Body: { transformToByteArray(): Promise<Uint8Array> } };
+        const bytes = await output.Body.transformToByteArray();
+        output.Body = Object.assign(Readable.from([Buffer.from(bytes.subarray(0, bytes.length / 2))]), {
+          transformToByteArray: () => Promise.reject(new Error("cut")),
+        });
+      }
+      return answer;
+    },
+    { step: "initialize", name: "cutFirstPart" },
+  );
+  try {
+    const chosen = chooseBackup(await listBackups(s3, config.restore), backup.backupId, "lab");
+    const error = await restoreBackup(config, chosen, join(work, "target"), false, {
+      s3,
+      log: memoryLogger(),
+      $: $({ quiet: true }),
+    }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(PipelineError);
+    expect(error).toMatchObject({ kind: "VerifierInfrastructure", exitCode: 11 });
+    expect((error as PipelineError).message).toMatch(
+      new RegExp(`the download ended after \\d+ of the ${backup.archiveBytes} bytes S3 announced`),
+    );
+  } finally {
+    s3.destroy();
     await rm(work, { recursive: true, force: true });
   }
 });

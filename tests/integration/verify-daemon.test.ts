@@ -1,20 +1,30 @@
 /**
  * The verifier as a daemon against the lab's real MariaDB and the emulator: a restore that outlasts the
- * message's visibility timeout, a duplicate message, SIGTERM mid-restore (the real CLI, killed), and a
- * backup of a server this verifier cannot run.
+ * message's visibility timeout, a duplicate message (also one for objects written over after their
+ * verdict), SIGTERM mid-restore and after a failed verdict (the real CLI, stopped), a backup of a server this
+ * verifier cannot run, and a verdict whose metrics were lost.
  */
 import { spawn } from "node:child_process";
 import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+} from "@aws-sdk/client-s3";
+import { Upload } from "@aws-sdk/lib-storage";
 import {
   ChangeMessageVisibilityCommand,
   ReceiveMessageCommand,
   SendMessageCommand,
 } from "@aws-sdk/client-sqs";
 import { parseManifest, parseVerificationReport, verificationKey } from "../../contracts";
+import { backupCreatedOf } from "../../hostscripts/backup/manifest";
+import type { BackupResult } from "../../hostscripts/backup/run";
+import { fileSink, type MetricsSink } from "../../hostscripts/common/metrics";
 import { findServerBinary } from "../../hostscripts/restore/scratch-server";
 import { labAwsClients } from "../../lab/lab";
 import { processesUsing } from "../../lab/processes";
@@ -79,16 +89,11 @@ test("a restore longer than the visibility timeout completes once: no other veri
 
 test("a duplicate message yields one report and no second restore", async () => {
   const backup = await takeBackup(lab());
-  // Read the message without taking it, and send its twin: SQS delivers at least once.
-  await withClients(lab(), async ({ sqs }) => {
-    const got = await sqs.send(
-      new ReceiveMessageCommand({ QueueUrl: lab().sqs.queueUrl, WaitTimeSeconds: 2, VisibilityTimeout: 0 }),
-    );
-    expect(got.Messages).toHaveLength(1);
-    await sqs.send(
-      new SendMessageCommand({ QueueUrl: lab().sqs.queueUrl, MessageBody: got.Messages![0].Body }),
-    );
-  });
+  // Its twin: SQS delivers at least once. (Not read off the queue: a receive counts as a delivery.)
+  const body = await messageBodyOf(backup);
+  await withClients(lab(), ({ sqs }) =>
+    sqs.send(new SendMessageCommand({ QueueUrl: lab().sqs.queueUrl, MessageBody: body })),
+  );
   const succeededBefore = (await readMetrics(lab())).filter((m) => m.name === "VerificationSucceeded").length;
 
   const first = await runLabVerifier(lab());
@@ -259,14 +264,22 @@ test("the archive is downloaded as ranged parts, several at once, and verified",
   let inFlight = 0;
   let mostInFlight = 0;
   const s3 = labAwsClients(lab()).s3;
+  // The emulator keeps no versions: this plays S3's version id on the first answer (what a versioned bucket
+  // sends), and records the version every later range asks for.
+  const VERSION = "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY";
+  const pinned: Array<string | undefined> = [];
   s3.middlewareStack.add(
     (next) => async (args) => {
-      const input = args.input as { Key?: string; Range?: string };
+      const input = args.input as { Key?: string; Range?: string; VersionId?: string };
       if (input.Key !== backup.archiveKey) return next(args);
       ranges.push(input.Range ?? "(whole)");
+      pinned.push(input.VersionId);
       mostInFlight = Math.max(mostInFlight, ++inFlight);
       try {
-        return await next(args);
+        const answer = await next(args);
+        if (input.Range?.startsWith("bytes=0-"))
+          (answer.output as { VersionId?: string }).VersionId = VERSION;
+        return answer;
       } finally {
         inFlight--;
       }
@@ -280,6 +293,14 @@ test("the archive is downloaded as ranged parts, several at once, and verified",
     });
     expect(result).toMatchObject({ outcome: "verified", backupId: backup.backupId });
     console.log(`download+extract in 1 MiB parts, 4 at once: ${result.timings.downloadExtractSeconds}s`);
+    // Every range after the first is pinned to the version the first one was served from, and the verdict
+    // binds that version.
+    expect(pinned[0]).toBeUndefined();
+    expect(pinned.slice(1)).toEqual(ranges.slice(1).map(() => VERSION));
+    expect(result.report?.objects?.archive).toMatchObject({
+      versionId: VERSION,
+      sha256: backup.archiveSha256,
+    });
   } finally {
     s3.destroy();
   }
@@ -291,3 +312,127 @@ test("the archive is downloaded as ranged parts, several at once, and verified",
   expect(mostInFlight).toBeGreaterThan(1);
   expect(mostInFlight).toBeLessThanOrEqual(4);
 });
+
+test('a duplicate message for a backup written over after its verdict fails "objects" and pages; the stored verdict stands', async () => {
+  const backup = await takeBackup(lab());
+  const body = await messageBodyOf(backup);
+  const first = await runLabVerifier(lab());
+  expect(first.result).toMatchObject({ outcome: "verified", backupId: backup.backupId });
+  const key = verificationKey(refOf(backup.backupId));
+  const stored = await withClients(lab(), async ({ s3 }) =>
+    (await s3.send(new GetObjectCommand({ Bucket: lab().s3.bucket, Key: key }))).Body!.transformToString(),
+  );
+  // Someone writes a new archive over the verified one (same size, one byte flipped), and the message comes again.
+  await withClients(lab(), async ({ s3, sqs }) => {
+    const original = await s3.send(new GetObjectCommand({ Bucket: lab().s3.bucket, Key: backup.archiveKey }));
+    const bytes = Buffer.from(await original.Body!.transformToByteArray());
+    bytes[100] ^= 0xff;
+    await new Upload({
+      client: s3,
+      params: { Bucket: lab().s3.bucket, Key: backup.archiveKey, Body: bytes },
+      partSize: 5 * 1024 * 1024,
+    }).done();
+    await sqs.send(new SendMessageCommand({ QueueUrl: lab().sqs.queueUrl, MessageBody: body }));
+  });
+  const failedBefore = (await readMetrics(lab())).filter((m) => m.name === "VerificationFailed").length;
+
+  const second = await runLabVerifier(lab());
+  expect(second.result).toMatchObject({
+    outcome: "failed",
+    verdict: "failed",
+    failedCheck: "objects",
+    backupId: backup.backupId,
+    alreadyReported: true,
+  });
+  expect(second.result.checks[0].detail).toMatch(
+    new RegExp(
+      `^the objects changed after the verdict "verified" of .*: archive s3://${lab().s3.bucket}/${backup.archiveKey}: ETag "[^"]+" is not the verified "[^"]+" \\(the verdict covers version \\(unversioned\\), ETag .*, sha256 ${backup.archiveSha256}\\)$`,
+    ),
+  );
+  expect(second.result.timings.restoreSeconds).toBe(0);
+  expect((await readMetrics(lab())).filter((m) => m.name === "VerificationFailed").length).toBe(
+    failedBefore + 1,
+  );
+  await withClients(lab(), async ({ s3, sqs }) => {
+    const after = await s3.send(new GetObjectCommand({ Bucket: lab().s3.bucket, Key: key }));
+    expect(await after.Body!.transformToString()).toBe(stored);
+    expect(await queueDepth(sqs, lab().sqs.queueUrl)).toBe(0);
+  });
+});
+
+test("a stored verdict whose metrics failed is emitted again when its message comes back", async () => {
+  const backup = await takeBackup(lab());
+  const base = await labVerifyConfig(lab());
+  // A short visibility timeout, so the message the first attempt leaves comes back at once.
+  const config = { ...base, sqs: { ...base.sqs, visibilityTimeoutSeconds: 2 } };
+  const sink = fileSink(lab().metricsPath);
+  let refused = 0;
+  const failsOnce: MetricsSink = {
+    put: (data) =>
+      refused++ === 0
+        ? Promise.reject(new Error("PutMetricData: Rate exceeded (Throttling)"))
+        : sink.put(data),
+  };
+  const succeeded = async () =>
+    (await readMetrics(lab())).filter((m) => m.name === "VerificationSucceeded").length;
+  const before = await succeeded();
+
+  const first = await runLabVerifier(lab(), { config, metrics: failsOnce });
+  expect(first.result).toMatchObject({ outcome: "infrastructure", backupId: backup.backupId });
+  expect(first.result.error?.message).toMatch(
+    /cannot emit the verification metrics: PutMetricData: Rate exceeded/,
+  );
+  expect(await succeeded()).toBe(before);
+
+  const second = await runLabVerifier(lab(), { config, metrics: failsOnce });
+  expect(second.result).toMatchObject({
+    outcome: "verified",
+    backupId: backup.backupId,
+    alreadyReported: true,
+  });
+  expect(second.log.lines).toContainEqual(
+    expect.objectContaining({ message: `emitted the metrics of ${backup.backupId}'s stored verdict again` }),
+  );
+  expect(await succeeded()).toBe(before + 1);
+  await withClients(lab(), async ({ sqs }) => expect(await queueDepth(sqs, lab().sqs.queueUrl)).toBe(0));
+});
+
+test("the daemon, stopped by SIGTERM after it reported a failed backup, exits 0", async () => {
+  const backup = await takeBackup(lab());
+  await withClients(lab(), ({ s3 }) =>
+    s3.send(new DeleteObjectCommand({ Bucket: lab().s3.bucket, Key: backup.manifestKey })),
+  );
+  const cli = spawn(
+    process.execPath,
+    [join(repo, "bin", "mysql-backup.js"), "verify", "--config", lab().verifyConfigPath, "--json"],
+    { cwd: repo, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let stdout = "";
+  let stderr = "";
+  cli.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+  cli.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+  const exited = new Promise<number | null>((done) => cli.once("exit", (code) => done(code)));
+  // Once the failed verdict is written and the message deleted, the daemon polls on.
+  const deadline = Date.now() + 60_000;
+  while (
+    !/"message":"backup [^"]+ failed/.test(stderr) ||
+    (await withClients(lab(), ({ sqs }) => queueDepth(sqs, lab().sqs.queueUrl))) > 0
+  ) {
+    if (Date.now() > deadline || cli.exitCode !== null)
+      throw new Error(`no failed verdict appeared:\n${stderr}`);
+    await sleep(100);
+  }
+  cli.kill("SIGTERM");
+  expect(await exited).toBe(0);
+  const result = JSON.parse(stdout.trim().split("\n").at(-1)!);
+  expect(result).toMatchObject({ outcome: "failed", failedCheck: "objects", backupId: backup.backupId });
+});
+
+/** The body of the backup.created message of `backup`, as the backup sent it. */
+async function messageBodyOf(backup: BackupResult): Promise<string> {
+  return withClients(lab(), async ({ s3 }) => {
+    const object = await s3.send(new GetObjectCommand({ Bucket: lab().s3.bucket, Key: backup.manifestKey }));
+    const manifest = parseManifest(JSON.parse(await object.Body!.transformToString()));
+    return JSON.stringify(backupCreatedOf(manifest, lab().s3.bucket, backup.manifestKey));
+  });
+}

@@ -11,7 +11,7 @@ import { parseBackupConfig, parseVerifyConfig, type VerifyConfig } from "../../c
 import { backupDeps } from "../../hostscripts/backup/command";
 import { runBackup, type BackupResult } from "../../hostscripts/backup/run";
 import { memoryLogger } from "../../hostscripts/common/log";
-import { fileSink } from "../../hostscripts/common/metrics";
+import { fileSink, type MetricsSink } from "../../hostscripts/common/metrics";
 import { runVerifier, type VerifierDeps } from "../../hostscripts/verify/daemon";
 import type { VerificationResult } from "../../hostscripts/verify/result";
 import { labAwsClients, leftovers, type Lab } from "../../lab/lab";
@@ -44,6 +44,8 @@ export async function runLabVerifier(
     signal?: AbortSignal;
     /** Stands in for the lab's S3 client (e.g. one with a middleware). */
     s3?: S3Client;
+    /** Stands in for the lab's metrics file. */
+    metrics?: MetricsSink;
   } = {},
 ): Promise<{ result: VerificationResult; log: ReturnType<typeof memoryLogger> }> {
   const config = options.config ?? (await labVerifyConfig(lab));
@@ -52,7 +54,7 @@ export async function runLabVerifier(
   const deps: VerifierDeps = {
     ...clients,
     s3: options.s3 ?? clients.s3,
-    metrics: fileSink(lab.metricsPath),
+    metrics: options.metrics ?? fileSink(lab.metricsPath),
     log,
     $: $({ quiet: true }),
     now: () => new Date(),

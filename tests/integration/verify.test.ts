@@ -2,8 +2,9 @@
  * `mysql-backup verify` against the real things: a backup of the lab replica taken by `runBackup` while
  * sysbench writes to the primary, restored by a real scratch `mariadbd`, with S3/SQS served by fauxqs.
  */
+import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
-import { DeleteObjectCommand, GetObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { PurgeQueueCommand, ReceiveMessageCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
 import { Upload } from "@aws-sdk/lib-storage";
 import { BACKUP_CREATED, parseVerificationReport, verificationKey } from "../../contracts";
@@ -66,6 +67,30 @@ test("a backup taken under write load is verified, with the GTID captured under 
     const report = parseVerificationReport(JSON.parse(await stored.Body!.transformToString()));
     expect(report).toMatchObject({ verdict: "verified", backupId: backup.backupId });
     expect(report.position.restored?.gtid).toBe(report.position.captured.gtid);
+    // Bound to exactly the objects it proved; the emulator keeps no versions, so ETag, size and sha256 bind.
+    const manifestObject = await clients.s3.send(
+      new GetObjectCommand({ Bucket: lab().s3.bucket, Key: backup.manifestKey }),
+    );
+    const manifestBytes = Buffer.from(await manifestObject.Body!.transformToByteArray());
+    const archiveHead = await clients.s3.send(
+      new HeadObjectCommand({ Bucket: lab().s3.bucket, Key: backup.archiveKey }),
+    );
+    expect(report.objects).toEqual({
+      manifest: {
+        key: backup.manifestKey,
+        versionId: null,
+        etag: manifestObject.ETag,
+        bytes: manifestBytes.length,
+        sha256: createHash("sha256").update(manifestBytes).digest("hex"),
+      },
+      archive: {
+        key: backup.archiveKey,
+        versionId: null,
+        etag: archiveHead.ETag,
+        bytes: backup.archiveBytes,
+        sha256: backup.archiveSha256,
+      },
+    });
     expect(await queueDepth(clients.sqs, lab().sqs.queueUrl)).toBe(0);
   } finally {
     clients.s3.destroy();
@@ -110,6 +135,42 @@ test("one flipped byte in the uploaded archive fails the backup on its sha256", 
   expect(result.checks).toEqual([
     { name: "objects", passed: false, detail: expect.stringContaining("archive sha256 mismatch") },
   ]);
+  await expectNoScratchLeft();
+});
+
+test('an archive object of 0 bytes, or shorter than its manifest says, fails "objects" at once', async () => {
+  for (const keep of [0, 0.5]) {
+    const backup = await takeBackup();
+    const clients = labAwsClients(lab());
+    try {
+      const bucket = lab().s3.bucket;
+      const original = await clients.s3.send(
+        new GetObjectCommand({ Bucket: bucket, Key: backup.archiveKey }),
+      );
+      const bytes = Buffer.from(await original.Body!.transformToByteArray());
+      const cut = bytes.subarray(0, Math.floor(bytes.length * keep));
+      await new Upload({
+        client: clients.s3,
+        params: { Bucket: bucket, Key: backup.archiveKey, Body: cut },
+        partSize: 5 * 1024 * 1024,
+      }).done();
+      const { result } = await verifyOnce();
+      // A verdict, not the verifier's own trouble: the message is not retried for hours.
+      expect(result).toMatchObject({ outcome: "failed", verdict: "failed", failedCheck: "objects" });
+      expect(result.checks).toEqual([
+        {
+          name: "objects",
+          passed: false,
+          detail: `the archive s3://${bucket}/${backup.archiveKey} is not the one the manifest names: S3 holds ${cut.length} bytes, the manifest says ${backup.archiveBytes}`,
+        },
+      ]);
+      expect(result.report?.objects?.archive).toMatchObject({ bytes: cut.length, sha256: null });
+      expect(await queueDepth(clients.sqs, lab().sqs.queueUrl)).toBe(0);
+    } finally {
+      clients.s3.destroy();
+      clients.sqs.destroy();
+    }
+  }
   await expectNoScratchLeft();
 });
 

@@ -73,6 +73,7 @@ const backup = (backupId: string, verdict: ListedBackup["verdict"], complete = t
   verdict,
   verifiedAt: verdict === null ? null : "2026-11-24T03:00:00.000Z",
   drift: null,
+  objects: null,
 });
 
 test("the list shows every backup's verdict and its drift under it", () => {

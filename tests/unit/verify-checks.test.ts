@@ -149,6 +149,7 @@ function input(overrides: Partial<ReportInput> = {}): ReportInput {
     manifestKey: `backups/lab/replica1/${ref.backupId}/manifest.json`,
     ref,
     manifest: null,
+    objects: { manifest: null, archive: null },
     checks: CHECKS.map(passed),
     restored: { gtidBinlogPos: "0-1-1500", gtidSlavePos: "0-1-1500", gtidExecuted: null },
     tables: [{ schema: "sbtest", table: "sbtest1", engine: "InnoDB", rows: 20000, check: "OK" }],

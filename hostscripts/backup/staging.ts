@@ -1,0 +1,93 @@
+import { open, readFile, rename } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import {
+  BACKUP_CREATED,
+  MANIFEST_OBJECT,
+  parseBackupCreated,
+  parseManifest,
+  type BackupCreatedMessage,
+  type BackupManifest,
+} from "../../contracts";
+
+/**
+ * The files a backup keeps in its local directory to say how far it got, so the next run can finish or
+ * remove what a killed run left (repair.ts). Each is written atomically and durably: a temporary
+ * `<name>.partial`, fsynced, renamed into place, and the directory fsynced, so after a crash of the process
+ * or the host a progress file is either whole or absent (a leftover `.partial` is garbage).
+ */
+
+/** An open multipart upload (bucket, key, upload id): written once it is created, removed once it is completed. */
+export const UPLOAD_RECORD = "upload.json";
+
+/**
+ * The staged publication: the manifest and the `backup.created` message, written once every part of the
+ * archive is up and before the upload is completed; removed once SQS took the message.
+ */
+export const OUTBOX = "outbox.json";
+
+/** The open multipart upload a backup records in `upload.json`. */
+export interface UploadRecord {
+  bucket: string;
+  key: string;
+  uploadId: string;
+}
+
+/** What `outbox.json` holds: everything the next run needs to complete the backup. */
+export interface Outbox {
+  message: BackupCreatedMessage;
+  manifest: BackupManifest;
+}
+
+/** Writes `text` to `path` (mode 0600) atomically and durably (see the module comment). */
+export async function writeDurably(path: string, text: string): Promise<void> {
+  const partial = `${path}.partial`;
+  const file = await open(partial, "w", 0o600);
+  try {
+    await file.writeFile(text);
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+  await rename(partial, path);
+  await syncDirectory(dirname(path));
+}
+
+/** Fsyncs a directory, so a rename or removal in it outlives a crash of the host. */
+export async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Writes a progress file (one JSON line). */
+export async function writeProgressFile(dir: string, name: string, value: unknown): Promise<void> {
+  await writeDurably(join(dir, name), JSON.stringify(value) + "\n");
+}
+
+/** Stages the publication of a backup: the outbox, then `manifest.json`. */
+export async function stagePublication(dir: string, outbox: Outbox): Promise<void> {
+  await writeProgressFile(dir, OUTBOX, outbox);
+  await writeDurably(join(dir, MANIFEST_OBJECT), JSON.stringify(outbox.manifest, null, 2) + "\n");
+}
+
+/**
+ * The staged publication in `dir`, validated. An outbox of an earlier release holds the message alone; its
+ * manifest is then `manifest.json`. Throws when either is missing or invalid.
+ */
+export async function readOutbox(dir: string): Promise<Outbox> {
+  const value = JSON.parse(await readFile(join(dir, OUTBOX), "utf8")) as Partial<Outbox> & { type?: string };
+  if (value.type === BACKUP_CREATED) {
+    const manifest = await readFile(join(dir, MANIFEST_OBJECT), "utf8");
+    return {
+      message: parseBackupCreated(JSON.stringify(value)),
+      manifest: parseManifest(JSON.parse(manifest)),
+    };
+  }
+  return {
+    message: parseBackupCreated(JSON.stringify(value.message)),
+    manifest: parseManifest(value.manifest),
+  };
+}
