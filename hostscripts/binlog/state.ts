@@ -148,7 +148,10 @@ export async function readSpool(stateDir: string, state: ArchiverState | null): 
     // Epochs older than the state's are complete; in the state's epoch only what it names exists.
     const newest =
       state !== null && epoch === state.epoch ? state.sequence : epoch < (state?.epoch ?? "") ? Infinity : -1;
-    const names = (await readdir(dir)).sort();
+    // The epoch's record goes up before its segments.
+    const names = (await readdir(dir)).sort((a, b) =>
+      a === "epoch.json" ? -1 : b === "epoch.json" ? 1 : a.localeCompare(b),
+    );
     for (const name of names) {
       const path = join(dir, name);
       const segment = /^(\d{10})\.binlog$/.exec(name);
