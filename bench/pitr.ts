@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { BinlogSegmentEntry } from "../contracts";
 import { memoryLogger } from "../hostscripts/common/log";
-import { parseState } from "../hostscripts/common/gtid";
+import { parseState } from "../hostscripts/common/gtid-state";
 import { listArchive, readArchive } from "../hostscripts/restore/archive";
 import { planChain } from "../hostscripts/restore/chain";
 import { downloadSegments } from "../hostscripts/restore/segments";

@@ -1,5 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { limitCommands } from "./limit";
+import type { LockModesResults } from "./lockmodes";
+import { lockModesSection } from "./lockmodes-report";
 import { keptPitrSection } from "./pitr-report";
 import { backupCommand as ourBackupCommand, verifyCommand as ourVerifyCommand } from "./pipeline";
 import { spread, type BenchResults, type Measured, type ReplicaLag } from "./results";
@@ -15,14 +17,22 @@ import { ourArchiveThroughput, plainTarZstdThroughput, rawReadThroughput } from 
 const ANALYSIS_START = "<!-- analysis:start -->";
 const ANALYSIS_END = "<!-- analysis:end -->";
 
-/** The markdown of BENCHMARKS.md for `results`, keeping the analysis section of the file at `existingPath`. */
-export async function renderReport(results: BenchResults, existingPath: string): Promise<string> {
+/**
+ * The markdown of BENCHMARKS.md for `results` (and the lock-modes suite's, when it ran), keeping the
+ * analysis section of the file at `existingPath`.
+ */
+export async function renderReport(
+  results: BenchResults,
+  existingPath: string,
+  lockModes?: LockModesResults,
+): Promise<string> {
   const existing = await readFile(existingPath, "utf8").catch(() => "");
   return [
     header(results),
     targetsSection(results),
     backupSection(results),
     lockSection(results),
+    lockModesSection(lockModes),
     limitSection(results),
     restoreSection(results),
     notesSection(results),
@@ -226,7 +236,9 @@ function methodSection(): string {
   load runs and records when the position changed. Per backup: the longest gap between two changes that overlaps the
   backup, minus the median gap of the 3 s before it (the normal inter-transaction gap at this rate, ≈ one poll).
   The longest gap of those 3 quiet seconds is shown too: it is this method's noise floor on a busy shared machine.
-- **Lock window**: as reported by our backup (\`lockMs\` of its \`--json\` result: FTWRL to UNLOCK around the snapshot).
+- **Lock window**: as reported by our backup (\`lockMs\` of its \`--json\` result: first lock statement to unlock
+  around the snapshot, in the lock mode the backup used — \`auto\` on the lab: BACKUP STAGE BLOCK_COMMIT, since its MyISAM
+  and Aria tables hold rows).
 - **CPU**: user + system of every process of the command (bash \`times\` after the pipeline, which includes all
   waited-for descendants); the replica mysqld's CPU from \`/proc/<pid>/stat\` before and after.
 - **Peak RSS**: the sum of the RSS of the command's whole process tree, polled every 50 ms (\`/proc/<pid>/task/*/children\`).

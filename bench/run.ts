@@ -2,24 +2,18 @@ import { mkdir, readFile, readdir, rm, stat, writeFile } from "node:fs/promises"
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
-import { DeleteObjectsCommand, ListObjectsV2Command, type S3Client } from "@aws-sdk/client-s3";
-import { PurgeQueueCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import { format, resolveConfig } from "prettier";
-import { parseBackupConfig } from "../contracts";
 import {
   labAwsClients,
   labDown,
-  labUp,
   readLab,
-  replicaStatus,
-  sql,
   startLoad,
   stopLoad,
   waitForReplicaCatchUp,
   type Lab,
 } from "../lab/lab";
 import { rootQuery } from "../lab/mariadb";
-import { waitUntil } from "../lab/processes";
+import { benchBackupConfig, clearRemote, freshLab, say } from "./benchlab";
 import {
   COMPETITORS,
   artifactBytes,
@@ -30,8 +24,9 @@ import {
   type CompetitorName,
 } from "./competitors";
 import { benchSnapshotDir, deleteSnapshot, measureLimit, treeBytes } from "./limit";
+import { measureLockModes, type LockModesResults } from "./lockmodes";
 import { describeMachine, loadAverageNow } from "./machine";
-import { mustRunMeasured, processCpuSeconds, type CommandRun } from "./measure";
+import { mustRunMeasured, type CommandRun } from "./measure";
 import { backupCommand, buildCli, numberAt, runPipeline, stringAt, verifyCommand } from "./pipeline";
 import { runPitrBench, writePitrResults } from "./pitr";
 import { writePitrSection } from "./pitr-report";
@@ -44,8 +39,9 @@ import {
   type OurVerify,
   type SizeName,
 } from "./results";
-import { median, stallDuring, watchApplier, type ApplierTrace, type StallMeasurement } from "./stall";
+import { median, type StallMeasurement } from "./stall";
 import { evaluateTargets } from "./targets";
+import { lockStall, placeGap, withStallWatch } from "./watch";
 
 /**
  * `npm run bench`: builds a lab with a sysbench dataset on the replica and measures, in one run, our
@@ -54,10 +50,14 @@ import { evaluateTargets } from "./targets";
  * Everything it starts (lab, load, scratch servers, snapshots) is removed in the end, also on Ctrl-C.
  */
 
-const USAGE = `usage: npm run bench -- [--size tiny|small|2g|8g] [--backups N] [--rate TPS] [--dir DIR] [--out DIR] [--keep-lab]
+const USAGE = `usage: npm run bench -- [--lock-modes [--mariabackups N]] [--size tiny|small|2g|8g] [--backups N] [--rate TPS] [--dir DIR] [--out DIR] [--keep-lab]
 
-  --size      dataset on the lab replica: small ≈ 200 MB, 2g ≈ 2 GB (default), 8g ≈ 8 GB; tiny for smoke tests
-  --backups   how many of our backups to take under load (default 10; the lock window needs ≥ 10)
+  --lock-modes    run only the lock-modes suite (bench/lockmodes.ts): applier blocked per backup in each lock mode,
+                  at 200 tx/s and at the lab's maximum rate, next to mariabackup; writes results-lockmodes.json and
+                  re-renders BENCHMARKS.md with the last results.json
+  --mariabackups  mariabackup runs per load in the lock-modes suite (default 3)
+  --size      dataset on the lab replica: small ≈ 200 MB, 2g ≈ 2 GB (default; small for --lock-modes), 8g ≈ 8 GB; tiny for smoke tests
+  --backups   how many of our backups to take under load (default 10; the lock window needs ≥ 10); per mode and load with --lock-modes
   --rate      transactions per second sysbench writes to the primary during the backups (default 100)
   --dir       the bench's lab directory (default /tmp/mysql-backup-bench; removed at the end)
   --out       where results.json and BENCHMARKS.md go (default: bench/results.json and ./BENCHMARKS.md)
@@ -85,10 +85,6 @@ const DEFAULT_RATE = 100;
 const LOAD_THREADS = 2;
 /** The scratch server's memory is the database's (its own buffer pool), not the verifier's. */
 const SERVER_PROCESS_NAMES = ["mariadbd", "mysqld"];
-/** Quiet time before each backup, the baseline of the stall measurement. */
-const BASELINE_MS = 3_000;
-/** The applier watch keeps running this long after a backup, so a stall that outlasts it is seen whole. */
-const AFTER_MS = 1_000;
 
 interface Options {
   size: SizeName;
@@ -101,6 +97,14 @@ interface Options {
   render: boolean;
   /** Transactions per second of the write load. */
   rate: number;
+  /** Run the lock-modes suite instead of the main run. */
+  lockModes: boolean;
+  /** mariabackup runs per load in the lock-modes suite. */
+  mariabackups: number;
+  /** Where the lock-modes suite's results go (next to results.json). */
+  lockModesPath: string;
+  /** The command line, as BENCHMARKS.md shows it. */
+  command: string;
   /** Run the point-in-time recovery suite instead of the backup suite. */
   pitr: boolean;
   /** Seconds of each PITR load phase. */
@@ -111,7 +115,9 @@ function parseOptions(argv: string[]): Options {
   const { values } = parseArgs({
     args: argv,
     options: {
-      size: { type: "string", default: "2g" },
+      size: { type: "string" },
+      "lock-modes": { type: "boolean", default: false },
+      mariabackups: { type: "string", default: "3" },
       backups: { type: "string", default: "10" },
       rate: { type: "string", default: String(DEFAULT_RATE) },
       dir: { type: "string", default: "/tmp/mysql-backup-bench" },
@@ -127,8 +133,11 @@ function parseOptions(argv: string[]): Options {
     console.log(USAGE);
     process.exit(0);
   }
-  if (!(values.size in SIZES))
-    throw new Error(`--size must be one of ${Object.keys(SIZES).join(", ")}\n${USAGE}`);
+  const size = values.size ?? (values["lock-modes"] ? "small" : "2g");
+  if (!(size in SIZES)) throw new Error(`--size must be one of ${Object.keys(SIZES).join(", ")}\n${USAGE}`);
+  const mariabackups = Number(values.mariabackups);
+  if (!Number.isInteger(mariabackups) || mariabackups < 0)
+    throw new Error(`--mariabackups must be a whole number\n${USAGE}`);
   const backups = Number(values.backups);
   if (!Number.isInteger(backups) || backups < 1)
     throw new Error(`--backups must be a positive integer\n${USAGE}`);
@@ -136,22 +145,23 @@ function parseOptions(argv: string[]): Options {
   if (!Number.isInteger(rate) || rate < 1) throw new Error(`--rate must be a positive integer\n${USAGE}`);
   const repo = resolve(__dirname, "..");
   const out = values.out === undefined ? undefined : resolve(values.out);
+  const resultsPath = out ? join(out, "results.json") : join(repo, "bench", "results.json");
   return {
-    size: values.size as SizeName,
+    size: size as SizeName,
     backups,
     dir: resolve(values.dir),
-    resultsPath: out ? join(out, "results.json") : join(repo, "bench", "results.json"),
+    resultsPath,
     reportPath: out ? join(out, "BENCHMARKS.md") : join(repo, "BENCHMARKS.md"),
     keepLab: values["keep-lab"],
     render: values.render,
     rate,
+    lockModes: values["lock-modes"],
+    mariabackups,
+    lockModesPath: join(resolve(resultsPath, ".."), "results-lockmodes.json"),
+    command: ["npm run bench --", ...argv].join(" "),
     pitr: values.pitr,
     pitrSeconds: Number(values["pitr-seconds"]),
   };
-}
-
-function say(message: string): void {
-  process.stderr.write(`bench ${new Date().toISOString().slice(11, 19)} ${message}\n`);
 }
 
 /** The whole run. */
@@ -231,44 +241,6 @@ async function main(opts: Options): Promise<void> {
   await write(opts, results);
 }
 
-/** A lab of exactly the requested size: an existing one with another dataset is torn down first. */
-async function freshLab(dir: string, size: (typeof SIZES)[SizeName]): Promise<Lab> {
-  const existing = await readLab(dir).catch(() => undefined);
-  if (
-    existing !== undefined &&
-    (existing.dataset.tables !== size.tables || existing.dataset.tableSize !== size.tableSize)
-  ) {
-    await labDown(dir);
-  }
-  const lab = await labUp({ dir, load: false, ...size });
-  // The binary logs of loading the dataset would double the datadir: a replica keeps them for days, not
-  // the size of its data, so they are purged (the active one stays, as on any host).
-  for (const server of ["primary", "replica"] as const) await purgeBinaryLogs(lab, server);
-  await sql(lab, "replica", "FLUSH RELAY LOGS");
-  return lab;
-}
-
-/**
- * Rotates the binary log and purges every older one. MariaDB keeps a log until InnoDB's binlog
- * checkpoint has passed it (it may be needed for crash recovery) and then says only "in use" in a
- * warning, so the purge is repeated until one log is left.
- */
-async function purgeBinaryLogs(lab: Lab, server: "primary" | "replica"): Promise<void> {
-  await sql(lab, server, "FLUSH BINARY LOGS");
-  const [status] = await sql(lab, server, "SHOW MASTER STATUS");
-  const current = String(status?.File);
-  const purged = await waitUntil(
-    async () => {
-      await sql(lab, server, "PURGE BINARY LOGS TO ?", [current]);
-      return (await sql(lab, server, "SHOW BINARY LOGS")).length === 1;
-    },
-    30_000,
-    500,
-  );
-  if (!purged)
-    say(`the ${server}'s binary logs before ${current} could not be purged within 30 s; measuring with them`);
-}
-
 async function describeDataset(lab: Lab) {
   return {
     tables: lab.dataset.tables,
@@ -305,28 +277,6 @@ async function limit(lab: Lab, tag: string): Promise<BenchResults["limit"][numbe
   };
 }
 
-/** Runs `action` while watching the replica's applier; returns its outcome and the stall it caused. */
-async function withStallWatch<T>(lab: Lab, action: () => Promise<T>) {
-  const watch = await watchApplier(lab.replica.socket);
-  let trace: ApplierTrace | undefined;
-  try {
-    await sleep(BASELINE_MS);
-    const lagBefore = (await replicaStatus(lab)).secondsBehind;
-    const cpuBefore = await processCpuSeconds(lab.replica.pid);
-    const start = performance.now();
-    const outcome = await action();
-    const end = performance.now();
-    const serverCpuSeconds = (await processCpuSeconds(lab.replica.pid)) - cpuBefore;
-    const replicaLagSeconds = { before: lagBefore, after: (await replicaStatus(lab)).secondsBehind };
-    await sleep(AFTER_MS);
-    trace = await watch.stop();
-    const stall = stallDuring(trace.changes, start, end, BASELINE_MS);
-    return { outcome, serverCpuSeconds, replicaLagSeconds, stall, trace };
-  } finally {
-    if (trace === undefined) await watch.stop().catch(() => undefined);
-  }
-}
-
 /** Control windows measured after our backups: how many, and at least how long each. */
 const CONTROL_WINDOWS = 3;
 const MIN_CONTROL_SECONDS = 5;
@@ -349,28 +299,6 @@ async function controlWindows(
   say(`control: longest gap minus normal gap ${stalls.map((s) => s.stallMs.toFixed(0)).join(", ")} ms`);
   return { windowSeconds, stalls };
 }
-
-/**
- * The lab's backup config with the multipart part size capped at what the emulator accepts: fauxqs 1.9
- * refuses request bodies over 11 MiB (its HTTP body limit), and S3 itself takes parts up to 5 GiB.
- */
-async function benchBackupConfig(lab: Lab, work: string, notes: string[]): Promise<string> {
-  const config = parseBackupConfig(JSON.parse(await readFile(lab.backupConfigPath, "utf8")));
-  const configured = config.s3.partSizeMiB;
-  if (configured === undefined || configured > EMULATOR_MAX_PART_MIB) {
-    config.s3.partSizeMiB = EMULATOR_MAX_PART_MIB;
-    notes.push(
-      `our backups upload ${EMULATOR_MAX_PART_MIB} MiB parts (the lab config says ${configured ?? "nothing: default"}): ` +
-        "fauxqs 1.9 rejects request bodies over 11 MiB",
-    );
-  }
-  const path = join(work, "backup.json");
-  await writeFile(path, `${JSON.stringify(config, null, 2)}\n`);
-  return path;
-}
-
-/** The largest multipart part the emulator accepts, in MiB (its body limit is 11 MiB). */
-const EMULATOR_MAX_PART_MIB = 10;
 
 /** Our backups in a row; the first failure ends the series (noted), keeping what was measured. */
 async function ourBackups(lab: Lab, command: string, count: number, notes: string[]): Promise<OurBackup[]> {
@@ -412,59 +340,6 @@ async function ourBackups(lab: Lab, command: string, count: number, notes: strin
     sqs.destroy();
   }
   return backups;
-}
-
-/** Epoch ms of the backup's "locking" and "unlocked" log lines (JSON lines on stderr), if both are there. */
-function lockLogTimes(stderr: string): { locking: number; unlocked: number } | undefined {
-  const at = (message: string) => {
-    for (const line of stderr.split("\n")) {
-      if (!line.startsWith("{")) continue;
-      try {
-        const entry = JSON.parse(line) as { message?: string; time?: string };
-        if (entry.message === message && entry.time) return Date.parse(entry.time);
-      } catch {
-        // not a log line of ours
-      }
-    }
-    return undefined;
-  };
-  const locking = at("locking");
-  const unlocked = at("unlocked");
-  return locking === undefined || unlocked === undefined ? undefined : { locking, unlocked };
-}
-
-/**
- * The stall while the lock was held: the longest applier gap overlapping the window from the "locking" to
- * the "unlocked" log line (1 ms log resolution), minus the normal gap — the part of the stall the lock
- * itself causes, as opposed to the archive and upload competing for CPU and disk afterwards.
- */
-function lockStall(trace: ApplierTrace, stderr: string): StallMeasurement | undefined {
-  const times = lockLogTimes(stderr);
-  if (times === undefined) return undefined;
-  const origin = performance.timeOrigin;
-  return stallDuring(trace.changes, times.locking - origin, times.unlocked - origin, BASELINE_MS);
-}
-
-/** Where the longest applier gap lay relative to the backup's "locking" and "unlocked" log lines. */
-function placeGap(stall: StallMeasurement, stderr: string): OurBackup["gapVsLock"] {
-  const times = lockLogTimes(stderr);
-  if (times === undefined) return undefined;
-  const { locking, unlocked } = times;
-  return {
-    gapStartAfterLockingMs: stall.longestGapFromEpochMs - locking,
-    gapEndAfterUnlockedMs: stall.longestGapToEpochMs - unlocked,
-  };
-}
-
-/** Deletes every object in the lab bucket and every message of the verification queue. */
-async function clearRemote(lab: Lab, s3: S3Client, sqs: SQSClient): Promise<void> {
-  for (;;) {
-    const listed = await s3.send(new ListObjectsV2Command({ Bucket: lab.s3.bucket }));
-    const keys = (listed.Contents ?? []).flatMap((o) => (o.Key ? [{ Key: o.Key }] : []));
-    if (keys.length === 0) break;
-    await s3.send(new DeleteObjectsCommand({ Bucket: lab.s3.bucket, Delete: { Objects: keys } }));
-  }
-  await sqs.send(new PurgeQueueCommand({ QueueUrl: lab.sqs.queueUrl }));
 }
 
 async function competitorBackup(lab: Lab, name: CompetitorName, work: string): Promise<CompetitorResult> {
@@ -570,7 +445,11 @@ async function write(opts: Options, results: BenchResults): Promise<void> {
   await mkdir(resolve(opts.resultsPath, ".."), { recursive: true });
   await writeFile(opts.resultsPath, `${JSON.stringify(results, null, 2)}\n`);
   // Formatted as `prettier --check .` (part of npm test) expects, with the repo's settings.
-  const markdown = await renderReport(results, opts.reportPath);
+  const lockModes = await readFile(opts.lockModesPath, "utf8").then(
+    (text) => JSON.parse(text) as LockModesResults,
+    () => undefined,
+  );
+  const markdown = await renderReport(results, opts.reportPath, lockModes);
   const style = (await resolveConfig(opts.reportPath)) ?? {};
   await writeFile(opts.reportPath, await format(markdown, { ...style, parser: "markdown" }));
   say(`wrote ${opts.resultsPath} and ${opts.reportPath}`);
@@ -618,6 +497,34 @@ if (require.main === module) {
   }
 }
 
+/**
+ * `--lock-modes`: the lock-modes suite on a lab of its own, then BENCHMARKS.md re-rendered from the last
+ * results.json with the suite's section (a run into an empty `--out` has no results.json: then its figures
+ * stay in results-lockmodes.json and the report is not written).
+ */
+async function lockModesRun(opts: Options): Promise<void> {
+  const size = SIZES[opts.size];
+  say(`lock modes: bringing the lab up in ${opts.dir} (${size.tables} × ${size.tableSize} rows)`);
+  const lab = await freshLab(opts.dir, size);
+  await mkdir(resolve(opts.lockModesPath, ".."), { recursive: true });
+  await measureLockModes(lab, {
+    command: opts.command,
+    backups: opts.backups,
+    mariabackups: opts.mariabackups,
+    size,
+    resultsPath: opts.lockModesPath,
+  });
+  say(`wrote ${opts.lockModesPath}`);
+  const previous = await readFile(opts.resultsPath, "utf8").catch(() => undefined);
+  if (previous === undefined) {
+    say(
+      `no ${opts.resultsPath} to render BENCHMARKS.md with; the suite's figures are in ${opts.lockModesPath}`,
+    );
+    return;
+  }
+  await rerender(opts);
+}
+
 /** `--pitr`: the point-in-time recovery suite (bench/pitr.ts) on a lab of the chosen size. */
 async function pitrSuite(opts: Options): Promise<void> {
   const results = await runPitrBench({
@@ -642,6 +549,7 @@ async function rerender(opts: Options): Promise<void> {
 
 /** The whole run with its cleanup, also on Ctrl-C; exits with 0 when all went well. */
 function measureAll(opts: Options): void {
+  const run = opts.lockModes ? lockModesRun : opts.pitr ? pitrSuite : main;
   let cleaning: Promise<void> | undefined;
   const cleanOnce = () => (cleaning ??= cleanUp(opts));
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
@@ -650,7 +558,7 @@ function measureAll(opts: Options): void {
       cleanOnce().finally(() => process.exit(130));
     });
   }
-  (opts.pitr ? pitrSuite(opts) : main(opts))
+  run(opts)
     .then(
       () => cleanOnce().then(() => 0),
       async (error: Error) => {

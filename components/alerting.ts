@@ -1,13 +1,7 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import {
-  Dimension,
-  METRIC_NAMESPACE,
-  NAME_PATTERN,
-  ReplicaMetric,
-  schemaFor,
-  VerifierMetric,
-} from "../contracts";
+import { Dimension, METRIC_NAMESPACE, ReplicaMetric, schemaFor, VerifierMetric } from "../contracts";
+import { clusterAlarms, queueAlarms, type AlarmSpec, type WatchedCluster } from "./alarms";
 import { alertKeyPolicy, alertTopicPolicy } from "./iam";
 import { ConfigError, requireInteger, requireMatch } from "./validation";
 
@@ -19,35 +13,10 @@ export interface AlertEndpoints {
   httpsEndpoints?: pulumi.Input<string>[];
 }
 
-/** One cluster as the alarms see it. */
-export interface AlertedCluster {
-  /** The cluster's name in keys and metrics (the alarms' `Cluster` dimension). */
-  name: string;
-  /**
-   * Hours within which a backup must succeed and be verified: no successful, and no verified, backup
-   * within this many hours pages (missing data counts as failure). Defaults to 26 (daily backups + slack).
-   */
-  windowHours?: number;
-}
-
-/**
- * {@link AlertedCluster} as JSON, part of every entry of the stack config's `clusters` key; clusterAlarms
- * checks against its bounds, so each bound is stated here only.
- */
-export const alertedClusterSchema = schemaFor<AlertedCluster>()({
-  type: "object",
-  additionalProperties: false,
-  required: ["name"],
-  properties: {
-    name: { type: "string", pattern: NAME_PATTERN },
-    windowHours: { type: "integer", minimum: 1, maximum: 168 },
-  },
-});
-
 /** Arguments of {@link Alerting}. */
 export interface AlertingArgs {
-  /** The clusters to watch (one set of alarms each). */
-  clusters: AlertedCluster[];
+  /** The clusters to watch (one set of alarms each, and one silence alarm per replica). */
+  clusters: WatchedCluster[];
   /** Subscriptions of the alert topic. Defaults to none (the topic still exists for later subscribers). */
   endpoints?: AlertEndpoints;
   /** The verification queue, by name. */
@@ -78,116 +47,6 @@ export const alertsSpecSchema = schemaFor<AlertsSpec>()({
     maxMessageAgeSeconds: { type: "integer", minimum: 300, maximum: 1209600 },
   },
 });
-
-/** The metric side of one alarm (no actions): pure data so tests can assert it against contracts/. */
-export interface AlarmSpec {
-  /** Suffix of the child's name and the alarm's purpose. */
-  id: string;
-  description: string;
-  namespace: string;
-  metricName: string;
-  dimensions: Record<string, pulumi.Input<string>>;
-  statistic: "Sum" | "Maximum";
-  period: number;
-  evaluationPeriods: number;
-  comparisonOperator: "LessThanThreshold" | "GreaterThanOrEqualToThreshold" | "GreaterThanThreshold";
-  threshold: number;
-  treatMissingData: "breaching" | "notBreaching";
-}
-
-/** The alarms of one cluster (DESIGN §5); silence is a failure for the "nothing succeeded" alarms. */
-export function clusterAlarms(cluster: AlertedCluster): AlarmSpec[] {
-  const hours = requireInteger(
-    `clusters.${cluster.name}.windowHours`,
-    cluster.windowHours ?? 26,
-    alertedClusterSchema.properties.windowHours,
-  );
-  const dimensions = { [Dimension.Cluster]: cluster.name };
-  const base = { namespace: METRIC_NAMESPACE, dimensions, statistic: "Sum" as const };
-  return [
-    {
-      ...base,
-      id: "no-verified-backup",
-      description: `No backup of cluster ${cluster.name} was verified in ${hours} h: check the verifier fleet, the queue and its DLQ`,
-      metricName: VerifierMetric.VerificationSucceeded,
-      period: 3600,
-      evaluationPeriods: hours,
-      comparisonOperator: "LessThanThreshold",
-      threshold: 1,
-      treatMissingData: "breaching",
-    },
-    {
-      ...base,
-      id: "verification-failed",
-      description: `A backup of cluster ${cluster.name} failed verification: read its verification.json`,
-      metricName: VerifierMetric.VerificationFailed,
-      period: 300,
-      evaluationPeriods: 1,
-      comparisonOperator: "GreaterThanOrEqualToThreshold",
-      threshold: 1,
-      treatMissingData: "notBreaching",
-    },
-    {
-      ...base,
-      id: "backup-failed",
-      description: `A backup of cluster ${cluster.name} failed: journalctl -u mysql-backup.service on the replica`,
-      metricName: ReplicaMetric.BackupFailed,
-      period: 300,
-      evaluationPeriods: 1,
-      comparisonOperator: "GreaterThanOrEqualToThreshold",
-      threshold: 1,
-      treatMissingData: "notBreaching",
-    },
-    {
-      ...base,
-      id: "backup-missing",
-      description: `No backup of cluster ${cluster.name} succeeded in ${hours} h: check the replicas' mysql-backup.timer`,
-      metricName: ReplicaMetric.BackupSucceeded,
-      period: 3600,
-      evaluationPeriods: hours,
-      comparisonOperator: "LessThanThreshold",
-      threshold: 1,
-      treatMissingData: "breaching",
-    },
-  ];
-}
-
-/** The queue alarms: anything in the DLQ, or a message waiting too long. */
-export function queueAlarms(
-  queueName: pulumi.Input<string>,
-  deadLetterQueueName: pulumi.Input<string>,
-  maxAgeSeconds: number,
-): AlarmSpec[] {
-  return [
-    {
-      id: "dlq-not-empty",
-      description:
-        "A backup.created message reached the dead-letter queue: a backup could not be verified after every retry",
-      namespace: "AWS/SQS",
-      metricName: "ApproximateNumberOfMessagesVisible",
-      dimensions: { QueueName: deadLetterQueueName },
-      statistic: "Maximum",
-      period: 300,
-      evaluationPeriods: 1,
-      comparisonOperator: "GreaterThanThreshold",
-      threshold: 0,
-      treatMissingData: "notBreaching",
-    },
-    {
-      id: "oldest-message-too-old",
-      description: `A backup has waited more than ${maxAgeSeconds} s for verification: is the verifier fleet running?`,
-      namespace: "AWS/SQS",
-      metricName: "ApproximateAgeOfOldestMessage",
-      dimensions: { QueueName: queueName },
-      statistic: "Maximum",
-      period: 300,
-      evaluationPeriods: 1,
-      comparisonOperator: "GreaterThanThreshold",
-      threshold: maxAgeSeconds,
-      treatMissingData: "notBreaching",
-    },
-  ];
-}
 
 /** The dashboard body: one row of widgets per concern, one line per cluster. */
 export function dashboardBody(clusters: string[], region: string): string {
@@ -324,7 +183,10 @@ function subscribe(
   });
 }
 
-/** One alarm per spec, notifying the topic when it fires and when it recovers. */
+/**
+ * One alarm per spec, notifying the topic when it fires; a state alarm also when it clears (the page
+ * resolves itself when the condition does), an event alarm never (its OK only means the period ended).
+ */
 function alarms(
   parent: pulumi.Resource,
   name: string,
@@ -333,10 +195,18 @@ function alarms(
   tags: Record<string, string>,
 ): void {
   const actions = [topic.arn];
-  for (const { id, description, ...metric } of specs) {
+  for (const { id, description, kind, metric, ...evaluation } of specs) {
     new aws.cloudwatch.MetricAlarm(
       `${name}-${id}`,
-      { alarmDescription: description, ...metric, alarmActions: actions, okActions: actions, tags },
+      {
+        alarmDescription: description,
+        ...metric,
+        ...evaluation,
+        datapointsToAlarm: evaluation.datapointsToAlarm ?? evaluation.evaluationPeriods,
+        alarmActions: actions,
+        ...(kind === "state" ? { okActions: actions } : {}),
+        tags,
+      },
       { parent },
     );
   }
@@ -346,7 +216,7 @@ function alarms(
 function dashboard(
   parent: pulumi.Resource,
   name: string,
-  clusters: AlertedCluster[],
+  clusters: WatchedCluster[],
 ): aws.cloudwatch.Dashboard {
   const region = aws.getRegionOutput({}, { parent });
   return new aws.cloudwatch.Dashboard(

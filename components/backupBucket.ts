@@ -1,58 +1,29 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import { DEFAULT_PREFIX, normalizePrefix, schemaFor } from "../contracts";
-import { accountKeyPolicy, backupBucketPolicy, replicationRolePolicy, s3AssumeRolePolicy } from "./iam";
-import { ConfigError, requireInteger, requireOneOf } from "./validation";
-
-/** Object lock retention mode; GOVERNANCE can be lifted by a privileged admin, COMPLIANCE by nobody. */
-export type RetentionMode = "GOVERNANCE" | "COMPLIANCE";
-
-/** How long backups stay and where they move while they age. */
-export interface RetentionArgs {
-  /** Object lock mode of the default retention. Defaults to "GOVERNANCE". */
-  mode?: RetentionMode;
-  /** Days every new object version is locked against deletion and overwrite. Defaults to 35. */
-  days?: number;
-  /** Days after which archives expire (must be ≥ `days`). Defaults to `days`. */
-  expireDays?: number;
-  /** Days after which archives move to STANDARD_IA (≥ 30, or 0 for never). Defaults to 30 when archives live longer, else 0. */
-  infrequentAccessDays?: number;
-  /**
-   * Days after which archives move to GLACIER_IR (0 for never). Instant retrieval on purpose: the
-   * verifier and a restore must read any backup without a thaw request. Defaults to 0.
-   */
-  glacierDays?: number;
-  /** Days a noncurrent version is kept before it expires (once its lock ended). Defaults to 7. */
-  noncurrentDays?: number;
-}
-
-/** A number of days; 36500 (100 years) is the longest default retention S3 Object Lock allows. */
-const days = <Minimum extends 0 | 1>(minimum: Minimum) =>
-  ({ type: "integer", minimum, maximum: 36500 }) as const;
-
-/**
- * {@link RetentionArgs} as JSON. The stack config's `retention` key is validated with it and
- * resolveRetention checks against its bounds, so each bound is stated here only.
- */
-export const retentionSchema = schemaFor<RetentionArgs>()({
-  type: "object",
-  additionalProperties: false,
-  properties: {
-    mode: { enum: ["GOVERNANCE", "COMPLIANCE"] },
-    days: days(1),
-    expireDays: days(1),
-    infrequentAccessDays: days(0),
-    glacierDays: days(0),
-    noncurrentDays: days(1),
-  },
-});
+import { DEFAULT_PREFIX } from "../contracts";
+import { backupBucketPolicy } from "./bucketPolicy";
+import { accountKeyPolicy, replicationRolePolicy, s3AssumeRolePolicy } from "./iam";
+import {
+  arrivingInInfrequentAccess,
+  lifecycleRules,
+  replicaStorageClass,
+  resolveRetention,
+  type ResolvedRetention,
+  type RetentionArgs,
+} from "./lifecycle";
+import { physicalName } from "./names";
 
 /** Arguments of {@link BackupBucket}. */
 export interface BackupBucketArgs {
   /** Key prefix above `<cluster>/`; the lifecycle of archives applies below it. Defaults to "backups". */
   prefix?: string;
-  /** Retention and lifecycle. Defaults to GOVERNANCE 35 days, expiry after 35, IA after 30. */
+  /** Retention and lifecycle. Defaults to GOVERNANCE 35 days, expiry after 35, no transition. */
   retention?: RetentionArgs;
+  /**
+   * The only principal that may write verdicts (the verifier's role ARN); the bucket policy refuses them
+   * to everyone else. Defaults to none: nobody may write a verdict.
+   */
+  verdictWriterArn?: pulumi.Input<string>;
   /** A second region that receives a replica of every object version (off site twice). Defaults to none. */
   replicationRegion?: string;
   /** Let `pulumi destroy` empty the bucket. Defaults to false (backups survive a destroyed stack). */
@@ -61,100 +32,11 @@ export interface BackupBucketArgs {
   tags?: Record<string, string>;
 }
 
-/** The resolved retention, every default applied. */
-export interface ResolvedRetention {
-  mode: RetentionMode;
-  days: number;
-  expireDays: number;
-  infrequentAccessDays: number;
-  glacierDays: number;
-  noncurrentDays: number;
-}
-
-/** Applies the defaults of {@link RetentionArgs} and rejects inconsistent values, naming the field. */
-export function resolveRetention(r: RetentionArgs = {}, where = "retention"): ResolvedRetention {
-  const spec = retentionSchema.properties;
-  const mode = requireOneOf(`${where}.mode`, r.mode ?? "GOVERNANCE", spec.mode.enum);
-  const days = requireInteger(`${where}.days`, r.days ?? 35, spec.days);
-  const expireDays = requireInteger(`${where}.expireDays`, r.expireDays ?? days, {
-    ...spec.expireDays,
-    minimum: days,
-  });
-  const infrequentAccessDays = requireInteger(
-    `${where}.infrequentAccessDays`,
-    r.infrequentAccessDays ?? (expireDays > 30 ? 30 : 0),
-    spec.infrequentAccessDays,
-  );
-  const glacierDays = requireInteger(`${where}.glacierDays`, r.glacierDays ?? 0, spec.glacierDays);
-  const noncurrentDays = requireInteger(
-    `${where}.noncurrentDays`,
-    r.noncurrentDays ?? 7,
-    spec.noncurrentDays,
-  );
-  if (infrequentAccessDays !== 0 && infrequentAccessDays < 30) {
-    throw new ConfigError(
-      `${where}.infrequentAccessDays`,
-      `must be 0 (never) or at least 30 (an S3 minimum), got ${infrequentAccessDays}`,
-    );
-  }
-  if (glacierDays !== 0 && infrequentAccessDays !== 0 && glacierDays < infrequentAccessDays + 30) {
-    throw new ConfigError(
-      `${where}.glacierDays`,
-      `must be at least ${infrequentAccessDays + 30} (30 days after infrequentAccessDays) or 0, got ${glacierDays}`,
-    );
-  }
-  for (const [field, value] of [
-    ["infrequentAccessDays", infrequentAccessDays],
-    ["glacierDays", glacierDays],
-  ] as const) {
-    if (value !== 0 && value >= expireDays) {
-      throw new ConfigError(
-        `${where}.${field}`,
-        `(${value}) must be below expireDays (${expireDays}) or 0, or the transition never happens`,
-      );
-    }
-  }
-  return { mode, days, expireDays, infrequentAccessDays, glacierDays, noncurrentDays };
-}
-
-/** The lifecycle rules of the bucket (pure, so tests assert them as data). */
-export function lifecycleRules(
-  prefix: string,
-  r: ResolvedRetention,
-): aws.types.input.s3.BucketLifecycleConfigurationRule[] {
-  const p = normalizePrefix(prefix);
-  const transitions = [
-    ...(r.infrequentAccessDays ? [{ days: r.infrequentAccessDays, storageClass: "STANDARD_IA" }] : []),
-    ...(r.glacierDays ? [{ days: r.glacierDays, storageClass: "GLACIER_IR" }] : []),
-  ];
-  return [
-    {
-      id: "archives",
-      status: "Enabled",
-      filter: { prefix: p ? `${p}/` : "" },
-      transitions,
-      expiration: { days: r.expireDays },
-    },
-    {
-      id: "abort-incomplete-multipart-uploads",
-      status: "Enabled",
-      filter: {},
-      abortIncompleteMultipartUpload: { daysAfterInitiation: 1 },
-    },
-    {
-      id: "noncurrent-versions",
-      status: "Enabled",
-      filter: {},
-      noncurrentVersionExpiration: { noncurrentDays: r.noncurrentDays },
-      expiration: { expiredObjectDeleteMarker: true },
-    },
-  ];
-}
-
 /**
  * The bucket that holds every backup: customer-managed KMS key with rotation, object lock with a
  * default retention, versioning, all public access blocked, owner-enforced ownership, SSE-KMS by
- * default with a bucket key, a TLS-only and KMS-only policy, lifecycle, and optional replication.
+ * default with a bucket key, a policy that allows only TLS, SSE-KMS with the key, write-once backups and
+ * verdicts from the verifier alone, lifecycle, and optional replication.
  */
 export class BackupBucket extends pulumi.ComponentResource {
   /** The bucket. */
@@ -181,8 +63,10 @@ export class BackupBucket extends pulumi.ComponentResource {
     const tags = args.tags ?? {};
 
     this.key = backupKey(this, name, tags);
+    const policy = { prefix: this.prefix, verdictWriterArn: args.verdictWriterArn };
     const source = lockedBucket(this, name, {
       key: this.key,
+      policy,
       forceDestroy: args.forceDestroy ?? false,
       lifecycle: lifecycleRules(this.prefix, this.retention),
       retention: this.retention,
@@ -192,16 +76,22 @@ export class BackupBucket extends pulumi.ComponentResource {
     if (args.replicationRegion) {
       const region = args.replicationRegion;
       const key = offSiteKey(this, name, region, tags);
+      const arrivesIn = replicaStorageClass(this.retention);
       const offSite = lockedBucket(this, `${name}-replica`, {
         region,
         key,
+        policy,
         forceDestroy: false,
-        // Replicas arrive in STANDARD_IA already; otherwise they age and expire like the source.
-        lifecycle: lifecycleRules(this.prefix, { ...this.retention, infrequentAccessDays: 0 }),
+        // Replicas arrive in STANDARD_IA already (when dailies live long enough for it); otherwise they age
+        // and expire like the source.
+        lifecycle: lifecycleRules(
+          this.prefix,
+          arrivesIn === "STANDARD_IA" ? arrivingInInfrequentAccess(this.retention) : this.retention,
+        ),
         retention: this.retention,
         tags,
       });
-      replication(this, name, { ...source, key: this.key }, { ...offSite, key }, tags);
+      replication(this, name, { ...source, key: this.key }, { ...offSite, key, arrivesIn }, tags);
       this.replicaBucket = offSite.bucket;
     }
 
@@ -265,6 +155,8 @@ interface LockedBucketInput {
   region?: string;
   /** Its default encryption key. */
   key: aws.kms.Key;
+  /** What its policy protects besides TLS and encryption. */
+  policy: BucketPolicyScope;
   /** Let `pulumi destroy` empty it; otherwise it is also protected. */
   forceDestroy: boolean;
   /** Its lifecycle rules. */
@@ -287,7 +179,12 @@ function lockedBucket(
     { ...where, objectLockEnabled: true, forceDestroy: b.forceDestroy, tags: b.tags },
     { parent, protect: !b.forceDestroy },
   );
-  const { versioning } = secureBucket(parent, name, bucket, b.key, b.region ?? "");
+  const { versioning } = secureBucket(parent, name, {
+    bucket,
+    key: b.key,
+    region: b.region,
+    policy: b.policy,
+  });
   new aws.s3.BucketObjectLockConfiguration(
     `${name}-object-lock`,
     {
@@ -306,6 +203,12 @@ function lockedBucket(
   return { bucket, versioning };
 }
 
+/** The write-once prefix and the verdict writer of a bucket's policy. */
+interface BucketPolicyScope {
+  prefix: string;
+  verdictWriterArn?: pulumi.Input<string>;
+}
+
 /** One side of the replication: a bucket, its key, and its versioning, which replication needs first. */
 interface ReplicationSide {
   bucket: aws.s3.Bucket;
@@ -318,17 +221,24 @@ function replication(
   parent: pulumi.Resource,
   name: string,
   source: ReplicationSide,
-  destination: ReplicationSide,
+  destination: ReplicationSide & { arrivesIn: string },
   tags: Record<string, string>,
 ): void {
+  const roleName = `${name}-replication-role`;
   const role = new aws.iam.Role(
-    `${name}-replication-role`,
-    { assumeRolePolicy: JSON.stringify(s3AssumeRolePolicy()), tags },
+    roleName,
+    {
+      name: physicalName("aws:iam/role:Role", roleName),
+      assumeRolePolicy: JSON.stringify(s3AssumeRolePolicy()),
+      tags,
+    },
     { parent },
   );
+  const policyName = `${name}-replication-policy`;
   new aws.iam.RolePolicy(
-    `${name}-replication-policy`,
+    policyName,
     {
+      name: physicalName("aws:iam/rolePolicy:RolePolicy", policyName),
       role: role.id,
       policy: pulumi
         .all([source.bucket.arn, source.key.arn, destination.bucket.arn, destination.key.arn])
@@ -354,7 +264,7 @@ function replication(
           sourceSelectionCriteria: { sseKmsEncryptedObjects: { status: "Enabled" } },
           destination: {
             bucket: destination.bucket.arn,
-            storageClass: "STANDARD_IA",
+            storageClass: destination.arrivesIn,
             encryptionConfiguration: { replicaKmsKeyId: destination.key.arn },
           },
         },
@@ -368,12 +278,11 @@ function replication(
 function secureBucket(
   parent: pulumi.Resource,
   name: string,
-  bucket: aws.s3.Bucket,
-  key: aws.kms.Key,
-  region: string,
+  b: { bucket: aws.s3.Bucket; key: aws.kms.Key; region?: string; policy: BucketPolicyScope },
 ): { versioning: aws.s3.BucketVersioning } {
+  const { bucket, key } = b;
   const opts = { parent };
-  const where = region ? { region } : {};
+  const where = b.region ? { region: b.region } : {};
   const versioning = new aws.s3.BucketVersioning(
     `${name}-versioning`,
     { ...where, bucket: bucket.bucket, versioningConfiguration: { status: "Enabled" } },
@@ -416,8 +325,12 @@ function secureBucket(
       ...where,
       bucket: bucket.bucket,
       policy: pulumi
-        .all([bucket.arn, key.arn])
-        .apply(([bucketArn, keyArn]) => JSON.stringify(backupBucketPolicy({ bucketArn, keyArn }))),
+        .all([bucket.arn, key.arn, b.policy.verdictWriterArn])
+        .apply(([bucketArn, keyArn, verdictWriterArn]) =>
+          JSON.stringify(
+            backupBucketPolicy({ bucketArn, keyArn, prefix: b.policy.prefix, verdictWriterArn }),
+          ),
+        ),
     },
     // The public access block must exist first, or S3 may judge the policy before it is in force.
     { ...opts, dependsOn: [publicAccess] },

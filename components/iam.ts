@@ -1,4 +1,4 @@
-import { clusterPrefix, METRIC_NAMESPACE, normalizePrefix, VERIFICATION_OBJECT } from "../contracts";
+import { METRIC_NAMESPACE, normalizePrefix, VERDICT_OBJECTS } from "../contracts";
 
 /**
  * The IAM documents of the pipeline as pure functions of ARNs, so the components register exactly
@@ -24,7 +24,8 @@ export interface PolicyDocument {
   Statement: PolicyStatement[];
 }
 
-const document = (...statements: PolicyStatement[]): PolicyDocument => ({
+/** A document of the given statements. */
+export const document = (...statements: PolicyStatement[]): PolicyDocument => ({
   Version: "2012-10-17",
   Statement: statements,
 });
@@ -35,13 +36,28 @@ export function backupObjectsArn(bucketArn: string, prefix: string): string {
   return p ? `${bucketArn}/${p}/*` : `${bucketArn}/*`;
 }
 
-/** Where the stack uploads the verifier bundle; content-addressed by its sha256. */
+/**
+ * The verdict objects below `<prefix>/` (every name of `VERDICT_OBJECTS`, in every backup and in the binlog
+ * archive), which only the verifier's role may write.
+ */
+export function verdictObjectArns(
+  bucketArn: string,
+  prefix: string,
+  verdictObjects: readonly string[] = VERDICT_OBJECTS,
+): string[] {
+  const p = normalizePrefix(prefix);
+  return verdictObjects.map((name) => `${bucketArn}/${p ? `${p}/` : ""}*/${name}`);
+}
+
+/** Where the stack uploads what the verifiers fetch at boot: outside `<prefix>/`, so it never expires. */
 export const ARTIFACTS_PREFIX = "artifacts/mysql-backup/";
 
-/** The object key of a bundle with the given sha256. */
-export function artifactKey(sha256: string): string {
-  return `${ARTIFACTS_PREFIX}${sha256}.cjs`;
-}
+/**
+ * The object key of the verifier bundle. One key, many versions: an upgrade is an update of the same
+ * object (a new version, the old one becomes noncurrent and expires once its lock ends), never a delete
+ * of a locked version; the launch template names the exact version it boots.
+ */
+export const BUNDLE_KEY = `${ARTIFACTS_PREFIX}mysql-backup.cjs`;
 
 /** Trust policy letting EC2 instances assume a role. */
 export function ec2AssumeRolePolicy(): PolicyDocument {
@@ -61,64 +77,6 @@ export function s3AssumeRolePolicy(): PolicyDocument {
     Principal: { Service: "s3.amazonaws.com" },
     Action: "sts:AssumeRole",
   });
-}
-
-/** Inputs of the backup bucket's policy. */
-export interface BucketPolicyInput {
-  bucketArn: string;
-  keyArn: string;
-}
-
-/**
- * Denies a PutObject whose SSE header is present and differs from `value`. The `Null: false` guard is
- * deliberate: UploadPart and CompleteMultipartUpload carry no SSE header (the upload's encryption is
- * fixed by CreateMultipartUpload), and a deny on a missing header (`Null: true`, or a negated operator,
- * which matches absent keys) would break every multipart upload. A PUT without the header gets the
- * bucket default, SSE-KMS with the same key, so nothing is stored unencrypted or under another key.
- */
-function denyPutUnless(
-  sid: string,
-  bucketArn: string,
-  header: string,
-  value: string,
-  principal?: "*",
-): PolicyStatement {
-  return {
-    Sid: sid,
-    Effect: "Deny",
-    ...(principal ? { Principal: principal } : {}),
-    Action: "s3:PutObject",
-    Resource: `${bucketArn}/*`,
-    Condition: { StringNotEquals: { [header]: value }, Null: { [header]: "false" } },
-  };
-}
-
-const SSE_HEADER = "s3:x-amz-server-side-encryption";
-const SSE_KEY_HEADER = "s3:x-amz-server-side-encryption-aws-kms-key-id";
-
-/** The bucket policy: TLS only (and at least 1.2), and no upload that asks for other encryption or another key. */
-export function backupBucketPolicy({ bucketArn, keyArn }: BucketPolicyInput): PolicyDocument {
-  const everything = [bucketArn, `${bucketArn}/*`];
-  return document(
-    {
-      Sid: "DenyInsecureTransport",
-      Effect: "Deny",
-      Principal: "*",
-      Action: "s3:*",
-      Resource: everything,
-      Condition: { Bool: { "aws:SecureTransport": "false" } },
-    },
-    {
-      Sid: "DenyOutdatedTls",
-      Effect: "Deny",
-      Principal: "*",
-      Action: "s3:*",
-      Resource: everything,
-      Condition: { NumericLessThan: { "s3:TlsVersion": "1.2" } },
-    },
-    denyPutUnless("DenyEncryptionOtherThanKms", bucketArn, SSE_HEADER, "aws:kms", "*"),
-    denyPutUnless("DenyOtherKmsKeys", bucketArn, SSE_KEY_HEADER, keyArn, "*"),
-  );
 }
 
 /** The key policy of the backup key: IAM policies of this account decide (the AWS default, made explicit). */
@@ -179,123 +137,79 @@ export function queuePolicy(queueArn: string): PolicyDocument {
   });
 }
 
-const putMetrics: PolicyStatement = {
+/** Lets CloudWatch Logs of this account and region encrypt one log group with the key (and IAM decide the rest). */
+export function logsKeyPolicy(input: {
+  accountId: string;
+  region: string;
+  logGroupName: string;
+  partition?: string;
+}): PolicyDocument {
+  const partition = input.partition ?? "aws";
+  const base = accountKeyPolicy(input.accountId, partition);
+  return document(...base.Statement, {
+    Sid: "AllowCloudWatchLogs",
+    Effect: "Allow",
+    Principal: { Service: `logs.${input.region}.amazonaws.com` },
+    Action: ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+    Resource: "*",
+    Condition: {
+      ArnEquals: {
+        "kms:EncryptionContext:aws:logs:arn": `arn:${partition}:logs:${input.region}:${input.accountId}:log-group:${input.logGroupName}`,
+      },
+    },
+  });
+}
+
+/** Metrics in the pipeline's namespace; PutMetricData has no resource-level permissions. */
+export const putMetrics: PolicyStatement = {
   Sid: "PutPipelineMetrics",
   Effect: "Allow",
   Action: "cloudwatch:PutMetricData",
-  // PutMetricData has no resource-level permissions; the namespace condition is the only scope.
   Resource: "*",
   Condition: { StringEquals: { "cloudwatch:namespace": METRIC_NAMESPACE } },
 };
 
 /** KMS use only through S3 in the bucket's region: the host never handles data keys for anything else. */
-function viaS3(region: string): PolicyCondition {
+export function viaS3(region: string): PolicyCondition {
   return { StringEquals: { "kms:ViaService": `s3.${region}.amazonaws.com` } };
 }
 
-/** Inputs of a replica's role policy. */
-export interface ReplicaPolicyInput {
-  bucketArn: string;
-  keyArn: string;
-  queueArn: string;
-  region: string;
-  prefix: string;
-  cluster: string;
+/**
+ * Denies a PutObject whose SSE header is present and differs from `value`. The `Null: false` guard is
+ * deliberate: UploadPart and CompleteMultipartUpload carry no SSE header (the upload's encryption is
+ * fixed by CreateMultipartUpload), and a deny on a missing header (`Null: true`, or a negated operator,
+ * which matches absent keys) would break every multipart upload. A PUT without the header gets the
+ * bucket default, SSE-KMS with the same key, so nothing is stored unencrypted or under another key.
+ */
+export function denyPutUnless(
+  sid: string,
+  bucketArn: string,
+  header: string,
+  value: string,
+  principal?: "*",
+): PolicyStatement {
+  return {
+    Sid: sid,
+    Effect: "Deny",
+    ...(principal ? { Principal: principal } : {}),
+    Action: "s3:PutObject",
+    Resource: `${bucketArn}/*`,
+    Condition: { StringNotEquals: { [header]: value }, Null: { [header]: "false" } },
+  };
 }
+
+/** The SSE headers as S3 condition keys. */
+export const SSE_HEADER = "s3:x-amz-server-side-encryption";
+export const SSE_KEY_HEADER = "s3:x-amz-server-side-encryption-aws-kms-key-id";
 
 /**
- * A replica uploads its cluster's backups and announces them; it can neither read nor delete.
- * Multipart uploads need AbortMultipartUpload and ListMultipartUploadParts on the same keys, and
- * SSE-KMS multipart uploads need kms:Decrypt (S3 decrypts the data key to assemble the parts).
+ * The condition of a write that only creates: S3 refuses it (412) when the key exists. PutObject and
+ * CompleteMultipartUpload carry `If-None-Match: *`; the parts of a multipart upload (CreateMultipartUpload,
+ * UploadPart) accept no conditional header, and S3 marks them `s3:ObjectCreationOperation: false`.
  */
-export function replicaRolePolicy(input: ReplicaPolicyInput): PolicyDocument {
-  const ownObjects = `${input.bucketArn}/${clusterPrefix(input.prefix, input.cluster)}*`;
-  return document(
-    {
-      Sid: "UploadOwnClusterBackups",
-      Effect: "Allow",
-      Action: ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
-      Resource: ownObjects,
-    },
-    // Defence in depth beside the bucket policy; two statements because keys within one operator AND.
-    denyPutUnless("DenyUploadsWithOtherEncryption", input.bucketArn, SSE_HEADER, "aws:kms"),
-    denyPutUnless("DenyUploadsWithOtherKeys", input.bucketArn, SSE_KEY_HEADER, input.keyArn),
-    { Sid: "AnnounceBackups", Effect: "Allow", Action: "sqs:SendMessage", Resource: input.queueArn },
-    putMetrics,
-    {
-      Sid: "EncryptWithBucketKey",
-      Effect: "Allow",
-      Action: ["kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"],
-      Resource: input.keyArn,
-      Condition: viaS3(input.region),
-    },
-  );
-}
-
-/** Inputs of the verifier's role policy. */
-export interface VerifierPolicyInput {
-  bucketArn: string;
-  keyArn: string;
-  queueArn: string;
-  region: string;
-  prefix: string;
-}
-
-/**
- * The verifier reads backups and the stack's artifacts, writes only `verification.json`, tags
- * backups with their verdict, and consumes the queue.
- */
-export function verifierRolePolicy(input: VerifierPolicyInput): PolicyDocument {
-  const backups = backupObjectsArn(input.bucketArn, input.prefix);
-  const prefix = normalizePrefix(input.prefix);
-  return document(
-    {
-      Sid: "ReadBackupsAndArtifacts",
-      Effect: "Allow",
-      Action: "s3:GetObject",
-      Resource: [backups, `${input.bucketArn}/${ARTIFACTS_PREFIX}*`],
-    },
-    {
-      Sid: "ListBackups",
-      Effect: "Allow",
-      Action: "s3:ListBucket",
-      Resource: input.bucketArn,
-      Condition: { StringLike: { "s3:prefix": prefix ? [`${prefix}/*`, `${prefix}/`] : ["*"] } },
-    },
-    {
-      Sid: "WriteVerificationReports",
-      Effect: "Allow",
-      Action: "s3:PutObject",
-      Resource: backups.replace(/\*$/, `*/${VERIFICATION_OBJECT}`),
-    },
-    {
-      Sid: "TagVerdicts",
-      Effect: "Allow",
-      Action: "s3:PutObjectTagging",
-      Resource: backups,
-      Condition: { "ForAllValues:StringEquals": { "s3:RequestObjectTagKeys": ["verified"] } },
-    },
-    {
-      Sid: "ConsumeVerificationQueue",
-      Effect: "Allow",
-      Action: [
-        "sqs:ReceiveMessage",
-        "sqs:DeleteMessage",
-        "sqs:ChangeMessageVisibility",
-        "sqs:GetQueueAttributes",
-      ],
-      Resource: input.queueArn,
-    },
-    putMetrics,
-    {
-      Sid: "UseBucketKey",
-      Effect: "Allow",
-      Action: ["kms:Decrypt", "kms:GenerateDataKey"],
-      Resource: input.keyArn,
-      Condition: viaS3(input.region),
-    },
-  );
-}
+export const CREATE_ONLY: PolicyCondition = { StringEquals: { "s3:if-none-match": "*" } };
+/** The parts of a multipart upload, which create nothing until it completes (with `CREATE_ONLY`). */
+export const UPLOAD_PARTS: PolicyCondition = { Bool: { "s3:ObjectCreationOperation": "false" } };
 
 /** Inputs of the replication role's policy. */
 export interface ReplicationPolicyInput {

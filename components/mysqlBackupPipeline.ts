@@ -1,13 +1,17 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import { DEFAULT_PREFIX, NAME_PATTERN, normalizePrefix, pipelineTags } from "../contracts";
-import { Alerting, type AlertEndpoints, type AlertedCluster, type AlertingArgs } from "./alerting";
+import { BINLOGS_SEGMENT, DEFAULT_PREFIX, NAME_PATTERN, normalizePrefix, pipelineTags } from "../contracts";
+import type { AlertedCluster, WatchedCluster } from "./alarms";
+import { Alerting, type AlertEndpoints, type AlertingArgs } from "./alerting";
 import { BackupBucket, type BackupBucketArgs } from "./backupBucket";
 import { ARTIFACTS_PREFIX } from "./iam";
+import { checkPipelineName } from "./names";
 import { ReplicaAgent, type HostBundle, type PipelineEndpoints, type ReplicaAgentArgs } from "./replicaAgent";
 import { ConfigError, requireMatch } from "./validation";
 import { VerificationQueue, type VerificationQueueArgs } from "./verificationQueue";
-import { VerifierFleet, type ServerRelease, type VerifierSpec } from "./verifierFleet";
+import { VerifierFleet, type VerifierSpec } from "./verifierFleet";
+import { verifierRoleName } from "./verifierRole";
+import type { ServerRelease } from "./verifierUserData";
 
 /** One replica host that takes backups; each field is documented on {@link ReplicaAgentArgs}. */
 export interface ReplicaSpec extends Pick<
@@ -93,8 +97,14 @@ function checkNames(clusters: ClusterSpec[]): void {
     seen.add(c.name);
     if (c.replicas.length === 0)
       throw new ConfigError(`clusters[${i}].replicas`, "must list at least one replica");
+    const hosts = new Set<string>();
     c.replicas.forEach((r, j) => {
-      requireMatch(`clusters[${i}].replicas[${j}].host`, r.host, pattern, `a name matching ${NAME_PATTERN}`);
+      const field = `clusters[${i}].replicas[${j}].host`;
+      requireMatch(field, r.host, pattern, `a name matching ${NAME_PATTERN}`);
+      if (r.host === BINLOGS_SEGMENT)
+        throw new ConfigError(field, `"${r.host}" is reserved for the cluster's binary log archive`);
+      if (hosts.has(r.host)) throw new ConfigError(field, `"${r.host}" appears twice in cluster ${c.name}`);
+      hosts.add(r.host);
     });
   });
 }
@@ -120,6 +130,10 @@ export class MysqlBackupPipeline extends pulumi.ComponentResource {
   readonly verifierRoleArn: pulumi.Output<string>;
   /** The verifier Auto Scaling group. */
   readonly verifierGroupName: pulumi.Output<string>;
+  /** The CloudWatch Logs group of the verifiers. */
+  readonly verifierLogGroupName: pulumi.Output<string>;
+  /** The S3 gateway endpoint of the verifiers' subnets, checked to serve each of them. */
+  readonly verifierS3EndpointId: pulumi.Output<string>;
   /** Role ARN per replica, keyed `<cluster>/<host>`. */
   readonly replicaRoleArns: pulumi.Output<Record<string, string>>;
   /** Instance profile per replica (attach it to the replica's EC2 instance), keyed `<cluster>/<host>`. */
@@ -129,11 +143,13 @@ export class MysqlBackupPipeline extends pulumi.ComponentResource {
 
   constructor(name: string, args: MysqlBackupPipelineArgs, opts?: pulumi.ComponentResourceOptions) {
     super("mysql-backup-pipeline:index:MysqlBackupPipeline", name, {}, opts);
+    checkPipelineName(name);
     checkNames(args.clusters);
     const server = commonServer(args.clusters);
     const tags = pipelineTags(name, args.environment);
     const prefix = checkPrefix(args.prefix ?? DEFAULT_PREFIX);
     const region = aws.getRegionOutput({}, { parent: this }).region;
+    const fleetName = `${name}-verifier`;
 
     const bucket = new BackupBucket(
       `${name}-backups`,
@@ -142,6 +158,7 @@ export class MysqlBackupPipeline extends pulumi.ComponentResource {
         retention: args.retention,
         replicationRegion: args.replicationRegion,
         forceDestroy: args.forceDestroy,
+        verdictWriterArn: roleArn(this, verifierRoleName(fleetName)),
         tags,
       },
       { parent: this },
@@ -156,9 +173,9 @@ export class MysqlBackupPipeline extends pulumi.ComponentResource {
       queueArn: queue.queueArn,
       region,
     };
-    const fleet = verifierFleet(this, name, args, { endpoints, server, queue, tags });
+    const fleet = verifierFleet(this, fleetName, args, { endpoints, server, queue, tags });
     const agents = replicaAgents(this, name, args, endpoints, tags);
-    const alerts = alerting(this, name, args, queue, tags);
+    const alerts = alerting(this, name, args, { queue, agents }, tags);
 
     this.bucketName = bucket.bucketName;
     this.bucketArn = bucket.bucketArn;
@@ -168,6 +185,8 @@ export class MysqlBackupPipeline extends pulumi.ComponentResource {
     this.alertTopicArn = alerts.topicArn;
     this.verifierRoleArn = fleet.roleArn;
     this.verifierGroupName = fleet.groupName;
+    this.verifierLogGroupName = fleet.logGroupName;
+    this.verifierS3EndpointId = fleet.s3EndpointId;
     this.replicaRoleArns = pulumi.output(
       Object.fromEntries(agents.map(({ key, agent }) => [key, agent.roleArn])),
     );
@@ -186,10 +205,17 @@ export class MysqlBackupPipeline extends pulumi.ComponentResource {
   }
 }
 
+/** The ARN a role of this name has in the stack's account (the role need not exist yet). */
+function roleArn(parent: pulumi.Resource, roleName: string): pulumi.Output<string> {
+  const identity = aws.getCallerIdentityOutput({}, { parent });
+  const partition = aws.getPartitionOutput({}, { parent });
+  return pulumi.interpolate`arn:${partition.partition}:iam::${identity.accountId}:role/${roleName}`;
+}
+
 /** The one verifier fleet, restoring the clusters' common server release. */
 function verifierFleet(
   parent: pulumi.Resource,
-  name: string,
+  fleetName: string,
   args: MysqlBackupPipelineArgs,
   wiring: {
     endpoints: PipelineEndpoints;
@@ -199,7 +225,7 @@ function verifierFleet(
   },
 ): VerifierFleet {
   return new VerifierFleet(
-    `${name}-verifier`,
+    fleetName,
     {
       ...args.verifier,
       ...wiring.endpoints,
@@ -213,6 +239,15 @@ function verifierFleet(
   );
 }
 
+/** One replica's agent, with where it belongs. */
+interface PlacedAgent {
+  /** `<cluster>/<host>`. */
+  key: string;
+  cluster: string;
+  host: string;
+  agent: ReplicaAgent;
+}
+
 /** One agent per replica, keyed `<cluster>/<host>`; a replica inherits its cluster's schedule and bastion. */
 function replicaAgents(
   parent: pulumi.Resource,
@@ -220,10 +255,12 @@ function replicaAgents(
   args: MysqlBackupPipelineArgs,
   endpoints: PipelineEndpoints,
   tags: Record<string, string>,
-): Array<{ key: string; agent: ReplicaAgent }> {
+): PlacedAgent[] {
   return args.clusters.flatMap((cluster) =>
     cluster.replicas.map((replica) => ({
       key: `${cluster.name}/${replica.host}`,
+      cluster: cluster.name,
+      host: replica.host,
       agent: new ReplicaAgent(
         `${name}-${cluster.name}-${replica.host}`,
         {
@@ -247,18 +284,35 @@ function replicaAgents(
   );
 }
 
-/** The alarms of every cluster and of the queue, on one topic. */
+/**
+ * The clusters as the alarms watch them: every replica on its own, each from when its role was created, and
+ * the cluster from its first replica's (a new cluster or replica does not page before a whole window passed).
+ */
+function watchedClusters(args: MysqlBackupPipelineArgs, agents: PlacedAgent[]): WatchedCluster[] {
+  return args.clusters.map((c) => {
+    const own = agents.filter((a) => a.cluster === c.name);
+    return {
+      name: c.name,
+      windowHours: c.windowHours,
+      since: pulumi.all(own.map((a) => a.agent.since)).apply((dates) => [...dates].sort()[0]),
+      hosts: own.map((a) => ({ name: a.host, since: a.agent.since })),
+    };
+  });
+}
+
+/** The alarms of every cluster, replica and of the queue, on one topic. */
 function alerting(
   parent: pulumi.Resource,
   name: string,
   args: MysqlBackupPipelineArgs,
-  queue: VerificationQueue,
+  wiring: { queue: VerificationQueue; agents: PlacedAgent[] },
   tags: Record<string, string>,
 ): Alerting {
+  const { queue } = wiring;
   return new Alerting(
     `${name}-alerts`,
     {
-      clusters: args.clusters.map((c) => ({ name: c.name, windowHours: c.windowHours })),
+      clusters: watchedClusters(args, wiring.agents),
       endpoints: args.alerts,
       maxMessageAgeSeconds: args.alerts?.maxMessageAgeSeconds,
       queueName: queue.queueName,

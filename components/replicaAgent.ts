@@ -1,19 +1,18 @@
-import { createHash } from "node:crypto";
 import * as aws from "@pulumi/aws";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { parseBackupConfig, schemaFor, type BackupConfig, type SnapshotConfig } from "../contracts";
 import {
-  BACKUP_CONFIG_PATH,
   BACKUP_SERVICE,
   BACKUP_TIMER,
   backupServiceUnit,
   backupTimerUnit,
   CONFIG_DIR,
-  INSTALLED_BINARY,
-  UNIT_DIR,
 } from "../contracts/units";
-import { ec2AssumeRolePolicy, replicaRolePolicy } from "./iam";
+import { replicaRolePolicy } from "./hostPolicies";
+import { ec2AssumeRolePolicy } from "./iam";
+import { physicalName } from "./names";
+import { installHash, installScript, stageDir, stageScript, uninstallScript } from "./replicaInstall";
 
 /** An SSH endpoint with its pinned host key. */
 export interface SshEndpoint {
@@ -138,67 +137,9 @@ export function renderBackupConfig(i: BackupConfigInput): BackupConfig {
   return parseBackupConfig(config);
 }
 
-const sha256 = (text: string): string => createHash("sha256").update(text).digest("hex");
-
-/** The files installed on a replica, by their staged name. */
-export interface StagedFiles {
-  bundleSha256: string;
-  config: string;
-  service: string;
-  timer: string;
-}
-
-/** Content hash of everything installed: any change re-stages and re-installs the whole set. */
-export function installHash(f: StagedFiles): string {
-  return sha256([f.bundleSha256, sha256(f.config), sha256(f.service), sha256(f.timer)].join("\n"));
-}
-
-/** The private staging directory of one install (per content hash, owned by the SSH user). */
-export function stageDir(hash: string): string {
-  return `/var/tmp/mysql-backup-stage-${hash.slice(0, 16)}`;
-}
-
-/** Creates the staging directory and refuses one that someone else created first. */
-export function stageScript(dir: string): string {
-  return [
-    "set -eu",
-    `install -d -m 0700 ${dir}`,
-    `[ -O ${dir} ] || { echo "${dir} exists and belongs to another user; remove it and retry" >&2; exit 1; }`,
-  ].join("\n");
-}
-
-/** Installs the staged files with root ownership and tight modes, then (re)starts the timer. */
-export function installScript(dir: string, bundleSha256: string, optionFile: string): string {
-  return [
-    "set -eu",
-    `command -v node >/dev/null || { echo "node (20 or newer) is not installed on this host; install it, then re-run pulumi up" >&2; exit 1; }`,
-    `[ -f ${optionFile} ] || { echo "${optionFile} is missing: create it (mode 0600) with the backup user's [client] credentials" >&2; exit 1; }`,
-    `echo "${bundleSha256}  ${dir}/mysql-backup.cjs" | sha256sum -c --quiet -`,
-    `install -o root -g root -m 0755 ${dir}/mysql-backup.cjs ${INSTALLED_BINARY}`,
-    `install -d -o root -g root -m 0750 ${CONFIG_DIR}`,
-    `install -o root -g root -m 0640 ${dir}/backup.json ${BACKUP_CONFIG_PATH}`,
-    `install -o root -g root -m 0644 ${dir}/${BACKUP_SERVICE} ${UNIT_DIR}/${BACKUP_SERVICE}`,
-    `install -o root -g root -m 0644 ${dir}/${BACKUP_TIMER} ${UNIT_DIR}/${BACKUP_TIMER}`,
-    `rm -rf ${dir}`,
-    "systemctl daemon-reload",
-    `systemctl enable ${BACKUP_TIMER}`,
-    `systemctl restart ${BACKUP_TIMER}`,
-  ].join("\n");
-}
-
-/** Stops the schedule and removes what the install added; local archives are left alone. */
-export function uninstallScript(): string {
-  return [
-    "set -eu",
-    `systemctl disable --now ${BACKUP_TIMER} || true`,
-    `rm -f ${UNIT_DIR}/${BACKUP_SERVICE} ${UNIT_DIR}/${BACKUP_TIMER} ${BACKUP_CONFIG_PATH} ${INSTALLED_BINARY}`,
-    "systemctl daemon-reload",
-  ].join("\n");
-}
-
 /**
- * One replica host: its IAM role and instance profile (upload its cluster's backups, announce them,
- * emit metrics; no read, no delete), and the installation over SSH of the bundled host scripts, the
+ * One replica host: its IAM role and instance profile (create its own backups and its cluster's binlog
+ * segments, announce them, emit metrics; no read, no overwrite, no delete), and the installation over SSH of the bundled host scripts, the
  * backup config and the systemd service and timer. Re-installs only when a content hash changes.
  */
 export class ReplicaAgent extends pulumi.ComponentResource {
@@ -214,6 +155,8 @@ export class ReplicaAgent extends pulumi.ComponentResource {
   readonly backupConfig: pulumi.Output<string>;
   /** The hash the install is keyed on. */
   readonly installHash: pulumi.Output<string>;
+  /** When the replica was set up (its role's creation, RFC 3339): its silence alarm counts from there. */
+  readonly since: pulumi.Output<string>;
 
   constructor(name: string, args: ReplicaAgentArgs, opts?: pulumi.ComponentResourceOptions) {
     super("mysql-backup-pipeline:index:ReplicaAgent", name, {}, opts);
@@ -231,6 +174,7 @@ export class ReplicaAgent extends pulumi.ComponentResource {
 
     this.roleArn = this.role.arn;
     this.instanceProfileName = this.instanceProfile.name;
+    this.since = this.role.createDate;
     this.registerOutputs({ roleArn: this.roleArn, instanceProfileName: this.instanceProfileName });
   }
 }
@@ -245,6 +189,7 @@ function replicaRole(
   const role = new aws.iam.Role(
     `${name}-role`,
     {
+      name: physicalName("aws:iam/role:Role", `${name}-role`),
       description: `Replica ${args.host} of cluster ${args.cluster}: uploads its backups`,
       assumeRolePolicy: JSON.stringify(ec2AssumeRolePolicy()),
       tags,
@@ -254,6 +199,7 @@ function replicaRole(
   new aws.iam.RolePolicy(
     `${name}-policy`,
     {
+      name: physicalName("aws:iam/rolePolicy:RolePolicy", `${name}-policy`),
       role: role.id,
       policy: pulumi
         .all([args.bucketArn, args.keyArn, args.queueArn, args.region])
@@ -266,13 +212,22 @@ function replicaRole(
               region,
               prefix: args.prefix,
               cluster: args.cluster,
+              host: args.host,
             }),
           ),
         ),
     },
     { parent },
   );
-  const profile = new aws.iam.InstanceProfile(`${name}-profile`, { role: role.name, tags }, { parent });
+  const profile = new aws.iam.InstanceProfile(
+    `${name}-profile`,
+    {
+      name: physicalName("aws:iam/instanceProfile:InstanceProfile", `${name}-profile`),
+      role: role.name,
+      tags,
+    },
+    { parent },
+  );
   return { role, profile };
 }
 
@@ -363,14 +318,18 @@ function install(
       connection,
       // The script goes through stdin: nothing to quote, and it never appears in a process list.
       create: `${sudo}sh -s`,
-      stdin: dir.apply((d) => installScript(d, args.bundle.sha256, files.optionFile)),
+      stdin: pulumi
+        .all([dir, hash])
+        .apply(([d, h]) =>
+          installScript({ dir: d, bundleSha256: args.bundle.sha256, optionFile: files.optionFile, hash: h }),
+        ),
       // `sh -c`, not stdin: the uninstall must not depend on what stdin held at create time.
-      delete: `${sudo}sh -c '${uninstallScript()}'`,
+      delete: hash.apply((h) => `${sudo}sh -c '${uninstallScript(h)}'`),
       triggers,
       logging: "stderr",
     },
-    // A changed hash replaces the install; the old one's delete (the uninstall) must run first, or
-    // it would remove what the new one just installed.
+    // A changed hash replaces the install, delete first: stacks deployed before the uninstall checked the
+    // install marker keep an unconditional uninstall in their state, which must not run after the new install.
     { parent, dependsOn: copies, deleteBeforeReplace: true },
   );
 }

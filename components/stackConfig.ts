@@ -1,11 +1,14 @@
 import * as pulumi from "@pulumi/pulumi";
 import { backupConfigSchema, DEFAULT_PREFIX, NAME_PATTERN, parser, schemaFor } from "../contracts";
-import { alertedClusterSchema, alertsSpecSchema } from "./alerting";
-import { retentionSchema } from "./backupBucket";
+import { alertedClusterSchema } from "./alarms";
+import { alertsSpecSchema } from "./alerting";
+import { retentionSchema } from "./lifecycle";
+import { MAX_PIPELINE_NAME_LENGTH } from "./names";
 import type { ClusterSpec, MysqlBackupPipelineArgs, ReplicaSpec } from "./mysqlBackupPipeline";
 import { sshEndpointSchema, type SshEndpoint } from "./replicaAgent";
 import { queueSpecSchema } from "./verificationQueue";
-import { verifierSpecSchema, type ServerRelease } from "./verifierFleet";
+import { verifierSpecSchema } from "./verifierFleet";
+import type { ServerRelease } from "./verifierUserData";
 
 /**
  * Reads the stack configuration (Pulumi.<stack>.yaml) into the pipeline's arguments. Every structured
@@ -125,12 +128,18 @@ export function readStackSettings(config = new pulumi.Config(CONFIG_NAMESPACE)):
   };
 }
 
+/** The pipeline's name for an environment; the environment's length is bounded by what the name must fit. */
+export const pipelineName = (environment: string): string => `${PIPELINE_NAME_PREFIX}${environment}`;
+const PIPELINE_NAME_PREFIX = "mysql-backups-";
+/** The longest environment name: the pipeline's name, and every name derived from it, must fit AWS's limits. */
+export const MAX_ENVIRONMENT_LENGTH = MAX_PIPELINE_NAME_LENGTH - PIPELINE_NAME_PREFIX.length;
+
 /** The environment name; Pulumi.yaml defaults it to "", which means the stack's name. */
 function readEnvironment(config: pulumi.Config): string {
   const environment = config.get("environment") || pulumi.getStack();
-  if (!/^[a-z0-9][a-z0-9-]{0,20}$/.test(environment)) {
+  if (!new RegExp(`^[a-z0-9][a-z0-9-]{0,${MAX_ENVIRONMENT_LENGTH - 1}}$`).test(environment)) {
     throw new Error(
-      `${key("environment")} must be 1-21 lowercase letters, digits or dashes (it names resources), got ${JSON.stringify(environment)}`,
+      `${key("environment")} must be 1-${MAX_ENVIRONMENT_LENGTH} lowercase letters, digits or dashes (it names resources, within AWS's name limits), got ${JSON.stringify(environment)}`,
     );
   }
   return environment;

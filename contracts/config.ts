@@ -1,5 +1,6 @@
 import { binlogArchiveConfigSchema, type BinlogArchiveConfig } from "./binlog-config";
 import { NAME_PATTERN } from "./keys";
+import { LOCK_MODES, type LockMode } from "./manifest";
 import { schemaFor } from "./schema";
 import { parser } from "./validate";
 
@@ -71,6 +72,14 @@ export interface BackupConfig {
    * lock is released and the backup fails. Defaults to 5000.
    */
   lockTimeoutMs?: number;
+  /**
+   * How much of the server the backup stops while the snapshot is taken (docs/lock-modes.md): `none` (no
+   * lock: only where every table that holds data is crash-safe and the server is configured crash-safe),
+   * `commit` (only commits wait), `global` (FLUSH TABLES WITH READ LOCK), or `auto`, the least blocking mode
+   * the server proves safe before each backup. A mode the server cannot prove is refused with an error
+   * naming the setting or table that forbids it, never weakened. Defaults to "auto".
+   */
+  lockMode?: "auto" | LockMode;
   /** Where archives are written before upload; the newest `keepLocal` stay there. */
   localDir: string;
   /** How many local archives to keep, for fast restores. Defaults to 2. */
@@ -277,6 +286,7 @@ export const backupConfigSchema = schemaFor<BackupConfig>()({
       ],
     },
     lockTimeoutMs: { type: "integer", minimum: 100, maximum: 60000 },
+    lockMode: { enum: ["auto", ...LOCK_MODES] },
     localDir: absolutePath,
     keepLocal: { type: "integer", minimum: 0, maximum: 100 },
     compression: {

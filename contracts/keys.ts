@@ -8,6 +8,33 @@ export const ARCHIVE_OBJECT = "archive.tar.zst";
 export const MANIFEST_OBJECT = "manifest.json";
 export const VERIFICATION_OBJECT = "verification.json";
 
+/**
+ * The names of every object only the verifier may write (its verdicts), as the last segment of their
+ * key. IAM is derived from this list: the bucket policy and every host role deny writing these names to
+ * anyone but the verifier's role. A new verdict kind (binlog segment and chain verdicts) adds its name
+ * here, and falls under the same rule without touching components/. A `*` matches any run of characters
+ * (IAM's wildcard), e.g. `*.segment-verification.json`.
+ */
+export const VERDICT_OBJECTS: readonly string[] = [VERIFICATION_OBJECT];
+
+/** Whether an object key names a verdict (its last segment matches one of {@link VERDICT_OBJECTS}). */
+export function isVerdictKey(key: string): boolean {
+  const last = key.slice(key.lastIndexOf("/") + 1);
+  return VERDICT_OBJECTS.some((pattern) =>
+    new RegExp(`^${pattern.split("*").map(escapeRegex).join(".*")}$`).test(last),
+  );
+}
+
+function escapeRegex(text: string): string {
+  return text.replace(/[.+?^${}()|[\]\\]/g, "\\$&");
+}
+
+/**
+ * The key segment below `<prefix>/<cluster>/` reserved for the cluster's binary log archive; no host may
+ * be named so (its backups would share the prefix).
+ */
+export const BINLOGS_SEGMENT = "binlogs";
+
 /** Cluster and host names become key segments and metric dimensions: keep them boring. */
 export const NAME_PATTERN = "^[a-z0-9][a-z0-9._-]{0,62}$";
 const name = new RegExp(NAME_PATTERN);
@@ -61,7 +88,18 @@ export function clusterPrefix(prefix: string, cluster: string): string {
 
 export function hostPrefix(prefix: string, cluster: string, host: string): string {
   checkSegment("host", host);
+  if (host === BINLOGS_SEGMENT)
+    throw new Error(`host "${host}" is reserved for the binary log archive: rename the host`);
   return `${clusterPrefix(prefix, cluster)}${host}/`;
+}
+
+/**
+ * `<prefix>/<cluster>/binlogs/` — where the cluster's binary log segments and their ledger go
+ * (`…/binlogs/<source identity>/…`, DESIGN §3). A replica may only create objects here: it can neither
+ * read, overwrite nor delete them.
+ */
+export function binlogPrefix(prefix: string, cluster: string): string {
+  return `${clusterPrefix(prefix, cluster)}${BINLOGS_SEGMENT}/`;
 }
 
 export function backupPrefix(ref: BackupRef): string {

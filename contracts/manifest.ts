@@ -6,9 +6,26 @@ export const MANIFEST_FORMAT_VERSION = 1;
 
 export type ServerFlavor = "mysql" | "mariadb";
 export type SnapshotDriverName = "btrfs" | "lvm" | "zfs";
-export type LockMethod = "FLUSH TABLES WITH READ LOCK" | "LOCK INSTANCE FOR BACKUP";
 
-/** Where the server stood while it was locked; everything a restore needs to rejoin the cluster. */
+/**
+ * How much of the server a backup stops while the snapshot is taken (DESIGN §1, docs/lock-modes.md):
+ * `none` nothing (every table that holds data is crash-safe and the position is what the restored server
+ * recovers to), `commit` only commits (MariaDB `BACKUP STAGE BLOCK_COMMIT`, MySQL `LOCK INSTANCE FOR
+ * BACKUP`), `global` every write (`FLUSH TABLES WITH READ LOCK`).
+ */
+export type LockMode = "none" | "commit" | "global";
+/** The lock modes, least blocking first. */
+export const LOCK_MODES = ["none", "commit", "global"] as const satisfies readonly LockMode[];
+/** The statement that took the lock; `none` when no lock was taken. */
+export type LockMethod =
+  "none" | "BACKUP STAGE BLOCK_COMMIT" | "LOCK INSTANCE FOR BACKUP" | "FLUSH TABLES WITH READ LOCK";
+/** Where a lock mode came from: the backup config (`lockMode`) or the automatic choice. */
+export type LockModeSource = "config" | "auto";
+
+/**
+ * Where the server stood: under the lock, everything a restore needs to rejoin the cluster. Without a lock
+ * that holds commits (manifest `positionAfter` present) it is read just before the snapshot, a lower bound.
+ */
 export interface CapturedPosition {
   /** MariaDB `@@gtid_binlog_pos`: the GTIDs in this server's own binary log. */
   gtidBinlogPos: string | null;
@@ -45,11 +62,36 @@ export interface ManifestFile {
   sha256: string;
 }
 
-/** One table of the inventory taken under the lock. */
+/** What `information_schema.TABLES.TABLE_TYPE` calls an object that holds data. */
+export type TableType = "BASE TABLE" | "SYSTEM VERSIONED" | "SEQUENCE";
+
+/**
+ * One object that holds data, in the inventory taken with the snapshot (under the lock, or just before the
+ * snapshot in lock mode `none`): base tables of every engine, system-versioned tables, sequences. Views hold
+ * no data and are left out.
+ */
 export interface ManifestTable {
   schema: string;
   table: string;
+  /** Empty when the server reports none. */
   engine: string;
+  /** Absent in manifests written before sequences were inventoried: read as "BASE TABLE". */
+  type?: TableType;
+  /** True for a partitioned table (any partitioning, including `BY SYSTEM_TIME`). */
+  partitioned?: boolean;
+}
+
+/** How the server was held while the snapshot was taken. */
+export interface ManifestLock {
+  method: LockMethod;
+  /** How long the lock was held (first lock statement to unlock returned); 0 when none was taken. */
+  ms: number;
+  /** Absent in manifests written before lock modes: FTWRL was `global`, LOCK INSTANCE FOR BACKUP `commit`. */
+  mode?: LockMode;
+  /** Whether the config named the mode or the automatic choice picked it. */
+  chosenBy?: LockModeSource;
+  /** Why this mode: the proof that allowed it, or what ruled out the weaker ones. */
+  reason?: string;
 }
 
 /** The single source of truth of a backup (DESIGN §3). Uploaded last: no manifest, no backup. */
@@ -63,7 +105,14 @@ export interface BackupManifest {
   server: { flavor: ServerFlavor; version: string; serverId: number };
   settings: RestoreSettings;
   position: CapturedPosition;
-  lock: { method: LockMethod; ms: number };
+  /**
+   * The position read just after the snapshot, present when nothing held commits while the snapshot was
+   * taken (lock mode `none`; `commit` on MySQL, where LOCK INSTANCE FOR BACKUP lets commits through). The
+   * backup's exact position is then the one its restored server recovers to (the verdict's
+   * `position.recovered`), which must lie between `position` and this.
+   */
+  positionAfter?: CapturedPosition;
+  lock: ManifestLock;
   /**
    * The snapshot the archive was read from. `sourceRoot` is the absolute path on the source host that
    * the archive's root stands for: a restore maps datadir, binlog and log paths below it to its own root.
@@ -85,6 +134,35 @@ export interface BackupManifest {
 const sha256 = { type: "string", pattern: "^[0-9a-f]{64}$" } as const;
 const nullableString = { type: ["string", "null"] } as const;
 const count = { type: "integer", minimum: 0 } as const;
+const position = {
+  type: "object",
+  additionalProperties: false,
+  required: ["gtidBinlogPos", "gtidSlavePos", "gtidCurrentPos", "gtidExecuted", "binlog", "source"],
+  properties: {
+    gtidBinlogPos: nullableString,
+    gtidSlavePos: nullableString,
+    gtidCurrentPos: nullableString,
+    gtidExecuted: nullableString,
+    binlog: {
+      type: ["object", "null"],
+      additionalProperties: false,
+      required: ["file", "pos"],
+      properties: { file: { type: "string", minLength: 1 }, pos: count },
+    },
+    source: {
+      type: ["object", "null"],
+      additionalProperties: false,
+      required: ["host", "port", "file", "pos", "usingGtid"],
+      properties: {
+        host: { type: "string" },
+        port: count,
+        file: { type: "string" },
+        pos: count,
+        usingGtid: nullableString,
+      },
+    },
+  },
+} as const;
 
 export const manifestSchema = schemaFor<BackupManifest>()({
   $id: "https://mysql-backup-pipeline/manifest-v1.json",
@@ -145,42 +223,25 @@ export const manifestSchema = schemaFor<BackupManifest>()({
         innodbDataFilePath: nullableString,
       },
     },
-    position: {
-      type: "object",
-      additionalProperties: false,
-      required: ["gtidBinlogPos", "gtidSlavePos", "gtidCurrentPos", "gtidExecuted", "binlog", "source"],
-      properties: {
-        gtidBinlogPos: nullableString,
-        gtidSlavePos: nullableString,
-        gtidCurrentPos: nullableString,
-        gtidExecuted: nullableString,
-        binlog: {
-          type: ["object", "null"],
-          additionalProperties: false,
-          required: ["file", "pos"],
-          properties: { file: { type: "string", minLength: 1 }, pos: count },
-        },
-        source: {
-          type: ["object", "null"],
-          additionalProperties: false,
-          required: ["host", "port", "file", "pos", "usingGtid"],
-          properties: {
-            host: { type: "string" },
-            port: count,
-            file: { type: "string" },
-            pos: count,
-            usingGtid: nullableString,
-          },
-        },
-      },
-    },
+    position,
+    positionAfter: position,
     lock: {
       type: "object",
       additionalProperties: false,
       required: ["method", "ms"],
       properties: {
-        method: { enum: ["FLUSH TABLES WITH READ LOCK", "LOCK INSTANCE FOR BACKUP"] },
+        method: {
+          enum: [
+            "none",
+            "BACKUP STAGE BLOCK_COMMIT",
+            "LOCK INSTANCE FOR BACKUP",
+            "FLUSH TABLES WITH READ LOCK",
+          ],
+        },
         ms: { type: "number", minimum: 0 },
+        mode: { enum: LOCK_MODES },
+        chosenBy: { enum: ["config", "auto"] },
+        reason: { type: "string", minLength: 1 },
       },
     },
     snapshot: {
@@ -231,11 +292,19 @@ export const manifestSchema = schemaFor<BackupManifest>()({
           schema: { type: "string", minLength: 1 },
           table: { type: "string", minLength: 1 },
           engine: { type: "string" },
+          type: { enum: ["BASE TABLE", "SYSTEM VERSIONED", "SEQUENCE"] },
+          partitioned: { type: "boolean" },
         },
       },
     },
   },
 });
+
+/** The lock mode of a manifest, also one written before lock modes existed. */
+export function lockModeOf(manifest: Pick<BackupManifest, "lock">): LockMode {
+  if (manifest.lock.mode !== undefined) return manifest.lock.mode;
+  return manifest.lock.method === "FLUSH TABLES WITH READ LOCK" ? "global" : "commit";
+}
 
 /** Validates a manifest (on write and on read); throws a ContractError naming every bad key. */
 export const parseManifest = parser("manifest.json", manifestSchema);

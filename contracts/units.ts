@@ -21,6 +21,19 @@ export const BACKUP_SERVICE = "mysql-backup.service";
 export const BACKUP_TIMER = "mysql-backup.timer";
 /** The verifier daemon. */
 export const VERIFIER_SERVICE = "mysql-backup-verifier.service";
+/** Where the verifier daemon's output goes (the CloudWatch agent ships it); systemd creates the directory. */
+export const VERIFIER_LOG_FILE = "/var/log/mysql-backup/verifier.log";
+/** Where the verifier restores: the only path its unit may write besides its log. */
+export const VERIFIER_SCRATCH_DIR = "/var/lib/mysql-verify";
+
+/**
+ * The longest a scratch server takes to stop once asked (hostscripts/restore/scratch-server.ts: SIGTERM,
+ * then SIGKILL after this grace). The verifier's stop timeout leaves room for it, for releasing the
+ * message and for removing the scratch directory.
+ */
+export const SCRATCH_SERVER_STOP_GRACE_SECONDS = 60;
+/** How long systemd waits for the verifier to stop before it kills what is left. */
+export const VERIFIER_STOP_TIMEOUT_SECONDS = SCRATCH_SERVER_STOP_GRACE_SECONDS + 30;
 
 /** Options of the backup service on a replica. */
 export interface BackupServiceOptions {
@@ -55,6 +68,8 @@ export interface VerifierServiceOptions {
   binary?: string;
   /** Defaults to VERIFY_CONFIG_PATH. */
   configPath?: string;
+  /** Where restores happen (its `scratchDir`), the one directory it writes. Defaults to VERIFIER_SCRATCH_DIR. */
+  scratchDir?: string;
 }
 
 function unit(sections: Record<string, Array<[string, string]>>): string {
@@ -160,10 +175,33 @@ export function backupTimerUnit(o: BackupTimerOptions): string {
 }
 
 /**
- * The verifier daemon: long-polls the queue and restores each backup into a scratch server.
- * Runs as root so it can hand the scratch datadir to the `mysql` user; restarted when it fails.
+ * Capabilities the verifier keeps: handing the scratch datadir to the `mysql` user and reading and removing
+ * what that server wrote (CHOWN, DAC_*, FOWNER), starting the scratch server as `mysql` (SETUID, SETGID) and
+ * stopping it (KILL: it runs under another user). Everything else root could do is dropped.
+ */
+const VERIFIER_CAPABILITIES = [
+  "CAP_CHOWN",
+  "CAP_DAC_OVERRIDE",
+  "CAP_DAC_READ_SEARCH",
+  "CAP_FOWNER",
+  "CAP_SETUID",
+  "CAP_SETGID",
+  "CAP_KILL",
+];
+
+/**
+ * The verifier daemon: long-polls the queue and restores each backup into a scratch server. Runs as root so
+ * it can hand the scratch datadir to the `mysql` user, hardened like the backup unit: the capabilities above,
+ * no new privileges, a read-only system but its scratch directory (ProtectSystem=strict) and its log, no
+ * home directories, private /tmp and devices, no kernel tunables or modules. A stop sends SIGTERM to the
+ * daemon alone (it stops the scratch server and releases its message) and waits longer than the scratch
+ * server's own stop before killing what is left. Restarted when it fails; its output goes to
+ * VERIFIER_LOG_FILE, which the CloudWatch agent ships (the instances are gone after a scale-in).
  */
 export function verifierServiceUnit(o: VerifierServiceOptions = {}): string {
+  const scratchDir = o.scratchDir ?? VERIFIER_SCRATCH_DIR;
+  if (!/^\/[^\s]*$/.test(scratchDir))
+    throw new Error(`scratchDir must be absolute without spaces, got ${JSON.stringify(scratchDir)}`);
   return unit({
     Unit: [
       ["Description", "MySQL backup verifier (restores every backup into a scratch server)"],
@@ -175,9 +213,31 @@ export function verifierServiceUnit(o: VerifierServiceOptions = {}): string {
       ["ExecStart", `${o.binary ?? INSTALLED_BINARY} verify --config ${o.configPath ?? VERIFY_CONFIG_PATH}`],
       ["Restart", "on-failure"],
       ["RestartSec", "30s"],
+      ["KillMode", "mixed"],
+      ["TimeoutStopSec", `${VERIFIER_STOP_TIMEOUT_SECONDS}s`],
+      ["LogsDirectory", VERIFIER_LOG_FILE.split("/").slice(3, -1).join("/")],
+      ["StandardOutput", `append:${VERIFIER_LOG_FILE}`],
+      ["StandardError", "inherit"],
+      // The scratch server opens a file per table and index: give it room without needing CAP_SYS_RESOURCE.
+      ["LimitNOFILE", "65536"],
       ["NoNewPrivileges", "yes"],
+      ["CapabilityBoundingSet", VERIFIER_CAPABILITIES.join(" ")],
+      ["ProtectSystem", "strict"],
+      ["ReadWritePaths", scratchDir],
       ["PrivateTmp", "yes"],
+      ["PrivateDevices", "yes"],
       ["ProtectHome", "yes"],
+      ["ProtectKernelTunables", "yes"],
+      ["ProtectKernelModules", "yes"],
+      ["ProtectKernelLogs", "yes"],
+      ["ProtectControlGroups", "yes"],
+      ["ProtectClock", "yes"],
+      ["ProtectHostname", "yes"],
+      ["RestrictRealtime", "yes"],
+      ["RestrictSUIDSGID", "yes"],
+      ["LockPersonality", "yes"],
+      ["RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6 AF_NETLINK"],
+      ["SystemCallArchitectures", "native"],
       ["UMask", "0077"],
     ],
     Install: [["WantedBy", "multi-user.target"]],

@@ -1,4 +1,5 @@
 import { BACKUP_ID_PATTERN, NAME_PATTERN } from "./keys";
+import { LOCK_MODES, type LockMode, type TableType } from "./manifest";
 import { schemaFor } from "./schema";
 import { parser } from "./validate";
 
@@ -29,8 +30,32 @@ export interface RestoredTable {
   schema: string;
   table: string;
   engine: string;
+  /** Current rows (a sequence has one); null when they could not be counted. */
   rows: number | null;
   check: string;
+  /** As in the manifest's inventory; absent for a base table of a manifest that predates it. */
+  type?: TableType;
+  /** True for a partitioned table. */
+  partitioned?: boolean;
+  /** A system-versioned table's rows including history (`FOR SYSTEM_TIME ALL`). */
+  historyRows?: number | null;
+}
+
+/** The GTID state a restored server recovered to, and what crash recovery left undecided. */
+export interface RecoveredPosition {
+  /** MariaDB `@@gtid_binlog_pos`. */
+  gtidBinlogPos: string | null;
+  /** MariaDB `@@gtid_slave_pos`: where a restored replica resumes. */
+  gtidSlavePos: string | null;
+  /** MySQL `@@gtid_executed`. */
+  gtidExecuted: string | null;
+  /**
+   * XA transactions in the prepared state after crash recovery (`XA RECOVER`, as `formatID:gtrid:bqual`):
+   * a client's XA transaction prepared when the snapshot was taken, which its coordinator (or replication)
+   * decides. The server's own two-phase commits are never left here: recovery decides them from the binary
+   * log, or the server does not start.
+   */
+  preparedXa: string[];
 }
 
 /**
@@ -76,6 +101,15 @@ export interface VerificationReport {
   position: {
     captured: { gtid: string | null; binlog: { file: string; pos: number } | null };
     restored: { gtid: string | null; binlog: { file: string; pos: number } | null } | null;
+    /** The backup's lock mode (manifest `lock.mode`). Absent in reports written before lock modes. */
+    lockMode?: LockMode;
+    /**
+     * Every GTID value the restored server recovered to. For a backup whose position was not frozen (lock
+     * mode `none`) this is the backup's exact position: rejoining and point-in-time recovery start here.
+     */
+    recovered?: RecoveredPosition | null;
+    /** For such a backup, the replica's GTID read just before and just after the snapshot. */
+    bounds?: { before: string | null; after: string | null };
   };
   tables: RestoredTable[];
   timings: {
@@ -228,6 +262,24 @@ export const verificationSchema = schemaFor<VerificationReport>()({
           required: ["gtid", "binlog"],
           properties: { gtid: { type: ["string", "null"] }, binlog },
         },
+        lockMode: { enum: LOCK_MODES },
+        recovered: {
+          type: ["object", "null"],
+          additionalProperties: false,
+          required: ["gtidBinlogPos", "gtidSlavePos", "gtidExecuted", "preparedXa"],
+          properties: {
+            gtidBinlogPos: { type: ["string", "null"] },
+            gtidSlavePos: { type: ["string", "null"] },
+            gtidExecuted: { type: ["string", "null"] },
+            preparedXa: { type: "array", items: { type: "string" } },
+          },
+        },
+        bounds: {
+          type: "object",
+          additionalProperties: false,
+          required: ["before", "after"],
+          properties: { before: { type: ["string", "null"] }, after: { type: ["string", "null"] } },
+        },
       },
     },
     tables: {
@@ -242,6 +294,9 @@ export const verificationSchema = schemaFor<VerificationReport>()({
           engine: { type: "string" },
           rows: { type: ["integer", "null"], minimum: 0 },
           check: { type: "string" },
+          type: { enum: ["BASE TABLE", "SYSTEM VERSIONED", "SEQUENCE"] },
+          partitioned: { type: "boolean" },
+          historyRows: { type: ["integer", "null"], minimum: 0 },
         },
       },
     },

@@ -71,7 +71,7 @@ function describe(summary: DemoSummary): string {
     `mysql-backup-pipeline demo — ${summary.verified ? "VERIFIED" : "NOT VERIFIED"}`,
     "",
     `backup ${b.backupId} of ${summary.cluster}/${summary.host} while sysbench wrote to the primary`,
-    `  lock window      ${num(b.lockMs).toFixed(1)} ms (${b.lockMethod})`,
+    `  lock window      ${num(b.lockMs).toFixed(1)} ms (lock mode ${b.lockMode}: ${b.lockMethod})`,
     `  data             ${mb(b.rawBytes)} in ${b.files} files, ${b.tables} tables`,
     `  archive          ${mb(b.archiveBytes)} (zstd, ratio ${(num(b.rawBytes) / num(b.archiveBytes)).toFixed(2)})` +
       ` in ${s(b.archiveSeconds)} = ${(num(b.rawBytes) / 1e6 / num(b.archiveSeconds)).toFixed(0)} MB/s`,

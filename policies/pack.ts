@@ -7,6 +7,7 @@ import { bucketRules } from "./rules/s3";
 import { topicRules } from "./rules/sns";
 import { queueRules } from "./rules/sqs";
 import { tagRules } from "./rules/tags";
+import { writeOnceRules } from "./rules/writeOnce";
 
 /** The pack's name, as `pulumi preview --policy-pack policies` reports it. */
 export const POLICY_PACK_NAME = "mysql-backup-pipeline";
@@ -18,6 +19,7 @@ export const POLICY_PACK_NAME = "mysql-backup-pipeline";
  */
 export const policies: Policies = [
   ...bucketRules,
+  ...writeOnceRules,
   ...queueRules,
   ...launchTemplateRules,
   ...iamRules,

@@ -32,7 +32,7 @@ export interface RegisteredResource {
   /** Dotted paths of inputs that were marked secret, e.g. `connection`. */
   secretPaths: string[];
   /** Resource options that matter to safety reviews. */
-  options: { protect: boolean; deleteBeforeReplace: boolean; dependsOn: string[] };
+  options: { protect: boolean; deleteBeforeReplace: boolean; retainOnDelete: boolean; dependsOn: string[] };
   /** The id the mock provider returned (custom resources only). */
   id?: string;
   /** The state the mock provider returned: the inputs echoed plus computed outputs (arn, url, name…), secrets unwrapped. */
@@ -62,6 +62,19 @@ export const PROJECT_ROOT = path.resolve(__dirname, "..");
 export const ACCOUNT_ID = "123456789012";
 /** The region of mocked ARNs and of `aws.getRegion` (the example stacks use eu-west-1). */
 export const DEFAULT_REGION = "eu-west-1";
+
+/** When every mocked IAM role was created (`createDate`): alarms count their grace window from it. */
+export const MOCK_ROLE_CREATED = "2026-11-20T09:30:00Z";
+
+/**
+ * The mocked network: each subnet `subnet-X` is associated with the route table `rtb-X`, and every looked-up
+ * S3 gateway endpoint serves the route tables of the example stacks' subnets.
+ */
+export const MOCK_ENDPOINT_ROUTE_TABLES = [
+  "rtb-0a1b2c3d4e5f60708",
+  "rtb-0b1c2d3e4f5a60718",
+  "rtb-0c1d2e3f4a5b60728",
+];
 
 /** A stand-in for a secret config value: the ciphertext in Pulumi.<stack>.yaml cannot be decrypted here. */
 export const MOCK_SECRET_PREFIX = "mock-secret:";
@@ -139,6 +152,7 @@ function mockState(type: string, name: string, inputs: Record<string, unknown>):
         name: roleName,
         arn: `arn:aws:iam::${ACCOUNT_ID}:${kind}/${roleName}`,
         uniqueId: fakeId(name),
+        ...(kind === "role" ? { createDate: MOCK_ROLE_CREATED } : {}),
       };
     }
     case "aws:sns/topic:Topic": {
@@ -163,6 +177,16 @@ function mockState(type: string, name: string, inputs: Record<string, unknown>):
       };
     case "aws:cloudwatch/metricAlarm:MetricAlarm":
       return { arn: `arn:aws:cloudwatch:${region}:${ACCOUNT_ID}:alarm:${inputs.name ?? physical}` };
+    case "aws:s3/bucketObjectv2:BucketObjectv2":
+      // S3 gives every write a new version id; the content (sourceHash) stands in for the write here.
+      return { versionId: `v-${fakeId(`${name}:${String(inputs.sourceHash ?? "")}`, 24)}` };
+    case "aws:cloudwatch/logGroup:LogGroup":
+      return { arn: `arn:aws:logs:${region}:${ACCOUNT_ID}:log-group:${String(inputs.name)}` };
+    case "aws:ec2/vpcEndpoint:VpcEndpoint":
+      return {
+        id: `vpce-${fakeId(name)}`,
+        arn: `arn:aws:ec2:${region}:${ACCOUNT_ID}:vpc-endpoint/vpce-${fakeId(name)}`,
+      };
     case "aws:cloudwatch/dashboard:Dashboard":
       return { dashboardArn: `arn:aws:cloudwatch::${ACCOUNT_ID}:dashboard/${inputs.dashboardName}` };
     default:
@@ -170,8 +194,8 @@ function mockState(type: string, name: string, inputs: Record<string, unknown>):
   }
 }
 
-/** Answers the data-source calls the components may make (account, region, partition, AMI lookup). */
-function mockCall(token: string): Record<string, unknown> {
+/** Answers the data-source calls the components may make (account, region, partition, AMI, network). */
+function mockCall(token: string, inputs: Record<string, unknown>): Record<string, unknown> {
   switch (token) {
     case "aws:index/getCallerIdentity:getCallerIdentity":
       return { accountId: ACCOUNT_ID, arn: `arn:aws:iam::${ACCOUNT_ID}:user/deployer`, userId: "AIDAMOCK" };
@@ -179,8 +203,33 @@ function mockCall(token: string): Record<string, unknown> {
       return { name: DEFAULT_REGION, region: DEFAULT_REGION, id: DEFAULT_REGION };
     case "aws:index/getPartition:getPartition":
       return { partition: "aws", dnsSuffix: "amazonaws.com", id: "aws" };
-    case "aws:ec2/getAmi:getAmi":
-      return { id: "ami-0mock0lookup0000", imageId: "ami-0mock0lookup0000", name: "debian-12-amd64-mock" };
+    case "aws:ec2/getAmi:getAmi": {
+      const filters = (inputs.filters ?? []) as Array<{ name: string; values: string[] }>;
+      const pinned = filters.find((f) => f.name === "image-id")?.values[0];
+      const id = pinned ?? "ami-0mock0lookup0000";
+      // A pinned image boots from another device than the looked-up Debian one, as images do differ.
+      return {
+        id,
+        imageId: id,
+        name: "debian-12-amd64-mock",
+        rootDeviceName: pinned ? "/dev/sda1" : "/dev/xvda",
+      };
+    }
+    case "aws:ec2/getRouteTable:getRouteTable": {
+      const subnetId = String(inputs.subnetId);
+      return {
+        id: subnetId.replace(/^subnet-/, "rtb-"),
+        routeTableId: subnetId.replace(/^subnet-/, "rtb-"),
+        subnetId,
+      };
+    }
+    case "aws:ec2/getVpcEndpoint:getVpcEndpoint":
+      return {
+        id: String(inputs.id),
+        vpcEndpointType: "Gateway",
+        serviceName: `com.amazonaws.${DEFAULT_REGION}.s3`,
+        routeTableIds: MOCK_ENDPOINT_ROUTE_TABLES,
+      };
     default:
       throw new Error(`stackSimulator: no mock for the call ${token}; add one in policies/stackSimulator.ts`);
   }
@@ -215,6 +264,7 @@ interface WireRequest {
   getObject(): Parameters<typeof pulumi.runtime.deserializeProperties>[0] | undefined;
   getProtect(): boolean | undefined;
   getDeletebeforereplace(): boolean;
+  getRetainondelete(): boolean | undefined;
   getDependenciesList(): string[];
 }
 interface WireResponse {
@@ -253,6 +303,7 @@ function recordRegistrations(records: RegisteredResource[]): void {
           options: {
             protect: req.getProtect() ?? false,
             deleteBeforeReplace: req.getDeletebeforereplace(),
+            retainOnDelete: req.getRetainondelete() ?? false,
             dependsOn: req.getDependenciesList(),
           },
           ...(response.getId() ? { id: response.getId() } : {}),
@@ -285,7 +336,7 @@ async function installMocks(
       },
       call: (args) => {
         calls.push({ token: args.token, inputs: unwrapSecrets(args.inputs) as Record<string, unknown> });
-        return mockCall(args.token);
+        return mockCall(args.token, unwrapSecrets(args.inputs) as Record<string, unknown>);
       },
     },
     projectName(),
@@ -316,15 +367,24 @@ async function resolveOutputs(
   value: unknown,
 ): Promise<{ outputs: Record<string, unknown>; secret: string[] }> {
   if (value === undefined || value === null) return { outputs: {}, secret: [] };
-  const outputs: Record<string, unknown> = {};
-  const secret: string[] = [];
-  for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-    const out: pulumi.Output<unknown> = pulumi.output(v as pulumi.Input<string>);
-    const isSecret = await (out as unknown as { isSecret: Promise<boolean> }).isSecret;
-    if (isSecret) secret.push(k);
-    outputs[k] = await new Promise((resolve) => out.apply((x: unknown) => resolve(x)));
-  }
-  return { outputs, secret };
+  // All at once: an output that fails (a check in an `apply`) fails the run, as it fails `pulumi up`,
+  // even while outputs of resources that depend on the failure never resolve.
+  const resolved = await Promise.all(
+    Object.entries(value as Record<string, unknown>).map(async ([k, v]) => {
+      const out = pulumi.output(v as pulumi.Input<string>) as unknown as {
+        isSecret: Promise<boolean>;
+        isKnown: Promise<boolean>;
+        promise(): Promise<unknown>;
+      };
+      // Every promise of the Output awaited at once: when it fails, none of them is left unhandled.
+      const [value, isSecret] = await Promise.all([out.promise(), out.isSecret, out.isKnown]);
+      return { k, value, isSecret };
+    }),
+  );
+  return {
+    outputs: Object.fromEntries(resolved.map((r) => [r.k, r.value])),
+    secret: resolved.filter((r) => r.isSecret).map((r) => r.k),
+  };
 }
 
 /**
@@ -421,9 +481,16 @@ async function run(
   const calls: MockedCall[] = [];
   await installMocks(stack, records, calls);
   pulumi.runtime.setAllConfig(config, secretKeys);
-  const returned = await program();
-  const { outputs, secret } = await resolveOutputs(returned);
+  let resolved: Awaited<ReturnType<typeof resolveOutputs>>;
+  try {
+    resolved = await resolveOutputs(await program());
+  } catch (error) {
+    // A failed program still has registrations in flight; they must land in this run's mocks, not the next.
+    await settle().catch(() => undefined);
+    throw error;
+  }
   await settle();
+  const { outputs, secret } = resolved;
   for (const r of records) {
     r.inputs = (await resolveAssets(r.inputs)) as Record<string, unknown>;
     r.state = (await resolveAssets(r.state)) as Record<string, unknown>;

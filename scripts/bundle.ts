@@ -1,7 +1,7 @@
 /**
  * Bundles the host scripts (hostscripts/cli.ts) into one executable CommonJS file for Node 20.
  * The components ship this file to replicas and verifiers; its sha256 drives the re-install
- * triggers and the content-addressed artifact key. `npm run bundle` calls it.
+ * triggers and the new version of the verifiers' bundle object. `npm run bundle` calls it.
  */
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";

@@ -2,23 +2,34 @@ import { mkdir, rm } from "node:fs/promises";
 import type { BackupConfig, CapturedPosition, ManifestTable } from "../../contracts";
 import type { Checkpoint } from "../common/checkpoint";
 import {
-  detectDialect,
+  dialectFor,
   readServerFacts,
-  readTableInventory,
   type Dialect,
+  type LockPlan,
   type ServerFacts,
 } from "../common/dialect";
-import { messageOf } from "../common/errors";
+import { PipelineError, messageOf } from "../common/errors";
+import { readInventory, summarizeInventory } from "../common/inventory";
 import type { Logger } from "../common/log";
 import { checkDiskSpace } from "./diskspace";
 import { round } from "./durations";
-import { withLock, type SqlSession } from "./lock";
+import { withLock, type SqlSession, type StepReporter } from "./lock";
+import {
+  chooseLockMode,
+  crashSafetyObstacles,
+  describeObstacles,
+  memoryTablesWithRows,
+  readCrashSafetyFacts,
+  type LockChoice,
+} from "./lockmode";
 import type { Snapshot, SnapshotDriver } from "./snapshot";
 
 /**
- * Steps 1–4 (DESIGN §1), the lock window: lock, capture the position and the table inventory, snapshot,
- * unlock, within a hard timeout. Everything that can be done before the lock is done before it; the
- * snapshot is removed whenever the backup cannot go on with it, and after the archive in any case.
+ * Steps 1–4 (DESIGN §1), the lock window: choose the lock mode, lock, capture the position and the table
+ * inventory, snapshot, unlock, within a hard timeout. Everything that can be done before the lock is done
+ * before it; the snapshot is removed whenever the backup cannot go on with it, and after the archive in any
+ * case. In a mode that lets commits through, the position is read just before and just after the snapshot,
+ * and what made the mode safe is checked again afterwards.
  */
 
 /** A client session that can be closed; the lock window uses two. */
@@ -35,10 +46,15 @@ export interface FreezeDeps {
   checkpoint: Checkpoint;
 }
 
-/** What was taken under the lock: the position, the inventory and the snapshot, all taken together. */
+/** What was taken with the snapshot: the position, the inventory and the snapshot. */
 export interface Frozen {
+  /** Under a lock that holds commits, the snapshot's position; otherwise the one read just before it. */
   position: CapturedPosition;
+  /** The position read just after the snapshot, when commits went on while it was taken; else null. */
+  positionAfter: CapturedPosition | null;
   tables: ManifestTable[];
+  /** Views the inventory left out (no data). */
+  views: string[];
   snapshot: Snapshot;
   snapshotMs: number;
 }
@@ -47,8 +63,13 @@ export interface Frozen {
 export interface LockWindow {
   facts: ServerFacts;
   dialect: Dialect;
+  /** The mode, who chose it and why. */
+  choice: LockChoice;
+  /** How the mode was taken on this server. */
+  plan: LockPlan;
+  /** How long the server was locked; 0 in lock mode `none`. */
   lockMs: number;
-  /** Part of `lockMs` spent waiting for the lock statement to return. */
+  /** Part of `lockMs` spent waiting for the lock statements to return. */
   acquireMs: number;
   frozen: Frozen;
   /** Bytes of data below the source root, measured before the lock (the archive bar's total). */
@@ -59,9 +80,10 @@ export interface LockWindow {
 const DEFAULT_LOCK_TIMEOUT_MS = 5000;
 
 /**
- * Steps 1–4: read the server and prove its paths (before any lock), then lock, capture and snapshot, unlock.
- * Both sessions are opened before locking, so the watchdog never needs a new connection while the server is
- * locked; both are closed as soon as the lock is released. On failure `localDir` and the snapshot go.
+ * Steps 1–4: read the server, prove its paths and choose the lock mode (before any lock), then lock, capture
+ * and snapshot, unlock. Both sessions are opened before locking, so the watchdog never needs a new connection
+ * while the server is locked; both are closed as soon as the window ends. On failure `localDir` and the
+ * snapshot go.
  */
 export async function freeze(
   config: BackupConfig,
@@ -77,26 +99,39 @@ export async function freeze(
     throw e;
   });
   try {
-    const { facts, dialect, dataBytes } = await prepare(config, deps, session, localDir);
+    const { facts, dialect, choice, waitForRedo, dataBytes } = await prepare(config, deps, session, localDir);
+    const plan = dialect.lockPlan(choice.mode);
     log.info("locking", {
-      method: dialect.lockMethod,
-      ...(dialect.lockReason ? { why: dialect.lockReason } : {}),
+      mode: plan.mode,
+      method: plan.method,
+      chosenBy: choice.chosenBy,
+      why: choice.reason,
       server: facts.versionString,
       timeoutMs,
     });
-    const window = await runThenRemoveSnapshotOnFailure(driver, backupId, log, () =>
-      withLock({ session, watchdog, dialect, timeoutMs, log }, (signal, step) =>
-        frozenState({ session, dialect, driver, backupId, checkpoint: deps.checkpoint }, signal, step),
-      ),
-    );
+    const window = await runThenRemoveSnapshotOnFailure(driver, backupId, log, async () => {
+      const locked = await withLock({ session, watchdog, plan, timeoutMs, log }, (signal, step) =>
+        frozenState(
+          { session, plan, driver, backupId, checkpoint: deps.checkpoint, waitForRedo },
+          signal,
+          step,
+        ),
+      );
+      if (!plan.holdsCommits) await recheckCrashSafety(session, dialect, choice);
+      return locked;
+    });
     log.info("unlocked", {
+      mode: plan.mode,
       lockMs: round(window.lockMs),
       acquireMs: round(window.acquireMs),
       snapshotMs: round(window.value.snapshotMs),
+      inventory: summarizeInventory({ tables: window.value.tables, views: window.value.views }),
     });
     return {
       facts,
       dialect,
+      choice,
+      plan,
       lockMs: window.lockMs,
       acquireMs: window.acquireMs,
       frozen: window.value,
@@ -111,51 +146,112 @@ export async function freeze(
 }
 
 /**
- * Before the lock: the server's facts and dialect, proof that its files are on the snapshotted volume, no
- * stale snapshot of ours left, room for the archive, the backup's directory, and the filesystem flushed so
- * the snapshot under the lock has little to write.
+ * Before the lock: the server's facts and dialect, proof that its files are on the snapshotted volume, the
+ * lock mode, no stale snapshot of ours left, room for the archive, the backup's directory, and the filesystem
+ * flushed so the snapshot has little to write.
  */
 async function prepare(
   config: BackupConfig,
   { driver, log }: FreezeDeps,
   session: SqlSession,
   localDir: string,
-): Promise<{ facts: ServerFacts; dialect: Dialect; dataBytes: number }> {
+): Promise<{
+  facts: ServerFacts;
+  dialect: Dialect;
+  choice: LockChoice;
+  waitForRedo: boolean;
+  dataBytes: number;
+}> {
   const facts = await readServerFacts(session.query);
-  const dialect = await detectDialect(facts.versionString, session.query);
+  const dialect = dialectFor(facts.versionString);
   await driver.prove({
     datadir: facts.settings.datadir,
     logBinBasename: facts.settings.logBinBasename,
     innodbLogDir: facts.innodbLogDir,
     innodbUndoDir: facts.innodbUndoDir,
     innodbDataHomeDir: facts.innodbDataHomeDir,
+    ariaLogDir: facts.ariaLogDir,
   });
+  const { choice, waitForRedo } = await decideLockMode(config, dialect, session, log);
   const stale = await driver.removeStale();
   if (stale.length > 0) log.warn("removed snapshots left behind by an earlier run", { stale });
   const space = await checkDiskSpace(config.localDir, driver.sourceRoot, config.diskSpace);
   log.info("enough free space to archive", { ...space });
   await mkdir(localDir, { recursive: true, mode: 0o700 });
   await driver.flush?.();
-  return { facts, dialect, dataBytes: space.dataBytes };
+  return { facts, dialect, choice, waitForRedo, dataBytes: space.dataBytes };
 }
 
 /**
- * Under the lock: the position and the inventory (on the lock session) while the snapshot command runs,
- * because they do not depend on each other and every millisecond here blocks replication.
+ * The backup's lock mode from the config and what the server proves (LockModeRefused when it cannot), and
+ * whether the snapshot must wait under the lock for InnoDB's redo log: with innodb_flush_log_at_trx_commit
+ * other than 1, commits acknowledged before the lock may still sit in InnoDB's log buffer, outside any
+ * snapshot, while the position read under the lock counts them (seen on the lab at =0: 242 transactions
+ * short). FLUSH ENGINE LOGS does not help there: MariaDB skips it at =0.
  */
-async function frozenState(
-  under: {
-    session: SqlSession;
-    dialect: Dialect;
-    driver: SnapshotDriver;
-    backupId: string;
-    checkpoint: Checkpoint;
-  },
-  signal: AbortSignal,
-  step: (s: string) => void,
-): Promise<Frozen> {
-  const { session, dialect, driver, backupId } = under;
+async function decideLockMode(
+  config: BackupConfig,
+  dialect: Dialect,
+  session: SqlSession,
+  log: Logger,
+): Promise<{ choice: LockChoice; waitForRedo: boolean }> {
+  const safety = await readCrashSafetyFacts(session.query, dialect.flavor);
+  const memory = memoryTablesWithRows(safety);
+  if (memory.length > 0) {
+    log.warn("MEMORY tables keep their rows only in memory: no snapshot holds them, in any lock mode", {
+      tables: memory,
+    });
+  }
+  return {
+    choice: chooseLockMode(config.lockMode ?? "auto", dialect.flavor, crashSafetyObstacles(safety)),
+    waitForRedo: safety.innodbFlushLogAtTrxCommit !== 1,
+  };
+}
+
+/**
+ * After a snapshot taken while commits went on: what allowed it must still hold (a non-crash-safe table that
+ * was empty may have been written during the window, or created). If not, the snapshot cannot be trusted.
+ */
+async function recheckCrashSafety(session: SqlSession, dialect: Dialect, choice: LockChoice): Promise<void> {
+  // Such a mode was allowed only with no obstacle at all, so any obstacle now appeared during the window.
+  const appeared = crashSafetyObstacles(await readCrashSafetyFacts(session.query, dialect.flavor));
+  if (appeared.length === 0) return;
+  throw new PipelineError(
+    "LockModeRefused",
+    `lock mode "${choice.mode}" no longer held when the snapshot was taken, so the snapshot was discarded: ` +
+      describeObstacles(appeared),
+    "find what wrote to or created that table (or changed that setting) during the backup; " +
+      'with lockMode "auto" the next backup picks a mode that locks',
+  );
+}
+
+/** What the work under the lock needs. */
+interface Under {
+  session: SqlSession;
+  plan: LockPlan;
+  driver: SnapshotDriver;
+  backupId: string;
+  checkpoint: Checkpoint;
+  /** Wait for InnoDB's redo log to be on disk before the snapshot (see `decideLockMode`). */
+  waitForRedo: boolean;
+}
+
+/**
+ * Inside the window. Under a lock that holds commits, the position and the inventory are read while the
+ * snapshot command runs, because they do not depend on each other and every millisecond here blocks
+ * replication. Otherwise in order: the inventory and the position just before the snapshot, the position
+ * just after it.
+ */
+async function frozenState(under: Under, signal: AbortSignal, step: StepReporter): Promise<Frozen> {
   await under.checkpoint("locked");
+  return under.plan.holdsCommits ? frozenUnderLock(under, signal, step) : aroundSnapshot(under, signal, step);
+}
+
+async function frozenUnderLock(
+  { session, plan, driver, backupId, waitForRedo }: Under,
+  signal: AbortSignal,
+  step: StepReporter,
+): Promise<Frozen> {
   const pending = new Set<string>();
   const track = async <T>(what: string, task: () => Promise<T>): Promise<T> => {
     pending.add(what);
@@ -168,18 +264,75 @@ async function frozenState(
     }
   };
   const captured = track("capturing the position and the table inventory", async () => ({
-    position: await dialect.capturePosition(session.query),
-    tables: await readTableInventory(session.query),
+    position: await plan.capturePosition(session.query),
+    inventory: await readInventory(session.query),
   }));
   const snapshotted = track(`the ${driver.name} snapshot`, async () => {
-    const t0 = performance.now();
-    const snapshot = await driver.create(backupId, signal);
-    return { snapshot, snapshotMs: performance.now() - t0 };
+    // Only here, where the position counts every commit before the lock; a lock-free mode proved =1.
+    if (waitForRedo) await redoOnDisk(session, signal);
+    return snapshot(driver, backupId, signal);
   });
   const [c, s] = await Promise.allSettled([captured, snapshotted]);
   if (c.status === "rejected") throw c.reason;
   if (s.status === "rejected") throw s.reason;
-  return { ...c.value, ...s.value };
+  const { position, inventory } = c.value;
+  return { position, positionAfter: null, ...inventory, ...s.value };
+}
+
+async function aroundSnapshot(
+  { session, plan, driver, backupId }: Under,
+  signal: AbortSignal,
+  step: StepReporter,
+): Promise<Frozen> {
+  step("reading the table inventory");
+  const inventory = await readInventory(session.query);
+  step("reading the position before the snapshot");
+  const position = await plan.capturePosition(session.query);
+  step(`the ${driver.name} snapshot`);
+  const taken = await snapshot(driver, backupId, signal);
+  step("reading the position after the snapshot");
+  const positionAfter = await plan.captureUpperBound(session.query);
+  return { position, positionAfter, ...inventory, ...taken };
+}
+
+/** How often the redo log's flushed LSN is read while waiting for it. */
+const REDO_POLL_MS = 10;
+
+/** InnoDB's current and flushed LSN, as MariaDB (`Innodb_lsn_*`) or MySQL 8.0.30+ (`Innodb_redo_log_*`) name them. */
+async function redoLsns(session: SqlSession): Promise<{ current: number; flushed: number }> {
+  const rows = await session.query(
+    "SHOW GLOBAL STATUS WHERE Variable_name IN ('Innodb_lsn_current', 'Innodb_lsn_flushed', " +
+      "'Innodb_redo_log_current_lsn', 'Innodb_redo_log_flushed_to_disk_lsn')",
+  );
+  const value = (...names: string[]) =>
+    Number(rows.find((r) => names.includes(String(r.Variable_name)))?.Value ?? NaN);
+  return {
+    current: value("Innodb_lsn_current", "Innodb_redo_log_current_lsn"),
+    flushed: value("Innodb_lsn_flushed", "Innodb_redo_log_flushed_to_disk_lsn"),
+  };
+}
+
+/**
+ * Waits, with commits held, until InnoDB has flushed its redo log up to where it stood when called (its
+ * once-a-second background flush at the latest); the hard timeout bounds the wait like any step.
+ */
+async function redoOnDisk(session: SqlSession, signal: AbortSignal): Promise<void> {
+  const { current } = await redoLsns(session);
+  // A server without these counters (MySQL before 8.0.30) cannot be waited for: the position check tells.
+  if (!Number.isFinite(current)) return;
+  while (!signal.aborted && (await redoLsns(session)).flushed < current) {
+    await new Promise((done) => setTimeout(done, REDO_POLL_MS));
+  }
+}
+
+async function snapshot(
+  driver: SnapshotDriver,
+  backupId: string,
+  signal: AbortSignal,
+): Promise<{ snapshot: Snapshot; snapshotMs: number }> {
+  const t0 = performance.now();
+  const taken = await driver.create(backupId, signal);
+  return { snapshot: taken, snapshotMs: performance.now() - t0 };
 }
 
 /** Runs `work`, then removes the backup's snapshot whatever happened; a removal failure never hides the first error. */

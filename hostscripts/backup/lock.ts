@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Connection } from "mysql2/promise";
-import type { Dialect, Query } from "../common/dialect";
+import type { LockPlan, Query } from "../common/dialect";
 import { PipelineError, messageOf } from "../common/errors";
 import type { Logger } from "../common/log";
 import { query } from "../common/mysql";
@@ -9,7 +9,9 @@ import { query } from "../common/mysql";
  * The lock window: lock, do the work that needs the server frozen (capture the position, snapshot), unlock —
  * bounded by a hard timeout. A second "watchdog" session, opened before locking, releases the lock by
  * killing the lock session's connection when time runs out, so replication is never blocked for longer
- * than the timeout, whatever hangs (the lock statement itself, a query, or the snapshot command).
+ * than the timeout, whatever hangs (a lock statement, a query, or the snapshot command). A plan without lock
+ * statements (lock mode `none`) runs its work under the same timeout: nothing is held, but a hung snapshot
+ * command is still stopped.
  */
 
 /** A client session as the lock window uses it. */
@@ -39,7 +41,8 @@ export interface LockOptions {
   session: SqlSession;
   /** A second, idle session used only to kill `session` on timeout. */
   watchdog: SqlSession;
-  dialect: Dialect;
+  /** The lock statements and the unlock of the backup's lock mode. */
+  plan: Pick<LockPlan, "lockStatements" | "unlockStatement">;
   /** Hard limit from the first lock statement to the unlock, in ms. */
   timeoutMs: number;
   /** Monotonic milliseconds. Defaults to `performance.now`. */
@@ -50,7 +53,7 @@ export interface LockOptions {
 /** What ran under the lock, and for how long the server was locked. */
 export interface LockWindow<T> {
   value: T;
-  /** First lock statement issued → unlock returned. */
+  /** First lock statement issued → unlock returned; 0 when the plan takes no lock. */
   lockMs: number;
   /** First lock statement issued → last one returned: time spent waiting for the lock itself. */
   acquireMs: number;
@@ -62,7 +65,7 @@ export type StepReporter = (step: string) => void;
 const TIMED_OUT = Symbol("lock timeout");
 
 /**
- * Takes the dialect's lock, runs `work` (which must stop when `signal` aborts) and unlocks. If the lock,
+ * Takes the plan's lock, runs `work` (which must stop when `signal` aborts) and unlocks. If the lock,
  * the work and the unlock are not done within `timeoutMs`, the watchdog kills the lock session (releasing
  * the lock), `signal` aborts, and a LockTimeout error names the step that hung. If the work fails, the
  * lock is released the same way and the work's error is rethrown.
@@ -71,10 +74,11 @@ export async function withLock<T>(
   options: LockOptions,
   work: (signal: AbortSignal, step: StepReporter) => Promise<T>,
 ): Promise<LockWindow<T>> {
-  const { session, dialect, timeoutMs, log } = options;
+  const { session, plan, timeoutMs, log } = options;
   const now = options.now ?? (() => performance.now());
+  const locks = plan.lockStatements.length > 0;
   const abort = new AbortController();
-  let step = dialect.lockStatements[0];
+  let step = plan.lockStatements[0] ?? "the work before the snapshot";
   const report: StepReporter = (s) => (step = s);
   let timer: NodeJS.Timeout | undefined;
   const expired = new Promise<typeof TIMED_OUT>(
@@ -84,14 +88,16 @@ export async function withLock<T>(
   const started = now();
   let acquireMs = 0;
   const locked = (async () => {
-    for (const statement of dialect.lockStatements) {
+    for (const statement of plan.lockStatements) {
       report(statement);
       await session.query(statement);
     }
-    acquireMs = now() - started;
+    acquireMs = locks ? now() - started : 0;
     const value = await work(abort.signal, report);
-    report(dialect.unlockStatement);
-    await session.query(dialect.unlockStatement);
+    if (plan.unlockStatement !== null) {
+      report(plan.unlockStatement);
+      await session.query(plan.unlockStatement);
+    }
     return value;
   })();
   // Observed here so a failure that loses the race below is never an unhandled rejection.
@@ -102,7 +108,7 @@ export async function withLock<T>(
 
   try {
     const outcome = await Promise.race([locked, expired]);
-    if (outcome !== TIMED_OUT) return { value: outcome, lockMs: now() - started, acquireMs };
+    if (outcome !== TIMED_OUT) return { value: outcome, lockMs: locks ? now() - started : 0, acquireMs };
   } catch (e) {
     abort.abort();
     await release(options, "the work under the lock failed");
@@ -118,12 +124,15 @@ export async function withLock<T>(
   const releasedMs = Math.round(now() - started);
   await Promise.race([settled, sleep(SETTLE_AFTER_ABORT_MS, undefined, { ref: false })]);
   log.error("lock timeout: lock released by the watchdog", { hung, timeoutMs, releasedMs });
+  const what = locks
+    ? `the server stayed locked longer than lockTimeoutMs=${timeoutMs}`
+    : `the snapshot window (no lock held) took longer than lockTimeoutMs=${timeoutMs}`;
   throw new PipelineError(
     "LockTimeout",
-    `the server stayed locked longer than lockTimeoutMs=${timeoutMs} while "${hung}" was running; ` +
-      `the watchdog killed the lock session (connection ${session.id}) after ${releasedMs} ms and the backup was aborted`,
-    hung === dialect.lockStatements[0]
-      ? "a long-running query or transaction blocks the lock: find it in SHOW PROCESSLIST, or run the backup at a quieter time"
+    `${what} while "${hung}" was running; ` +
+      `the watchdog killed the backup's session (connection ${session.id}) after ${releasedMs} ms and the backup was aborted`,
+    plan.lockStatements.includes(hung)
+      ? "a long-running query, transaction or DDL blocks the lock: find it in SHOW PROCESSLIST, or run the backup at a quieter time"
       : `find out why "${hung}" hangs (disk, volume manager); replication was not blocked longer than the timeout`,
   );
 }

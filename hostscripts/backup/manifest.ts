@@ -6,10 +6,11 @@ import {
   type BackupCreatedMessage,
   type BackupManifest,
 } from "../../contracts";
-import type { Dialect, ServerFacts } from "../common/dialect";
+import type { Dialect, LockPlan, ServerFacts } from "../common/dialect";
 import type { ArchiveResult } from "./archive";
 import { round } from "./durations";
 import type { Frozen } from "./freeze";
+import type { LockChoice } from "./lockmode";
 
 /**
  * What a backup publishes (steps 8–9): `manifest.json`, the single source of truth of the backup, and the
@@ -25,8 +26,10 @@ export function buildManifest(
     completedAt: Date;
     facts: ServerFacts;
     dialect: Dialect;
+    /** The lock mode and how it was taken. */
+    lock: { choice: Pick<LockChoice, "chosenBy" | "reason">; plan: Pick<LockPlan, "mode" | "method"> };
     lockMs: number;
-    frozen: Pick<Frozen, "position" | "tables" | "snapshot">;
+    frozen: Pick<Frozen, "position" | "positionAfter" | "tables" | "snapshot">;
     sourceRoot: string;
     archive: ArchiveResult;
     archiveKey: string;
@@ -42,7 +45,14 @@ export function buildManifest(
     server: { flavor: parts.dialect.flavor, version: parts.dialect.version, serverId: parts.facts.serverId },
     settings: parts.facts.settings,
     position: parts.frozen.position,
-    lock: { method: parts.dialect.lockMethod, ms: round(parts.lockMs) },
+    ...(parts.frozen.positionAfter !== null ? { positionAfter: parts.frozen.positionAfter } : {}),
+    lock: {
+      method: parts.lock.plan.method,
+      ms: round(parts.lockMs),
+      mode: parts.lock.plan.mode,
+      chosenBy: parts.lock.choice.chosenBy,
+      reason: parts.lock.choice.reason,
+    },
     snapshot: {
       driver: config.snapshot.driver,
       name: parts.frozen.snapshot.name,

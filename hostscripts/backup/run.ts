@@ -78,6 +78,9 @@ export interface BackupResult {
   manifestKey: string;
   messageId: string;
   server: { flavor: string; version: string };
+  /** The lock mode (`none`, `commit`, `global`) and who chose it. */
+  lockMode: string;
+  lockChosenBy: string;
   lockMethod: string;
   lockMs: number;
   /** Part of `lockMs` spent waiting for the lock statement to return. */
@@ -224,6 +227,7 @@ async function stage(run: BackupRun, window: LockWindow, archive: ArchiveResult)
     completedAt: deps.clock(),
     facts: window.facts,
     dialect: window.dialect,
+    lock: { choice: window.choice, plan: window.plan },
     lockMs: window.lockMs,
     frozen: window.frozen,
     sourceRoot: deps.driver.sourceRoot,
@@ -384,7 +388,9 @@ function resultOf(
     manifestKey: manifestKey(run.ref),
     messageId: done.messageId,
     server: { flavor: window.dialect.flavor, version: window.dialect.version },
-    lockMethod: window.dialect.lockMethod,
+    lockMode: window.plan.mode,
+    lockChosenBy: window.choice.chosenBy,
+    lockMethod: window.plan.method,
     lockMs: round(window.lockMs),
     acquireMs: round(window.acquireMs),
     snapshotMs: round(window.frozen.snapshotMs),

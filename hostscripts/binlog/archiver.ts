@@ -13,7 +13,7 @@ import { BinlogFormatError } from "../common/binlog-events";
 import type { Checkpoint } from "../common/checkpoint";
 import type { Query } from "../common/dialect";
 import { PipelineError, messageOf } from "../common/errors";
-import { parseState } from "../common/gtid";
+import { parseState } from "../common/gtid-state";
 import type { Logger } from "../common/log";
 import type { MetricsSink } from "../common/metrics";
 import { query as runQuery } from "../common/mysql";

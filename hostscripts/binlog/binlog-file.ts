@@ -10,7 +10,7 @@ import {
   type FormatDescription,
 } from "../common/binlog-events";
 import { PipelineError, messageOf } from "../common/errors";
-import { positionOfList, type GtidState } from "../common/gtid";
+import { positionOfList, type GtidState } from "../common/gtid-state";
 
 /**
  * A binlog file on the server's disk, read with plain file reads: its header (magic number and FDE, which

@@ -1,7 +1,7 @@
 import { mkdir } from "node:fs/promises";
 import { newEpochId, parseEpochRecord, type BinlogEpochRecord, type BinlogServer } from "../../contracts";
 import { noCheckpoint, type Checkpoint } from "../common/checkpoint";
-import { parseState } from "../common/gtid";
+import { parseState } from "../common/gtid-state";
 import type { Logger } from "../common/log";
 import type { Continuation } from "./continuity";
 import type { EventRun, FileCursor } from "./cursor";

@@ -1,5 +1,5 @@
 import type { EpochReason, ServerFlavor } from "../../contracts";
-import { formatGtid, parseState, type Gtid, type GtidState } from "../common/gtid";
+import { formatGtid, parseState, type Gtid, type GtidState } from "../common/gtid-state";
 import type { BinlogFileHeader } from "./binlog-file";
 import type { ListedBinlog } from "./server";
 

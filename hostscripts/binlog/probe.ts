@@ -1,7 +1,7 @@
 import { readEvents } from "../common/binlog-events";
 import { TransactionTracker } from "../common/binlog-transactions";
 import type { Query } from "../common/dialect";
-import type { Gtid, GtidState } from "../common/gtid";
+import type { Gtid, GtidState } from "../common/gtid-state";
 import { readBinlogHeader, readRange, unreadable, type BinlogFileHeader } from "./binlog-file";
 import type { BinlogProbe } from "./continuity";
 import { listBinlogs } from "./server";

@@ -9,7 +9,7 @@ import {
 } from "../../contracts";
 import type { BinlogEvent } from "../common/binlog-events";
 import type { BinlogTransaction } from "../common/binlog-transactions";
-import { formatGtid, setDifference, type Gtid, type GtidState } from "../common/gtid";
+import { formatGtid, setDifference, type Gtid, type GtidState } from "../common/gtid-state";
 import type { BinlogFileHeader } from "./binlog-file";
 import { spoolFiles, syncDirectory, writeAtomically, type LedgerDraft } from "./state";
 

@@ -1,6 +1,6 @@
 import { crc32 } from "node:zlib";
 import type { ServerFlavor } from "../../contracts";
-import { parseState, type Gtid, type GtidState } from "./gtid";
+import { parseState, type Gtid, type GtidState } from "./gtid-state";
 
 /**
  * The binary log's v4 event format as MariaDB (10.x) and MySQL (5.7, 8.0, 8.4) write it: a 4-byte magic

@@ -6,7 +6,7 @@ import {
   type FormatDescription,
 } from "./binlog-events";
 import { TransactionTracker, type BinlogTransaction } from "./binlog-transactions";
-import { positionOfList, type GtidState } from "./gtid";
+import { positionOfList, type GtidState } from "./gtid-state";
 
 /**
  * A whole binlog file or archived segment read at once: every event (each CRC32 checked), the whole

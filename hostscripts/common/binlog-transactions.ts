@@ -1,6 +1,6 @@
 import type { ServerFlavor } from "../../contracts";
 import { BinlogFormatError, type BinlogEvent } from "./binlog-events";
-import { formatGtid, type Gtid } from "./gtid";
+import { formatGtid, type Gtid } from "./gtid-state";
 
 /**
  * Events grouped into whole transactions, the unit the archive cuts at and a replay selects by: a

@@ -8,7 +8,7 @@
 export const PAUSE_POINTS = [
   /** The run lock is held, nothing else done yet. */
   "started",
-  /** Under the server lock (FTWRL / LOCK INSTANCE), before the snapshot. */
+  /** Inside the lock window, before the snapshot: under the lock mode's lock (none in lock mode `none`). */
   "locked",
   /** The snapshot exists and the server is unlocked; nothing archived yet. */
   "snapshot",

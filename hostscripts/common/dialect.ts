@@ -1,123 +1,193 @@
-import type {
-  CapturedPosition,
-  LockMethod,
-  ManifestTable,
-  RestoreSettings,
-  ServerFlavor,
-} from "../../contracts";
+import type { CapturedPosition, LockMethod, LockMode, RestoreSettings, ServerFlavor } from "../../contracts";
 import { parseServerVersion } from "./mysql";
 
 /**
- * What differs between MariaDB and MySQL for a snapshot backup: the lock statements and how the position
- * is read under the lock. Everything else (settings, inventory) is the same SQL on both. The dialect is
- * chosen from the server (`@@version`, and on MySQL its table engines), never from the config, so a server
- * upgrade cannot leave a wrong setting behind.
+ * What differs between MariaDB and MySQL for a snapshot backup: the statements of each lock mode and how the
+ * position is read. The dialect is chosen from the server (`@@version`), never from the config, so a server
+ * upgrade cannot leave a wrong setting behind; which mode a backup uses is decided by what the server proves
+ * (`backup/lockmode.ts`).
  */
 
 /** Runs one statement and returns its rows; the lock session and tests provide it. */
 export type Query = (sql: string) => Promise<Record<string, unknown>[]>;
 
-/** A server family's way to lock, read its position, and unlock. */
+/** How one lock mode is taken on one server family. */
+export interface LockPlan {
+  mode: LockMode;
+  /** What the manifest records as the lock's method. */
+  method: LockMethod;
+  /** Issued in order to take the lock; the lock window starts with the first. Empty for `none`. */
+  lockStatements: string[];
+  /** Releases what `lockStatements` took; null when nothing was taken. */
+  unlockStatement: string | null;
+  /**
+   * True when no transaction commits while the lock is held: the position read under it is the snapshot's
+   * exactly. False when commits go on (no lock, or MySQL's LOCK INSTANCE FOR BACKUP): the position is then
+   * read just before and just after the snapshot, and the restored server's recovered one lies between.
+   */
+  holdsCommits: boolean;
+  /** Reads the position (under the lock, or just before the snapshot: a lower bound). */
+  capturePosition(query: Query): Promise<CapturedPosition>;
+  /**
+   * Reads the position just after the snapshot, as an upper bound of what it holds: MySQL's `gtid_executed`
+   * with the GTIDs still being committed (`gtid_owned`), which recovery may commit from the binary log.
+   */
+  captureUpperBound(query: Query): Promise<CapturedPosition>;
+}
+
+/** A server family's lock plans and version. */
 export interface Dialect {
   flavor: ServerFlavor;
   /** `x.y.z`. */
   version: string;
-  lockMethod: LockMethod;
-  /** Issued in order to take the lock; the lock window starts with the first. */
-  lockStatements: string[];
-  /** Releases what `lockStatements` took. */
-  unlockStatement: string;
-  /** Reads the position; called under the lock. */
-  capturePosition(query: Query): Promise<CapturedPosition>;
-  /** Why this lock was chosen when it is not the flavor's usual one (logged before locking). */
-  lockReason?: string;
+  /** The statements and the position reader of `mode` on this server. */
+  lockPlan(mode: LockMode): LockPlan;
 }
 
-/** MariaDB: FTWRL blocks commits, so GTIDs, binlog and source coordinates all match the snapshot. */
+const FTWRL = { method: "FLUSH TABLES WITH READ LOCK", statement: "FLUSH TABLES WITH READ LOCK" } as const;
+
+/**
+ * MariaDB. `global`: FTWRL. `commit`: `BACKUP STAGE START` then `BLOCK_COMMIT`, which runs the stages
+ * between (FLUSH, BLOCK_DDL) on the way: new writes to non-transactional tables wait from FLUSH on, BLOCK_DDL
+ * waits for the running ones and flushes those tables, and BLOCK_COMMIT holds every commit and the binary log
+ * — so InnoDB, Aria, MyISAM, the binlog and the GTID positions all match the snapshot, while statements on
+ * InnoDB tables keep running (what mariabackup and MariaDB's "storage snapshots" procedure do). Both hold
+ * commits, so the position read under them is exact; `none` reads it around the snapshot.
+ */
 export function mariadbDialect(version: string): Dialect {
+  const capturePosition = async (query: Query): Promise<CapturedPosition> => {
+    const [gtid] = await query(
+      "SELECT @@gtid_binlog_pos AS binlogPos, @@gtid_slave_pos AS slavePos, @@gtid_current_pos AS currentPos",
+    );
+    const [master] = await query("SHOW MASTER STATUS");
+    const [slave] = await query("SHOW SLAVE STATUS");
+    return {
+      gtidBinlogPos: text(gtid?.binlogPos),
+      gtidSlavePos: text(gtid?.slavePos),
+      gtidCurrentPos: text(gtid?.currentPos),
+      gtidExecuted: null,
+      binlog: binlogOf(master),
+      source: slave
+        ? {
+            host: String(slave.Master_Host ?? ""),
+            port: Number(slave.Master_Port ?? 0),
+            file: String(slave.Relay_Master_Log_File ?? ""),
+            pos: Number(slave.Exec_Master_Log_Pos ?? 0),
+            usingGtid: text(slave.Using_Gtid),
+          }
+        : null,
+    };
+  };
   return {
     flavor: "mariadb",
     version,
-    lockMethod: "FLUSH TABLES WITH READ LOCK",
-    lockStatements: ["FLUSH TABLES WITH READ LOCK"],
-    unlockStatement: "UNLOCK TABLES",
-    async capturePosition(query) {
-      const [gtid] = await query(
-        "SELECT @@gtid_binlog_pos AS binlogPos, @@gtid_slave_pos AS slavePos, @@gtid_current_pos AS currentPos",
-      );
-      const [master] = await query("SHOW MASTER STATUS");
-      const [slave] = await query("SHOW SLAVE STATUS");
-      return {
-        gtidBinlogPos: text(gtid?.binlogPos),
-        gtidSlavePos: text(gtid?.slavePos),
-        gtidCurrentPos: text(gtid?.currentPos),
-        gtidExecuted: null,
-        binlog: binlogOf(master),
-        source: slave
-          ? {
-              host: String(slave.Master_Host ?? ""),
-              port: Number(slave.Master_Port ?? 0),
-              file: String(slave.Relay_Master_Log_File ?? ""),
-              pos: Number(slave.Exec_Master_Log_Pos ?? 0),
-              usingGtid: text(slave.Using_Gtid),
-            }
-          : null,
-      };
+    lockPlan(mode) {
+      switch (mode) {
+        // The binary log state read afterwards bounds what recovery commits (see verify/position.ts).
+        case "none":
+          return noLock(capturePosition, capturePosition);
+        case "commit":
+          return {
+            mode,
+            method: "BACKUP STAGE BLOCK_COMMIT",
+            lockStatements: ["BACKUP STAGE START", "BACKUP STAGE BLOCK_COMMIT"],
+            unlockStatement: "BACKUP STAGE END",
+            holdsCommits: true,
+            capturePosition,
+            captureUpperBound: capturePosition,
+          };
+        case "global":
+          return globalLock(capturePosition);
+      }
     },
   };
 }
 
 /**
- * MySQL 8.0/8.4. When every user table is InnoDB, `LOCK INSTANCE FOR BACKUP` is enough: it blocks DDL and
- * writes to non-transactional tables but not InnoDB commits, so the position comes from one consistent read
- * of `performance_schema.log_status` (GTID set and binlog coordinates of the same instant), not from several
- * statements that commits could slip between. InnoDB commits may continue until the snapshot is taken; the
- * snapshot is crash-consistent and InnoDB recovery restores `mysql.gtid_executed` as of the snapshot (8.0.17+),
- * so the restored server's own GTID set is authoritative and the manifest's is at most that far behind.
- * With non-InnoDB user tables (MyISAM, ...), whose files are not crash-safe, FTWRL is taken instead and the
- * position is read with plain statements (`SHOW BINARY LOG STATUS` on 8.2+, `SHOW MASTER STATUS` before).
+ * MySQL 8.0/8.4. `global`: FTWRL, the position from plain statements (`SHOW BINARY LOG STATUS` on 8.2+,
+ * `SHOW MASTER STATUS` before). `commit`: `LOCK INSTANCE FOR BACKUP`, which blocks DDL and file operations
+ * but lets every commit through — MySQL has no statement that holds only commits — so the snapshot is
+ * crash-consistent (it needs the proof of `none`) and the position comes from
+ * `performance_schema.log_status` (GTID set and binlog coordinates of one instant) around the snapshot.
  */
-export function mysqlDialect(
-  version: string,
-  major: number,
-  minor: number,
-  nonInnodbTables: readonly string[] = [],
-): Dialect {
+export function mysqlDialect(version: string, major: number, minor: number): Dialect {
   const binlogStatus =
     major > 8 || (major === 8 && minor >= 2) ? "SHOW BINARY LOG STATUS" : "SHOW MASTER STATUS";
   const replicaStatus = async (query: Query) => replicaSourceOf((await query("SHOW REPLICA STATUS"))[0]);
-  if (nonInnodbTables.length > 0) {
-    return {
-      flavor: "mysql",
-      version,
-      lockMethod: "FLUSH TABLES WITH READ LOCK",
-      lockStatements: ["FLUSH TABLES WITH READ LOCK"],
-      unlockStatement: "UNLOCK TABLES",
-      lockReason: `non-InnoDB tables need FTWRL: ${nonInnodbTables.slice(0, 10).join(", ")}${
-        nonInnodbTables.length > 10 ? ` and ${nonInnodbTables.length - 10} more` : ""
-      }`,
-      async capturePosition(query) {
-        const [gtid] = await query("SELECT @@global.gtid_executed AS executed");
-        const [binlog] = await query(binlogStatus);
-        return mysqlPosition(text(gtid?.executed), binlogOf(binlog), await replicaStatus(query));
-      },
+  const plainPosition = async (query: Query): Promise<CapturedPosition> => {
+    const [gtid] = await query("SELECT @@global.gtid_executed AS executed");
+    const [binlog] = await query(binlogStatus);
+    return mysqlPosition(text(gtid?.executed), binlogOf(binlog), await replicaStatus(query));
+  };
+  // A transaction in the binary log is committed by recovery, but joins gtid_executed only once committed.
+  const withOwned =
+    (read: (query: Query) => Promise<CapturedPosition>) =>
+    async (query: Query): Promise<CapturedPosition> => {
+      const position = await read(query);
+      const [row] = await query("SELECT @@global.gtid_owned AS owned");
+      const owned = String(row?.owned ?? "")
+        .replace(/#\d+/g, "")
+        .replace(/\s+/g, "");
+      if (owned === "" || position.gtidExecuted === null) return position;
+      return { ...position, gtidExecuted: [position.gtidExecuted, owned].filter(Boolean).join(",") };
     };
-  }
+  const logStatusPosition = async (query: Query): Promise<CapturedPosition> => {
+    const [status] = await query("SELECT LOCAL FROM performance_schema.log_status");
+    const local = jsonColumn(status?.LOCAL);
+    const binlog =
+      typeof local.binary_log_file === "string" && local.binary_log_file !== ""
+        ? { file: local.binary_log_file, pos: Number(local.binary_log_position) }
+        : null;
+    return mysqlPosition(text(local.gtid_executed), binlog, await replicaStatus(query));
+  };
   return {
     flavor: "mysql",
     version,
-    lockMethod: "LOCK INSTANCE FOR BACKUP",
-    lockStatements: ["LOCK INSTANCE FOR BACKUP"],
-    unlockStatement: "UNLOCK INSTANCE",
-    async capturePosition(query) {
-      const [status] = await query("SELECT LOCAL FROM performance_schema.log_status");
-      const local = jsonColumn(status?.LOCAL);
-      const binlog =
-        typeof local.binary_log_file === "string" && local.binary_log_file !== ""
-          ? { file: local.binary_log_file, pos: Number(local.binary_log_position) }
-          : null;
-      return mysqlPosition(text(local.gtid_executed), binlog, await replicaStatus(query));
+    lockPlan(mode) {
+      switch (mode) {
+        case "none":
+          return noLock(plainPosition, withOwned(plainPosition));
+        case "commit":
+          return {
+            mode,
+            method: "LOCK INSTANCE FOR BACKUP",
+            lockStatements: ["LOCK INSTANCE FOR BACKUP"],
+            unlockStatement: "UNLOCK INSTANCE",
+            holdsCommits: false,
+            capturePosition: logStatusPosition,
+            captureUpperBound: withOwned(logStatusPosition),
+          };
+        case "global":
+          return globalLock(plainPosition);
+      }
     },
+  };
+}
+
+function noLock(
+  capturePosition: LockPlan["capturePosition"],
+  captureUpperBound: LockPlan["captureUpperBound"],
+): LockPlan {
+  return {
+    mode: "none",
+    method: "none",
+    lockStatements: [],
+    unlockStatement: null,
+    holdsCommits: false,
+    capturePosition,
+    captureUpperBound,
+  };
+}
+
+function globalLock(capturePosition: LockPlan["capturePosition"]): LockPlan {
+  return {
+    mode: "global",
+    method: FTWRL.method,
+    lockStatements: [FTWRL.statement],
+    unlockStatement: "UNLOCK TABLES",
+    holdsCommits: true,
+    capturePosition,
+    captureUpperBound: capturePosition,
   };
 }
 
@@ -155,32 +225,10 @@ function jsonColumn(value: unknown): Record<string, unknown> {
   return value !== null && typeof value === "object" ? (value as Record<string, unknown>) : {};
 }
 
-/**
- * The dialect of the server that reported `@@version`; on MySQL, `nonInnodbTables` (see
- * `readNonInnodbTables`) decides between LOCK INSTANCE FOR BACKUP and FTWRL.
- */
-export function dialectFor(versionString: string, nonInnodbTables: readonly string[] = []): Dialect {
+/** The dialect of the server that reported `@@version`. */
+export function dialectFor(versionString: string): Dialect {
   const v = parseServerVersion(versionString);
-  return v.flavor === "mariadb"
-    ? mariadbDialect(v.version)
-    : mysqlDialect(v.version, v.major, v.minor, nonInnodbTables);
-}
-
-/** The dialect of the connected server, reading what it needs before any lock. */
-export async function detectDialect(versionString: string, query: Query): Promise<Dialect> {
-  if (parseServerVersion(versionString).flavor === "mariadb") return dialectFor(versionString);
-  return dialectFor(versionString, await readNonInnodbTables(query));
-}
-
-/** User tables whose engine is not InnoDB (`schema.table (ENGINE)`): they need FTWRL on MySQL. */
-export async function readNonInnodbTables(query: Query): Promise<string[]> {
-  const rows = await query(
-    `SELECT TABLE_SCHEMA AS s, TABLE_NAME AS t, ENGINE AS e FROM information_schema.TABLES
-     WHERE TABLE_TYPE = 'BASE TABLE' AND ENGINE <> 'InnoDB'
-       AND TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')
-     ORDER BY TABLE_SCHEMA, TABLE_NAME`,
-  );
-  return rows.map((r) => `${String(r.s)}.${String(r.t)} (${String(r.e)})`);
+  return v.flavor === "mariadb" ? mariadbDialect(v.version) : mysqlDialect(v.version, v.major, v.minor);
 }
 
 /** Server settings read before the lock: what the manifest records and where the driver looks. */
@@ -192,6 +240,8 @@ export interface ServerFacts {
   innodbLogDir: string;
   innodbUndoDir: string;
   innodbDataHomeDir: string;
+  /** MariaDB's `@@aria_log_dir_path` (the Aria recovery log) resolved against the datadir; null on MySQL. */
+  ariaLogDir: string | null;
 }
 
 /** Reads the server's version, id and restore settings in one cheap statement. */
@@ -205,6 +255,8 @@ export async function readServerFacts(query: Query): Promise<ServerFacts> {
        @@innodb_data_home_dir AS dataHomeDir`,
   );
   const datadir = String(row.datadir).replace(/\/+$/, "");
+  const mariadb = parseServerVersion(String(row.version)).flavor === "mariadb";
+  const [aria] = mariadb ? await query("SELECT @@aria_log_dir_path AS ariaLogDir") : [];
   const logBin = Number(row.logBin) === 1;
   const within = (dir: unknown) => resolveAgainst(datadir, text(dir));
   return {
@@ -222,6 +274,7 @@ export async function readServerFacts(query: Query): Promise<ServerFacts> {
     innodbLogDir: within(row.logDir),
     innodbUndoDir: within(row.undoDir),
     innodbDataHomeDir: within(row.dataHomeDir),
+    ariaLogDir: mariadb ? within(aria?.ariaLogDir) : null,
   };
 }
 
@@ -236,19 +289,7 @@ function binlogOf(row: Record<string, unknown> | undefined): CapturedPosition["b
   return row && row.File ? { file: String(row.File), pos: Number(row.Position) } : null;
 }
 
-function text(value: unknown): string | null {
+/** A column as text, keeping SQL NULL (and a missing column) as null. */
+export function text(value: unknown): string | null {
   return value === null || value === undefined ? null : String(value);
-}
-
-/** The user tables a restore must bring back: base tables outside the system schemas, in a stable order. */
-export async function readTableInventory(query: Query): Promise<ManifestTable[]> {
-  // information_schema.TABLES with only these columns reads table definitions, not statistics: cheap enough
-  // to run under the lock, where it must run so it matches the snapshot exactly.
-  const rows = await query(
-    `SELECT TABLE_SCHEMA AS s, TABLE_NAME AS t, ENGINE AS e FROM information_schema.TABLES
-     WHERE TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED')
-       AND TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')
-     ORDER BY TABLE_SCHEMA, TABLE_NAME`,
-  );
-  return rows.map((r) => ({ schema: String(r.s), table: String(r.t), engine: String(r.e ?? "") }));
 }

@@ -17,6 +17,7 @@ export const ExitCode = {
   VerifierInfrastructure: 11,
   AlreadyRunning: 12,
   DiskSpace: 13,
+  LockModeRefused: 14,
   /**
    * The binlog archiver cannot go on: a binlog it must read is unreadable or corrupt, or the server is set up
    * so that its binlog does not hold the cluster's transactions (log_bin, log_slave_updates, gtid_mode).

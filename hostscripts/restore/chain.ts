@@ -1,5 +1,5 @@
 import type { BinlogSegmentEntry, ServerFlavor } from "../../contracts";
-import { parseState, type GtidState } from "../common/gtid";
+import { parseState, type GtidState } from "../common/gtid-state";
 import type { ArchivedEpoch } from "./archive";
 
 /**

@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { VERIFY_DEFAULTS, type RestoreConfig } from "../../contracts";
 import { PipelineError, messageOf } from "../common/errors";
-import { formatGtid, lastPerDomain, parseState, sameState, type GtidState } from "../common/gtid";
+import { formatGtid, lastPerDomain, parseState, sameState, type GtidState } from "../common/gtid-state";
 import { listArchive, readArchive } from "./archive";
 import { planChain, type ChainPlan, type PitrTarget } from "./chain";
 import type { ListedBackup } from "./list";

@@ -1,7 +1,7 @@
 import type { S3Client } from "@aws-sdk/client-s3";
 import { DEFAULT_PREFIX, type BackupManifest, type RestoreConfig, type ServerFlavor } from "../../contracts";
 import { PipelineError } from "../common/errors";
-import { lastPerDomain, parseState, type GtidState } from "../common/gtid";
+import { lastPerDomain, parseState, type GtidState } from "../common/gtid-state";
 import type { Logger } from "../common/log";
 import { s3Failure } from "../common/s3";
 import type { PitrTarget } from "./chain";

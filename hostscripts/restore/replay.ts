@@ -4,7 +4,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Connection, RowDataPacket } from "mysql2/promise";
 import type { ServerFlavor } from "../../contracts";
 import { PipelineError } from "../common/errors";
-import { parseState, type GtidState } from "../common/gtid";
+import { parseState, type GtidState } from "../common/gtid-state";
 import type { Logger } from "../common/log";
 import type { ReplayPiece } from "./select";
 

@@ -273,7 +273,9 @@ async function notAsVerified(
  * The statements that make the restored server a replica of the backup's source, from the position
  * captured under the lock. MariaDB: the slave position (a replica's backup) or the binlog position (a
  * primary's), then `MASTER_USE_GTID=slave_pos`. MySQL: the restored `gtid_executed` is the position, so
- * `SOURCE_AUTO_POSITION=1`. Credentials are placeholders: no secret is ever printed.
+ * `SOURCE_AUTO_POSITION=1`. A backup taken without holding commits (manifest `positionAfter`) has no captured
+ * position: the restored server's own recovered `gtid_slave_pos` is its position, so it is not overwritten.
+ * Credentials are placeholders: no secret is ever printed.
  */
 export function replicationStatements(manifest: BackupManifest): string[] {
   const source = manifest.position.source;
@@ -289,10 +291,18 @@ export function replicationStatements(manifest: BackupManifest): string[] {
     ];
   }
   const gtid = manifest.position.gtidSlavePos || manifest.position.gtidBinlogPos || "";
+  // Without a captured position a replica's restore keeps its recovered gtid_slave_pos, and a primary's
+  // takes the GTIDs its recovered binary log holds.
+  const setPosition =
+    manifest.positionAfter === undefined
+      ? [`SET GLOBAL gtid_slave_pos = ${quote(gtid)}`]
+      : manifest.position.gtidSlavePos
+        ? []
+        : ["SET GLOBAL gtid_slave_pos = @@gtid_binlog_pos"];
   return [
     "STOP SLAVE",
     "RESET SLAVE ALL",
-    `SET GLOBAL gtid_slave_pos = ${quote(gtid)}`,
+    ...setPosition,
     `CHANGE MASTER TO MASTER_HOST=${quote(host)}, MASTER_PORT=${port}, MASTER_USER='<replication user>', MASTER_PASSWORD='<replication password>', MASTER_USE_GTID=slave_pos`,
     "START SLAVE",
   ];

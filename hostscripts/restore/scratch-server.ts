@@ -5,6 +5,7 @@ import { delimiter, isAbsolute, join, posix } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createConnection, type Connection } from "mysql2/promise";
 import { VERIFY_DEFAULTS, type BackupManifest } from "../../contracts";
+import { SCRATCH_SERVER_STOP_GRACE_SECONDS } from "../../contracts/units";
 import { PipelineError, messageOf } from "../common/errors";
 
 /**
@@ -240,7 +241,7 @@ function scratchServer(child: ChildProcess, plan: ScratchServerPlan, exited: Pro
     pid: child.pid ?? -1,
     socket: plan.socket,
     connect: () => openSession(plan.socket),
-    async stop(graceMs = 60_000) {
+    async stop(graceMs = SCRATCH_SERVER_STOP_GRACE_SECONDS * 1000) {
       if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
       child.kill("SIGTERM");
       const grace = new AbortController();

@@ -1,7 +1,7 @@
 import type { ServerFlavor } from "../../contracts";
 import type { BinlogTransaction } from "../common/binlog-transactions";
 import { PipelineError } from "../common/errors";
-import { formatGtid, lastPerDomain, parseState, type Gtid, type GtidState } from "../common/gtid";
+import { formatGtid, lastPerDomain, parseState, type Gtid, type GtidState } from "../common/gtid-state";
 import type { VerifiedSegment } from "./segments";
 
 /**

@@ -61,6 +61,20 @@ async function sourcePosition(
   }
 }
 
+/**
+ * Where the restored server resumes (MariaDB): the manifest's position when it was captured under a lock that
+ * held commits; otherwise (manifest `positionAfter`) the one the server recovered to, which the "position"
+ * check proved and which is the backup's own.
+ */
+async function startingPosition(conn: Connection, manifest: BackupManifest): Promise<string> {
+  if (manifest.positionAfter === undefined) {
+    return manifest.position.gtidSlavePos || manifest.position.gtidBinlogPos || "";
+  }
+  if (manifest.server.flavor !== "mariadb") return "";
+  const [row] = await rows(conn, "SELECT @@gtid_slave_pos AS slavePos, @@gtid_binlog_pos AS binlogPos");
+  return String(row?.slavePos || row?.binlogPos || "");
+}
+
 /** Statements that point the scratch server at the source from the manifest's position, with placeholders. */
 function pointAtSource(manifest: BackupManifest): string[] {
   if (manifest.server.flavor === "mysql") {
@@ -110,7 +124,7 @@ export async function catchUp(
   const source = await readOptionFile(options.optionFile);
   const flavor = manifest.server.flavor;
   const target = await sourcePosition(source, flavor);
-  const from = manifest.position.gtidSlavePos || manifest.position.gtidBinlogPos || "";
+  const from = await startingPosition(conn, manifest);
   const account = [source.host ?? "127.0.0.1", source.port ?? 3306, source.user, source.password ?? ""];
   const [first, ...rest] = pointAtSource(manifest);
   await conn.query(first, flavor === "mariadb" ? [from] : account);

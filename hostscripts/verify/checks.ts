@@ -2,67 +2,17 @@ import { spawn } from "node:child_process";
 import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Connection, RowDataPacket } from "mysql2/promise";
-import type {
-  CapturedPosition,
-  CheckResult,
-  ManifestTable,
-  RecoveryPoint,
-  RestoredTable,
-  ServerFlavor,
-} from "../../contracts";
+import type { CheckResult, ManifestTable, RecoveryPoint, RestoredTable } from "../../contracts";
+import { INVENTORY_SQL, SYSTEM_SCHEMAS, inventoryOf, typeOf } from "../common/inventory";
 
 /**
- * The checks of DESIGN §4 that run against the restored server: "position" (the GTID state after crash
- * recovery equals what was captured under the lock) and "tables" (the inventory matches and every table
- * passes CHECK TABLE, EXTENDED when configured; exact row counts recorded). The comparisons are pure functions; the
- * rest only reads the server.
+ * The checks of DESIGN §4 that run against the restored server, but for "position" (position.ts): "tables"
+ * (the inventory matches and every object passes the check its kind allows, CHECK TABLE EXTENDED when
+ * configured; exact row counts recorded), the recovery point and "pages". The comparisons are pure
+ * functions; the rest only reads the server.
  */
 
-/** Schemas every server has; their tables differ between versions and are never "unexpectedly added". */
-export const SYSTEM_SCHEMAS = ["mysql", "information_schema", "performance_schema", "sys"];
-
-/** The GTID state read from the restored server. */
-export interface RestoredPosition {
-  /** MariaDB `@@gtid_binlog_pos`. */
-  gtidBinlogPos: string | null;
-  /** MariaDB `@@gtid_slave_pos`. */
-  gtidSlavePos: string | null;
-  /** MySQL `@@gtid_executed`. */
-  gtidExecuted: string | null;
-}
-
-/** A GTID list as a sorted set of its members, so `0-1-5,1-1-2` equals `1-1-2, 0-1-5`; null reads as empty. */
-export function normalizeGtidList(list: string | null): string {
-  return (list ?? "")
-    .split(",")
-    .map((gtid) => gtid.replace(/\s+/g, ""))
-    .filter(Boolean)
-    .sort()
-    .join(",");
-}
-
-/** The "position" check: every captured GTID value equals the restored one; a mismatch names both. */
-export function comparePositions(
-  flavor: ServerFlavor,
-  captured: CapturedPosition,
-  restored: RestoredPosition,
-): CheckResult {
-  const pairs: Array<[string, string | null, string | null]> =
-    flavor === "mariadb"
-      ? [
-          ["gtid_binlog_pos", captured.gtidBinlogPos, restored.gtidBinlogPos],
-          ["gtid_slave_pos", captured.gtidSlavePos, restored.gtidSlavePos],
-        ]
-      : [["gtid_executed", captured.gtidExecuted, restored.gtidExecuted]];
-  const mismatches = pairs
-    .filter(([, want, got]) => normalizeGtidList(want) !== normalizeGtidList(got))
-    .map(([name, want, got]) => `@@${name} is "${got ?? ""}" after recovery, captured "${want ?? ""}"`);
-  if (mismatches.length > 0) {
-    return { name: "position", passed: false, detail: `${mismatches.join("; ")}` };
-  }
-  const values = pairs.map(([name, want]) => `@@${name} = "${want ?? ""}"`).join(", ");
-  return { name: "position", passed: true, detail: `restored position equals the captured one: ${values}` };
-}
+export type { RestoredPosition } from "./position";
 
 /** What differs between the manifest's table inventory and the restored server's. */
 export interface InventoryComparison {
@@ -75,11 +25,14 @@ const tableName = (t: { schema: string; table: string }) => `${t.schema}.${t.tab
 const isSystem = (t: { schema: string }) => SYSTEM_SCHEMAS.includes(t.schema.toLowerCase());
 
 /**
- * Compares the inventory taken under the lock with the restored base tables. A table added outside the
- * system schemas is unexpected; a table of the manifest is missing wherever it lived.
+ * Compares the manifest's inventory with the restored objects that hold data. An object added outside the
+ * system schemas is unexpected; one of the manifest is missing wherever it lived. A manifest written before
+ * sequences were inventoried (no entry has a `type`) is not faulted for the sequences it could not list.
  */
 export function compareInventory(expected: ManifestTable[], restored: ManifestTable[]): InventoryComparison {
-  const found = new Map(restored.map((t) => [tableName(t), t]));
+  const typed = expected.some((t) => t.type !== undefined);
+  const comparable = typed ? restored : restored.filter((t) => typeOf(t) !== "SEQUENCE");
+  const found = new Map(comparable.map((t) => [tableName(t), t]));
   const listed = new Set(expected.map(tableName));
   const result: InventoryComparison = { missing: [], unexpected: [], engineChanged: [] };
   for (const table of expected) {
@@ -89,7 +42,7 @@ export function compareInventory(expected: ManifestTable[], restored: ManifestTa
       result.engineChanged.push(`${tableName(table)} (${got.engine}, manifest ${table.engine})`);
     }
   }
-  for (const table of restored) {
+  for (const table of comparable) {
     if (!isSystem(table) && !listed.has(tableName(table))) result.unexpected.push(tableName(table));
   }
   return result;
@@ -137,46 +90,71 @@ async function rows<T>(conn: Connection, sql: string): Promise<T[]> {
   return result as unknown as T[];
 }
 
-/** The restored server's GTID state. */
-export async function readRestoredPosition(
-  conn: Connection,
-  flavor: ServerFlavor,
-): Promise<RestoredPosition> {
-  if (flavor === "mariadb") {
-    const [row] = await rows<{ binlogPos: string; slavePos: string }>(
-      conn,
-      "SELECT @@gtid_binlog_pos AS binlogPos, @@gtid_slave_pos AS slavePos",
-    );
-    return { gtidBinlogPos: row.binlogPos, gtidSlavePos: row.slavePos, gtidExecuted: null };
-  }
-  const [row] = await rows<{ executed: string }>(conn, "SELECT @@gtid_executed AS executed");
-  return { gtidBinlogPos: null, gtidSlavePos: null, gtidExecuted: row.executed };
-}
-
-/** Every base table on the restored server (system-versioned ones too; views and sequences are not data). */
+/** The restored objects that hold data outside the system schemas, read as the backup's inventory is. */
 export async function readRestoredTables(conn: Connection): Promise<ManifestTable[]> {
-  const found = await rows<{ schema: string; table: string; engine: string | null }>(
-    conn,
-    "SELECT TABLE_SCHEMA AS `schema`, TABLE_NAME AS `table`, ENGINE AS engine FROM information_schema.TABLES " +
-      "WHERE TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') ORDER BY TABLE_SCHEMA, TABLE_NAME",
-  );
-  return found.map((t) => ({ schema: t.schema, table: t.table, engine: t.engine ?? "" }));
+  return inventoryOf(await rows<Record<string, unknown>>(conn, INVENTORY_SQL)).tables;
 }
 
-/** Runs CHECK TABLE (EXTENDED when asked) and an exact COUNT(*) on one table; a failing statement is a failing check. */
+/** A sequence's one row, as `SELECT … FROM <sequence>` returns it. */
+export interface SequenceRow {
+  next_not_cached_value: string | number;
+  minimum_value: string | number;
+  maximum_value: string | number;
+  increment: string | number;
+}
+
+/**
+ * Judges a sequence by what it must always be: exactly one row, a minimum not above the maximum, a non-zero
+ * increment (CHECK TABLE cannot check a sequence; its pages are checked by "pages" when it is InnoDB).
+ */
+export function judgeSequence(found: SequenceRow[]): { passed: boolean; text: string } {
+  if (found.length !== 1) return { passed: false, text: `a sequence holds ${found.length} rows, not 1` };
+  const [row] = found;
+  const [next, min, max, increment] = [
+    row.next_not_cached_value,
+    row.minimum_value,
+    row.maximum_value,
+    row.increment,
+  ].map((v) => BigInt(v));
+  if (min > max) return { passed: false, text: `minimum ${min} is above maximum ${max}` };
+  if (increment === 0n) return { passed: false, text: "increment is 0" };
+  return { passed: true, text: `sequence OK: next value ${next} (${min}…${max}, increment ${increment})` };
+}
+
+/**
+ * Checks one object the way its kind allows, and counts its rows exactly; a failing statement is a failing
+ * check. Tables (partitioned or not): CHECK TABLE (EXTENDED when asked) and COUNT(*); system-versioned
+ * tables also count their history (`FOR SYSTEM_TIME ALL`); sequences are read and judged by `judgeSequence`.
+ */
 export async function checkTable(
   conn: Connection,
   table: ManifestTable,
   extended = false,
 ): Promise<RestoredTable & { passed: boolean }> {
   const name = `${quoteIdentifier(table.schema)}.${quoteIdentifier(table.table)}`;
+  const type = typeOf(table);
   try {
+    if (type === "SEQUENCE") {
+      const verdict = judgeSequence(await rows<SequenceRow>(conn, `SELECT * FROM ${name}`));
+      return { ...table, type, rows: 1, check: verdict.text, passed: verdict.passed };
+    }
     const statement = `CHECK TABLE ${name}${extended ? " EXTENDED" : ""}`;
     const verdict = judgeCheckTable(await rows<CheckTableRow>(conn, statement));
     const [count] = await rows<{ n: string | number }>(conn, `SELECT COUNT(*) AS n FROM ${name}`);
-    return { ...table, rows: Number(count.n), check: verdict.text, passed: verdict.passed };
+    const history =
+      type === "SYSTEM VERSIONED"
+        ? await rows<{ n: string | number }>(conn, `SELECT COUNT(*) AS n FROM ${name} FOR SYSTEM_TIME ALL`)
+        : null;
+    return {
+      ...table,
+      type,
+      rows: Number(count.n),
+      ...(history ? { historyRows: Number(history[0].n) } : {}),
+      check: verdict.text,
+      passed: verdict.passed,
+    };
   } catch (error) {
-    return { ...table, rows: null, check: `failed: ${(error as Error).message}`, passed: false };
+    return { ...table, type, rows: null, check: `failed: ${(error as Error).message}`, passed: false };
   }
 }
 
@@ -194,10 +172,18 @@ export function judgeTables(
   ];
   if (problems.length > 0) return { name: "tables", passed: false, detail: problems.join("; ") };
   const rowsTotal = tables.reduce((sum, t) => sum + (t.rows ?? 0), 0);
+  const kinds = [
+    [tables.filter((t) => typeOf(t) === "SEQUENCE").length, "sequences read and consistent"],
+    [tables.filter((t) => typeOf(t) === "SYSTEM VERSIONED").length, "system-versioned with their history"],
+    [tables.filter((t) => t.partitioned).length, "partitioned"],
+  ] as const;
+  const extra = kinds.filter(([n]) => n > 0).map(([n, what]) => `${n} ${what}`);
   return {
     name: "tables",
     passed: true,
-    detail: `${tables.length} tables present with their engines, CHECK TABLE${extended ? " EXTENDED" : ""} OK, ${rowsTotal} rows`,
+    detail:
+      `${tables.length} tables present with their engines, CHECK TABLE${extended ? " EXTENDED" : ""} OK, ${rowsTotal} rows` +
+      (extra.length ? ` (${extra.join(", ")})` : ""),
   };
 }
 

@@ -2,6 +2,7 @@ import { PutObjectCommand, PutObjectTaggingCommand, type S3Client } from "@aws-s
 import {
   CHECKS,
   VerifierMetric,
+  lockModeOf,
   archiveKey,
   manifestKey,
   metric,
@@ -91,6 +92,16 @@ export function buildReport(input: ReportInput): VerificationReport {
         binlog: input.manifest?.position.binlog ?? null,
       },
       restored: input.restored ? { gtid: reportedGtid(flavor, input.restored), binlog: null } : null,
+      ...(input.manifest ? { lockMode: lockModeOf(input.manifest) } : {}),
+      recovered: input.restored,
+      ...(input.manifest?.positionAfter
+        ? {
+            bounds: {
+              before: reportedGtid(flavor, input.manifest.position),
+              after: reportedGtid(flavor, input.manifest.positionAfter),
+            },
+          }
+        : {}),
     },
     tables: input.tables,
     timings: {

@@ -34,15 +34,14 @@ import { catchUp, type CatchUpOptions } from "./catchup";
 import {
   checkPages,
   checkTable,
-  comparePositions,
   compareInventory,
   judgeTables,
   readRecoveryPoint,
-  readRestoredPosition,
   readRestoredTables,
   type RestoredPosition,
 } from "./checks";
 import { downloadAndExtract, fetchManifest } from "./objects";
+import { judgePosition, readRestoredPosition } from "./position";
 import type { RestoreTimings } from "./report";
 import { noTimings } from "./result";
 
@@ -244,7 +243,7 @@ async function checkRestoredServer(
     const [version] = (await conn.query("SELECT @@version AS version"))[0] as Array<{ version: string }>;
     findings.serverVersion = version.version;
     findings.restored = await readRestoredPosition(conn, manifest.server.flavor);
-    const position = comparePositions(manifest.server.flavor, manifest.position, findings.restored);
+    const position = judgePosition(manifest, findings.restored);
     findings.checks.push(position);
     if (!position.passed) return;
     const comparison = compareInventory(manifest.tables, await readRestoredTables(conn));

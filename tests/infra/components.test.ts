@@ -10,23 +10,34 @@ import {
   backupWritablePaths,
   clusterAlarms,
   dashboardBody,
+  epochSeconds,
+  lifecycleRules,
+  replicaStorageClass,
   resolveQueueSettings,
   resolveRetention,
+  s3EndpointProblem,
   VerificationQueue,
+  type AlarmSpec,
 } from "../../components";
 import { Dimension, METRIC_NAMESPACE, ReplicaMetric, VerifierMetric } from "../../contracts";
 import { PROJECT_ROOT, runProgram } from "../../policies/stackSimulator";
 
-describe("BackupBucket defaults", () => {
-  test("GOVERNANCE 35 days, expiry at 35, IA after 30, no Glacier", () => {
+describe("BackupBucket defaults and retention", () => {
+  test("GOVERNANCE 35 days, expiry at 35, no transition a 35-day life could not pay for, no GFS", () => {
     expect(resolveRetention()).toEqual({
       mode: "GOVERNANCE",
       days: 35,
-      expireDays: 35,
-      infrequentAccessDays: 30,
-      glacierDays: 0,
       noncurrentDays: 7,
+      daily: { transitions: [], expireDays: 35 },
     });
+  });
+
+  test("STANDARD_IA after 30 days by default once archives live 60 days (30 in IA, its minimum)", () => {
+    expect(resolveRetention({ expireDays: 60 }).daily).toEqual({
+      transitions: [{ days: 30, storageClass: "STANDARD_IA" }],
+      expireDays: 60,
+    });
+    expect(resolveRetention({ expireDays: 59 }).daily.transitions).toEqual([]);
   });
 
   test("a standalone BackupBucket registers its key, bucket and protections, with the default retention", async () => {
@@ -38,19 +49,83 @@ describe("BackupBucket defaults", () => {
     )!;
     expect(lock.inputs.rule).toEqual({ defaultRetention: { mode: "GOVERNANCE", days: 35 } });
     expect(resources.filter((r) => r.custom)).toHaveLength(10);
+    // Without a verifier, nobody may write a verdict.
+    const policy = JSON.parse(
+      resources.find((r) => r.type === "aws:s3/bucketPolicy:BucketPolicy")!.inputs.policy as string,
+    ) as { Statement: Array<Record<string, unknown>> };
+    const verdicts = policy.Statement.find((x) => x.Sid === "DenyVerdictsFromAnyoneButTheVerifier")!;
+    expect(verdicts.Condition).toBeUndefined();
+    expect(verdicts.Resource).toEqual([
+      `${String(verdicts.Resource).split("/")[0]}/backups/*/verification.json`,
+    ]);
   });
 
   test.each([
     [{ days: 0 }, /retention\.days must be an integer from 1/],
     [{ mode: "LEGAL" }, /retention\.mode must be one of "GOVERNANCE", "COMPLIANCE"/],
     [{ days: 30, expireDays: 10 }, /retention\.expireDays must be an integer from 30/],
-    [{ days: 35, expireDays: 400, infrequentAccessDays: 10 }, /retention\.infrequentAccessDays.*at least 30/],
+    [
+      { days: 35, expireDays: 400, infrequentAccessDays: 10 },
+      /retention\.infrequentAccessDays must be 0 \(never\) or at least 30/,
+    ],
     [
       { days: 35, expireDays: 400, infrequentAccessDays: 30, glacierDays: 40 },
-      /retention\.glacierDays.*at least 60/,
+      /retention\.infrequentAccessDays \(30\) leaves archives in STANDARD_IA for 10 days until retention\.glacierDays \(40\), but STANDARD_IA bills at least 30/,
+    ],
+    // The issue's example: IA at day 30 with expiry at day 35 pays the 30-day minimum for 5 days.
+    [
+      { days: 35, expireDays: 35, infrequentAccessDays: 30 },
+      /retention\.infrequentAccessDays \(30\) leaves archives in STANDARD_IA for 5 days until retention\.expireDays \(35\)/,
+    ],
+    [
+      { days: 35, expireDays: 150, glacierDays: 90 },
+      /retention\.glacierDays \(90\) leaves archives in GLACIER_IR for 60 days .* bills at least 90/,
+    ],
+    [
+      { days: 35, expireDays: 400, infrequentAccessDays: 90, glacierDays: 60 },
+      /retention\.glacierDays \(60\) must come after retention\.infrequentAccessDays \(90\)/,
+    ],
+    [
+      { days: 35, expireDays: 35, monthly: { expireDays: 30 } },
+      /retention\.monthly\.expireDays must be an integer from 35/,
+    ],
+    [
+      { days: 35, expireDays: 35, monthly: { expireDays: 400, deepArchiveDays: 300 } },
+      /retention\.monthly\.deepArchiveDays \(300\) leaves archives in DEEP_ARCHIVE for 100 days .* bills at least 180/,
     ],
   ])("rejects retention %j naming the field", (retention, message) => {
     expect(() => resolveRetention(retention as never)).toThrow(message);
+  });
+
+  test("grandfather-father-son: dailies and monthlies by their retention tag, a catch-all as long as the monthlies", () => {
+    const r = resolveRetention({
+      days: 14,
+      expireDays: 14,
+      monthly: { expireDays: 730, glacierDays: 90, deepArchiveDays: 365 },
+    });
+    expect(lifecycleRules("backups", r).slice(0, 3)).toEqual([
+      { id: "archives", status: "Enabled", filter: { prefix: "backups/" }, expiration: { days: 730 } },
+      {
+        id: "archives-daily",
+        status: "Enabled",
+        filter: { and: { prefix: "backups/", tags: { retention: "daily" } } },
+        transitions: [],
+        expiration: { days: 14 },
+      },
+      {
+        id: "archives-monthly",
+        status: "Enabled",
+        filter: { and: { prefix: "backups/", tags: { retention: "monthly" } } },
+        transitions: [
+          { days: 90, storageClass: "GLACIER_IR" },
+          { days: 365, storageClass: "DEEP_ARCHIVE" },
+        ],
+        expiration: { days: 730 },
+      },
+    ]);
+    // Dailies expire before STANDARD_IA's minimum: the off-site copy arrives in STANDARD, not IA.
+    expect(replicaStorageClass(r)).toBe("STANDARD");
+    expect(replicaStorageClass(resolveRetention({ days: 35 }))).toBe("STANDARD_IA");
   });
 });
 
@@ -74,9 +149,21 @@ describe("VerificationQueue defaults", () => {
 describe("alarms watch the metrics the host scripts emit", () => {
   test("the cluster alarms use contracts/ names, the Cluster dimension, and treat silence as failure where it is one", () => {
     const alarms = clusterAlarms({ name: "orders" });
-    expect(alarms.map((a) => [a.id, a.namespace, a.metricName, a.dimensions, a.treatMissingData])).toEqual([
+    const simple = (a: AlarmSpec) =>
+      a.metric as { namespace: string; metricName: string; dimensions: object; period: number };
+    expect(
+      alarms.map((a) => [
+        a.id,
+        a.kind,
+        simple(a).namespace,
+        simple(a).metricName,
+        simple(a).dimensions,
+        a.treatMissingData,
+      ]),
+    ).toEqual([
       [
         "no-verified-backup",
+        "state",
         METRIC_NAMESPACE,
         VerifierMetric.VerificationSucceeded,
         { [Dimension.Cluster]: "orders" },
@@ -84,6 +171,7 @@ describe("alarms watch the metrics the host scripts emit", () => {
       ],
       [
         "verification-failed",
+        "event",
         METRIC_NAMESPACE,
         VerifierMetric.VerificationFailed,
         { [Dimension.Cluster]: "orders" },
@@ -91,13 +179,23 @@ describe("alarms watch the metrics the host scripts emit", () => {
       ],
       [
         "backup-failed",
+        "event",
         METRIC_NAMESPACE,
         ReplicaMetric.BackupFailed,
         { [Dimension.Cluster]: "orders" },
         "notBreaching",
       ],
       [
+        "backup-abandoned",
+        "event",
+        METRIC_NAMESPACE,
+        ReplicaMetric.BackupAbandoned,
+        { [Dimension.Cluster]: "orders" },
+        "notBreaching",
+      ],
+      [
         "backup-missing",
+        "state",
         METRIC_NAMESPACE,
         ReplicaMetric.BackupSucceeded,
         { [Dimension.Cluster]: "orders" },
@@ -107,11 +205,32 @@ describe("alarms watch the metrics the host scripts emit", () => {
     const noVerified = alarms[0];
     // 26 hourly periods, all below one success: nothing verified in the whole window.
     expect([
-      noVerified.period,
+      simple(noVerified).period,
       noVerified.evaluationPeriods,
       noVerified.comparisonOperator,
       noVerified.threshold,
     ]).toEqual([3600, 26, "LessThanThreshold", 1]);
+  });
+
+  test("with replicas, each one's silence is its own alarm (Cluster and Host), instead of the cluster's", () => {
+    const alarms = clusterAlarms({ name: "orders", hosts: [{ name: "db1" }, { name: "db2" }] });
+    expect(alarms.map((a) => a.id)).toEqual([
+      "no-verified-backup",
+      "verification-failed",
+      "backup-failed",
+      "backup-abandoned",
+      "db1-backup-missing",
+      "db2-backup-missing",
+    ]);
+    expect(alarms[5].metric).toMatchObject({
+      metricName: ReplicaMetric.BackupSucceeded,
+      dimensions: { [Dimension.Cluster]: "orders", [Dimension.Host]: "db2" },
+    });
+  });
+
+  test("a creation time that is not RFC 3339 is refused (the alarm would never arm)", () => {
+    expect(epochSeconds("2026-11-20T09:30:00Z")).toBe(1795167000);
+    expect(() => epochSeconds("yesterday")).toThrow(/not an RFC 3339 time/);
   });
 
   test("the dashboard shows backup age, lock ms, sizes, restore seconds and failures per cluster", () => {
@@ -224,5 +343,34 @@ describe("backupWritablePaths", () => {
       "/mnt/mysql-backup",
     ]);
     expect(backupWritablePaths(zfs, "/var/backups/mysql")).toEqual(["/var/backups/mysql"]);
+  });
+});
+
+describe("S3 gateway endpoint check", () => {
+  const endpoint = {
+    id: "vpce-0a1b",
+    vpcEndpointType: "Gateway",
+    serviceName: "com.amazonaws.eu-west-1.s3",
+    routeTableIds: ["rtb-1", "rtb-2"],
+  };
+  test("accepts a gateway endpoint for S3 on every subnet's route table", () => {
+    const tables = [
+      { subnetId: "subnet-1", routeTableId: "rtb-1" },
+      { subnetId: "subnet-2", routeTableId: "rtb-2" },
+    ];
+    expect(s3EndpointProblem(endpoint, "eu-west-1", tables)).toBeUndefined();
+  });
+  test("names a subnet whose route table it does not serve", () => {
+    expect(
+      s3EndpointProblem(endpoint, "eu-west-1", [{ subnetId: "subnet-3", routeTableId: "rtb-3" }]),
+    ).toMatch(/vpce-0a1b is not on the route table of subnet-3 \(rtb-3\)/);
+  });
+  test("refuses an interface endpoint, or one for another service or region", () => {
+    expect(s3EndpointProblem({ ...endpoint, vpcEndpointType: "Interface" }, "eu-west-1", [])).toMatch(
+      /has type Interface and service com\.amazonaws\.eu-west-1\.s3; it must be a Gateway endpoint/,
+    );
+    expect(s3EndpointProblem(endpoint, "us-east-1", [])).toMatch(
+      /must be a Gateway endpoint for com\.amazonaws\.us-east-1\.s3/,
+    );
   });
 });

@@ -11,8 +11,22 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { parseBackupConfig, parseVerifyConfig } from "../../contracts";
-import { renderUserData, renderVerifyConfig, type ServerRelease } from "../../components";
-import { backupServiceUnit, backupTimerUnit, INSTALLED_BINARY } from "../../contracts/units";
+import {
+  NODESOURCE_KEY,
+  renderUserData,
+  renderVerifyConfig,
+  VENDOR_KEY_FINGERPRINTS,
+  type ServerRelease,
+  type VerifierImage,
+} from "../../components";
+import {
+  backupServiceUnit,
+  backupTimerUnit,
+  INSTALLED_BINARY,
+  SCRATCH_SERVER_STOP_GRACE_SECONDS,
+  VERIFIER_STOP_TIMEOUT_SECONDS,
+  verifierServiceUnit,
+} from "../../contracts/units";
 import { bundleHostScripts } from "../../scripts/bundle";
 import { simulateStack, type RegisteredResource, type StackRun } from "../../policies/stackSimulator";
 
@@ -135,17 +149,18 @@ describe("cloud-init user-data", () => {
     }
   });
 
-  test.each<[string, ServerRelease]>([
-    ["MariaDB 10.11 (Debian's own)", { flavor: "mariadb", version: "10.11" }],
-    ["MariaDB 11.4 (MariaDB's repository)", { flavor: "mariadb", version: "11.4" }],
-    ["MySQL 8.0", { flavor: "mysql", version: "8.0" }],
-    ["MySQL 8.4 LTS", { flavor: "mysql", version: "8.4" }],
-  ])("user-data for %s passes `cloud-init schema` and installs the matching server", (_name, server) => {
-    const text = renderUserData({
+  const render = (server: ServerRelease, image: VerifierImage): string =>
+    renderUserData({
       server,
-      nodeMajorVersion: 20,
-      bucketName: "mysql-backups-test",
-      bundleSha256: "0".repeat(64),
+      image,
+      bundle: {
+        bucket: "mysql-backups-test",
+        key: "artifacts/mysql-backup/mysql-backup.cjs",
+        versionId: "3HL4kqtJlcpXroDTDmJ-rmSpXd3dIbrHY",
+        sha256: "0".repeat(64),
+      },
+      region: "eu-west-1",
+      logGroupName: "/mysql-backup/test-verifier",
       verifyConfig: renderVerifyConfig({
         queueUrl: "https://sqs.eu-west-1.amazonaws.com/123456789012/q",
         visibilityTimeoutSeconds: 3600,
@@ -153,10 +168,18 @@ describe("cloud-init user-data", () => {
         keyArn: "arn:aws:kms:eu-west-1:123456789012:key/test",
       }),
     });
+
+  test.each<[string, ServerRelease]>([
+    ["MariaDB 10.11 (Debian's own)", { flavor: "mariadb", version: "10.11" }],
+    ["MariaDB 11.4 (MariaDB's repository)", { flavor: "mariadb", version: "11.4" }],
+    ["MySQL 8.0", { flavor: "mysql", version: "8.0" }],
+    ["MySQL 8.4 LTS", { flavor: "mysql", version: "8.4" }],
+  ])("user-data for %s passes `cloud-init schema` and installs the matching server", (_name, server) => {
+    const text = render(server, { baked: false, nodeMajorVersion: 22 });
     expect(schema(text).status).toBe(0);
     const doc = parseYaml(text) as {
       packages: string[];
-      apt: { sources: Record<string, { source: string }> };
+      apt: { sources: Record<string, { source: string; keyid?: string; keyserver?: string; key?: string }> };
     };
     expect(doc.packages).toContain(server.flavor === "mariadb" ? "mariadb-server" : "mysql-server");
     const sources = Object.values(doc.apt.sources)
@@ -166,17 +189,139 @@ describe("cloud-init user-data", () => {
       expect(sources).toContain(server.version === "8.4" ? "mysql-8.4-lts" : "mysql-8.0");
     if (server.flavor === "mariadb" && server.version !== "10.11")
       expect(sources).toContain(`mariadb-server/${server.version}/`);
+    // Every repository over HTTPS; a vendor key fetched over HTTPS and pinned by its full fingerprint.
+    expect(sources).not.toMatch(/http:\/\//);
+    for (const source of Object.values(doc.apt.sources).filter((x) => x.keyid)) {
+      expect(source.keyid).toMatch(/^[0-9A-F]{40}$/);
+      expect(Object.values(VENDOR_KEY_FINGERPRINTS)).toContain(source.keyid);
+      expect(source.keyserver).toBe("hkps://keyserver.ubuntu.com:443");
+    }
+  });
+
+  test("a baked image installs nothing at boot: no APT, no package, the same config and bundle check", () => {
+    const text = render({ flavor: "mariadb", version: "10.11" }, { baked: true });
+    expect(schema(text).status).toBe(0);
+    const doc = parseYaml(text) as Record<string, unknown>;
+    expect(Object.keys(doc).sort()).toEqual(["runcmd", "write_files"]);
+    expect(text).not.toContain("amazon-cloudwatch-agent.deb");
+    expect(text).toContain("amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s -c file:");
+  });
+
+  test("the prod stack boots a baked image; dev installs Node 22 from NodeSource with the key inline (no keyserver)", () => {
+    expect(parseYaml(userDataOf(prod).replace(/^#cloud-config\n/, ""))).not.toHaveProperty("apt");
+    const doc = parseYaml(userDataOf(dev).replace(/^#cloud-config\n/, "")) as {
+      apt: { sources: Record<string, { source: string; key?: string; keyserver?: string }> };
+    };
+    const nodesource = doc.apt.sources["nodesource.list"];
+    expect(nodesource.source).toBe(
+      "deb [signed-by=$KEY_FILE] https://deb.nodesource.com/node_22.x nodistro main",
+    );
+    expect(nodesource.key).toBe(NODESOURCE_KEY.armored);
+    expect(nodesource.keyserver).toBeUndefined();
+    expect(userDataOf(dev)).not.toContain("keyserver");
+  });
+
+  test("the inline NodeSource key is the key its pinned fingerprint names (checked with gpg)", () => {
+    const home = fs.mkdtempSync(path.join(work, "gnupg-"));
+    const file = path.join(work, "nodesource.asc");
+    fs.writeFileSync(file, NODESOURCE_KEY.armored);
+    const shown = spawnSync("gpg", ["--homedir", home, "--with-colons", "--show-keys", file], {
+      encoding: "utf8",
+    });
+    expect(shown.status).toBe(0);
+    const fingerprints = shown.stdout
+      .split("\n")
+      .filter((l) => l.startsWith("fpr:"))
+      .map((l) => l.split(":")[9]);
+    expect(fingerprints[0]).toBe(NODESOURCE_KEY.fingerprint);
+    // The primary key has no expiry date: an inline key that expired would break every boot.
+    const primary = shown.stdout
+      .split("\n")
+      .find((l) => l.startsWith("pub:"))!
+      .split(":");
+    expect(primary[6]).toBe("");
+  });
+
+  test("docs/infrastructure.md lists every host a boot reaches, whatever the server and image", () => {
+    const docs = fs.readFileSync(path.join(__dirname, "../../docs/infrastructure.md"), "utf8");
+    const egress = docs.slice(
+      docs.indexOf("## Egress of the verifier hosts"),
+      docs.indexOf("## Name limits"),
+    );
+    const texts = [
+      ...(["10.11", "11.4"] as const).map((version) =>
+        render({ flavor: "mariadb", version }, { baked: false, nodeMajorVersion: 22 }),
+      ),
+      ...(["8.0", "8.4"] as const).map((version) =>
+        render({ flavor: "mysql", version }, { baked: false, nodeMajorVersion: 22 }),
+      ),
+      render({ flavor: "mariadb", version: "10.11" }, { baked: true }),
+    ];
+    const hosts = new Set(
+      texts
+        .flatMap((t) => [
+          ...[...t.matchAll(/\bhttps?:\/\/([a-z0-9.-]+)/g)].map((m) => m[1]),
+          ...[...t.matchAll(/\bhkps:\/\/([a-z0-9.-]+:\d+)/g)].map((m) => m[1]),
+          ...[...t.matchAll(/\bs3:\/\/([a-z0-9.-]+)\//g)].map((m) => m[1]),
+        ])
+        // The stack's own bucket is the table's first row; regions are written as the docs write them.
+        .filter((host) => host !== "mysql-backups-test")
+        .map((host) => host.replace("eu-west-1", "<region>")),
+    );
+    expect([...hosts].sort()).toEqual([
+      "amazoncloudwatch-agent-<region>",
+      "deb.nodesource.com",
+      "dlm.mariadb.com",
+      "keyserver.ubuntu.com:443",
+      "repo.mysql.com",
+      "sqs.<region>.amazonaws.com",
+    ]);
+    for (const host of hosts)
+      expect({ host, listed: egress.includes(`\`${host}`) }).toEqual({ host, listed: true });
   });
 
   test("the validator rejects broken user-data (the check can fail)", () => {
     expect(schema("#cloud-config\npackages: 3\n").status).not.toBe(0);
   });
 
-  test("the bundle is fetched from its content-addressed key and its sha256 checked before install", () => {
+  test("the exact bundle version is fetched and its sha256 checked before install; a bad one terminates the boot", () => {
     const text = userDataOf(dev);
     const sha = dev.outputs.bundleSha256 as string;
-    expect(text).toContain(`s3://${dev.outputs.bucketName as string}/artifacts/mysql-backup/${sha}.cjs`);
-    expect(text).toContain(`echo "${sha}  /usr/local/bin/mysql-backup.download" | sha256sum -c --quiet -`);
+    const bundle = dev.resources.find((r) => r.type === "aws:s3/bucketObjectv2:BucketObjectv2")!;
+    expect(text).toContain(
+      `aws s3api get-object --region eu-west-1 --bucket ${dev.outputs.bucketName as string} --key artifacts/mysql-backup/mysql-backup.cjs --version-id ${bundle.state.versionId as string} /usr/local/bin/mysql-backup.download`,
+    );
+    expect(text).toContain(
+      `echo "${sha}  /usr/local/bin/mysql-backup.download" | sha256sum -c --quiet - || {`,
+    );
+    expect(text).toMatch(/missing or corrupt" >&2; poweroff; exit 1; }/);
+  });
+
+  test("the CloudWatch agent ships the verifier's and cloud-init's logs to the stack's log group", () => {
+    const doc = parseYaml(userDataOf(dev).replace(/^#cloud-config\n/, "")) as {
+      write_files: Array<{ path: string; content: string }>;
+    };
+    const agent = JSON.parse(
+      doc.write_files.find((f) => f.path === "/opt/aws/amazon-cloudwatch-agent/etc/mysql-backup.json")!
+        .content,
+    ) as { logs: { logs_collected: { files: { collect_list: Array<Record<string, string>> } } } };
+    expect(agent.logs.logs_collected.files.collect_list).toEqual([
+      {
+        file_path: "/var/log/mysql-backup/verifier.log",
+        log_group_name: dev.outputs.verifierLogGroupName,
+        log_stream_name: "{instance_id}/verifier",
+        timezone: "UTC",
+      },
+      {
+        file_path: "/var/log/cloud-init-output.log",
+        log_group_name: dev.outputs.verifierLogGroupName,
+        log_stream_name: "{instance_id}/cloud-init",
+        timezone: "UTC",
+      },
+    ]);
+    expect(userDataOf(dev)).toContain(
+      "aws s3 cp --no-sign-request --region eu-west-1 s3://amazoncloudwatch-agent-eu-west-1/debian/amd64/latest/amazon-cloudwatch-agent.deb",
+    );
   });
 });
 
@@ -287,7 +432,7 @@ describe("systemd units", () => {
     expect(lines.some((l) => l.startsWith("ReadWritePaths"))).toBe(false);
   });
 
-  test("the verifier service (from the user-data) passes `systemd-analyze verify` and restarts on failure", () => {
+  test("the verifier service (from the user-data) passes `systemd-analyze verify`, restarts on failure and logs to its file", () => {
     const cloudConfig = parseYaml(userDataOf(dev)) as {
       write_files: Array<{ path: string; content: string }>;
     };
@@ -299,6 +444,63 @@ describe("systemd units", () => {
       "ExecStart=/usr/local/bin/mysql-backup verify --config /etc/mysql-backup/verify.json",
     );
     expect(unit).toContain("Restart=on-failure");
+    expect(unit.split("\n")).toEqual(
+      expect.arrayContaining([
+        "StandardOutput=append:/var/log/mysql-backup/verifier.log",
+        "StandardError=inherit",
+        "LogsDirectory=mysql-backup",
+      ]),
+    );
+  });
+
+  test("the verifier service is hardened: read-only but its scratch directory, few capabilities, a stop that waits for the scratch server", () => {
+    const unit = verifierServiceUnit();
+    const lines = unit.split("\n");
+    for (const line of [
+      "NoNewPrivileges=yes",
+      "ProtectSystem=strict",
+      "ReadWritePaths=/var/lib/mysql-verify",
+      "PrivateTmp=yes",
+      "PrivateDevices=yes",
+      "ProtectHome=yes",
+      "ProtectKernelModules=yes",
+      "KillMode=mixed",
+    ]) {
+      expect(lines).toContain(line);
+    }
+    const caps = lines
+      .find((l) => l.startsWith("CapabilityBoundingSet="))!
+      .split("=")[1]
+      .split(" ");
+    expect(caps).toEqual(expect.arrayContaining(["CAP_CHOWN", "CAP_SETUID", "CAP_SETGID", "CAP_KILL"]));
+    expect(caps).not.toContain("CAP_SYS_ADMIN");
+    expect(caps).not.toContain("CAP_SYS_MODULE");
+    // Longer than the scratch server's own stop (its grace before SIGKILL, which the host scripts import).
+    expect(lines).toContain(`TimeoutStopSec=${VERIFIER_STOP_TIMEOUT_SECONDS}s`);
+    expect(VERIFIER_STOP_TIMEOUT_SECONDS).toBeGreaterThan(SCRATCH_SERVER_STOP_GRACE_SECONDS);
+    expect(verify({ "mysql-backup-verifier.service": unit })).toEqual({ status: 0, out: "" });
+  });
+
+  test("`systemd-analyze security` rates the verifier service at most as exposed as the backup service", () => {
+    const exposure = (name: string, text: string): number => {
+      const file = path.join(work, name);
+      fs.writeFileSync(file, text);
+      const r = run("systemd-analyze", ["security", "--offline=yes", file]);
+      const level = /Overall exposure level for \S+: ([\d.]+)/.exec(r.out);
+      if (!level) throw new Error(`systemd-analyze security printed no exposure level:\n${r.out}`);
+      return Number(level[1]);
+    };
+    const verifier = exposure("mysql-backup-verifier.service", verifierServiceUnit());
+    const backup = exposure(
+      "mysql-backup.service",
+      backupServiceUnit({
+        cluster: "c",
+        host: "h",
+        writablePaths: ["/var/backups/mysql", "/srv/.snapshots"],
+      }),
+    );
+    expect(verifier).toBeLessThanOrEqual(backup);
+    expect(verifier).toBeLessThan(6);
   });
 
   test("the verifier refuses a unit whose binary is missing (the check can fail)", () => {

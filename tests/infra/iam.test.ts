@@ -1,120 +1,40 @@
 /**
  * IAM evaluated, not just read: the role policies, bucket policy and key policy the real prod stack
- * registers go through @cloud-copilot/iam-simulate in a matrix of allowed and denied requests.
+ * registers go through @cloud-copilot/iam-simulate in a matrix of allowed and denied requests
+ * (tests/support/iam.ts sets the context AWS attaches: the principal's ARN, S3's creation flag).
  */
-import { anonymousPrincipal, runSimulation, type Simulation } from "@cloud-copilot/iam-simulate";
-import {
-  ACCOUNT_ID,
-  DEFAULT_REGION,
-  simulateStack,
-  type RegisteredResource,
-} from "../../policies/stackSimulator";
-
-type Decision = "Allowed" | "Denied";
-type Context = Record<string, string | string[]>;
-
-interface Policies {
-  bucketArn: string;
-  keyArn: string;
-  queueArn: string;
-  bucketPolicy: object;
-  keyPolicy: object;
-  roles: Record<"orders" | "billing" | "verifier", { arn: string; policy: object }>;
-}
+import { VERDICT_OBJECTS } from "../../contracts";
+import { ACCOUNT_ID, DEFAULT_REGION } from "../../policies/stackSimulator";
+import { decide, prodPolicies, type Context, type Decision, type Policies, type Who } from "../support/iam";
 
 let p: Policies;
 
-function findOne(resources: RegisteredResource[], type: string, nameSuffix: string): RegisteredResource {
-  const found = resources.filter((r) => r.type === type && r.name.endsWith(nameSuffix));
-  if (found.length !== 1) throw new Error(`expected one ${type} named *${nameSuffix}, found ${found.length}`);
-  return found[0];
-}
-
 beforeAll(async () => {
-  const { resources, outputs } = await simulateStack("Pulumi.prod.yaml");
-  const json = (r: RegisteredResource, field: string): object =>
-    JSON.parse(r.inputs[field] as string) as object;
-  const roles = outputs.replicaRoleArns as Record<string, string>;
-  p = {
-    bucketArn: `arn:aws:s3:::${outputs.bucketName as string}`,
-    keyArn: outputs.kmsKeyArn as string,
-    queueArn: (outputs.queueUrl as string).replace(
-      /^https:\/\/sqs\.([^.]+)\.amazonaws\.com\/(\d+)\/(.+)$/,
-      "arn:aws:sqs:$1:$2:$3",
-    ),
-    bucketPolicy: json(findOne(resources, "aws:s3/bucketPolicy:BucketPolicy", "-backups-policy"), "policy"),
-    keyPolicy: json(findOne(resources, "aws:kms/key:Key", "-backups-key"), "policy"),
-    roles: {
-      orders: {
-        arn: roles["orders/orders-db3"],
-        policy: json(
-          findOne(resources, "aws:iam/rolePolicy:RolePolicy", "-orders-orders-db3-policy"),
-          "policy",
-        ),
-      },
-      billing: {
-        arn: roles["billing/billing-db2"],
-        policy: json(
-          findOne(resources, "aws:iam/rolePolicy:RolePolicy", "-billing-billing-db2-policy"),
-          "policy",
-        ),
-      },
-      verifier: {
-        arn: outputs.verifierRoleArn as string,
-        policy: json(findOne(resources, "aws:iam/rolePolicy:RolePolicy", "-verifier-policy"), "policy"),
-      },
-    },
-  };
+  p = await prodPolicies();
 }, 120_000);
 
-/** Runs one request through the simulator; a simulator validation error fails the test, never "denies". */
-async function decide(
-  who: keyof Policies["roles"] | "anonymous",
-  action: string,
-  resource: string,
-  context: Context = {},
-): Promise<Decision> {
-  const service = action.split(":")[0];
-  const resourcePolicy = service === "s3" ? p.bucketPolicy : service === "kms" ? p.keyPolicy : undefined;
-  const secure: Context = {
-    "aws:SecureTransport": "true",
-    ...(service === "s3" ? { "s3:TlsVersion": "1.3" } : {}),
-  };
-  const simulation: Simulation = {
-    request: {
-      principal: who === "anonymous" ? anonymousPrincipal : p.roles[who].arn,
-      action,
-      resource: { resource, accountId: ACCOUNT_ID },
-      contextVariables: { ...secure, ...context },
-    },
-    identityPolicies: who === "anonymous" ? [] : [{ name: `${who}-policy`, policy: p.roles[who].policy }],
-    serviceControlPolicies: [],
-    resourceControlPolicies: [],
-    resourcePolicy,
-    additionalSettings: { s3: { blockPublicAccess: true } },
-  };
-  const result = await runSimulation(simulation, {});
-  if (result.resultType === "error")
-    throw new Error(`simulator rejected the request: ${JSON.stringify(result.errors)}`);
-  const ignored = result.resultType === "single" ? (result.result.ignoredContextKeys ?? []) : [];
-  // A context key the simulator ignores would make a case pass for the wrong reason.
-  const meaningful = ignored.filter((k) => k in context);
-  if (meaningful.length)
-    throw new Error(`simulator ignored context keys ${meaningful.join(", ")} for ${action}`);
-  return result.overallResult === "Allowed" ? "Allowed" : "Denied";
-}
-
 const object = (key: string): string => `${p.bucketArn}/${key}`;
-const ordersBackup = (name: string): string => `backups/orders/orders-db3/20261124T020000Z-3fa9c1/${name}`;
-const billingBackup = (name: string): string => `backups/billing/billing-db2/20261124T020000Z-3fa9c1/${name}`;
+const ID = "20261124T020000Z-3fa9c1";
+const ordersBackup = (name: string): string => `backups/orders/orders-db3/${ID}/${name}`;
+const siblingBackup = (name: string): string => `backups/orders/orders-db9/${ID}/${name}`;
+const billingBackup = (name: string): string => `backups/billing/billing-db2/${ID}/${name}`;
+const ordersBinlog = (name: string): string => `backups/orders/binlogs/5f1e-server-uuid/${name}`;
 const sseKms = (): Context => ({
   "s3:x-amz-server-side-encryption": "aws:kms",
   "s3:x-amz-server-side-encryption-aws-kms-key-id": p.keyArn,
 });
+/** A write that only creates: `If-None-Match: *` (PutObject, CompleteMultipartUpload). */
+const created = (): Context => ({ ...sseKms(), "s3:if-none-match": "*" });
 const viaS3 = { "kms:ViaService": `s3.${DEFAULT_REGION}.amazonaws.com` };
+const tagging = (tags: Record<string, string>, existing: Record<string, string> = {}): Context => ({
+  "s3:RequestObjectTagKeys": Object.keys(tags),
+  ...Object.fromEntries(Object.entries(tags).map(([k, v]) => [`s3:RequestObjectTag/${k}`, v])),
+  ...Object.fromEntries(Object.entries(existing).map(([k, v]) => [`s3:ExistingObjectTag/${k}`, v])),
+});
 
 interface Case {
-  who: keyof Policies["roles"] | "anonymous";
+  who: Who;
+  /** An IAM action, or an S3 write operation (PutObject, CompleteMultipartUpload, UploadPart…). */
   action: string;
   resource: () => string;
   context?: () => Context;
@@ -122,51 +42,94 @@ interface Case {
 }
 
 const cases: Record<string, Case> = {
-  // The replica: uploads its own cluster's backups with SSE-KMS of the bucket key, nothing else.
-  "replica PutObject own cluster with SSE-KMS": {
+  // The replica: creates its own host's backups with SSE-KMS of the bucket key, nothing else.
+  "replica PutObject (If-None-Match) own host with SSE-KMS": {
     who: "orders",
-    action: "s3:PutObject",
+    action: "PutObject",
+    resource: () => object(ordersBackup("manifest.json")),
+    context: created,
+    expect: "Allowed",
+  },
+  "replica CreateMultipartUpload own host": {
+    who: "orders",
+    action: "CreateMultipartUpload",
     resource: () => object(ordersBackup("archive.tar.zst")),
     context: sseKms,
     expect: "Allowed",
   },
-  "replica UploadPart (PutObject without SSE headers) own cluster": {
+  "replica UploadPart own host (no SSE or conditional header)": {
     who: "orders",
-    action: "s3:PutObject",
+    action: "UploadPart",
     resource: () => object(ordersBackup("archive.tar.zst")),
     expect: "Allowed",
   },
-  "replica PutObject manifest own cluster": {
+  "replica CompleteMultipartUpload (If-None-Match) own host": {
     who: "orders",
-    action: "s3:PutObject",
+    action: "CompleteMultipartUpload",
+    resource: () => object(ordersBackup("archive.tar.zst")),
+    context: () => ({ "s3:if-none-match": "*" }),
+    expect: "Allowed",
+  },
+  "overwrite: replica PutObject without If-None-Match": {
+    who: "orders",
+    action: "PutObject",
     resource: () => object(ordersBackup("manifest.json")),
     context: sseKms,
-    expect: "Allowed",
+    expect: "Denied",
   },
-  "replica AbortMultipartUpload own cluster": {
+  "overwrite: replica CompleteMultipartUpload without If-None-Match": {
     who: "orders",
-    action: "s3:AbortMultipartUpload",
+    action: "CompleteMultipartUpload",
     resource: () => object(ordersBackup("archive.tar.zst")),
-    expect: "Allowed",
+    expect: "Denied",
   },
-  "replica ListMultipartUploadParts own cluster": {
+  "overwrite: replica PutObject with If-Match (replace a known version)": {
     who: "orders",
-    action: "s3:ListMultipartUploadParts",
-    resource: () => object(ordersBackup("archive.tar.zst")),
-    expect: "Allowed",
+    action: "PutObject",
+    resource: () => object(ordersBackup("manifest.json")),
+    context: () => ({ ...sseKms(), "s3:if-match": '"0123456789abcdef0123456789abcdef"' }),
+    expect: "Denied",
+  },
+  "forged verdict: replica PutObject verification.json (If-None-Match)": {
+    who: "orders",
+    action: "PutObject",
+    resource: () => object(ordersBackup("verification.json")),
+    context: created,
+    expect: "Denied",
+  },
+  "forged verdict: replica CompleteMultipartUpload verification.json": {
+    who: "orders",
+    action: "CompleteMultipartUpload",
+    resource: () => object(ordersBackup("verification.json")),
+    context: () => ({ "s3:if-none-match": "*" }),
+    expect: "Denied",
+  },
+  "sibling host: replica PutObject into another host's prefix of its cluster": {
+    who: "orders",
+    action: "PutObject",
+    resource: () => object(siblingBackup("archive.tar.zst")),
+    context: created,
+    expect: "Denied",
+  },
+  "sibling host: replica UploadPart into another host's prefix of its cluster": {
+    who: "orders",
+    action: "UploadPart",
+    resource: () => object(siblingBackup("archive.tar.zst")),
+    expect: "Denied",
   },
   "replica PutObject with SSE-S3 (AES256)": {
     who: "orders",
-    action: "s3:PutObject",
+    action: "PutObject",
     resource: () => object(ordersBackup("archive.tar.zst")),
-    context: () => ({ "s3:x-amz-server-side-encryption": "AES256" }),
+    context: () => ({ "s3:x-amz-server-side-encryption": "AES256", "s3:if-none-match": "*" }),
     expect: "Denied",
   },
   "replica PutObject with another KMS key": {
     who: "orders",
-    action: "s3:PutObject",
+    action: "PutObject",
     resource: () => object(ordersBackup("archive.tar.zst")),
     context: () => ({
+      "s3:if-none-match": "*",
       "s3:x-amz-server-side-encryption": "aws:kms",
       "s3:x-amz-server-side-encryption-aws-kms-key-id": `arn:aws:kms:${DEFAULT_REGION}:${ACCOUNT_ID}:key/someone-elses`,
     }),
@@ -174,23 +137,23 @@ const cases: Record<string, Case> = {
   },
   "replica PutObject into another cluster's prefix": {
     who: "orders",
-    action: "s3:PutObject",
+    action: "PutObject",
     resource: () => object(billingBackup("archive.tar.zst")),
-    context: sseKms,
+    context: created,
     expect: "Denied",
   },
   "other replica PutObject into orders' prefix": {
     who: "billing",
-    action: "s3:PutObject",
+    action: "PutObject",
     resource: () => object(ordersBackup("manifest.json")),
-    context: sseKms,
+    context: created,
     expect: "Denied",
   },
   "replica PutObject outside the backup prefix": {
     who: "orders",
-    action: "s3:PutObject",
-    resource: () => object("artifacts/mysql-backup/evil.cjs"),
-    context: sseKms,
+    action: "PutObject",
+    resource: () => object("artifacts/mysql-backup/mysql-backup.cjs"),
+    context: created,
     expect: "Denied",
   },
   "replica GetObject own backup": {
@@ -205,13 +168,100 @@ const cases: Record<string, Case> = {
     resource: () => object(ordersBackup("archive.tar.zst")),
     expect: "Denied",
   },
+  "replica AbortMultipartUpload own host": {
+    who: "orders",
+    action: "s3:AbortMultipartUpload",
+    resource: () => object(ordersBackup("archive.tar.zst")),
+    expect: "Allowed",
+  },
+  "replica ListMultipartUploadParts own host": {
+    who: "orders",
+    action: "s3:ListMultipartUploadParts",
+    resource: () => object(ordersBackup("archive.tar.zst")),
+    expect: "Allowed",
+  },
+  "replica AbortMultipartUpload in a sibling host's prefix": {
+    who: "orders",
+    action: "s3:AbortMultipartUpload",
+    resource: () => object(siblingBackup("archive.tar.zst")),
+    expect: "Denied",
+  },
   "replica ListBucket": {
     who: "orders",
     action: "s3:ListBucket",
     resource: () => p.bucketArn,
     expect: "Denied",
   },
-  "replica SendMessage to the verification queue": {
+  // The binlog archive of the replica's cluster: create only.
+  "binlogs: replica PutObject (If-None-Match) a segment of its cluster": {
+    who: "orders",
+    action: "PutObject",
+    resource: () => object(ordersBinlog("mariadb-bin.000042.0-1048576.zst")),
+    context: created,
+    expect: "Allowed",
+  },
+  "binlogs: replica UploadPart of a segment of its cluster": {
+    who: "orders",
+    action: "UploadPart",
+    resource: () => object(ordersBinlog("mariadb-bin.000042.0-1048576.zst")),
+    expect: "Allowed",
+  },
+  "binlogs: replica overwrites a segment (no If-None-Match)": {
+    who: "orders",
+    action: "PutObject",
+    resource: () => object(ordersBinlog("mariadb-bin.000042.0-1048576.zst")),
+    context: sseKms,
+    expect: "Denied",
+  },
+  "binlogs: replica GetObject a segment": {
+    who: "orders",
+    action: "s3:GetObject",
+    resource: () => object(ordersBinlog("mariadb-bin.000042.0-1048576.zst")),
+    expect: "Denied",
+  },
+  "binlogs: replica DeleteObject a segment": {
+    who: "orders",
+    action: "s3:DeleteObject",
+    resource: () => object(ordersBinlog("mariadb-bin.000042.0-1048576.zst")),
+    expect: "Denied",
+  },
+  "binlogs: replica PutObject into another cluster's binlogs": {
+    who: "billing",
+    action: "PutObject",
+    resource: () => object(ordersBinlog("mariadb-bin.000042.0-1048576.zst")),
+    context: created,
+    expect: "Denied",
+  },
+  "binlogs: replica writes a verdict in the binlog archive": {
+    who: "orders",
+    action: "PutObject",
+    resource: () => object(ordersBinlog("verification.json")),
+    context: created,
+    expect: "Denied",
+  },
+  // Retention tags: set once by the replica when it creates the object, never changed afterwards.
+  "replica tags what it creates retention=monthly": {
+    who: "orders",
+    action: "s3:PutObjectTagging",
+    resource: () => object(ordersBackup("archive.tar.zst")),
+    context: () => tagging({ retention: "monthly" }),
+    expect: "Allowed",
+  },
+  "replica re-tags a daily backup as monthly": {
+    who: "orders",
+    action: "s3:PutObjectTagging",
+    resource: () => object(ordersBackup("archive.tar.zst")),
+    context: () => tagging({ retention: "monthly" }, { retention: "daily" }),
+    expect: "Denied",
+  },
+  "replica tags its backup with another tag key": {
+    who: "orders",
+    action: "s3:PutObjectTagging",
+    resource: () => object(ordersBackup("archive.tar.zst")),
+    context: () => tagging({ verified: "true" }),
+    expect: "Denied",
+  },
+  "replica sends SQS SendMessage to the verification queue": {
     who: "orders",
     action: "sqs:SendMessage",
     resource: () => p.queueArn,
@@ -257,11 +307,18 @@ const cases: Record<string, Case> = {
     resource: () => p.keyArn,
     expect: "Denied",
   },
-  // The verifier: reads backups and artifacts, writes only verification.json, tags verdicts, consumes.
+  // The verifier: reads backups (any version) and artifacts, creates verdicts, tags verdicts, consumes.
   "verifier GetObject archive": {
     who: "verifier",
     action: "s3:GetObject",
     resource: () => object(ordersBackup("archive.tar.zst")),
+    expect: "Allowed",
+  },
+  "verifier GetObjectVersion archive (the version a verdict proved)": {
+    who: "verifier",
+    action: "s3:GetObjectVersion",
+    resource: () => object(ordersBackup("archive.tar.zst")),
+    context: () => ({ "s3:versionid": "3HL4kqtJlcpXroDTDmJ-rmSpXd3dIbrHY" }),
     expect: "Allowed",
   },
   "verifier GetObject manifest of another cluster": {
@@ -270,10 +327,10 @@ const cases: Record<string, Case> = {
     resource: () => object(billingBackup("manifest.json")),
     expect: "Allowed",
   },
-  "verifier GetObject the bundle artifact": {
+  "verifier GetObjectVersion the bundle artifact": {
     who: "verifier",
-    action: "s3:GetObject",
-    resource: () => object(`artifacts/mysql-backup/${"a".repeat(64)}.cjs`),
+    action: "s3:GetObjectVersion",
+    resource: () => object("artifacts/mysql-backup/mysql-backup.cjs"),
     expect: "Allowed",
   },
   "verifier ListBucket under the prefix": {
@@ -283,39 +340,60 @@ const cases: Record<string, Case> = {
     context: () => ({ "s3:prefix": "backups/orders/" }),
     expect: "Allowed",
   },
-  "verifier PutObject verification.json": {
+  "verifier PutObject (If-None-Match) verification.json": {
     who: "verifier",
-    action: "s3:PutObject",
+    action: "PutObject",
+    resource: () => object(ordersBackup("verification.json")),
+    context: created,
+    expect: "Allowed",
+  },
+  "verifier overwrites a verdict (no If-None-Match)": {
+    who: "verifier",
+    action: "PutObject",
     resource: () => object(ordersBackup("verification.json")),
     context: sseKms,
-    expect: "Allowed",
+    expect: "Denied",
   },
   "verifier PutObject manifest.json": {
     who: "verifier",
-    action: "s3:PutObject",
+    action: "PutObject",
     resource: () => object(ordersBackup("manifest.json")),
-    context: sseKms,
+    context: created,
     expect: "Denied",
   },
   "verifier PutObject archive": {
     who: "verifier",
-    action: "s3:PutObject",
+    action: "PutObject",
     resource: () => object(ordersBackup("archive.tar.zst")),
-    context: sseKms,
+    context: created,
     expect: "Denied",
   },
-  "verifier PutObjectTagging verified=": {
+  "verifier tags a verdict, restating the retention tag": {
     who: "verifier",
     action: "s3:PutObjectTagging",
     resource: () => object(ordersBackup("archive.tar.zst")),
-    context: () => ({ "s3:RequestObjectTagKeys": ["verified"] }),
+    context: () => tagging({ verified: "true", retention: "monthly" }, { retention: "monthly" }),
     expect: "Allowed",
+  },
+  "verifier tags a verdict on an object without retention tag": {
+    who: "verifier",
+    action: "s3:PutObjectTagging",
+    resource: () => object(ordersBackup("archive.tar.zst")),
+    context: () => tagging({ verified: "true" }),
+    expect: "Allowed",
+  },
+  "verifier tagging drops the retention tag": {
+    who: "verifier",
+    action: "s3:PutObjectTagging",
+    resource: () => object(ordersBackup("archive.tar.zst")),
+    context: () => tagging({ verified: "true" }, { retention: "monthly" }),
+    expect: "Denied",
   },
   "verifier PutObjectTagging with another tag key": {
     who: "verifier",
     action: "s3:PutObjectTagging",
     resource: () => object(ordersBackup("archive.tar.zst")),
-    context: () => ({ "s3:RequestObjectTagKeys": ["verified", "retain-forever"] }),
+    context: () => tagging({ verified: "true", "retain-forever": "yes" }),
     expect: "Denied",
   },
   "verifier DeleteObject": {
@@ -361,6 +439,18 @@ const cases: Record<string, Case> = {
     context: () => ({ "cloudwatch:namespace": "MysqlBackupPipeline" }),
     expect: "Allowed",
   },
+  "verifier PutLogEvents to its log group": {
+    who: "verifier",
+    action: "logs:PutLogEvents",
+    resource: () => `${p.logGroupArn}:log-stream:i-0123456789abcdef0/verifier`,
+    expect: "Allowed",
+  },
+  "verifier PutLogEvents to another log group": {
+    who: "verifier",
+    action: "logs:PutLogEvents",
+    resource: () => `arn:aws:logs:${DEFAULT_REGION}:${ACCOUNT_ID}:log-group:/other:log-stream:x`,
+    expect: "Denied",
+  },
   "verifier kms:Decrypt through S3": {
     who: "verifier",
     action: "kms:Decrypt",
@@ -375,6 +465,56 @@ const cases: Record<string, Case> = {
     context: () => viaS3,
     expect: "Allowed",
   },
+  // An administrator allowed everything by IAM: the bucket policy alone keeps backups write-once, verdicts
+  // the verifier's and retention tags fixed.
+  "admin reads a backup (IAM decides)": {
+    who: "admin",
+    action: "s3:GetObject",
+    resource: () => object(ordersBackup("archive.tar.zst")),
+    expect: "Allowed",
+  },
+  "admin creates an object below the prefix (If-None-Match)": {
+    who: "admin",
+    action: "PutObject",
+    resource: () => object(ordersBackup("notes.txt")),
+    context: created,
+    expect: "Allowed",
+  },
+  "forged verdict: admin PutObject verification.json": {
+    who: "admin",
+    action: "PutObject",
+    resource: () => object(ordersBackup("verification.json")),
+    context: created,
+    expect: "Denied",
+  },
+  "overwrite: admin PutObject over an archive": {
+    who: "admin",
+    action: "PutObject",
+    resource: () => object(ordersBackup("archive.tar.zst")),
+    context: sseKms,
+    expect: "Denied",
+  },
+  "admin re-tags a monthly backup as daily": {
+    who: "admin",
+    action: "s3:PutObjectTagging",
+    resource: () => object(ordersBackup("archive.tar.zst")),
+    context: () => tagging({ retention: "daily" }, { retention: "monthly" }),
+    expect: "Denied",
+  },
+  "admin removes a retention tag": {
+    who: "admin",
+    action: "s3:DeleteObjectTagging",
+    resource: () => object(ordersBackup("archive.tar.zst")),
+    context: () => ({ "s3:ExistingObjectTag/retention": "monthly" }),
+    expect: "Denied",
+  },
+  "admin overwrites the bundle artifact (outside the write-once prefix)": {
+    who: "admin",
+    action: "PutObject",
+    resource: () => object("artifacts/mysql-backup/mysql-backup.cjs"),
+    context: sseKms,
+    expect: "Allowed",
+  },
   // Nobody anonymous, nothing over plain HTTP or old TLS, even for an allowed action.
   "anonymous GetObject": {
     who: "anonymous",
@@ -384,9 +524,9 @@ const cases: Record<string, Case> = {
   },
   "anonymous PutObject": {
     who: "anonymous",
-    action: "s3:PutObject",
+    action: "PutObject",
     resource: () => object(ordersBackup("archive.tar.zst")),
-    context: sseKms,
+    context: created,
     expect: "Denied",
   },
   "anonymous ListBucket": {
@@ -397,16 +537,16 @@ const cases: Record<string, Case> = {
   },
   "replica PutObject over plain HTTP": {
     who: "orders",
-    action: "s3:PutObject",
+    action: "PutObject",
     resource: () => object(ordersBackup("archive.tar.zst")),
-    context: () => ({ ...sseKms(), "aws:SecureTransport": "false" }),
+    context: () => ({ ...created(), "aws:SecureTransport": "false" }),
     expect: "Denied",
   },
   "replica PutObject over TLS 1.1": {
     who: "orders",
-    action: "s3:PutObject",
+    action: "PutObject",
     resource: () => object(ordersBackup("archive.tar.zst")),
-    context: () => ({ ...sseKms(), "s3:TlsVersion": "1.1" }),
+    context: () => ({ ...created(), "s3:TlsVersion": "1.1" }),
     expect: "Denied",
   },
   "verifier GetObject over plain HTTP": {
@@ -424,6 +564,7 @@ const forbiddenToHosts: Array<[string, () => string]> = [
   ["s3:BypassGovernanceRetention", () => object(ordersBackup("archive.tar.zst"))],
   ["s3:PutObjectRetention", () => object(ordersBackup("archive.tar.zst"))],
   ["s3:PutObjectLegalHold", () => object(ordersBackup("archive.tar.zst"))],
+  ["s3:DeleteObjectTagging", () => object(ordersBackup("archive.tar.zst"))],
   ["s3:PutBucketObjectLockConfiguration", () => p.bucketArn],
   ["s3:PutBucketPolicy", () => p.bucketArn],
   ["s3:DeleteBucketPolicy", () => p.bucketArn],
@@ -437,17 +578,45 @@ for (const who of ["orders", "billing", "verifier"] as const) {
   }
 }
 
+/** Every verdict kind of contracts/keys: only the verifier writes one, anywhere below the prefix. */
+for (const name of VERDICT_OBJECTS.map((n) => n.replace(/\*/g, "x"))) {
+  const key = (): string => object(ordersBackup(name));
+  cases[`verdict ${name}: replica denied`] = {
+    who: "orders",
+    action: "PutObject",
+    resource: key,
+    context: created,
+    expect: "Denied",
+  };
+  cases[`verdict ${name}: admin denied`] = {
+    who: "admin",
+    action: "PutObject",
+    resource: key,
+    context: created,
+    expect: "Denied",
+  };
+  cases[`verdict ${name}: verifier allowed`] = {
+    who: "verifier",
+    action: "PutObject",
+    resource: key,
+    context: created,
+    expect: "Allowed",
+  };
+}
+
 describe("IAM matrix (policies as the prod stack registers them)", () => {
-  test("the matrix covers every role and anonymous, allowed and denied", () => {
+  test("the matrix covers every principal, allowed and denied", () => {
     const entries = Object.values(cases);
-    for (const who of ["orders", "billing", "verifier", "anonymous"]) {
+    for (const who of ["orders", "billing", "verifier", "admin", "anonymous"]) {
       expect(entries.some((c) => c.who === who)).toBe(true);
     }
-    expect(entries.filter((c) => c.expect === "Allowed").length).toBeGreaterThan(10);
-    expect(entries.filter((c) => c.expect === "Denied").length).toBeGreaterThan(30);
+    expect(entries.filter((c) => c.expect === "Allowed").length).toBeGreaterThan(20);
+    expect(entries.filter((c) => c.expect === "Denied").length).toBeGreaterThan(50);
   });
 
   test.each(Object.entries(cases))("%s", async (_name, c) => {
-    expect(await decide(c.who, c.action, c.resource(), c.context?.() ?? {})).toBe(c.expect);
+    expect(
+      await decide(p, { who: c.who, action: c.action, resource: c.resource(), context: c.context?.() }),
+    ).toBe(c.expect);
   });
 });

@@ -6,6 +6,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { REQUIRED_TAG_KEYS } from "../../contracts";
 import {
+  MOCK_ROLE_CREATED,
   MOCK_SECRET_PREFIX,
   PROJECT_ROOT,
   readStackConfig,
@@ -23,6 +24,13 @@ beforeAll(async () => {
 }, 180_000);
 
 const P = "mysql-backups-dev";
+
+/** The dev stack's `verifier` config key, to change one field of in a variant. */
+const devVerifier = (): Record<string, unknown> =>
+  JSON.parse(readStackConfig("Pulumi.dev.yaml").config["mysql-backup-pipeline:verifier"]) as Record<
+    string,
+    unknown
+  >;
 
 function one(run: StackRun, type: string, name: string): RegisteredResource {
   const found = run.resources.filter((r) => r.type === type && r.name === name);
@@ -125,12 +133,15 @@ describe("resource tree", () => {
         `aws:iam/role:Role ${v}-role`,
         `aws:iam/rolePolicy:RolePolicy ${v}-policy`,
         `aws:iam/instanceProfile:InstanceProfile ${v}-profile`,
+        `aws:kms/key:Key ${v}-logs-key`,
+        `aws:cloudwatch/logGroup:LogGroup ${v}-logs`,
+        `aws:ec2/vpcEndpoint:VpcEndpoint ${v}-s3-endpoint`,
         `aws:s3/bucketObjectv2:BucketObjectv2 ${v}-bundle`,
         `aws:ec2/launchTemplate:LaunchTemplate ${v}-template`,
         `aws:autoscaling/group:Group ${v}-group`,
         `aws:autoscaling/policy:Policy ${v}-scale-out`,
         `aws:autoscaling/policy:Policy ${v}-scale-to-zero`,
-        `aws:cloudwatch/metricAlarm:MetricAlarm ${v}-messages-waiting`,
+        `aws:cloudwatch/metricAlarm:MetricAlarm ${v}-backlog-exceeds-fleet`,
         `aws:cloudwatch/metricAlarm:MetricAlarm ${v}-queue-idle`,
       ].sort(),
     );
@@ -153,7 +164,7 @@ describe("resource tree", () => {
     );
   });
 
-  test("Alerting children: key, topic, policy, subscription, four alarms per cluster, two queue alarms, dashboard", () => {
+  test("Alerting children: key, topic, policy, subscription, four alarms per cluster and one per replica, two queue alarms, dashboard", () => {
     const a = `${P}-alerts`;
     expect(childrenOf(dev, "mysql-backup-pipeline:index:Alerting", a)).toEqual(
       [
@@ -164,7 +175,8 @@ describe("resource tree", () => {
         `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-orders-no-verified-backup`,
         `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-orders-verification-failed`,
         `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-orders-backup-failed`,
-        `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-orders-backup-missing`,
+        `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-orders-backup-abandoned`,
+        `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-orders-orders-db2-backup-missing`,
         `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-dlq-not-empty`,
         `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-oldest-message-too-old`,
         `aws:cloudwatch/dashboard:Dashboard ${a}-dashboard`,
@@ -203,7 +215,9 @@ describe("resource tree", () => {
         "replicaInstanceProfiles",
         "replicaRoleArns",
         "verifierGroupName",
+        "verifierLogGroupName",
         "verifierRoleArn",
+        "verifierS3EndpointId",
       ].sort(),
     );
     expect(Object.keys(dev.outputs.replicaRoleArns as object)).toEqual(["orders/orders-db2"]);
@@ -375,17 +389,26 @@ describe("BackupBucket security", () => {
     });
   });
 
-  test("lifecycle: archives transition and expire, multipart aborted after 1 day, noncurrent versions expire", () => {
+  test("lifecycle (prod, grandfather-father-son): dailies expire with their lock, monthlies move colder and stay 400 days", () => {
     const lifecycle = one(
       prod,
       "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
       "mysql-backups-prod-backups-lifecycle",
     );
     expect(lifecycle.inputs.rules).toEqual([
+      // Untagged objects (verdicts, binlogs, backups of a replica that does not tag) live as long as monthlies.
+      { id: "archives", status: "Enabled", filter: { prefix: "backups/" }, expiration: { days: 400 } },
       {
-        id: "archives",
+        id: "archives-daily",
         status: "Enabled",
-        filter: { prefix: "backups/" },
+        filter: { and: { prefix: "backups/", tags: { retention: "daily" } } },
+        transitions: [],
+        expiration: { days: 35 },
+      },
+      {
+        id: "archives-monthly",
+        status: "Enabled",
+        filter: { and: { prefix: "backups/", tags: { retention: "monthly" } } },
         transitions: [
           { days: 30, storageClass: "STANDARD_IA" },
           { days: 90, storageClass: "GLACIER_IR" },
@@ -406,6 +429,21 @@ describe("BackupBucket security", () => {
         expiration: { expiredObjectDeleteMarker: true },
       },
     ]);
+  });
+
+  test("lifecycle (dev): one rule for every archive, no transition a 14-day life could not pay for", () => {
+    const lifecycle = one(
+      dev,
+      "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
+      `${b}-lifecycle`,
+    );
+    expect((lifecycle.inputs.rules as unknown[])[0]).toEqual({
+      id: "archives",
+      status: "Enabled",
+      filter: { prefix: "backups/" },
+      transitions: [],
+      expiration: { days: 14 },
+    });
   });
 
   test("the bucket is protected from deletion unless forceDestroy is set", () => {
@@ -449,15 +487,15 @@ describe("BackupBucket security", () => {
       `${rb}-replica-lifecycle`,
     );
     const replicaRules = replicaLifecycle.inputs.rules as Array<Record<string, unknown>>;
-    expect(replicaRules[0]).toEqual({
-      id: "archives",
-      status: "Enabled",
-      filter: { prefix: "backups/" },
+    // Replicas arrive in STANDARD_IA: the monthlies' own move to it is dropped, the rest is the source's.
+    expect(replicaRules.find((r) => r.id === "archives-monthly")).toMatchObject({
       transitions: [{ days: 90, storageClass: "GLACIER_IR" }],
       expiration: { days: 400 },
     });
     expect(replicaRules.map((r) => r.id)).toEqual([
       "archives",
+      "archives-daily",
+      "archives-monthly",
       "abort-incomplete-multipart-uploads",
       "noncurrent-versions",
     ]);
@@ -525,7 +563,7 @@ describe("VerifierFleet security and scaling", () => {
     });
   });
 
-  test("encrypted gp3 scratch volume sized from config", () => {
+  test("encrypted gp3 scratch volume sized from config, on the image's root device", () => {
     expect(template().inputs.blockDeviceMappings).toEqual([
       {
         deviceName: "/dev/xvda",
@@ -534,15 +572,16 @@ describe("VerifierFleet security and scaling", () => {
     ]);
   });
 
-  test("no public IP, detailed monitoring", () => {
+  test("no public IP, detailed monitoring, and a shutdown from inside terminates the instance", () => {
     const nics = template().inputs.networkInterfaces as Array<Record<string, unknown>>;
     expect(nics).toHaveLength(1);
     expect(nics[0].associatePublicIpAddress).toBe("false");
     expect(nics[0].securityGroups).toEqual(["sg-0a1b2c3d4e5f60708"]);
     expect(template().inputs.monitoring).toEqual({ enabled: true });
+    expect(template().inputs.instanceInitiatedShutdownBehavior).toBe("terminate");
   });
 
-  test("AMI by lookup with an owner filter (dev) or by id", async () => {
+  test("AMI by lookup with an owner filter (dev), or by id; the root device name comes from the image either way", async () => {
     expect(template().inputs.imageId).toBe("ami-0mock0lookup0000");
     expect(dev.calls.filter((c) => c.token === "aws:ec2/getAmi:getAmi").map((c) => c.inputs)).toEqual([
       {
@@ -555,45 +594,115 @@ describe("VerifierFleet security and scaling", () => {
       },
     ]);
     const pinned = await simulateStack("Pulumi.dev.yaml", {
-      verifier: {
-        subnetIds: ["subnet-0a1b2c3d4e5f60708"],
-        securityGroupIds: ["sg-0a1b2c3d4e5f60708"],
-        ami: { id: "ami-0123456789abcdef0" },
-      },
+      verifier: { ...devVerifier(), ami: { id: "ami-0123456789abcdef0" } },
     });
-    expect(one(pinned, "aws:ec2/launchTemplate:LaunchTemplate", `${v}-template`).inputs.imageId).toBe(
-      "ami-0123456789abcdef0",
+    const pinnedTemplate = one(pinned, "aws:ec2/launchTemplate:LaunchTemplate", `${v}-template`);
+    expect(pinnedTemplate.inputs.imageId).toBe("ami-0123456789abcdef0");
+    expect(pinned.calls.filter((c) => c.token === "aws:ec2/getAmi:getAmi").map((c) => c.inputs)).toEqual([
+      {
+        filters: [
+          { name: "image-id", values: ["ami-0123456789abcdef0"] },
+          { name: "state", values: ["available"] },
+        ],
+      },
+    ]);
+    // The mocked image of a pinned id boots from /dev/sda1: the template follows the image, not a default.
+    expect((pinnedTemplate.inputs.blockDeviceMappings as Array<{ deviceName: string }>)[0].deviceName).toBe(
+      "/dev/sda1",
     );
-    expect(pinned.calls.some((c) => c.token === "aws:ec2/getAmi:getAmi")).toBe(false);
   }, 60_000);
 
-  test("Auto Scaling group from 0 to N in the private subnets, refreshed when the template changes", () => {
+  test("Auto Scaling group from 0 to N in the private subnets, refreshed when the template changes, counting its instances", () => {
     const group = one(dev, "aws:autoscaling/group:Group", `${v}-group`);
     expect(group.inputs).toMatchObject({
       minSize: 0,
       maxSize: 1,
       vpcZoneIdentifiers: ["subnet-0a1b2c3d4e5f60708"],
       instanceRefresh: { strategy: "Rolling", preferences: { minHealthyPercentage: 0 } },
-      launchTemplate: { version: "1" },
+      enabledMetrics: ["GroupInServiceInstances", "GroupPendingInstances"],
+      metricsGranularity: "1Minute",
     });
     expect(group.inputs.desiredCapacity).toBeUndefined();
+    expect(group.inputs.mixedInstancesPolicy).toEqual({
+      launchTemplate: {
+        launchTemplateSpecification: { launchTemplateId: template().id, version: "1" },
+        overrides: [{ instanceType: "t3.large" }],
+      },
+      instancesDistribution: {
+        onDemandBaseCapacity: 0,
+        onDemandPercentageAboveBaseCapacity: 100,
+        onDemandAllocationStrategy: "prioritized",
+        spotAllocationStrategy: "price-capacity-optimized",
+      },
+    });
   });
 
-  test("scales out while messages wait, back to zero when the queue is idle (silence = idle)", () => {
-    expect(one(dev, "aws:autoscaling/policy:Policy", `${v}-scale-out`).inputs).toMatchObject({
-      adjustmentType: "ChangeInCapacity",
-      scalingAdjustment: 1,
+  test("Spot (prod): every instance on Spot, from any of several instance types", () => {
+    const group = one(prod, "aws:autoscaling/group:Group", "mysql-backups-prod-verifier-group");
+    const mixed = group.inputs.mixedInstancesPolicy as {
+      launchTemplate: { overrides: unknown[] };
+      instancesDistribution: Record<string, unknown>;
+    };
+    expect(mixed.launchTemplate.overrides).toEqual([
+      { instanceType: "m6i.xlarge" },
+      { instanceType: "m6a.xlarge" },
+      { instanceType: "m5.xlarge" },
+    ]);
+    expect(mixed.instancesDistribution).toMatchObject({
+      onDemandBaseCapacity: 0,
+      onDemandPercentageAboveBaseCapacity: 0,
+      spotAllocationStrategy: "price-capacity-optimized",
     });
+    expect(
+      one(prod, "aws:ec2/launchTemplate:LaunchTemplate", "mysql-backups-prod-verifier-template").inputs
+        .instanceType,
+    ).toBeUndefined();
+  });
+
+  test("scales out by step on the backlog beyond the instances running or booting, with a warm-up", () => {
+    expect(one(dev, "aws:autoscaling/policy:Policy", `${v}-scale-out`).inputs).toEqual({
+      autoscalingGroupName: one(dev, "aws:autoscaling/group:Group", `${v}-group`).state.name,
+      policyType: "StepScaling",
+      adjustmentType: "ChangeInCapacity",
+      metricAggregationType: "Maximum",
+      estimatedInstanceWarmup: 600,
+      stepAdjustments: [
+        { metricIntervalLowerBound: "0", metricIntervalUpperBound: "1", scalingAdjustment: 1 },
+        { metricIntervalLowerBound: "1", metricIntervalUpperBound: "3", scalingAdjustment: 2 },
+        { metricIntervalLowerBound: "3", scalingAdjustment: 4 },
+      ],
+    });
+    const backlog = one(dev, "aws:cloudwatch/metricAlarm:MetricAlarm", `${v}-backlog-exceeds-fleet`);
+    expect(backlog.inputs).toMatchObject({
+      comparisonOperator: "GreaterThanOrEqualToThreshold",
+      threshold: 1,
+      evaluationPeriods: 1,
+      treatMissingData: "notBreaching",
+      alarmActions: [one(dev, "aws:autoscaling/policy:Policy", `${v}-scale-out`).state.arn],
+    });
+    const queries = backlog.inputs.metricQueries as Array<{
+      id: string;
+      expression?: string;
+      metric?: { namespace: string; metricName: string };
+    }>;
+    // One message with one instance booting for it is no shortfall: the pending instance counts.
+    expect(queries.find((q) => q.expression)?.expression).toBe(
+      "FILL(visible, 0) + FILL(inflight, 0) - FILL(inservice, 0) - FILL(pending, 0)",
+    );
+    expect(
+      queries.filter((q) => q.metric).map((q) => [q.id, q.metric!.namespace, q.metric!.metricName]),
+    ).toEqual([
+      ["visible", "AWS/SQS", "ApproximateNumberOfMessagesVisible"],
+      ["inflight", "AWS/SQS", "ApproximateNumberOfMessagesNotVisible"],
+      ["inservice", "AWS/AutoScaling", "GroupInServiceInstances"],
+      ["pending", "AWS/AutoScaling", "GroupPendingInstances"],
+    ]);
+  });
+
+  test("back to zero when the queue is idle (silence = idle)", () => {
     expect(one(dev, "aws:autoscaling/policy:Policy", `${v}-scale-to-zero`).inputs).toMatchObject({
       adjustmentType: "ExactCapacity",
       scalingAdjustment: 0,
-    });
-    const waiting = one(dev, "aws:cloudwatch/metricAlarm:MetricAlarm", `${v}-messages-waiting`);
-    expect(waiting.inputs).toMatchObject({
-      namespace: "AWS/SQS",
-      metricName: "ApproximateNumberOfMessagesVisible",
-      comparisonOperator: "GreaterThanOrEqualToThreshold",
-      threshold: 1,
     });
     const idle = one(dev, "aws:cloudwatch/metricAlarm:MetricAlarm", `${v}-queue-idle`);
     expect(idle.inputs).toMatchObject({
@@ -606,16 +715,77 @@ describe("VerifierFleet security and scaling", () => {
     expect(queries.find((q) => q.expression)?.expression).toBe("visible + inflight");
   });
 
-  test("the bundle is uploaded content-addressed and SSE-KMS encrypted", () => {
+  test("the bundle is one object, SSE-KMS encrypted, retained on delete, each upload a new version the template names", () => {
     const bundle = one(dev, "aws:s3/bucketObjectv2:BucketObjectv2", `${v}-bundle`);
     expect(bundle.inputs).toMatchObject({
-      key: `artifacts/mysql-backup/${dev.outputs.bundleSha256 as string}.cjs`,
+      key: "artifacts/mysql-backup/mysql-backup.cjs",
+      sourceHash: dev.outputs.bundleSha256,
       serverSideEncryption: "aws:kms",
       kmsKeyId: dev.outputs.kmsKeyArn,
       bucket: dev.outputs.bucketName,
       checksumAlgorithm: "SHA256",
     });
+    expect(bundle.options.retainOnDelete).toBe(true);
   });
+
+  test("logs go to an encrypted log group with a retention (prod: 365 days, dev: the 90-day default)", () => {
+    const group = one(prod, "aws:cloudwatch/logGroup:LogGroup", "mysql-backups-prod-verifier-logs");
+    const key = one(prod, "aws:kms/key:Key", "mysql-backups-prod-verifier-logs-key");
+    expect(group.inputs).toMatchObject({
+      name: "/mysql-backup/mysql-backups-prod-verifier",
+      retentionInDays: 365,
+      kmsKeyId: key.state.arn,
+    });
+    expect(one(dev, "aws:cloudwatch/logGroup:LogGroup", `${v}-logs`).inputs.retentionInDays).toBe(90);
+    expect(key.inputs.enableKeyRotation).toBe(true);
+    expect(statement(key, "AllowCloudWatchLogs")).toEqual({
+      Sid: "AllowCloudWatchLogs",
+      Effect: "Allow",
+      Principal: { Service: "logs.eu-west-1.amazonaws.com" },
+      Action: ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+      Resource: "*",
+      Condition: {
+        ArnEquals: {
+          "kms:EncryptionContext:aws:logs:arn":
+            "arn:aws:logs:eu-west-1:123456789012:log-group:/mysql-backup/mysql-backups-prod-verifier",
+        },
+      },
+    });
+  });
+
+  test("S3 gateway endpoint: dev creates one on its subnet's route table; prod requires its existing one", () => {
+    const created = one(dev, "aws:ec2/vpcEndpoint:VpcEndpoint", `${v}-s3-endpoint`);
+    expect(created.inputs).toMatchObject({
+      vpcId: "vpc-0a1b2c3d4e5f60708",
+      serviceName: "com.amazonaws.eu-west-1.s3",
+      vpcEndpointType: "Gateway",
+      routeTableIds: ["rtb-0a1b2c3d4e5f60708"],
+    });
+    expect(prod.resources.some((r) => r.type === "aws:ec2/vpcEndpoint:VpcEndpoint")).toBe(false);
+    expect(
+      prod.calls.filter((c) => c.token === "aws:ec2/getVpcEndpoint:getVpcEndpoint").map((c) => c.inputs),
+    ).toEqual([{ id: "vpce-0b1c2d3e4f5a60718" }]);
+    expect(
+      prod.calls
+        .filter((c) => c.token === "aws:ec2/getRouteTable:getRouteTable")
+        .map((c) => c.inputs.subnetId)
+        .sort(),
+    ).toEqual(["subnet-0b1c2d3e4f5a60718", "subnet-0c1d2e3f4a5b60728"]);
+    expect(
+      one(prod, "aws:ec2/launchTemplate:LaunchTemplate", "mysql-backups-prod-verifier-template").inputs
+        .description,
+    ).toBe("MySQL backup verifier (mariadb 10.11; S3 through vpce-0b1c2d3e4f5a60718)");
+  });
+
+  test("a verifier subnet the S3 endpoint does not serve fails the preview, naming it", async () => {
+    await expect(
+      simulateStack("Pulumi.dev.yaml", {
+        verifier: { ...devVerifier(), subnetIds: ["subnet-0a1b2c3d4e5f60708", "subnet-0d1e2f3a4b5c60738"] },
+      }),
+    ).rejects.toThrow(
+      /verifier\.s3Endpoint .* not on the route table of subnet-0d1e2f3a4b5c60738 \(rtb-0d1e2f3a4b5c60738\)/,
+    );
+  }, 60_000);
 });
 
 describe("ReplicaAgent installation", () => {
@@ -702,8 +872,12 @@ describe("ReplicaAgent installation", () => {
           .map((r) => r.urn),
       ),
     );
+    // The uninstall removes the install it belongs to only (the marker holds the current install's hash).
+    const [hash] = install.inputs.triggers as string[];
     expect(install.inputs.delete).toMatch(
-      /^sudo -n sh -c 'set -eu\nsystemctl disable --now mysql-backup\.timer/,
+      new RegExp(
+        `^sudo -n sh -c 'set -eu\\n\\[ "\\$\\(cat /etc/mysql-backup/installed 2>/dev/null\\)" = "${hash}" \\] \\|\\| .*\\nsystemctl disable --now mysql-backup\\.timer`,
+      ),
     );
   });
 
@@ -766,16 +940,69 @@ describe("Alerting", () => {
     expect(https.secretPaths).toContain("endpoint");
   }, 60_000);
 
-  test("every alarm notifies the topic, on alarm and on recovery", () => {
+  test("every alarm pages through the topic; state alarms also resolve, event alarms never do", () => {
     const topicArn = dev.outputs.alertTopicArn;
     const alarms = dev.resources.filter(
       (r) => r.type === "aws:cloudwatch/metricAlarm:MetricAlarm" && r.name.startsWith(a),
     );
-    expect(alarms).toHaveLength(6);
-    for (const alarm of alarms) {
-      expect(alarm.inputs.alarmActions).toEqual([topicArn]);
+    expect(alarms).toHaveLength(7);
+    for (const alarm of alarms) expect(alarm.inputs.alarmActions).toEqual([topicArn]);
+    const resolving = alarms
+      .filter((x) => x.inputs.okActions !== undefined)
+      .map((x) => x.name.slice(a.length + 1));
+    expect(resolving.sort()).toEqual(
+      [
+        "dlq-not-empty",
+        "oldest-message-too-old",
+        "orders-no-verified-backup",
+        "orders-orders-db2-backup-missing",
+      ].sort(),
+    );
+    for (const alarm of alarms.filter((x) => x.inputs.okActions !== undefined))
       expect(alarm.inputs.okActions).toEqual([topicArn]);
+    // A failed backup pages once: its alarm's return to OK (the next quiet 5 minutes) notifies nobody.
+    for (const id of ["orders-verification-failed", "orders-backup-failed", "orders-backup-abandoned"])
+      expect(
+        one(dev, "aws:cloudwatch/metricAlarm:MetricAlarm", `${a}-${id}`).inputs.okActions,
+      ).toBeUndefined();
+  });
+
+  test("silence is watched per replica and per cluster, each from when it was set up (no page in its first window)", () => {
+    const created = Date.parse(MOCK_ROLE_CREATED) / 1000;
+    for (const [id, dimensions, metricName] of [
+      ["orders-orders-db2-backup-missing", { Cluster: "orders", Host: "orders-db2" }, "BackupSucceeded"],
+      ["orders-no-verified-backup", { Cluster: "orders" }, "VerificationSucceeded"],
+    ] as const) {
+      const alarm = one(dev, "aws:cloudwatch/metricAlarm:MetricAlarm", `${a}-${id}`);
+      expect(alarm.inputs).toMatchObject({
+        evaluationPeriods: 26,
+        datapointsToAlarm: 26,
+        comparisonOperator: "LessThanThreshold",
+        threshold: 1,
+        treatMissingData: "breaching",
+      });
+      expect(alarm.inputs.metricQueries).toEqual([
+        {
+          id: "succeeded",
+          returnData: false,
+          metric: { namespace: "MysqlBackupPipeline", metricName, dimensions, period: 3600, stat: "Sum" },
+        },
+        {
+          id: "grace",
+          returnData: false,
+          expression: `IF(EPOCH(TIME_SERIES(0)) < ${created}, 1, 0)`,
+          label: "Hours before the window may start",
+        },
+        {
+          id: "covered",
+          returnData: true,
+          expression: "MAX([grace, FILL(succeeded, 0)])",
+          label: `${metricName} (or not yet due)`,
+        },
+      ]);
     }
+    // The cluster's backups are watched through its replicas: one dead replica is one page, by its name.
+    expect(dev.resources.some((r) => r.name === `${a}-orders-backup-missing`)).toBe(false);
   });
 });
 
@@ -856,8 +1083,37 @@ describe("config errors name the key", () => {
 
   test("verifier without subnets", async () => {
     await failsWith(
-      { verifier: { securityGroupIds: ["sg-0a1b2c3d"] } },
+      { verifier: { securityGroupIds: ["sg-0a1b2c3d"], s3Endpoint: { existing: "vpce-0a1b2c3d" } } },
       /mysql-backup-pipeline:verifier"[\s\S]*subnetIds is required/,
+    );
+  });
+
+  test("verifier without an S3 endpoint (archives would go through NAT)", async () => {
+    const { s3Endpoint: _dropped, ...verifier } = devVerifier();
+    await failsWith({ verifier }, /mysql-backup-pipeline:verifier"[\s\S]*s3Endpoint is required/);
+  });
+
+  test("a host named like the cluster's binlog archive", async () => {
+    const clusters = devClusters();
+    (clusters[0].replicas as Array<Record<string, unknown>>)[0].host = "binlogs";
+    await failsWith({ clusters }, /clusters\[0\]\.replicas\[0\]\.host "binlogs" is reserved/);
+  });
+
+  test("a log retention CloudWatch Logs does not offer", async () => {
+    await failsWith(
+      { verifier: { ...devVerifier(), logRetentionDays: 100 } },
+      /mysql-backup-pipeline:verifier"[\s\S]*logRetentionDays must be one of 1, 3, 5, 7, 14, 30, 60, 90/,
+    );
+  });
+
+  test("an environment too long for the bucket names derived from it", async () => {
+    await failsWith({ environment: "e".repeat(19) }, /mysql-backup-pipeline:environment" must be 1-18/);
+  });
+
+  test("a transition whose class would be left before its minimum storage duration", async () => {
+    await failsWith(
+      { retention: { days: 7, expireDays: 40, infrequentAccessDays: 30 } },
+      /retention\.infrequentAccessDays \(30\) leaves archives in STANDARD_IA for 10 days until retention\.expireDays \(40\), but STANDARD_IA bills at least 30/,
     );
   });
 

@@ -2,7 +2,8 @@
  * Every exit code docs/operations.md documents for `mysql-backup backup`, produced by the real CLI process
  * (`node bin/mysql-backup.js backup`) against the lab: each case breaks one real thing (a held table lock,
  * a directory that is not a subvolume, a failing zstd, a missing bucket or queue, a live lock owner, a disk
- * that cannot hold the archive) and checks the code, the JSON error line and the failure metric's reason.
+ * that cannot hold the archive, a lock mode the server cannot prove) and checks the code, the JSON error
+ * line and the failure metric's reason.
  */
 import { spawn } from "node:child_process";
 import { chmod, mkdir, readFile, readdir, writeFile } from "node:fs/promises";
@@ -106,7 +107,7 @@ test("5 LockTimeout: a session holding a table write lock makes FTWRL wait past 
       "SELECT CONCAT('`', TABLE_SCHEMA, '`.`', TABLE_NAME, '`') AS name FROM information_schema.TABLES WHERE TABLE_NAME = 'sbtest1'",
     );
     await holder.query(`LOCK TABLES ${(rows as Array<{ name: string }>)[0].name} WRITE`);
-    const path = await caseConfig((c) => ({ ...c, lockTimeoutMs: 500 }));
+    const path = await caseConfig((c) => ({ ...c, lockMode: "global", lockTimeoutMs: 500 }));
     const result = await expectFailure(path, "LockTimeout");
     expect(result.message).toContain("FLUSH TABLES WITH READ LOCK");
     expect(await failureReasons(path)).toEqual(["LockTimeout"]);
@@ -171,4 +172,11 @@ test("13 DiskSpace: localDir cannot hold the archive plus the reserve; nothing i
   const result = await expectFailure(path, "DiskSpace");
   expect(result.message).toContain("free");
   expect(await failureReasons(path)).toEqual(["DiskSpace"]);
+}, 60_000);
+
+test("14 LockModeRefused: lockMode none on a replica whose MyISAM table holds rows", async () => {
+  const path = await caseConfig((c) => ({ ...c, lockMode: "none" }));
+  const result = await expectFailure(path, "LockModeRefused");
+  expect(result.message).toContain("lab_extras.legacy_myisam (MyISAM, 500 rows)");
+  expect(await failureReasons(path)).toEqual(["LockModeRefused"]);
 }, 60_000);

@@ -138,9 +138,16 @@ describe("mysql-backup backup of a replica under write load", () => {
         .digest("hex"),
     );
 
-    // The position was taken on a replica that had applied writes, under the lock.
+    // The position was taken on a replica that had applied writes, under the lock. The lab's MyISAM and Aria
+    // tables hold rows, so `auto` holds commits (BACKUP STAGE BLOCK_COMMIT) rather than taking no lock.
     expect(manifest.server.flavor).toBe("mariadb");
-    expect(manifest.lock).toEqual({ method: "FLUSH TABLES WITH READ LOCK", ms: first.lockMs });
+    expect(manifest.lock).toEqual({
+      method: "BACKUP STAGE BLOCK_COMMIT",
+      ms: first.lockMs,
+      mode: "commit",
+      chosenBy: "auto",
+      reason: expect.stringContaining("lab_extras.legacy_myisam (MyISAM, 500 rows)"),
+    });
     expect(first.lockMs).toBeGreaterThan(0);
     expect(first.lockMs).toBeLessThan(LOCK_TIMEOUT_MS);
     expect(manifest.position.gtidSlavePos).toMatch(/^0-1-\d+$/);
@@ -164,7 +171,7 @@ describe("mysql-backup backup of a replica under write load", () => {
       expect.arrayContaining(["data/ibdata1", "data/sbtest/sbtest1.ibd"]),
     );
     expect(manifest.tables).toEqual(
-      expect.arrayContaining([{ schema: "sbtest", table: "sbtest1", engine: "InnoDB" }]),
+      expect.arrayContaining([{ schema: "sbtest", table: "sbtest1", engine: "InnoDB", type: "BASE TABLE" }]),
     );
     expect(new Set(manifest.tables.map((t) => t.engine))).toEqual(new Set(["InnoDB", "MyISAM", "Aria"]));
 

@@ -106,6 +106,17 @@ export function compliantStack(): ResourceRecord[] {
             Resource: [BUCKET_ARN, `${BUCKET_ARN}/*`],
             Condition: { Bool: { "aws:SecureTransport": "false" } },
           },
+          {
+            Sid: "DenyOverwritingBackups",
+            Effect: "Deny",
+            Principal: "*",
+            Action: "s3:PutObject",
+            Resource: `${BUCKET_ARN}/backups/*`,
+            Condition: {
+              Null: { "s3:if-none-match": "true" },
+              BoolIfExists: { "s3:ObjectCreationOperation": "true" },
+            },
+          },
         ],
       }),
     }),

@@ -120,6 +120,26 @@ const variants: [rule: string, what: string, change: Change][] = [
     },
   ],
   [
+    "s3-bucket-policy-write-once",
+    "no deny of writes without If-None-Match",
+    (r) => {
+      const inputs = inputsOf(r, T.bucketPolicy);
+      const document = JSON.parse(inputs.policy as string) as { Statement: Record<string, unknown>[] };
+      document.Statement = document.Statement.filter((s) => s.Sid !== "DenyOverwritingBackups");
+      inputs.policy = JSON.stringify(document);
+    },
+  ],
+  [
+    "s3-bucket-policy-write-once",
+    "the deny only applies when the header is present (a condition that never matches a plain write)",
+    (r) => {
+      const inputs = inputsOf(r, T.bucketPolicy);
+      const document = JSON.parse(inputs.policy as string) as { Statement: Record<string, unknown>[] };
+      document.Statement[1].Condition = { Null: { "s3:if-none-match": "false" } };
+      inputs.policy = JSON.stringify(document);
+    },
+  ],
+  [
     "s3-bucket-policy-denies-insecure-transport",
     "no bucket policy",
     (r) => {

@@ -90,6 +90,18 @@ export const realStackVariants: [rule: string, change: Change][] = [
     },
   ],
   [
+    "s3-bucket-policy-write-once",
+    (r) => {
+      for (const policy of all(r, "aws:s3/bucketPolicy:BucketPolicy")) {
+        const document = documentOf(policy);
+        document.Statement = [document.Statement]
+          .flat()
+          .filter((s) => !JSON.stringify(s.Condition ?? {}).includes("s3:if-none-match"));
+        policy.inputs.policy = JSON.stringify(document);
+      }
+    },
+  ],
+  [
     "s3-bucket-lifecycle-expires",
     (r) => {
       const lifecycle = first(r, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration");

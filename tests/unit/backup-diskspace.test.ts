@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { BackupConfig } from "../../contracts";
 import { buildManifest } from "../../hostscripts/backup/manifest";
-import { detectDialect, readServerFacts, type Query } from "../../hostscripts/common/dialect";
+import { dialectFor, readServerFacts, type Query } from "../../hostscripts/common/dialect";
 import { checkDiskSpace, treeBytes } from "../../hostscripts/backup/diskspace";
 import { PipelineError } from "../../hostscripts/common/errors";
 
@@ -40,7 +40,8 @@ async function writeLocalManifest(backupId: string, bytes: number, rawBytes: num
     return key === undefined ? [] : fixture.responses[key];
   };
   const facts = await readServerFacts(query);
-  const dialect = await detectDialect(facts.versionString, query);
+  const dialect = dialectFor(facts.versionString);
+  const plan = dialect.lockPlan("global");
   const config = {
     cluster: "c",
     host: "h",
@@ -52,9 +53,11 @@ async function writeLocalManifest(backupId: string, bytes: number, rawBytes: num
     completedAt: new Date("2026-11-23T02:01:00Z"),
     facts,
     dialect,
+    lock: { plan, choice: { chosenBy: "config", reason: "lockMode in the config" } },
     lockMs: 3,
     frozen: {
-      position: await dialect.capturePosition(query),
+      position: await plan.capturePosition(query),
+      positionAfter: null,
       tables: [],
       snapshot: { name: `mysql-backup-${backupId}`, path: "/var/lib/.s/x" },
     },

@@ -1,6 +1,7 @@
 /**
- * The lock window's timing logic with scripted sessions: the server is not what is under test here (the
- * integration test locks a real replica); the watchdog, the abort and the error are.
+ * The lock window's timing logic with scripted sessions, in each lock mode's plan: the server is not what is
+ * under test here (the integration tests lock a real replica); the statements, the watchdog, the abort and the
+ * error are.
  */
 import { mariadbDialect } from "../../hostscripts/common/dialect";
 import { PipelineError } from "../../hostscripts/common/errors";
@@ -43,13 +44,13 @@ function watchdogFor(target: ReturnType<typeof scriptedSession>) {
   return watchdog;
 }
 
-const dialect = mariadbDialect("10.11.6");
+const plan = mariadbDialect("10.11.6").lockPlan("global");
 
 test("locks, runs the work, unlocks, and measures the window", async () => {
   const session = scriptedSession(7);
   const watchdog = watchdogFor(session);
   const window = await withLock(
-    { session, watchdog, dialect, timeoutMs: 1000, log: memoryLogger() },
+    { session, watchdog, plan, timeoutMs: 1000, log: memoryLogger() },
     async () => {
       await new Promise((r) => setTimeout(r, 30));
       return "snapshot";
@@ -69,7 +70,7 @@ test("a hanging step: the watchdog kills the lock session at the timeout, the wo
   let aborted = false;
   const started = performance.now();
   const error = await withLock(
-    { session, watchdog, dialect, timeoutMs: 300, log: memoryLogger() },
+    { session, watchdog, plan, timeoutMs: 300, log: memoryLogger() },
     (signal, step) =>
       new Promise((_, reject) => {
         step("the btrfs snapshot");
@@ -96,12 +97,9 @@ test("a lock statement that never returns is killed too, and the hint points at 
   const session = scriptedSession(8, ["FLUSH TABLES WITH READ LOCK"]);
   const watchdog = watchdogFor(session);
   let workRan = false;
-  const error = await withLock(
-    { session, watchdog, dialect, timeoutMs: 200, log: memoryLogger() },
-    async () => {
-      workRan = true;
-    },
-  ).catch((e: unknown) => e);
+  const error = await withLock({ session, watchdog, plan, timeoutMs: 200, log: memoryLogger() }, async () => {
+    workRan = true;
+  }).catch((e: unknown) => e);
   expect((error as PipelineError).kind).toBe("LockTimeout");
   expect((error as PipelineError).message).toContain('while "FLUSH TABLES WITH READ LOCK" was running');
   expect((error as PipelineError).hint).toContain("SHOW PROCESSLIST");
@@ -116,7 +114,7 @@ test("when the watchdog cannot kill, the lock session's socket is dropped", asyn
     throw new Error("Lost connection to server");
   };
   const error = await withLock(
-    { session, watchdog, dialect, timeoutMs: 100, log: memoryLogger() },
+    { session, watchdog, plan, timeoutMs: 100, log: memoryLogger() },
     (signal) =>
       new Promise((_, reject) => signal.addEventListener("abort", () => reject(new Error("aborted")))),
   ).catch((e: unknown) => e);
@@ -129,7 +127,7 @@ test("a failing step releases the lock at once and surfaces its own error", asyn
   const watchdog = watchdogFor(session);
   const started = performance.now();
   const error = await withLock(
-    { session, watchdog, dialect, timeoutMs: 5000, log: memoryLogger() },
+    { session, watchdog, plan, timeoutMs: 5000, log: memoryLogger() },
     async () => {
       throw new PipelineError("SnapshotFailed", "btrfs said no", "fix btrfs");
     },
@@ -137,4 +135,76 @@ test("a failing step releases the lock at once and surfaces its own error", asyn
   expect((error as PipelineError).kind).toBe("SnapshotFailed");
   expect(watchdog.statements).toEqual(["KILL CONNECTION 10"]);
   expect(performance.now() - started).toBeLessThan(1000);
+});
+
+describe("the other lock modes", () => {
+  const commit = mariadbDialect("10.11.6").lockPlan("commit");
+  const none = mariadbDialect("10.11.6").lockPlan("none");
+
+  test("commit: BACKUP STAGE START and BLOCK_COMMIT, then BACKUP STAGE END", async () => {
+    const session = scriptedSession(11);
+    const watchdog = watchdogFor(session);
+    const window = await withLock(
+      { session, watchdog, plan: commit, timeoutMs: 1000, log: memoryLogger() },
+      async () => "snapshot",
+    );
+    expect(window.value).toBe("snapshot");
+    expect(session.statements).toEqual([
+      "BACKUP STAGE START",
+      "BACKUP STAGE BLOCK_COMMIT",
+      "BACKUP STAGE END",
+    ]);
+  });
+
+  test("commit: a BLOCK_COMMIT that waits past the timeout is killed, and the hint names blocking work", async () => {
+    const session = scriptedSession(12, ["BACKUP STAGE BLOCK_COMMIT"]);
+    const watchdog = watchdogFor(session);
+    let workRan = false;
+    const error = await withLock(
+      { session, watchdog, plan: commit, timeoutMs: 150, log: memoryLogger() },
+      async () => {
+        workRan = true;
+      },
+    ).catch((e: unknown) => e);
+    expect((error as PipelineError).kind).toBe("LockTimeout");
+    expect((error as PipelineError).message).toContain('while "BACKUP STAGE BLOCK_COMMIT" was running');
+    expect((error as PipelineError).hint).toContain("SHOW PROCESSLIST");
+    expect(workRan).toBe(false);
+    expect(watchdog.statements).toEqual(["KILL CONNECTION 12"]);
+  });
+
+  test("none: no statement at all, and no lock time", async () => {
+    const session = scriptedSession(13);
+    const watchdog = watchdogFor(session);
+    const window = await withLock(
+      { session, watchdog, plan: none, timeoutMs: 1000, log: memoryLogger() },
+      async () => {
+        await new Promise((r) => setTimeout(r, 20));
+        return "snapshot";
+      },
+    );
+    expect(session.statements).toEqual([]);
+    expect(window).toMatchObject({ value: "snapshot", lockMs: 0, acquireMs: 0 });
+  });
+
+  test("none: a hung snapshot is still stopped at the timeout, and the error says no lock was held", async () => {
+    const session = scriptedSession(14);
+    const watchdog = watchdogFor(session);
+    let aborted = false;
+    const error = await withLock(
+      { session, watchdog, plan: none, timeoutMs: 100, log: memoryLogger() },
+      (signal, step) =>
+        new Promise((_, reject) => {
+          step("the btrfs snapshot");
+          signal.addEventListener("abort", () => {
+            aborted = true;
+            reject(new Error("snapshot killed"));
+          });
+        }),
+    ).catch((e: unknown) => e);
+    expect((error as PipelineError).kind).toBe("LockTimeout");
+    expect((error as PipelineError).message).toContain("the snapshot window (no lock held)");
+    expect((error as PipelineError).message).toContain('while "the btrfs snapshot" was running');
+    expect(aborted).toBe(true);
+  });
 });

@@ -2,7 +2,7 @@
 import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ContractError, type BackupConfig } from "../../contracts";
+import { ContractError, type BackupConfig, type LockMode } from "../../contracts";
 import type { ArchiveResult } from "../../hostscripts/backup/archive";
 import { buildManifest } from "../../hostscripts/backup/manifest";
 import { dialectFor, readServerFacts, type Query } from "../../hostscripts/common/dialect";
@@ -59,6 +59,7 @@ const recorded: Record<string, Record<string, unknown>[]> = {
 
 const replay: Query = async (sql) => {
   if (sql.includes("@@datadir")) return recorded.facts;
+  if (sql.includes("@@aria_log_dir_path")) return [{ ariaLogDir: "/srv/mysql/data/" }];
   if (sql.includes("@@gtid_binlog_pos")) return recorded.gtid;
   if (sql === "SHOW MASTER STATUS") return recorded.master;
   if (sql === "SHOW SLAVE STATUS") return recorded.slave;
@@ -77,19 +78,33 @@ const archive: ArchiveResult = {
   seconds: 0.5,
 };
 
-async function parts() {
+async function parts(mode: LockMode = "global") {
   const facts = await readServerFacts(replay);
   const dialect = dialectFor(facts.versionString);
+  const plan = dialect.lockPlan(mode);
+  const position = await plan.capturePosition(replay);
   return {
     backupId: "20261124T020000Z-3fa9c1",
     startedAt: new Date("2026-11-24T02:00:00Z"),
     completedAt: new Date("2026-11-24T02:01:00Z"),
     facts,
     dialect,
+    lock: { plan, choice: { chosenBy: "auto" as const, reason: "MyISAM tables hold data" } },
     lockMs: 42.5,
     frozen: {
-      position: await dialect.capturePosition(replay),
-      tables: [{ schema: "sbtest", table: "sbtest1", engine: "InnoDB" }],
+      position,
+      positionAfter: plan.holdsCommits ? null : { ...position, gtidSlavePos: "0-1-1050" },
+      tables: [
+        { schema: "sbtest", table: "sbtest1", engine: "InnoDB", type: "BASE TABLE" as const },
+        { schema: "app", table: "order_ids", engine: "InnoDB", type: "SEQUENCE" as const },
+        {
+          schema: "app",
+          table: "prices",
+          engine: "InnoDB",
+          type: "SYSTEM VERSIONED" as const,
+          partitioned: true,
+        },
+      ],
       snapshot: {
         name: "mysql-backup-20261124T020000Z-3fa9c1",
         path: "/srv/.snapshots/mysql-backup-20261124T020000Z-3fa9c1",
@@ -121,7 +136,19 @@ test("a manifest built from MariaDB's answers validates and carries the position
     binlog: { file: "mysql-bin.000002", pos: 48213 },
     source: { host: "10.0.1.5", port: 3306, file: "mysql-bin.000007", pos: 99123, usingGtid: "Slave_Pos" },
   });
-  expect(manifest.lock).toEqual({ method: "FLUSH TABLES WITH READ LOCK", ms: 42.5 });
+  expect(manifest.lock).toEqual({
+    method: "FLUSH TABLES WITH READ LOCK",
+    ms: 42.5,
+    mode: "global",
+    chosenBy: "auto",
+    reason: "MyISAM tables hold data",
+  });
+  expect(manifest.positionAfter).toBeUndefined();
+  expect(manifest.tables.map((t) => [t.table, t.type, t.partitioned ?? false])).toEqual([
+    ["sbtest1", "BASE TABLE", false],
+    ["order_ids", "SEQUENCE", false],
+    ["prices", "SYSTEM VERSIONED", true],
+  ]);
   expect(manifest.snapshot).toEqual({
     driver: "btrfs",
     name: "mysql-backup-20261124T020000Z-3fa9c1",
@@ -144,16 +171,40 @@ test("InnoDB directories resolve against the datadir", async () => {
   expect(facts.innodbDataHomeDir).toBe("/srv/mysql/data");
 });
 
-test("the dialect follows @@version: FTWRL on MariaDB, LOCK INSTANCE FOR BACKUP on MySQL 8", () => {
-  expect(dialectFor("10.11.6-MariaDB-0+deb12u1-log")).toMatchObject({
-    lockStatements: ["FLUSH TABLES WITH READ LOCK"],
-    unlockStatement: "UNLOCK TABLES",
-  });
-  expect(dialectFor("8.0.36")).toMatchObject({
-    flavor: "mysql",
-    lockStatements: ["LOCK INSTANCE FOR BACKUP"],
-    unlockStatement: "UNLOCK INSTANCE",
-  });
+test("a lock-free manifest records the mode and the position read after the snapshot", async () => {
+  const manifest = buildManifest(config, { ...(await parts("none")), lockMs: 0 });
+  expect(manifest.lock).toMatchObject({ method: "none", ms: 0, mode: "none" });
+  expect(manifest.positionAfter?.gtidSlavePos).toBe("0-1-1050");
+  expect(manifest.position.gtidSlavePos).toBe("0-1-1042");
+});
+
+test("each lock mode's statements follow @@version", () => {
+  const statements = (version: string, mode: LockMode) => {
+    const plan = dialectFor(version).lockPlan(mode);
+    return [plan.method, plan.lockStatements, plan.unlockStatement, plan.holdsCommits];
+  };
+  const mariadb = "10.11.6-MariaDB-0+deb12u1-log";
+  expect(statements(mariadb, "global")).toEqual([
+    "FLUSH TABLES WITH READ LOCK",
+    ["FLUSH TABLES WITH READ LOCK"],
+    "UNLOCK TABLES",
+    true,
+  ]);
+  expect(statements(mariadb, "commit")).toEqual([
+    "BACKUP STAGE BLOCK_COMMIT",
+    ["BACKUP STAGE START", "BACKUP STAGE BLOCK_COMMIT"],
+    "BACKUP STAGE END",
+    true,
+  ]);
+  expect(statements(mariadb, "none")).toEqual(["none", [], null, false]);
+  // MySQL's backup lock lets commits through: the position is read around the snapshot.
+  expect(statements("8.0.36", "commit")).toEqual([
+    "LOCK INSTANCE FOR BACKUP",
+    ["LOCK INSTANCE FOR BACKUP"],
+    "UNLOCK INSTANCE",
+    false,
+  ]);
+  expect(statements("8.4.3", "global")[3]).toBe(true);
 });
 
 test("retention keeps the newest N backup directories and touches nothing else", async () => {

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import type { BackupConfig } from "../../contracts";
 import { backupCreatedOf, buildManifest } from "../../hostscripts/backup/manifest";
 import { OUTBOX, readOutbox, stagePublication, writeDurably } from "../../hostscripts/backup/staging";
-import { detectDialect, readServerFacts, type Query } from "../../hostscripts/common/dialect";
+import { dialectFor, readServerFacts, type Query } from "../../hostscripts/common/dialect";
 
 let dir: string;
 
@@ -32,7 +32,8 @@ async function publication() {
     return key === undefined ? [] : fixture.responses[key];
   };
   const facts = await readServerFacts(query);
-  const dialect = await detectDialect(facts.versionString, query);
+  const dialect = dialectFor(facts.versionString);
+  const plan = dialect.lockPlan("global");
   const backupId = "20261123T020000Z-abcdef";
   const config = {
     cluster: "c",
@@ -45,9 +46,11 @@ async function publication() {
     completedAt: new Date("2026-11-23T02:01:00Z"),
     facts,
     dialect,
+    lock: { plan, choice: { chosenBy: "config" as const, reason: "lockMode is global" } },
     lockMs: 3,
     frozen: {
-      position: await dialect.capturePosition(query),
+      position: await plan.capturePosition(query),
+      positionAfter: null,
       tables: [],
       snapshot: { name: `mysql-backup-${backupId}`, path: "/var/lib/.s/x" },
     },

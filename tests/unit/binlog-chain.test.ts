@@ -4,7 +4,7 @@
  * and where each kind of target stops.
  */
 import type { BinlogSegmentEntry } from "../../contracts";
-import { parseState } from "../../hostscripts/common/gtid";
+import { parseState } from "../../hostscripts/common/gtid-state";
 import type { ArchivedEpoch } from "../../hostscripts/restore/archive";
 import { planChain } from "../../hostscripts/restore/chain";
 

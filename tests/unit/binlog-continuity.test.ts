@@ -7,7 +7,7 @@
  */
 import type { BinlogFileHeader } from "../../hostscripts/binlog/binlog-file";
 import { firstRun, resumeChain, type BinlogProbe } from "../../hostscripts/binlog/continuity";
-import { parseGtid, parseState, type GtidState } from "../../hostscripts/common/gtid";
+import { parseGtid, parseState, type GtidState } from "../../hostscripts/common/gtid-state";
 
 interface FakeFile {
   name: string;

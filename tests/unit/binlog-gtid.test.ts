@@ -1,5 +1,11 @@
 /** GTID positions (MariaDB) and sets (MySQL): what a replay skips, what a chain covers, what a gap lacks. */
-import { emptyState, parseGtid, parseState, positionOfList, sameState } from "../../hostscripts/common/gtid";
+import {
+  emptyState,
+  parseGtid,
+  parseState,
+  positionOfList,
+  sameState,
+} from "../../hostscripts/common/gtid-state";
 
 const U1 = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
 const U2 = "88ebc247-06ef-11ef-97ee-0242ac130004";

@@ -12,7 +12,7 @@ import {
   readEvents,
 } from "../../hostscripts/common/binlog-events";
 import { scanBinlog } from "../../hostscripts/common/binlog-scan";
-import { formatGtid } from "../../hostscripts/common/gtid";
+import { formatGtid } from "../../hostscripts/common/gtid-state";
 import { Mysql8Binlog, SOURCE } from "../fixtures/binlog/mysql8";
 
 const fixture = (name: string) => readFileSync(join(__dirname, "..", "fixtures", "binlog", name));

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import type { BinlogSegmentEntry } from "../../contracts";
 import { scanBinlog } from "../../hostscripts/common/binlog-scan";
 import { PipelineError } from "../../hostscripts/common/errors";
-import { formatGtid, parseState } from "../../hostscripts/common/gtid";
+import { formatGtid, parseState } from "../../hostscripts/common/gtid-state";
 import { replayStatements, writeRelayLogs } from "../../hostscripts/restore/replay";
 import { selectTransactions } from "../../hostscripts/restore/select";
 import { verifySegment, type VerifiedSegment } from "../../hostscripts/restore/segments";

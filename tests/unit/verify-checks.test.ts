@@ -5,12 +5,11 @@
 import { CHECKS, ContractError, type CapturedPosition, type CheckResult } from "../../contracts";
 import {
   compareInventory,
-  comparePositions,
   judgeCheckTable,
   judgeTables,
-  normalizeGtidList,
   quoteIdentifier,
 } from "../../hostscripts/verify/checks";
+import { comparePositions, normalizeGtidList } from "../../hostscripts/verify/position";
 import { ExitCode } from "../../hostscripts/common/errors";
 import { buildReport, reportMetrics, verdictTags, type ReportInput } from "../../hostscripts/verify/report";
 import { parseServerBuild, whyCannotRun } from "../../hostscripts/restore/scratch-server";
@@ -37,6 +36,7 @@ describe("the position check", () => {
       gtidBinlogPos: "1-2-7,0-1-1500",
       gtidSlavePos: "0-1-1500",
       gtidExecuted: null,
+      preparedXa: [],
     });
     expect(result).toMatchObject({ name: "position", passed: true });
   });
@@ -46,6 +46,7 @@ describe("the position check", () => {
       gtidBinlogPos: "0-1-1500,1-2-7",
       gtidSlavePos: "0-1-1498",
       gtidExecuted: null,
+      preparedXa: [],
     });
     expect(result.passed).toBe(false);
     expect(result.detail).toBe('@@gtid_slave_pos is "0-1-1498" after recovery, captured "0-1-1500"');
@@ -58,11 +59,16 @@ describe("the position check", () => {
         gtidBinlogPos: null,
         gtidSlavePos: null,
         gtidExecuted: "abc:1-2,3e11fa47-71ca-11e1-9e33-c80aa9429562:1-77",
+        preparedXa: [],
       }).passed,
     ).toBe(true);
     expect(
-      comparePositions("mysql", mysql, { gtidBinlogPos: null, gtidSlavePos: null, gtidExecuted: "abc:1-2" })
-        .detail,
+      comparePositions("mysql", mysql, {
+        gtidBinlogPos: null,
+        gtidSlavePos: null,
+        gtidExecuted: "abc:1-2",
+        preparedXa: [],
+      }).detail,
     ).toMatch(/@@gtid_executed is "abc:1-2" after recovery, captured "3e11fa47/);
   });
 });
@@ -151,7 +157,7 @@ function input(overrides: Partial<ReportInput> = {}): ReportInput {
     manifest: null,
     objects: { manifest: null, archive: null },
     checks: CHECKS.map(passed),
-    restored: { gtidBinlogPos: "0-1-1500", gtidSlavePos: "0-1-1500", gtidExecuted: null },
+    restored: { gtidBinlogPos: "0-1-1500", gtidSlavePos: "0-1-1500", gtidExecuted: null, preparedXa: [] },
     tables: [{ schema: "sbtest", table: "sbtest1", engine: "InnoDB", rows: 20000, check: "OK" }],
     timings: {
       downloadExtractSeconds: 1.23456,

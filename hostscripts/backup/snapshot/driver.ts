@@ -52,6 +52,11 @@ export interface ServerPaths {
   innodbUndoDir: string;
   /** `@@innodb_data_home_dir` resolved against the datadir (the system tablespace). */
   innodbDataHomeDir: string;
+  /**
+   * MariaDB's `@@aria_log_dir_path`: Aria's recovery log, without which the system tables (Aria) of a
+   * snapshot taken without FTWRL cannot be recovered. Absent or null on MySQL.
+   */
+  ariaLogDir?: string | null;
 }
 
 /** A snapshot that exists: where to read it, and what to call it in the manifest. */
@@ -136,6 +141,7 @@ export function serverPathList(paths: ServerPaths): Array<[string, string]> {
     ["the InnoDB system tablespace directory (@@innodb_data_home_dir)", paths.innodbDataHomeDir],
   ];
   if (paths.logBinBasename !== null) list.push(["the binary log (@@log_bin_basename)", paths.logBinBasename]);
+  if (paths.ariaLogDir) list.push(["the Aria log directory (@@aria_log_dir_path)", paths.ariaLogDir]);
   return list;
 }
 
