@@ -2,6 +2,7 @@ import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { VERIFY_DEFAULTS, type RestoreConfig } from "../../contracts";
 import { PipelineError, messageOf } from "../common/errors";
+import { mariadbBetween, mysqlBetween } from "../common/gtid";
 import { formatGtid, lastPerDomain, parseState, sameState, type GtidState } from "../common/gtid-state";
 import { listArchive, readArchive } from "./archive";
 import { planChain, type ChainPlan, type PitrTarget } from "./chain";
@@ -111,7 +112,7 @@ export async function restoreToPoint(
           replayed.selection.lastCommitMs === null
             ? null
             : new Date(replayed.selection.lastCommitMs).toISOString(),
-        startGtid: snapshot.start.toString(),
+        startGtid: replayed.start.toString(),
         segments: segments.length,
         transactions: replayed.selection.transactions,
         replaySeconds: Math.round(replayed.seconds * 1000) / 1000,
@@ -181,8 +182,9 @@ function stopOf(until: PitrTarget, plan: ChainPlan): ReplayStop {
 }
 
 /**
- * Starts the restored datadir with the relay logs of the selection (made from the state the server recovered
- * to, which must be the snapshot's), applies them, checks where it ended, and shuts the server down.
+ * Starts the restored datadir with the relay logs of the selection (made from the state the server recovers
+ * to), applies them, checks where it ended, and shuts the server down. A lock-free snapshot whose exact
+ * position no verdict names is started once first, to read the state it recovers to.
  */
 async function replay(
   config: RestoreConfig,
@@ -192,11 +194,59 @@ async function replay(
   target: string,
   work: string,
   deps: RestoreDeps,
-): Promise<{ selection: ReplaySelection; seconds: number; reached: string }> {
+): Promise<{ selection: ReplaySelection; seconds: number; reached: string; start: GtidState }> {
   const relayDir = join(work, "relay");
   await mkdir(relayDir, { mode: 0o750 });
-  const selection = selectTransactions(snapshot.flavor, segments, snapshot.start, stop);
+  const start = snapshot.startExact
+    ? snapshot.start
+    : await withServer(config, snapshot, target, work, segments, null, deps, (conn) =>
+        recoveredState(conn, snapshot.flavor),
+      );
+  const selection = selectTransactions(snapshot.flavor, segments, start, stop);
   const relay = await writeRelayLogs(relayDir, selection.pieces);
+  return withServer(config, snapshot, target, work, segments, relay, deps, async (conn, plan) => {
+    const recovered = await recoveredState(conn, snapshot.flavor);
+    checkRecovered(snapshot, start, recovered);
+    if (selection.transactions === 0) return { selection, seconds: 0, reached: recovered.toString(), start };
+    deps.log.info("replaying", {
+      transactions: selection.transactions,
+      relayBytes: relay.bytes,
+      files: relay.files.length,
+    });
+    const applied = await applyRelayLogs(conn, relay, {
+      flavor: snapshot.flavor,
+      target: selection.reached,
+      log: deps.log,
+    }).catch(async (error: unknown) => {
+      if (error instanceof PipelineError) throw error;
+      throw new ReplayFailed(
+        `${messageOf(error)}; the server's error log ends with:\n${await tailFile(plan.errorLog)}`,
+      );
+    });
+    const reached = await recoveredState(conn, snapshot.flavor);
+    if (!sameState(reached, selection.reached))
+      throw new PipelineError(
+        "PitrRefused",
+        `the replay ended at ${reached.toString()}, not at ${selection.reached.toString()}`,
+        "the target directory is not at the point: do not use it; report this with the log",
+      );
+    return { selection, seconds: applied.seconds, reached: reached.toString(), start };
+  });
+}
+
+type Session = Awaited<ReturnType<Awaited<ReturnType<typeof startScratchServer>>["connect"]>>;
+
+/** Runs `use` on a session of the restored datadir's server (with the relay logs, when given), then stops it. */
+async function withServer<T>(
+  config: RestoreConfig,
+  snapshot: StartingSnapshot,
+  target: string,
+  work: string,
+  segments: VerifiedSegment[],
+  relay: RelayLogs | null,
+  deps: RestoreDeps,
+  use: (conn: Session, plan: ScratchServerPlan) => Promise<T>,
+): Promise<T> {
   const plan = await serverPlan(config, snapshot, target, work, segments, relay);
   await mkdir(plan.tmpdir, { recursive: true, mode: 0o750 });
   await deps.$`chown -R ${plan.user}: ${work}`;
@@ -213,37 +263,7 @@ async function replay(
   try {
     const conn = await server.connect();
     try {
-      const recovered = await recoveredState(conn, snapshot.flavor);
-      if (!sameState(recovered, snapshot.start))
-        throw new PipelineError(
-          "VerificationFailed",
-          `the restored snapshot ${snapshot.backup.backupId} recovered to ${recovered.toString()}, but its manifest says ${snapshot.start.toString()}; nothing was replayed`,
-          "the snapshot does not hold what it claims: restore from another one (and look at its verification.json)",
-        );
-      if (selection.transactions === 0) return { selection, seconds: 0, reached: recovered.toString() };
-      deps.log.info("replaying", {
-        transactions: selection.transactions,
-        relayBytes: relay.bytes,
-        files: relay.files.length,
-      });
-      const applied = await applyRelayLogs(conn, relay, {
-        flavor: snapshot.flavor,
-        target: selection.reached,
-        log: deps.log,
-      }).catch(async (error: unknown) => {
-        if (error instanceof PipelineError) throw error;
-        throw new ReplayFailed(
-          `${messageOf(error)}; the server's error log ends with:\n${await tailFile(plan.errorLog)}`,
-        );
-      });
-      const reached = await recoveredState(conn, snapshot.flavor);
-      if (!sameState(reached, selection.reached))
-        throw new PipelineError(
-          "PitrRefused",
-          `the replay ended at ${reached.toString()}, not at ${selection.reached.toString()}`,
-          "the target directory is not at the point: do not use it; report this with the log",
-        );
-      return { selection, seconds: applied.seconds, reached: reached.toString() };
+      return await use(conn, plan);
     } finally {
       await conn.end().catch(() => undefined);
     }
@@ -252,11 +272,28 @@ async function replay(
   }
 }
 
+/**
+ * The restored server must hold exactly the state the replay starts from, and for a lock-free backup lie
+ * between the positions read before and after its snapshot.
+ */
+function checkRecovered(snapshot: StartingSnapshot, start: GtidState, recovered: GtidState): void {
+  const outside =
+    snapshot.bounds === null
+      ? []
+      : snapshot.flavor === "mariadb"
+        ? mariadbBetween(snapshot.bounds.before, recovered.toString(), snapshot.bounds.after)
+        : mysqlBetween(snapshot.bounds.before, recovered.toString(), snapshot.bounds.after);
+  if (sameState(recovered, start) && outside.length === 0) return;
+  throw new PipelineError(
+    "VerificationFailed",
+    `the restored snapshot ${snapshot.backup.backupId} recovered to ${recovered.toString()}, but the replay must start at ${start.toString()}` +
+      `${outside.length ? ` (and it is outside the bounds read around the snapshot: ${outside.join("; ")})` : ""}; nothing was replayed`,
+    "the snapshot does not hold what its manifest and verdict say: restore from another one (and look at its verification.json)",
+  );
+}
+
 /** The GTID state the server holds (MariaDB: its binlog position; MySQL: gtid_executed). */
-async function recoveredState(
-  conn: Awaited<ReturnType<Awaited<ReturnType<typeof startScratchServer>>["connect"]>>,
-  flavor: StartingSnapshot["flavor"],
-): Promise<GtidState> {
+async function recoveredState(conn: Session, flavor: StartingSnapshot["flavor"]): Promise<GtidState> {
   const [rows] = await conn.query(
     flavor === "mariadb" ? "SELECT @@gtid_binlog_pos AS pos" : "SELECT @@gtid_executed AS pos",
   );
@@ -274,7 +311,7 @@ async function serverPlan(
   target: string,
   work: string,
   segments: VerifiedSegment[],
-  relay: RelayLogs,
+  relay: RelayLogs | null,
 ): Promise<ScratchServerPlan> {
   const { manifest } = snapshot;
   const binary = await findServerBinary(config.mysqld?.binary);
@@ -299,7 +336,7 @@ async function serverPlan(
     logBinIndex:
       settings.logBinIndex !== null ? map(settings.logBinIndex) : logBin === null ? null : `${logBin}.index`,
     serverId,
-    extraArgs: replayServerOptions(snapshot.flavor, relay, 4),
+    extraArgs: relay === null ? [] : replayServerOptions(snapshot.flavor, relay, 4),
   };
 }
 

@@ -1,5 +1,11 @@
 import type { S3Client } from "@aws-sdk/client-s3";
-import { DEFAULT_PREFIX, type BackupManifest, type RestoreConfig, type ServerFlavor } from "../../contracts";
+import {
+  DEFAULT_PREFIX,
+  type BackupManifest,
+  type CapturedPosition,
+  type RestoreConfig,
+  type ServerFlavor,
+} from "../../contracts";
 import { PipelineError } from "../common/errors";
 import { lastPerDomain, parseState, type GtidState } from "../common/gtid-state";
 import type { Logger } from "../common/log";
@@ -7,6 +13,7 @@ import { s3Failure } from "../common/s3";
 import type { PitrTarget } from "./chain";
 import { chooseBackup, type ListedBackup } from "./list";
 import { ObjectProblem, readManifest } from "./objects";
+import { readReport } from "./verdicts";
 
 /**
  * The snapshot a point-in-time restore starts from: the newest verified backup before the point (completed at
@@ -19,14 +26,53 @@ export interface StartingSnapshot {
   backup: ListedBackup;
   manifest: BackupManifest;
   flavor: ServerFlavor;
-  /** The GTID state the restored server must recover to. */
+  /**
+   * The GTID state the restored server must recover to: the position captured under the lock, or for a
+   * lock-free backup the one its verifier saw it recover to (else the position read before the snapshot, a
+   * lower bound the recovered state is checked against).
+   */
   start: GtidState;
+  /** False when `start` is only the lower bound (a lock-free backup no verdict names the position of). */
+  startExact: boolean;
+  /**
+   * A lock-free backup (manifest `positionAfter`): the positions read before and after the snapshot, which
+   * the recovered state must lie between; null when the position was frozen by the lock.
+   */
+  bounds: { before: string; after: string } | null;
 }
 
-/** The GTID state a backup's data holds, from its manifest: MariaDB's binlog position, MySQL's executed set. */
+/** A captured position's GTID value for a flavor: MariaDB's binlog position, MySQL's executed set. */
+function gtidOf(flavor: ServerFlavor, position: CapturedPosition): string | null {
+  return flavor === "mariadb" ? position.gtidBinlogPos : position.gtidExecuted;
+}
+
+/**
+ * The GTID state a backup's data holds, from its manifest: exact under a lock that held commits, the lower
+ * bound read before the snapshot for a lock-free backup.
+ */
 export function manifestStart(manifest: BackupManifest): GtidState | null {
+  const text = gtidOf(manifest.server.flavor, manifest.position);
+  return text === null ? null : parseState(manifest.server.flavor, text);
+}
+
+/** A lock-free backup's exact position: the one its verdict says the restored server recovered to. */
+async function recoveredStart(
+  s3: S3Client,
+  config: RestoreConfig,
+  backup: ListedBackup,
+  manifest: BackupManifest,
+): Promise<GtidState | null> {
+  const ref = {
+    prefix: prefixOf(config),
+    cluster: config.restore.cluster,
+    host: backup.host,
+    backupId: backup.backupId,
+  };
+  const report = await readReport(s3, config.restore.bucket, ref).catch(() => null);
+  const recovered = report?.position.recovered;
+  if (!recovered) return null;
   const flavor = manifest.server.flavor;
-  const text = flavor === "mariadb" ? manifest.position.gtidBinlogPos : manifest.position.gtidExecuted;
+  const text = flavor === "mariadb" ? recovered.gtidBinlogPos : recovered.gtidExecuted;
   return text === null ? null : parseState(flavor, text);
 }
 
@@ -63,8 +109,10 @@ export async function chooseStartingSnapshot(
       skipped.push(`${backup.backupId} (invalid manifest)`);
       continue;
     }
-    const start = manifestStart(manifest);
-    if (start === null) {
+    const captured = manifestStart(manifest);
+    const recovered = manifest.positionAfter ? await recoveredStart(s3, config, backup, manifest) : null;
+    const start = recovered ?? captured;
+    if (start === null || captured === null) {
       skipped.push(`${backup.backupId} (no GTID position: binary logging was off)`);
       continue;
     }
@@ -72,7 +120,10 @@ export async function chooseStartingSnapshot(
       target.kind === "latest" ||
       (target.kind === "time" && Date.parse(manifest.completedAt) <= target.at.getTime()) ||
       (target.kind === "gtid" && beforeGtid(start, target.gtid));
-    if (fits) return { backup, manifest, flavor: manifest.server.flavor, start };
+    const after = manifest.positionAfter ? gtidOf(manifest.server.flavor, manifest.positionAfter) : null;
+    const bounds = after === null ? null : { before: captured.toString(), after };
+    const startExact = !manifest.positionAfter || recovered !== null;
+    if (fits) return { backup, manifest, flavor: manifest.server.flavor, start, startExact, bounds };
     skipped.push(`${backup.backupId} (after the point)`);
     if (named !== null)
       throw new PipelineError(
