@@ -1,6 +1,13 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import { Dimension, METRIC_NAMESPACE, ReplicaMetric, schemaFor, VerifierMetric } from "../contracts";
+import {
+  BinlogMetric,
+  Dimension,
+  METRIC_NAMESPACE,
+  ReplicaMetric,
+  schemaFor,
+  VerifierMetric,
+} from "../contracts";
 import { clusterAlarms, queueAlarms, type AlarmSpec, type WatchedCluster } from "./alarms";
 import { alertKeyPolicy, alertTopicPolicy } from "./iam";
 import { ConfigError, requireInteger, requireMatch } from "./validation";
@@ -50,7 +57,7 @@ export const alertsSpecSchema = schemaFor<AlertsSpec>()({
 
 /** The dashboard body: one row of widgets per concern, one line per cluster. */
 export function dashboardBody(clusters: string[], region: string): string {
-  const widget = (title: string, metricName: string, stat: string, y: number, x: number) => ({
+  const widget = (title: string, metricName: string, stat: string, y: number, x: number, period = 3600) => ({
     type: "metric",
     x,
     y,
@@ -60,7 +67,7 @@ export function dashboardBody(clusters: string[], region: string): string {
       title,
       region,
       stat,
-      period: 3600,
+      period,
       view: "timeSeries",
       metrics: clusters.map((c) => [METRIC_NAMESPACE, metricName, Dimension.Cluster, c]),
     },
@@ -81,6 +88,10 @@ export function dashboardBody(clusters: string[], region: string): string {
       widget("Backup time (s)", ReplicaMetric.BackupSeconds, "Maximum", 12, 12),
       widget("Failed backups", ReplicaMetric.BackupFailed, "Sum", 18, 0),
       widget("Failed verifications", VerifierMetric.VerificationFailed, "Sum", 18, 12),
+      // Point-in-time recovery: the best archiver's lag (what the cluster would lose now) and how far back
+      // the archive reaches, by the minute.
+      widget("Binlog archive lag (s, RPO)", BinlogMetric.BinlogArchiveLagSeconds, "Minimum", 24, 0, 60),
+      widget("PITR archived window (s)", BinlogMetric.PitrWindowSeconds, "Maximum", 24, 12, 300),
     ],
   });
 }

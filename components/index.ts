@@ -9,6 +9,7 @@ export * from "./iam";
 export * from "./lifecycle";
 export * from "./mysqlBackupPipeline";
 export * from "./names";
+export * from "./pitr";
 export * from "./replicaAgent";
 export * from "./replicaInstall";
 export * from "./stackConfig";

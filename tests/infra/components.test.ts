@@ -19,7 +19,7 @@ import {
   VerificationQueue,
   type AlarmSpec,
 } from "../../components";
-import { Dimension, METRIC_NAMESPACE, ReplicaMetric, VerifierMetric } from "../../contracts";
+import { BinlogMetric, Dimension, METRIC_NAMESPACE, ReplicaMetric, VerifierMetric } from "../../contracts";
 import { PROJECT_ROOT, runProgram } from "../../policies/stackSimulator";
 
 describe("BackupBucket defaults and retention", () => {
@@ -201,6 +201,30 @@ describe("alarms watch the metrics the host scripts emit", () => {
         { [Dimension.Cluster]: "orders" },
         "breaching",
       ],
+      [
+        "binlog-lag",
+        "state",
+        METRIC_NAMESPACE,
+        BinlogMetric.BinlogArchiveLagSeconds,
+        { [Dimension.Cluster]: "orders" },
+        "notBreaching",
+      ],
+      [
+        "binlog-gap",
+        "event",
+        METRIC_NAMESPACE,
+        BinlogMetric.BinlogGaps,
+        { [Dimension.Cluster]: "orders" },
+        "notBreaching",
+      ],
+      [
+        "binlog-silent",
+        "state",
+        METRIC_NAMESPACE,
+        BinlogMetric.BinlogArchiveLagSeconds,
+        { [Dimension.Cluster]: "orders" },
+        "breaching",
+      ],
     ]);
     const noVerified = alarms[0];
     // 26 hourly periods, all below one success: nothing verified in the whole window.
@@ -221,6 +245,9 @@ describe("alarms watch the metrics the host scripts emit", () => {
       "backup-abandoned",
       "db1-backup-missing",
       "db2-backup-missing",
+      "binlog-lag",
+      "binlog-gap",
+      "binlog-silent",
     ]);
     expect(alarms[5].metric).toMatchObject({
       metricName: ReplicaMetric.BackupSucceeded,
@@ -228,12 +255,41 @@ describe("alarms watch the metrics the host scripts emit", () => {
     });
   });
 
+  test("the binlog archive: lag above the RPO (best archiver, 2 of 3 minutes), any gap, and 5 silent minutes page", () => {
+    const byId = (alarms: AlarmSpec[]) => Object.fromEntries(alarms.map((a) => [a.id, a]));
+    const alarms = byId(clusterAlarms({ name: "orders", pitr: { rpoSeconds: 30 } }));
+    expect(alarms["binlog-lag"]).toMatchObject({
+      metric: { statistic: "Minimum", period: 60 },
+      evaluationPeriods: 3,
+      datapointsToAlarm: 2,
+      comparisonOperator: "GreaterThanThreshold",
+      threshold: 30,
+    });
+    expect(alarms["binlog-gap"]).toMatchObject({
+      metric: { statistic: "Maximum", period: 60 },
+      evaluationPeriods: 1,
+      comparisonOperator: "GreaterThanOrEqualToThreshold",
+      threshold: 1,
+    });
+    expect(alarms["binlog-silent"]).toMatchObject({
+      metric: { statistic: "SampleCount", period: 60 },
+      evaluationPeriods: 5,
+      comparisonOperator: "LessThanThreshold",
+      threshold: 1,
+      treatMissingData: "breaching",
+    });
+    expect(byId(clusterAlarms({ name: "orders" }))["binlog-lag"].threshold).toBe(10);
+    expect(
+      clusterAlarms({ name: "orders", pitr: { enabled: false } }).filter((a) => a.id.startsWith("binlog")),
+    ).toEqual([]);
+  });
+
   test("a creation time that is not RFC 3339 is refused (the alarm would never arm)", () => {
     expect(epochSeconds("2026-11-20T09:30:00Z")).toBe(1795167000);
     expect(() => epochSeconds("yesterday")).toThrow(/not an RFC 3339 time/);
   });
 
-  test("the dashboard shows backup age, lock ms, sizes, restore seconds and failures per cluster", () => {
+  test("the dashboard shows backup age, lock ms, sizes, restore seconds, failures, binlog lag and PITR window per cluster", () => {
     const body = JSON.parse(dashboardBody(["orders", "billing"], "eu-west-1")) as {
       widgets: Array<{ properties: { metrics: string[][] } }>;
     };
@@ -245,6 +301,8 @@ describe("alarms watch the metrics the host scripts emit", () => {
       VerifierMetric.RestoreSeconds,
       ReplicaMetric.BackupFailed,
       VerifierMetric.VerificationFailed,
+      BinlogMetric.BinlogArchiveLagSeconds,
+      BinlogMetric.PitrWindowSeconds,
     ]) {
       expect(metrics).toContain(name);
     }
