@@ -264,18 +264,9 @@ function decode(
       );
   };
   switch (header.type) {
-    case EventType.MariadbGtid: {
-      need(13, "GTID");
-      const flags = body.readUInt8(12);
-      if (flags & FL_GROUP_COMMIT_ID) need(21, "GTID");
-      const gtid: Gtid = {
-        flavor: "mariadb",
-        domain: body.readUInt32LE(8),
-        server: header.serverId,
-        seq: safe(body.readBigUInt64LE(0), what, at),
-      };
-      return { kind: "gtid", gtid, standalone: (flags & FL_STANDALONE) !== 0, commitMicros: null };
-    }
+    case EventType.MariadbGtid:
+    case EventType.MariadbGtidList:
+      return decodeMariadb(body, at, header, what);
     case EventType.MysqlGtid:
       return decodeMysqlGtid(body, at, what);
     case EventType.MysqlAnonymousGtid:
@@ -293,22 +284,6 @@ function decode(
         `${what} is encrypted (encrypt_binlog=ON) from offset ${at}; it cannot be read`,
         at,
       );
-    case EventType.MariadbGtidList: {
-      need(4, "GTID_LIST");
-      const n = body.readUInt32LE(0) & 0x0fffffff;
-      need(4 + n * 16, "GTID_LIST");
-      const gtids: Gtid[] = [];
-      for (let i = 0; i < n; i++) {
-        const p = 4 + i * 16;
-        gtids.push({
-          flavor: "mariadb",
-          domain: body.readUInt32LE(p),
-          server: body.readUInt32LE(p + 4),
-          seq: safe(body.readBigUInt64LE(p + 8), what, at),
-        });
-      }
-      return { kind: "gtid-list", gtids };
-    }
     case EventType.MysqlPreviousGtids:
       return { kind: "previous-gtids", set: decodePreviousGtids(body, at, what) };
     case EventType.Query: {
@@ -339,6 +314,43 @@ function decode(
     default:
       return { kind: "other" };
   }
+}
+
+/** MariaDB's GTID event (sequence, domain, flags; the server id is the header's) and GTID_LIST. */
+function decodeMariadb(body: Buffer, at: number, header: EventHeader, what: string): EventDetail {
+  const need = (bytes: number, name: string) => {
+    if (body.length < bytes)
+      throw new BinlogFormatError(
+        `${what}: the ${name} event at offset ${at} is ${body.length} bytes, too short`,
+        at,
+      );
+  };
+  if (header.type === EventType.MariadbGtid) {
+    need(13, "GTID");
+    const flags = body.readUInt8(12);
+    if (flags & FL_GROUP_COMMIT_ID) need(21, "GTID");
+    const gtid: Gtid = {
+      flavor: "mariadb",
+      domain: body.readUInt32LE(8),
+      server: header.serverId,
+      seq: safe(body.readBigUInt64LE(0), what, at),
+    };
+    return { kind: "gtid", gtid, standalone: (flags & FL_STANDALONE) !== 0, commitMicros: null };
+  }
+  need(4, "GTID_LIST");
+  const n = body.readUInt32LE(0) & 0x0fffffff;
+  need(4 + n * 16, "GTID_LIST");
+  const gtids: Gtid[] = [];
+  for (let i = 0; i < n; i++) {
+    const p = 4 + i * 16;
+    gtids.push({
+      flavor: "mariadb",
+      domain: body.readUInt32LE(p),
+      server: body.readUInt32LE(p + 4),
+      seq: safe(body.readBigUInt64LE(p + 8), what, at),
+    });
+  }
+  return { kind: "gtid-list", gtids };
 }
 
 function safe(value: bigint, what: string, at: number): number {
