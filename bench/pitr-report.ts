@@ -22,13 +22,16 @@ export function renderPitr(r: PitrBenchResults, command: string): string {
     "",
     "RPO lag: for every segment, from its first transaction's commit on the primary (the binlog's whole-second " +
       "timestamp) to its ledger entry in S3, the longest any of its transactions waited. It includes the " +
-      "replica's own delay behind the primary, shown beside it: the archiver reads the replica's binlog.",
+      "replica's own delay behind the primary (the archiver reads the replica's binlog), shown beside it with " +
+      "the archiver's own share: from the segment's first transaction committed in the replica's binlog " +
+      "(SHOW MASTER STATUS sampled every 200 ms) to its ledger entry in S3.",
     "",
-    "| phase | primary tx/s | segments | lag p50 | lag p99 | lag max | replica delay p99 | archiver CPU | archiver peak RSS |",
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| phase | primary tx/s | segments | lag p50 | lag p99 | lag max | archiver's own p50 / p99 / max | replica delay p99 | archiver CPU | archiver peak RSS |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ...r.phases.map(
       (p) =>
         `| ${p.name} | ${p.primaryTps} | ${p.segments} | ${p.lag.p50} s | ${p.lag.p99} s | ${p.lag.max} s | ` +
+        `${p.archiverLag ? `${p.archiverLag.p50} / ${p.archiverLag.p99} / ${p.archiverLag.max} s` : "n/a"} | ` +
         `${p.replicaDelay.p99} s | ${p.archiverCpuPercent} % of a core | ${p.archiverPeakRssMiB} MiB |`,
     ),
     "",

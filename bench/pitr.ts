@@ -20,7 +20,7 @@ import {
   waitForReplicaCatchUp,
   type Lab,
 } from "../lab/lab";
-import { chownToMysql } from "../lab/mariadb";
+import { chownToMysql, rootQuery } from "../lab/mariadb";
 import { isAlive, terminate, waitUntil } from "../lab/processes";
 import { describeMachine, loadAverageNow, type Machine } from "./machine";
 import { processCpuSeconds, runMeasured, sampleTreeRss } from "./measure";
@@ -49,7 +49,16 @@ export interface PitrLagPhase {
   segments: number;
   /** Seconds from a segment's first commit on the primary to its ledger entry in S3: p50, p99, max. */
   lag: { p50: number; p99: number; max: number };
-  /** The replica's Seconds_Behind_Master sampled every second: how much of the lag is replication's. */
+  /**
+   * The archiver's own share: seconds from the moment a segment's first transaction was committed in the
+   * replica's binlog (SHOW MASTER STATUS sampled every 200 ms; the sample before it passed, so an upper bound)
+   * to its ledger entry in S3. What the archiver adds on top of replication.
+   */
+  archiverLag: { p50: number; p99: number; max: number };
+  /**
+   * The replica's Seconds_Behind_Master sampled every second from the phase's start until it caught up: how
+   * much of the lag is replication's.
+   */
   replicaDelay: { p50: number; p99: number; max: number };
   /** The archiver's CPU over the phase (share of one core) and its peak RSS. */
   archiverCpuPercent: number;
@@ -185,22 +194,34 @@ async function lagPhase(
 ): Promise<PitrLagPhase> {
   const primaryBefore = Number((await replicaStatus(lab)).gtidSlavePos.split("-")[2] ?? 0);
   const rss = sampleTreeRss(archiverPid, 200);
+  const positions = samplePositions(lab.replica.socket, 200);
   const cpuBefore = await processCpuSeconds(archiverPid);
   const started = Date.now();
   await startLoad(lab, { rate, threads });
   const delays: number[] = [];
-  while (Date.now() - started < seconds * 1000) {
-    delays.push((await replicaStatus(lab)).secondsBehind ?? 0);
-    await sleep(1000);
+  let caughtUp = false;
+  const delaySampler = (async () => {
+    while (!caughtUp) {
+      delays.push((await replicaStatus(lab)).secondsBehind ?? 0);
+      await sleep(1000);
+    }
+  })();
+  let ended: number;
+  try {
+    await sleep(seconds * 1000);
+    await stopLoad(lab);
+    ended = Date.now();
+    await waitForReplicaCatchUp(lab, 600_000);
+  } finally {
+    caughtUp = true;
+    await delaySampler;
   }
-  await stopLoad(lab);
-  const ended = Date.now();
-  await waitForReplicaCatchUp(lab, 600_000);
   const cpu = (await processCpuSeconds(archiverPid)) - cpuBefore;
   const catchUpEnded = Date.now();
   const last = await replicaGtid(lab);
   await waitForArchived(lab, last);
   const peak = await rss.stop();
+  const visible = await positions.stop();
   if (!(await isAlive(archiverPid))) throw new Error("bench: the archiver died during the phase");
   const segments = (await ledger(lab)).filter((e) => {
     const first = Date.parse(e.transactions.firstCommitAt ?? "");
@@ -217,10 +238,52 @@ async function lagPhase(
     lag: summary(
       segments.map((e) => (Date.parse(e.archivedAt) - Date.parse(e.transactions.firstCommitAt!)) / 1000),
     ),
+    archiverLag: summary(
+      segments.flatMap((e) => {
+        const at = visibleSince(visible, e.file.name, e.file.startOffset);
+        return at === undefined ? [] : [(Date.parse(e.archivedAt) - at) / 1000];
+      }),
+    ),
     replicaDelay: summary(delays),
     archiverCpuPercent: round((cpu / ((catchUpEnded - started) / 1000)) * 100),
     archiverPeakRssMiB: round(peak / 1024 / 1024),
   };
+}
+
+interface PositionSample {
+  at: number;
+  file: string;
+  position: number;
+}
+
+/** Samples the replica's committed binlog end (SHOW MASTER STATUS) every `everyMs` until `stop`. */
+function samplePositions(socket: string, everyMs: number): { stop: () => Promise<PositionSample[]> } {
+  const samples: PositionSample[] = [];
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      const at = Date.now();
+      const [row] = await rootQuery(socket, "SHOW MASTER STATUS").catch(() => []);
+      if (row !== undefined) samples.push({ at, file: String(row.File), position: Number(row.Position) });
+      await sleep(everyMs);
+    }
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      await loop;
+      return samples;
+    },
+  };
+}
+
+/**
+ * When the bytes after `offset` of `file` began to be committed: the last sample that had not passed it yet
+ * (an upper bound of the wait that follows). Binlog file names sort in their order.
+ */
+function visibleSince(samples: PositionSample[], file: string, offset: number): number | undefined {
+  const passed = samples.findIndex((s) => s.file > file || (s.file === file && s.position > offset));
+  return passed <= 0 ? undefined : samples[passed - 1]!.at;
 }
 
 /** Our replay (restore --until latest) next to `mariadb-binlog | mariadb` of the same transactions. */
