@@ -16,7 +16,7 @@ import type { ServerRelease } from "./verifierUserData";
 /** One replica host that takes backups; each field is documented on {@link ReplicaAgentArgs}. */
 export interface ReplicaSpec extends Pick<
   ReplicaAgentArgs,
-  "host" | "ssh" | "privateKey" | "snapshot" | "mysqlOptionFile" | "localDir" | "lockTimeoutMs"
+  "host" | "ssh" | "privateKey" | "snapshot" | "mysqlOptionFile" | "localDir" | "lockTimeoutMs" | "lockMode"
 > {
   /** OnCalendar of its backup timer. Defaults to the cluster's schedule. */
   schedule?: string;
@@ -279,6 +279,7 @@ function replicaAgents(
           localDir: replica.localDir,
           lockTimeoutMs: replica.lockTimeoutMs,
           pitr: cluster.pitr,
+          lockMode: replica.lockMode,
           ...endpoints,
           bundle: args.bundle,
           tags,

@@ -104,6 +104,11 @@ export interface ReplicaAgentArgs extends PipelineEndpoints {
   localDir?: string;
   /** Hard limit of the lock window. Defaults to the host script's default (5000 ms). */
   lockTimeoutMs?: number;
+  /**
+   * How the backup holds the server while it snapshots (`none`, `commit`, `global`; docs/lock-modes.md).
+   * Defaults to "auto": the host picks the least blocking mode the server proves safe.
+   */
+  lockMode?: BackupConfig["lockMode"];
   /** Local archives kept on the replica. Defaults to the host script's default (2). */
   keepLocal?: number;
   /**
@@ -127,6 +132,7 @@ export interface BackupConfigInput {
   mysqlOptionFile: string;
   localDir: string;
   lockTimeoutMs?: number;
+  lockMode?: BackupConfig["lockMode"];
   keepLocal?: number;
   bucketName: string;
   keyArn: string;
@@ -146,6 +152,7 @@ export function renderBackupConfig(i: BackupConfigInput): BackupConfig {
     snapshot: i.snapshot,
     localDir: i.localDir,
     ...(i.lockTimeoutMs === undefined ? {} : { lockTimeoutMs: i.lockTimeoutMs }),
+    ...(i.lockMode === undefined ? {} : { lockMode: i.lockMode }),
     ...(i.keepLocal === undefined ? {} : { keepLocal: i.keepLocal }),
     // The key ARN, not the id: the bucket policy compares the SSE key header against the ARN.
     s3: { bucket: i.bucketName, prefix: i.prefix, kmsKeyId: i.keyArn },
@@ -294,6 +301,7 @@ function hostFiles(args: ReplicaAgentArgs): HostFiles {
           mysqlOptionFile: optionFile,
           localDir,
           lockTimeoutMs: args.lockTimeoutMs,
+          lockMode: args.lockMode,
           keepLocal: args.keepLocal,
           bucketName,
           keyArn,

@@ -50,6 +50,7 @@ const replicaSchema = schemaFor<ReplicaEntry>()({
     mysqlOptionFile: backupConfigSchema.properties.mysql.properties.optionFile,
     localDir: backupConfigSchema.properties.localDir,
     lockTimeoutMs: backupConfigSchema.properties.lockTimeoutMs,
+    lockMode: backupConfigSchema.properties.lockMode,
   },
 });
 
@@ -108,6 +109,7 @@ export function readStackSettings(config = new pulumi.Config(CONFIG_NAMESPACE)):
       mysqlOptionFile: r.mysqlOptionFile,
       localDir: r.localDir,
       lockTimeoutMs: r.lockTimeoutMs,
+      lockMode: r.lockMode,
     })),
   }));
   const alerts = parseAlerts(config.getObject("alerts") ?? {});

@@ -118,6 +118,16 @@ describe("rendered config files pass the contracts", () => {
     }
   });
 
+  test("a replica's lockMode reaches its backup.json; without one the host chooses (auto)", () => {
+    const configs = [...copyNamed(dev, "-copy-backup-json"), ...copyNamed(prod, "-copy-backup-json")].map(
+      (r) => parseBackupConfig(JSON.parse(shipped(r).text!)),
+    );
+    expect(Object.fromEntries(configs.map((c) => [c.host, c.lockMode ?? "(unset)"]))).toEqual(
+      expect.objectContaining({ "orders-db3": "commit" }),
+    );
+    expect(configs.filter((c) => c.host !== "orders-db3").every((c) => c.lockMode === undefined)).toBe(true);
+  });
+
   test("the verifier's verify.json (inside the user-data) passes parseVerifyConfig", () => {
     const cloudConfig = parseYaml(userDataOf(dev).replace(/^#cloud-config\n/, "")) as {
       write_files: Array<{ path: string; content: string }>;
