@@ -3,6 +3,7 @@ import { mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { BinlogSegmentEntry } from "../contracts";
+import { BINLOG_NODE_OPTIONS } from "../contracts/units";
 import { memoryLogger } from "../hostscripts/common/log";
 import { parseState } from "../hostscripts/common/gtid-state";
 import { listArchive, readArchive } from "../hostscripts/restore/archive";
@@ -147,9 +148,11 @@ export async function runPitrBench(opts: PitrBenchOptions): Promise<PitrBenchRes
 }
 
 function startArchiver(cli: string, config: string, labDir: string): { pid: number } {
+  // With the Node options its unit sets, so the RSS measured is the host's.
   const child = spawn(process.execPath, [cli, "binlog", "--config", config], {
     cwd: labDir,
     stdio: "ignore",
+    env: { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} ${BINLOG_NODE_OPTIONS}`.trim() },
   });
   if (child.pid === undefined) throw new Error("bench: the archiver did not start");
   return { pid: child.pid };

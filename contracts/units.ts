@@ -28,6 +28,14 @@ export const BINLOG_STATE_DIR = "/var/lib/mysql-backup/binlog";
  * about a minute) before it exits. Longer than the retries, so a stop during an S3 hiccup still ends cleanly.
  */
 export const BINLOG_STOP_TIMEOUT_SECONDS = 90;
+
+/**
+ * The archiver's Node options. V8's default young generation (16 MiB semi-spaces) lets a long-running
+ * process that allocates a buffer per read grow to ~130 MiB; 1 MiB semi-spaces keep it near 104 MiB at
+ * 200 tx/s for ~0.3 % of a core more (measured side by side on the lab). The lab and the benchmark run the
+ * archiver with the same options.
+ */
+export const BINLOG_NODE_OPTIONS = "--max-semi-space-size=1";
 /** The verifier daemon. */
 export const VERIFIER_SERVICE = "mysql-backup-verifier.service";
 /** Where the verifier daemon's output goes (the CloudWatch agent ships it); systemd creates the directory. */
@@ -220,6 +228,7 @@ export function binlogServiceUnit(o: BinlogServiceOptions): string {
     Service: [
       ["Type", "simple"],
       ["ExecStart", `${o.binary ?? INSTALLED_BINARY} binlog --config ${o.configPath ?? BACKUP_CONFIG_PATH}`],
+      ["Environment", `NODE_OPTIONS=${BINLOG_NODE_OPTIONS}`],
       ["Restart", "always"],
       ["RestartSec", "5s"],
       ["KillMode", "mixed"],

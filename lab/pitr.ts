@@ -1,5 +1,6 @@
 import { readFile, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
+import { BINLOG_NODE_OPTIONS } from "../contracts/units";
 import { rootQuery, rootScript } from "./mariadb";
 import { isAlive, spawnDetached, tail, terminate, waitUntil } from "./processes";
 
@@ -85,6 +86,8 @@ export async function startArchiver(
     args: [cli, "binlog", "--config", configPath],
     cwd: labDir,
     logFile: log,
+    // As its unit runs it (Environment=NODE_OPTIONS=…).
+    env: { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} ${BINLOG_NODE_OPTIONS}`.trim() },
   });
   await writeFile(pidFile(labDir), `${pid}\n`);
   const started = await waitUntil(async () => {

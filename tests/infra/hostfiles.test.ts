@@ -447,6 +447,7 @@ describe("systemd units", () => {
         expect(text.split("\n")).toEqual(
           expect.arrayContaining([
             "ExecStart=/usr/local/bin/mysql-backup binlog --config /etc/mysql-backup/backup.json",
+            "Environment=NODE_OPTIONS=--max-semi-space-size=1",
             "Restart=always",
             "StartLimitIntervalSec=0",
             "KillMode=mixed",
