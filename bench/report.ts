@@ -2,6 +2,7 @@ import { readFile } from "node:fs/promises";
 import { limitCommands } from "./limit";
 import type { LockModesResults } from "./lockmodes";
 import { lockModesSection } from "./lockmodes-report";
+import { keptPitrSection } from "./pitr-report";
 import { backupCommand as ourBackupCommand, verifyCommand as ourVerifyCommand } from "./pipeline";
 import { spread, type BenchResults, type Measured, type ReplicaLag } from "./results";
 import { SCRATCH_SERVER_SETTINGS } from "./scratch";
@@ -40,6 +41,7 @@ export async function renderReport(
     methodSection(),
     commandsSection(results),
     machineSection(results),
+    keptPitrSection(existing),
   ].join("\n");
 }
 

@@ -1,9 +1,17 @@
-import { Dimension, METRIC_NAMESPACE, ReplicaMetric, VerifierMetric, type MetricName } from "../contracts";
+import {
+  BinlogMetric,
+  Dimension,
+  METRIC_NAMESPACE,
+  ReplicaMetric,
+  VerifierMetric,
+  type MetricName,
+} from "../contracts";
 
 /**
  * The pipeline's CloudWatch dashboard: one row per cluster with the trends an operator watches — how long a
  * restore takes, how long the replica stays locked, how big the archives grow, and the verdicts — over the
- * last 30 days, one point per day. Every metric comes from contracts/metrics.ts with the dimensions the host
+ * last 30 days, one point per day; and under them, the binlog archive's lag (the RPO now) and how far back
+ * point-in-time recovery reaches, by the minute. Every metric comes from contracts/metrics.ts with the dimensions the host
  * scripts emit it with (tests/infra/metrics-contract.test.ts proves each is emitted).
  */
 
@@ -39,7 +47,11 @@ interface TextWidget {
 
 /** One point per day: backups are daily; finer periods draw mostly gaps. */
 const DAY = 86400;
-const ROW_HEIGHT = 7;
+/** The binlog archive is continuous: one point per minute, as the archiver sends them. */
+const MINUTE = 60;
+const LINE_HEIGHT = 6;
+/** A header and two lines of widgets. */
+const ROW_HEIGHT = 1 + 2 * LINE_HEIGHT;
 
 /** The widgets of one cluster's row, starting at `y`. */
 export function clusterWidgets(cluster: string, region: string, y: number): Array<MetricWidget | TextWidget> {
@@ -50,14 +62,21 @@ export function clusterWidgets(cluster: string, region: string, y: number): Arra
     cluster,
     { stat, label },
   ];
-  const widget = (x: number, title: string, metrics: MetricLine[], stacked = false): MetricWidget => ({
+  const widget = (
+    x: number,
+    title: string,
+    metrics: MetricLine[],
+    stacked = false,
+    [line2, period, width] = [false, DAY, 6],
+  ): MetricWidget => ({
     type: "metric",
     x,
-    y: y + 1,
-    width: 6,
-    height: ROW_HEIGHT - 1,
-    properties: { title, region, period: DAY, view: "timeSeries", stacked, metrics },
+    y: y + 1 + (line2 ? LINE_HEIGHT : 0),
+    width,
+    height: LINE_HEIGHT,
+    properties: { title, region, period, view: "timeSeries", stacked, metrics },
   });
+  const binlog = [true, MINUTE, 12] as [boolean, number, number];
   return [
     { type: "text", x: 0, y, width: 24, height: 1, properties: { markdown: `## Cluster ${cluster}` } },
     widget(0, `${cluster}: restore time (s)`, [
@@ -78,6 +97,21 @@ export function clusterWidgets(cluster: string, region: string, y: number): Arra
         line(ReplicaMetric.BackupFailed, "Sum", "failed backups"),
       ],
       true,
+    ),
+    // Point-in-time recovery: the best archiver's lag is what the cluster would lose now.
+    widget(
+      0,
+      `${cluster}: binlog archive lag (s, the RPO now)`,
+      [line(BinlogMetric.BinlogArchiveLagSeconds, "Minimum", "best archiver's lag")],
+      false,
+      binlog,
+    ),
+    widget(
+      12,
+      `${cluster}: point-in-time window archived (s)`,
+      [line(BinlogMetric.PitrWindowSeconds, "Maximum", "archived window")],
+      false,
+      binlog,
     ),
   ];
 }

@@ -11,6 +11,7 @@ export * from "./lifecycle";
 export * from "./mysqlBackupPipeline";
 export * from "./names";
 export * from "./operatorRole";
+export * from "./pitr";
 export * from "./replicaAgent";
 export * from "./replicaInstall";
 export * from "./stackConfig";

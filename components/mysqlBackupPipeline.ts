@@ -25,7 +25,9 @@ export interface ReplicaSpec extends Pick<
 
 /** One replicated cluster. */
 export interface ClusterSpec
-  extends Pick<AlertedCluster, "name" | "windowHours">, Pick<ReplicaAgentArgs, "schedule" | "bastion"> {
+  extends
+    Pick<AlertedCluster, "name" | "windowHours" | "pitr">,
+    Pick<ReplicaAgentArgs, "schedule" | "bastion"> {
   /**
    * The server its backups come from. Every cluster of a stack shares it: one verifier fleet restores
    * one release.
@@ -179,7 +181,9 @@ export class MysqlBackupPipeline extends pulumi.ComponentResource {
       region,
     };
     const fleet = verifierFleet(this, fleetName, args, { endpoints, server, queue, tags });
-    const agents = replicaAgents(this, name, args, endpoints, tags);
+    // Binlog segments fall under the bucket's catch-all lifecycle rule (docs/pitr.md): the longest retention.
+    const binlogRetentionDays = (bucket.retention.monthly ?? bucket.retention.daily).expireDays;
+    const agents = replicaAgents(this, name, args, { ...endpoints, binlogRetentionDays }, tags);
     const alerts = alerting(this, name, args, { queue, agents }, tags);
     const operators = new OperatorRole(
       `${name}-operators`,
@@ -278,7 +282,7 @@ function replicaAgents(
   parent: pulumi.Resource,
   name: string,
   args: MysqlBackupPipelineArgs,
-  endpoints: PipelineEndpoints,
+  endpoints: PipelineEndpoints & { binlogRetentionDays: number },
   tags: Record<string, string>,
 ): PlacedAgent[] {
   return args.clusters.flatMap((cluster) =>
@@ -299,6 +303,7 @@ function replicaAgents(
           mysqlOptionFile: replica.mysqlOptionFile,
           localDir: replica.localDir,
           lockTimeoutMs: replica.lockTimeoutMs,
+          pitr: cluster.pitr,
           lockMode: replica.lockMode,
           ...endpoints,
           bundle: args.bundle,
@@ -320,6 +325,7 @@ function watchedClusters(args: MysqlBackupPipelineArgs, agents: PlacedAgent[]): 
     return {
       name: c.name,
       windowHours: c.windowHours,
+      pitr: c.pitr,
       since: pulumi.all(own.map((a) => a.agent.since)).apply((dates) => [...dates].sort()[0]),
       hosts: own.map((a) => ({ name: a.host, since: a.agent.since })),
     };

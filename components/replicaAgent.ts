@@ -1,19 +1,29 @@
 import * as aws from "@pulumi/aws";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { parseBackupConfig, schemaFor, type BackupConfig, type SnapshotConfig } from "../contracts";
+import {
+  parseBackupConfig,
+  schemaFor,
+  type BackupConfig,
+  type BinlogArchiveConfig,
+  type SnapshotConfig,
+} from "../contracts";
 import {
   BACKUP_CONFIG_PATH,
   BACKUP_SERVICE,
   BACKUP_TIMER,
+  BINLOG_SERVICE,
+  BINLOG_STATE_DIR,
   backupServiceUnit,
   backupTimerUnit,
+  binlogServiceUnit,
   CONFIG_DIR,
   INSTALLED_BINARY,
 } from "../contracts/units";
 import { replicaRolePolicy } from "./hostPolicies";
 import { ec2AssumeRolePolicy } from "./iam";
 import { physicalName } from "./names";
+import { resolvePitr, type PitrSpec } from "./pitr";
 import { installHash, installScript, stageDir, stageScript, uninstallScript } from "./replicaInstall";
 
 /** An SSH endpoint with its pinned host key. */
@@ -103,6 +113,13 @@ export interface ReplicaAgentArgs extends PipelineEndpoints {
   lockMode?: BackupConfig["lockMode"];
   /** Local archives kept on the replica. Defaults to the host script's default (2). */
   keepLocal?: number;
+  /**
+   * Point-in-time recovery: the binlog archiver (service mysql-backup-binlog) runs on the replica with this
+   * RPO. Defaults to on, RPO 10 s.
+   */
+  pitr?: PitrSpec;
+  /** Days the bucket keeps binlog segments: the archived window the archiver reports is capped there. Defaults to no cap. */
+  binlogRetentionDays?: number;
   /** The bundle to install as /usr/local/bin/mysql-backup. */
   bundle: HostBundle;
   /** Tags for every taggable child. Defaults to none. */
@@ -124,6 +141,8 @@ export interface BackupConfigInput {
   prefix: string;
   queueUrl: string;
   region: string;
+  /** The archiver's section, when PITR is on. */
+  binlog?: BinlogArchiveConfig;
 }
 
 /** Renders a replica's backup.json; it passes the contract's parser or this throws, naming the key. */
@@ -142,14 +161,16 @@ export function renderBackupConfig(i: BackupConfigInput): BackupConfig {
     sqs: { queueUrl: i.queueUrl },
     aws: { region: i.region },
     metrics: { sink: "cloudwatch" },
+    ...(i.binlog === undefined ? {} : { binlog: i.binlog }),
   };
   return parseBackupConfig(config);
 }
 
 /**
  * One replica host: its IAM role and instance profile (create its own backups and its cluster's binlog
- * segments, announce them, emit metrics; no read, no overwrite, no delete), and the installation over SSH of the bundled host scripts, the
- * backup config and the systemd service and timer. Re-installs only when a content hash changes.
+ * segments, announce them, emit metrics; no read, no overwrite, no delete), and the installation over SSH of
+ * the bundled host scripts, the backup config, the backup's systemd service and timer and, with point-in-time
+ * recovery on, the binlog archiver's service. Re-installs only when a content hash changes.
  */
 export class ReplicaAgent extends pulumi.ComponentResource {
   /** The replica's role: upload its cluster's backups, announce them, emit metrics. */
@@ -177,7 +198,13 @@ export class ReplicaAgent extends pulumi.ComponentResource {
     const files = hostFiles(args);
     this.backupConfig = files.config;
     this.installHash = files.config.apply((config) =>
-      installHash({ bundleSha256: args.bundle.sha256, config, service: files.service, timer: files.timer }),
+      installHash({
+        bundleSha256: args.bundle.sha256,
+        config,
+        service: files.service,
+        timer: files.timer,
+        binlogService: files.binlogService,
+      }),
     );
     install(this, name, args, files, this.installHash);
 
@@ -248,6 +275,8 @@ interface HostFiles {
   service: string;
   /** The backup timer unit. */
   timer: string;
+  /** The binlog archiver's unit, or null when PITR is off. */
+  binlogService: string | null;
   /** The MySQL option file backup.json names, which the install checks for. */
   optionFile: string;
 }
@@ -256,6 +285,14 @@ interface HostFiles {
 function hostFiles(args: ReplicaAgentArgs): HostFiles {
   const optionFile = args.mysqlOptionFile ?? `${CONFIG_DIR}/client.cnf`;
   const localDir = args.localDir ?? "/var/backups/mysql";
+  const pitr = resolvePitr(args.pitr);
+  const binlog: BinlogArchiveConfig | undefined = pitr.enabled
+    ? {
+        rpoSeconds: pitr.rpoSeconds,
+        stateDir: BINLOG_STATE_DIR,
+        ...(args.binlogRetentionDays === undefined ? {} : { retentionDays: args.binlogRetentionDays }),
+      }
+    : undefined;
   const config = pulumi.all([args.bucketName, args.keyArn, args.queueUrl, args.region]).apply(
     ([bucketName, keyArn, queueUrl, region]) =>
       JSON.stringify(
@@ -273,6 +310,7 @@ function hostFiles(args: ReplicaAgentArgs): HostFiles {
           prefix: args.prefix,
           queueUrl,
           region,
+          binlog,
         }),
         null,
         2,
@@ -287,7 +325,10 @@ function hostFiles(args: ReplicaAgentArgs): HostFiles {
     schedule: args.schedule ?? "*-*-* 02:00:00 UTC",
     randomizedDelaySec: args.randomizedDelaySec,
   });
-  return { config, service, timer, optionFile };
+  const binlogService = pitr.enabled
+    ? binlogServiceUnit({ cluster: args.cluster, host: args.host, stateDir: BINLOG_STATE_DIR })
+    : null;
+  return { config, service, timer, binlogService, optionFile };
 }
 
 /** Stage, copy and install over SSH; every step is keyed on the install hash. */
@@ -313,6 +354,11 @@ function install(
     ["backup.json", files.config.apply((c): pulumi.asset.Asset => new pulumi.asset.StringAsset(c))],
     [BACKUP_SERVICE, new pulumi.asset.StringAsset(files.service)],
     [BACKUP_TIMER, new pulumi.asset.StringAsset(files.timer)],
+    ...(files.binlogService === null
+      ? []
+      : [
+          [BINLOG_SERVICE, new pulumi.asset.StringAsset(files.binlogService)] as [string, pulumi.asset.Asset],
+        ]),
   ];
   const copies = sources.map(
     ([file, source]) =>
@@ -328,11 +374,15 @@ function install(
       connection,
       // The script goes through stdin: nothing to quote, and it never appears in a process list.
       create: `${sudo}sh -s`,
-      stdin: pulumi
-        .all([dir, hash])
-        .apply(([d, h]) =>
-          installScript({ dir: d, bundleSha256: args.bundle.sha256, optionFile: files.optionFile, hash: h }),
-        ),
+      stdin: pulumi.all([dir, hash]).apply(([d, h]) =>
+        installScript({
+          dir: d,
+          bundleSha256: args.bundle.sha256,
+          optionFile: files.optionFile,
+          hash: h,
+          binlog: files.binlogService !== null,
+        }),
+      ),
       // `sh -c`, not stdin: the uninstall must not depend on what stdin held at create time.
       delete: hash.apply((h) => `${sudo}sh -c '${uninstallScript(h)}'`),
       triggers,

@@ -1,3 +1,4 @@
+import { binlogArchiveConfigSchema, type BinlogArchiveConfig } from "./binlog-config";
 import { NAME_PATTERN } from "./keys";
 import { LOCK_MODES, type LockMode } from "./manifest";
 import { schemaFor } from "./schema";
@@ -116,6 +117,8 @@ export interface BackupConfig {
   aws?: AwsSettings;
   /** Where metrics go. Defaults to CloudWatch. */
   metrics?: MetricsSink;
+  /** How `mysql-backup binlog` archives the binary log (contracts/binlog-config.ts). Defaults to its defaults. */
+  binlog?: BinlogArchiveConfig;
 }
 
 /** `mysql-backup verify --config FILE`. */
@@ -336,6 +339,7 @@ export const backupConfigSchema = schemaFor<BackupConfig>()({
     },
     aws,
     metrics,
+    binlog: binlogArchiveConfigSchema,
   },
 });
 

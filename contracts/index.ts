@@ -1,3 +1,5 @@
+export * from "./binlog";
+export * from "./binlog-config";
 export * from "./check";
 export * from "./config";
 export * from "./defaults";

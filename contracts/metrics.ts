@@ -41,8 +41,35 @@ export const VerifierMetric = {
   RecoveryPointLagSeconds: "RecoveryPointLagSeconds",
 } as const;
 
+/**
+ * Emitted by `mysql-backup binlog` (the archiver) about once a minute, with dimensions Cluster and Host, and
+ * Cluster alone (the alarms watch the Cluster datum: with several archiving replicas, the Minimum of the lag
+ * is the cluster's exposure).
+ */
+export const BinlogMetric = {
+  /**
+   * Seconds from the newest archived transaction's commit to now; while everything the server has committed
+   * is archived, from the last poll that found it so (an idle server is not late). The maximum over the
+   * minute. Alarm above the RPO, and on silence (missing data = breaching: the archiver is down).
+   */
+  BinlogArchiveLagSeconds: "BinlogArchiveLagSeconds",
+  /** 1 for each gap found (transactions purged before they were archived); 0 otherwise. Alarm on any. */
+  BinlogGaps: "BinlogGaps",
+  /**
+   * How far back the archive reaches without a gap from the newest archived transaction: the span of the
+   * host's current epoch, capped at the binlog retention.
+   */
+  PitrWindowSeconds: "PitrWindowSeconds",
+  /** Segments uploaded in the minute. */
+  BinlogSegmentsArchived: "BinlogSegmentsArchived",
+  /** Bytes of binary log uploaded in the minute. */
+  BinlogArchivedBytes: "BinlogArchivedBytes",
+} as const;
+
 export type MetricName =
-  (typeof ReplicaMetric)[keyof typeof ReplicaMetric] | (typeof VerifierMetric)[keyof typeof VerifierMetric];
+  | (typeof ReplicaMetric)[keyof typeof ReplicaMetric]
+  | (typeof VerifierMetric)[keyof typeof VerifierMetric]
+  | (typeof BinlogMetric)[keyof typeof BinlogMetric];
 
 /** CloudWatch units, as PutMetricData spells them. */
 export type MetricUnit = "Count" | "Milliseconds" | "Seconds" | "Bytes";
@@ -60,6 +87,11 @@ export const METRIC_UNITS: Record<MetricName, MetricUnit> = {
   RestoreSeconds: "Seconds",
   BackupAgeAtVerificationSeconds: "Seconds",
   RecoveryPointLagSeconds: "Seconds",
+  BinlogArchiveLagSeconds: "Seconds",
+  BinlogGaps: "Count",
+  PitrWindowSeconds: "Seconds",
+  BinlogSegmentsArchived: "Count",
+  BinlogArchivedBytes: "Bytes",
 };
 
 /** One data point, as both sinks (CloudWatch, JSON lines) receive it. */
@@ -94,6 +126,13 @@ export const METRIC_HELP: Record<MetricName, string> = {
   RestoreSeconds: "How long the newest verification's restore took: download, extract, recovery, checks.",
   BackupAgeAtVerificationSeconds: "Age of the newest verified backup when its verdict was written.",
   RecoveryPointLagSeconds: "How old the newest data in the newest verified backup was at snapshot time.",
+  BinlogArchiveLagSeconds:
+    "Seconds a committed transaction has waited, at most, to be in S3 (the binlog archive's RPO now).",
+  BinlogGaps: "Gaps found in the binlog archive: transactions purged before they were archived.",
+  PitrWindowSeconds:
+    "How far back point-in-time recovery reaches without a gap from the newest archived transaction.",
+  BinlogSegmentsArchived: "Binlog segments uploaded.",
+  BinlogArchivedBytes: "Binlog bytes uploaded.",
 };
 
 /** Prometheus' name prefix of this pipeline's metrics (the CloudWatch namespace's). */

@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { ContractError } from "../contracts";
 import { backupCommand } from "./backup/command";
+import { binlogCommand } from "./binlog/command";
 import { checkCommand } from "./check/command";
 import { COMMON_FLAGS, commandHelp, nearestName, parseCommandLine, toolHelp } from "./common/args";
 import {
@@ -23,6 +24,7 @@ const commands = [
   backupCommand,
   verifyCommand,
   restoreCommand,
+  binlogCommand,
   statusCommand,
   checkCommand,
 ] as unknown as ReadonlyArray<Subcommand<never>>;

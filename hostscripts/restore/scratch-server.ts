@@ -70,6 +70,8 @@ export interface ScratchServerPlan {
   innodbPageSize: number;
   lowerCaseTableNames: number;
   bufferPoolMiB: number;
+  /** Options appended after the plan's own (later ones win), e.g. a point-in-time replay's relay log. */
+  extraArgs?: string[];
 }
 
 /** A server id that differs from the source's, so nothing the restore logs can pass for the source's. */
@@ -128,7 +130,7 @@ export function scratchServerArgs(plan: ScratchServerPlan): string[] {
   ];
   if (plan.logBin !== null) args.push(`--log-bin=${plan.logBin}`);
   if (plan.logBinIndex !== null) args.push(`--log-bin-index=${plan.logBinIndex}`);
-  return args;
+  return [...args, ...(plan.extraArgs ?? [])];
 }
 
 /**

@@ -19,7 +19,7 @@ import {
   VerificationQueue,
   type AlarmSpec,
 } from "../../components";
-import { Dimension, METRIC_NAMESPACE, ReplicaMetric, VerifierMetric } from "../../contracts";
+import { BinlogMetric, Dimension, METRIC_NAMESPACE, ReplicaMetric, VerifierMetric } from "../../contracts";
 import { PROJECT_ROOT, runProgram } from "../../policies/stackSimulator";
 
 describe("BackupBucket defaults and retention", () => {
@@ -201,6 +201,30 @@ describe("alarms watch the metrics the host scripts emit", () => {
         { [Dimension.Cluster]: "orders" },
         "breaching",
       ],
+      [
+        "binlog-lag",
+        "state",
+        METRIC_NAMESPACE,
+        BinlogMetric.BinlogArchiveLagSeconds,
+        { [Dimension.Cluster]: "orders" },
+        "notBreaching",
+      ],
+      [
+        "binlog-gap",
+        "event",
+        METRIC_NAMESPACE,
+        BinlogMetric.BinlogGaps,
+        { [Dimension.Cluster]: "orders" },
+        "notBreaching",
+      ],
+      [
+        "binlog-silent",
+        "state",
+        METRIC_NAMESPACE,
+        BinlogMetric.BinlogArchiveLagSeconds,
+        { [Dimension.Cluster]: "orders" },
+        "breaching",
+      ],
     ]);
     const noVerified = alarms[0];
     // 26 hourly periods, all below one success: nothing verified in the whole window.
@@ -221,6 +245,9 @@ describe("alarms watch the metrics the host scripts emit", () => {
       "backup-abandoned",
       "db1-backup-missing",
       "db2-backup-missing",
+      "binlog-lag",
+      "binlog-gap",
+      "binlog-silent",
     ]);
     expect(alarms[5].metric).toMatchObject({
       metricName: ReplicaMetric.BackupSucceeded,
@@ -228,12 +255,41 @@ describe("alarms watch the metrics the host scripts emit", () => {
     });
   });
 
+  test("the binlog archive: lag above the RPO (best archiver, 2 of 3 minutes), any gap, and 5 silent minutes page", () => {
+    const byId = (alarms: AlarmSpec[]) => Object.fromEntries(alarms.map((a) => [a.id, a]));
+    const alarms = byId(clusterAlarms({ name: "orders", pitr: { rpoSeconds: 30 } }));
+    expect(alarms["binlog-lag"]).toMatchObject({
+      metric: { statistic: "Minimum", period: 60 },
+      evaluationPeriods: 3,
+      datapointsToAlarm: 2,
+      comparisonOperator: "GreaterThanThreshold",
+      threshold: 30,
+    });
+    expect(alarms["binlog-gap"]).toMatchObject({
+      metric: { statistic: "Maximum", period: 60 },
+      evaluationPeriods: 1,
+      comparisonOperator: "GreaterThanOrEqualToThreshold",
+      threshold: 1,
+    });
+    expect(alarms["binlog-silent"]).toMatchObject({
+      metric: { statistic: "SampleCount", period: 60 },
+      evaluationPeriods: 5,
+      comparisonOperator: "LessThanThreshold",
+      threshold: 1,
+      treatMissingData: "breaching",
+    });
+    expect(byId(clusterAlarms({ name: "orders" }))["binlog-lag"].threshold).toBe(10);
+    expect(
+      clusterAlarms({ name: "orders", pitr: { enabled: false } }).filter((a) => a.id.startsWith("binlog")),
+    ).toEqual([]);
+  });
+
   test("a creation time that is not RFC 3339 is refused (the alarm would never arm)", () => {
     expect(epochSeconds("2026-11-20T09:30:00Z")).toBe(1795167000);
     expect(() => epochSeconds("yesterday")).toThrow(/not an RFC 3339 time/);
   });
 
-  test("the dashboard has a row per cluster: restore time, lock window, archive size, verdicts and failures", () => {
+  test("the dashboard has a row per cluster: restore time, lock window, archive size, verdicts and failures, then the binlog archive's lag and window", () => {
     const body = JSON.parse(dashboardBody(["orders", "billing"], "eu-west-1")) as {
       start: string;
       widgets: Array<{
@@ -254,6 +310,8 @@ describe("alarms watch the metrics the host scripts emit", () => {
         `${cluster}: lock window (ms)`,
         `${cluster}: archive size (bytes)`,
         `${cluster}: verdicts and failed backups`,
+        `${cluster}: binlog archive lag (s, the RPO now)`,
+        `${cluster}: point-in-time window archived (s)`,
       ]);
       const metrics = row.flatMap((w) => w.properties.metrics ?? []);
       expect(metrics.map((m) => [m[1], m[2], m[3], (m[4] as { stat: string }).stat])).toEqual([
@@ -263,9 +321,13 @@ describe("alarms watch the metrics the host scripts emit", () => {
         [VerifierMetric.VerificationSucceeded, Dimension.Cluster, cluster, "Sum"],
         [VerifierMetric.VerificationFailed, Dimension.Cluster, cluster, "Sum"],
         [ReplicaMetric.BackupFailed, Dimension.Cluster, cluster, "Sum"],
+        [BinlogMetric.BinlogArchiveLagSeconds, Dimension.Cluster, cluster, "Minimum"],
+        [BinlogMetric.PitrWindowSeconds, Dimension.Cluster, cluster, "Maximum"],
       ]);
-      expect(new Set(row.map((w) => w.y)).size).toBe(2);
-      expect(row.filter((w) => w.type === "metric").every((w) => w.properties.period === 86400)).toBe(true);
+      // The header, the snapshots' line (daily points), the binlog archive's line (a point a minute).
+      expect(new Set(row.map((w) => w.y)).size).toBe(3);
+      const periods = row.filter((w) => w.type === "metric").map((w) => w.properties.period);
+      expect(periods).toEqual([86400, 86400, 86400, 86400, 60, 60]);
     }
     expect(Math.min(...rows[1].map((w) => w.y))).toBeGreaterThan(Math.max(...rows[0].map((w) => w.y)));
   });

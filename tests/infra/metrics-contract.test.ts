@@ -3,11 +3,13 @@
  * namespace is one the host scripts actually emit, with exactly the dimensions they emit it with
  * (CloudWatch matches a metric by name and its whole dimension set: an alarm on a set nobody emits stays
  * silent forever). What is emitted is collected by running the emitters themselves — the backup's success,
- * failure and abandonment, the verifier's verdicts with and without a recovery point — into a recording sink.
+ * failure and abandonment, the verifier's verdicts with and without a recovery point, the binlog archiver's
+ * minute — into a recording sink.
  */
 import { METRIC_NAMESPACE, type MetricDatum, type BackupConfig } from "../../contracts";
 import { clusterAlarms, dashboardBody, type AlarmSpec } from "../../components";
 import { emitAbandoned, emitFailed, emitSucceeded } from "../../hostscripts/backup/metrics";
+import { ArchiveMetrics } from "../../hostscripts/binlog/metrics";
 import { memoryLogger } from "../../hostscripts/common/log";
 import type { MetricsSink } from "../../hostscripts/common/metrics";
 import { reportMetrics } from "../../hostscripts/verify/report";
@@ -29,6 +31,11 @@ async function emitted(): Promise<Set<string>> {
   );
   await emitFailed(sink, memoryLogger(), config, "DiskSpace", new Date());
   await emitAbandoned(sink, memoryLogger(), config, 1, new Date());
+  await new ArchiveMetrics(sink, { cluster: "orders", host: "db1" }, Date.now()).flush(
+    Date.now(),
+    3600,
+    true,
+  );
   const ref = { prefix: "backups", cluster: "orders", host: "db1", backupId: "20261124T020000Z-3fa9c1" };
   const verified = syntheticReport(ref, "b", "verified");
   data.push(

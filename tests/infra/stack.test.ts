@@ -160,6 +160,7 @@ describe("resource tree", () => {
         `command:remote:CopyToRemote ${a}-copy-backup-json`,
         `command:remote:CopyToRemote ${a}-copy-mysql-backup-service`,
         `command:remote:CopyToRemote ${a}-copy-mysql-backup-timer`,
+        `command:remote:CopyToRemote ${a}-copy-mysql-backup-binlog-service`,
         `command:remote:Command ${a}-install`,
         `command:remote:Command ${a}-check`,
       ].sort(),
@@ -173,7 +174,7 @@ describe("resource tree", () => {
     );
   });
 
-  test("Alerting children: key, topic, policy, subscription, four alarms per cluster and one per replica, two queue alarms, dashboard", () => {
+  test("Alerting children: key, topic, policy, subscription, seven alarms per cluster (three of its binlog archive) and one per replica, two queue alarms, dashboard", () => {
     const a = `${P}-alerts`;
     expect(childrenOf(dev, "mysql-backup-pipeline:index:Alerting", a)).toEqual(
       [
@@ -186,6 +187,9 @@ describe("resource tree", () => {
         `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-orders-backup-failed`,
         `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-orders-backup-abandoned`,
         `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-orders-orders-db2-backup-missing`,
+        `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-orders-binlog-lag`,
+        `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-orders-binlog-gap`,
+        `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-orders-binlog-silent`,
         `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-dlq-not-empty`,
         `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-oldest-message-too-old`,
         `aws:cloudwatch/dashboard:Dashboard ${a}-dashboard`,
@@ -814,7 +818,7 @@ describe("ReplicaAgent installation", () => {
     dev.resources.filter((r) => r.type.startsWith("command:remote:") && r.name.startsWith(a));
 
   test("the SSH private key is secret in every remote step and pinned host key is set", () => {
-    expect(remote()).toHaveLength(7);
+    expect(remote()).toHaveLength(8);
     for (const r of remote()) {
       expect(r.secretPaths).toContain("connection");
       const connection = r.inputs.connection as Record<string, unknown>;
@@ -977,7 +981,7 @@ describe("Alerting", () => {
     const alarms = dev.resources.filter(
       (r) => r.type === "aws:cloudwatch/metricAlarm:MetricAlarm" && r.name.startsWith(a),
     );
-    expect(alarms).toHaveLength(7);
+    expect(alarms).toHaveLength(10);
     for (const alarm of alarms) expect(alarm.inputs.alarmActions).toEqual([topicArn]);
     const resolving = alarms
       .filter((x) => x.inputs.okActions !== undefined)
@@ -988,12 +992,19 @@ describe("Alerting", () => {
         "oldest-message-too-old",
         "orders-no-verified-backup",
         "orders-orders-db2-backup-missing",
+        "orders-binlog-lag",
+        "orders-binlog-silent",
       ].sort(),
     );
     for (const alarm of alarms.filter((x) => x.inputs.okActions !== undefined))
       expect(alarm.inputs.okActions).toEqual([topicArn]);
     // A failed backup pages once: its alarm's return to OK (the next quiet 5 minutes) notifies nobody.
-    for (const id of ["orders-verification-failed", "orders-backup-failed", "orders-backup-abandoned"])
+    for (const id of [
+      "orders-verification-failed",
+      "orders-backup-failed",
+      "orders-backup-abandoned",
+      "orders-binlog-gap",
+    ])
       expect(
         one(dev, "aws:cloudwatch/metricAlarm:MetricAlarm", `${a}-${id}`).inputs.okActions,
       ).toBeUndefined();

@@ -27,13 +27,51 @@ describe("arguments", () => {
       target: "/srv/mysql",
       backupId: null,
       force: false,
+      until: null,
     });
     expect(restoreArgs(["--backup=20261124T020000Z-3fa9c1", "--target=/srv/mysql", "--force"])).toEqual({
       action: "restore",
       target: "/srv/mysql",
       backupId: "20261124T020000Z-3fa9c1",
       force: true,
+      until: null,
     });
+  });
+
+  test("--until TIME|latest and --until-gtid name the point of a point-in-time restore", () => {
+    const at = (args: string[]) =>
+      (restoreArgs(["--target", "/srv/mysql", ...args]) as { until: unknown }).until;
+    expect(at(["--until", "2026-11-30T16:30:05.250Z"])).toEqual({
+      kind: "time",
+      at: new Date("2026-11-30T16:30:05.250Z"),
+    });
+    expect(at(["--until=2026-11-30 16:30:05"])).toEqual({
+      kind: "time",
+      at: new Date("2026-11-30T16:30:05Z"),
+    });
+    expect(at(["--until", "2026-11-30T18:30:05+02:00"])).toEqual({
+      kind: "time",
+      at: new Date("2026-11-30T16:30:05Z"),
+    });
+    expect(at(["--until", "latest"])).toEqual({ kind: "latest" });
+    const gtid = at(["--until-gtid", "0-1-1234,1-2-7"]) as { kind: string; gtid: { toString(): string } };
+    expect([gtid.kind, gtid.gtid.toString()]).toEqual(["gtid", "0-1-1234,1-2-7"]);
+    const mysql = at(["--until-gtid", "3E11FA47-71CA-11E1-9E33-C80AA9429562:1-23"]) as {
+      gtid: { toString(): string };
+    };
+    expect(mysql.gtid.toString()).toBe("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-23");
+  });
+
+  test("a point that is not one is a usage error naming what to give", () => {
+    expect(() => restoreArgs(["--target", "/x", "--until", "yesterday"])).toThrow(
+      /--until "yesterday" is not a time/,
+    );
+    expect(() => restoreArgs(["--target", "/x", "--until-gtid", "0-1"])).toThrow(
+      /--until-gtid 0-1: "0-1" is not a GTID/,
+    );
+    expect(() => restoreArgs(["--target", "/x", "--until", "latest", "--until-gtid", "0-1-2"])).toThrow(
+      /give --until or --until-gtid, not both/,
+    );
   });
 
   test("no target, a relative target or a stray word is a usage error that shows the usage", () => {
