@@ -135,6 +135,12 @@ export const METRIC_HELP: Record<MetricName, string> = {
   BinlogArchivedBytes: "Binlog bytes uploaded.",
 };
 
+/**
+ * Metrics of another unit than `Count` whose data points are amounts added since the last one (the archiver
+ * sends the bytes it uploaded in the minute), so they are counters in Prometheus, not the newest value.
+ */
+const INCREMENTS: ReadonlySet<MetricName> = new Set<MetricName>(["BinlogArchivedBytes"]);
+
 /** Prometheus' name prefix of this pipeline's metrics (the CloudWatch namespace's). */
 export const PROMETHEUS_PREFIX = "mysql_backup_";
 
@@ -165,9 +171,10 @@ export function prometheusMetric(name: MetricName): PrometheusMetric {
   const unit = UNIT_SUFFIX[METRIC_UNITS[name]];
   const base = unit.strip && name.endsWith(unit.strip) ? name.slice(0, -unit.strip.length) : name;
   const snake = base.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toLowerCase();
+  const increment = INCREMENTS.has(name);
   return {
-    name: `${PROMETHEUS_PREFIX}${snake}${unit.suffix}`,
-    type: METRIC_UNITS[name] === "Count" ? "counter" : "gauge",
+    name: `${PROMETHEUS_PREFIX}${snake}${unit.suffix}${increment ? "_total" : ""}`,
+    type: METRIC_UNITS[name] === "Count" || increment ? "counter" : "gauge",
     help: `${METRIC_HELP[name]} (CloudWatch ${METRIC_NAMESPACE}/${name})`,
     divisor: unit.divisor,
   };
