@@ -290,6 +290,8 @@ function hostFiles(args: ReplicaAgentArgs): HostFiles {
     ? {
         rpoSeconds: pitr.rpoSeconds,
         stateDir: BINLOG_STATE_DIR,
+        // The verifier fleet of this release checks every segment on arrival (binlog.archived).
+        announce: true,
         ...(args.binlogRetentionDays === undefined ? {} : { retentionDays: args.binlogRetentionDays }),
       }
     : undefined;

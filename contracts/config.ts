@@ -2,6 +2,7 @@ import { binlogArchiveConfigSchema, type BinlogArchiveConfig } from "./binlog-co
 import { NAME_PATTERN } from "./keys";
 import { LOCK_MODES, type LockMode } from "./manifest";
 import { schemaFor } from "./schema";
+import { segmentCheckSettingsSchema, type SegmentCheckSettings } from "./segment-verdict";
 import { parser } from "./validate";
 
 /**
@@ -198,6 +199,8 @@ export interface VerifyConfig {
    * replication account on the source. Defaults to off; timeoutSeconds defaults to 600.
    */
   catchUp?: { optionFile: string; timeoutSeconds?: number };
+  /** How `binlog.archived` messages are checked (contracts/segment-verdict.ts). Defaults as documented there. */
+  segments?: SegmentCheckSettings;
   /**
    * Where `mysql-backup restore` finds a cluster's backups. The verify daemon ignores it (it learns the
    * bucket from each message), so one file on a verifier host serves both commands. Required by `restore`.
@@ -399,6 +402,7 @@ export const verifyConfigSchema = schemaFor<VerifyConfig>()({
         concurrency: { type: "integer", minimum: 1, maximum: 64 },
       },
     },
+    segments: segmentCheckSettingsSchema,
     drift: {
       type: "object",
       additionalProperties: false,

@@ -11,6 +11,7 @@ interface VerifyDefaults {
   drift: Required<NonNullable<VerifyConfig["drift"]>>;
   download: Required<NonNullable<VerifyConfig["download"]>>;
   catchUp: Required<Pick<NonNullable<VerifyConfig["catchUp"]>, "timeoutSeconds">>;
+  segments: Required<NonNullable<VerifyConfig["segments"]>>;
 }
 
 /**
@@ -25,4 +26,5 @@ export const VERIFY_DEFAULTS = {
   drift: { maxShrinkShare: 0.5, minRows: 100 },
   download: { partSizeMiB: 8, concurrency: 4 },
   catchUp: { timeoutSeconds: 600 },
+  segments: { maxDeferrals: 2, deferSeconds: 60, timeSkewSeconds: 60 },
 } as const satisfies VerifyDefaults;

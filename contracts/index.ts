@@ -13,3 +13,4 @@ export * from "./status";
 export * from "./validate";
 export * from "./verification";
 export * from "./tags";
+export * from "./segment-verdict";

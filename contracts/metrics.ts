@@ -39,6 +39,10 @@ export const VerifierMetric = {
   RestoreSeconds: "RestoreSeconds",
   BackupAgeAtVerificationSeconds: "BackupAgeAtVerificationSeconds",
   RecoveryPointLagSeconds: "RecoveryPointLagSeconds",
+  /** A binlog segment proven on arrival (sha256, every event's CRC32, GTID continuity, times). */
+  SegmentVerified: "SegmentVerified",
+  /** A binlog segment that failed its checks (its verdict names the check). Alarm on any. */
+  SegmentFailed: "SegmentFailed",
 } as const;
 
 /**
@@ -87,6 +91,8 @@ export const METRIC_UNITS: Record<MetricName, MetricUnit> = {
   RestoreSeconds: "Seconds",
   BackupAgeAtVerificationSeconds: "Seconds",
   RecoveryPointLagSeconds: "Seconds",
+  SegmentVerified: "Count",
+  SegmentFailed: "Count",
   BinlogArchiveLagSeconds: "Seconds",
   BinlogGaps: "Count",
   PitrWindowSeconds: "Seconds",
@@ -126,6 +132,10 @@ export const METRIC_HELP: Record<MetricName, string> = {
   RestoreSeconds: "How long the newest verification's restore took: download, extract, recovery, checks.",
   BackupAgeAtVerificationSeconds: "Age of the newest verified backup when its verdict was written.",
   RecoveryPointLagSeconds: "How old the newest data in the newest verified backup was at snapshot time.",
+  SegmentVerified:
+    "Binlog segments the verifier proved on arrival: sha256, every event's CRC32, GTID continuity.",
+  SegmentFailed:
+    "Binlog segments that failed the verifier's checks on arrival (the verdict names the check).",
   BinlogArchiveLagSeconds:
     "Seconds a committed transaction has waited, at most, to be in S3 (the binlog archive's RPO now).",
   BinlogGaps: "Gaps found in the binlog archive: transactions purged before they were archived.",
@@ -199,4 +209,5 @@ export const PROMETHEUS_TIMESTAMPS: Partial<Record<MetricName, string>> = {
 export const PROMETHEUS_COUNTER_FAMILIES: MetricName[][] = [
   [ReplicaMetric.BackupSucceeded, ReplicaMetric.BackupFailed, ReplicaMetric.BackupAbandoned],
   [VerifierMetric.VerificationSucceeded, VerifierMetric.VerificationFailed],
+  [VerifierMetric.SegmentVerified, VerifierMetric.SegmentFailed],
 ];

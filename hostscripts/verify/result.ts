@@ -10,6 +10,7 @@ import { ExitCode } from "../common/errors";
 import { describeDrift } from "../restore/verdicts";
 import type { RestoredPosition } from "./checks";
 import type { RestoreTimings } from "./report";
+import type { SegmentResult } from "./segment";
 
 /**
  * What became of one message (DESIGN §1 steps 10–15), as `--json` prints it, the exit code of `--once`, and
@@ -18,7 +19,15 @@ import type { RestoreTimings } from "./report";
 
 /** How one message (or the lack of one) ended. */
 export type Outcome =
-  "verified" | "failed" | "unsupported" | "rejected" | "infrastructure" | "interrupted" | "idle";
+  | "verified"
+  | "failed"
+  | "unsupported"
+  | "rejected"
+  | "infrastructure"
+  | "interrupted"
+  | "idle"
+  /** A binlog segment whose predecessor is not in the archive yet: put back, no verdict (segment.ts). */
+  | "deferred";
 
 /** The result of one verification, as `--json` prints it (the demo and the benchmark read it). */
 export interface VerificationResult {
@@ -39,6 +48,8 @@ export interface VerificationResult {
   report: VerificationReport | null;
   /** True when the backup already had a verdict: nothing was restored, `report` is the stored one. */
   alreadyReported: boolean;
+  /** For a `binlog.archived` message: the segment's outcome and verdict (the backup fields stay empty). */
+  segment: SegmentResult | null;
 }
 
 /** Timings of a restore that has not run (yet). */
@@ -65,6 +76,17 @@ export function emptyResult(outcome: Outcome): VerificationResult {
     error: null,
     report: null,
     alreadyReported: false,
+    segment: null,
+  };
+}
+
+/** The result of a `binlog.archived` message. */
+export function segmentResult(segment: SegmentResult): VerificationResult {
+  return {
+    ...emptyResult(segment.outcome),
+    verdict: segment.verdict?.verdict ?? null,
+    alreadyReported: segment.alreadyReported,
+    segment,
   };
 }
 
@@ -84,6 +106,7 @@ export function resultOfReport(report: VerificationReport, reportKey: string): V
     error: null,
     report,
     alreadyReported: false,
+    segment: null,
   };
 }
 
@@ -97,6 +120,7 @@ export function exitCodeOf(outcome: Outcome): number {
     case "verified":
     case "idle":
     case "interrupted":
+    case "deferred":
       return ExitCode.Ok;
     case "failed":
     case "unsupported":
@@ -108,6 +132,7 @@ export function exitCodeOf(outcome: Outcome): number {
 
 /** The lines a person reads for a result. */
 export function summarizeResult(result: VerificationResult): string {
+  if (result.segment !== null) return summarizeSegment(result.segment);
   switch (result.outcome) {
     case "idle":
       return "no backup to verify: the queue stayed empty";
@@ -122,6 +147,18 @@ export function summarizeResult(result: VerificationResult): string {
     default:
       return summarizeVerdict(result);
   }
+}
+
+/** A segment's verdict, or why it has none yet. */
+function summarizeSegment(segment: SegmentResult): string {
+  const v = segment.verdict;
+  if (v === null)
+    return `binlog segment ${segment.verdictKey}: deferred (its predecessor is not in the archive yet)`;
+  const failed = v.checks.find((c) => !c.passed);
+  return [
+    `binlog segment ${v.host}/${v.epoch} #${v.sequence}: ${v.verdict.toUpperCase()}${failed ? ` — check "${failed.name}" failed: ${failed.detail}` : ""}${segment.alreadyReported ? " (verdict already written)" : ""}`,
+    `${v.events} events, ${v.transactions} transactions, GTID ${v.gtid?.before || "-"} → ${v.gtid?.after ?? "-"}; verdict ${segment.verdictKey}`,
+  ].join("\n");
 }
 
 /** A verified or failed backup: the verdict, the timings, the position, the checks and what drifted. */

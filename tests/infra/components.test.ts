@@ -55,8 +55,10 @@ describe("BackupBucket defaults and retention", () => {
     ) as { Statement: Array<Record<string, unknown>> };
     const verdicts = policy.Statement.find((x) => x.Sid === "DenyVerdictsFromAnyoneButTheVerifier")!;
     expect(verdicts.Condition).toBeUndefined();
+    const bucket = String(verdicts.Resource).split("/")[0];
     expect(verdicts.Resource).toEqual([
-      `${String(verdicts.Resource).split("/")[0]}/backups/*/verification.json`,
+      `${bucket}/backups/*/verification.json`,
+      `${bucket}/backups/*/*.segment-verification.json`,
     ]);
   });
 
@@ -225,6 +227,14 @@ describe("alarms watch the metrics the host scripts emit", () => {
         { [Dimension.Cluster]: "orders" },
         "breaching",
       ],
+      [
+        "binlog-segment-failed",
+        "event",
+        METRIC_NAMESPACE,
+        VerifierMetric.SegmentFailed,
+        { [Dimension.Cluster]: "orders" },
+        "notBreaching",
+      ],
     ]);
     const noVerified = alarms[0];
     // 26 hourly periods, all below one success: nothing verified in the whole window.
@@ -248,6 +258,7 @@ describe("alarms watch the metrics the host scripts emit", () => {
       "binlog-lag",
       "binlog-gap",
       "binlog-silent",
+      "binlog-segment-failed",
     ]);
     expect(alarms[5].metric).toMatchObject({
       metricName: ReplicaMetric.BackupSucceeded,
@@ -277,6 +288,13 @@ describe("alarms watch the metrics the host scripts emit", () => {
       comparisonOperator: "LessThanThreshold",
       threshold: 1,
       treatMissingData: "breaching",
+    });
+    expect(alarms["binlog-segment-failed"]).toMatchObject({
+      metric: { metricName: VerifierMetric.SegmentFailed, statistic: "Sum", period: 300 },
+      evaluationPeriods: 1,
+      comparisonOperator: "GreaterThanOrEqualToThreshold",
+      threshold: 1,
+      treatMissingData: "notBreaching",
     });
     expect(byId(clusterAlarms({ name: "orders" }))["binlog-lag"].threshold).toBe(10);
     expect(
