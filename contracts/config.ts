@@ -1,3 +1,4 @@
+import { chainCheckSettingsSchema, type ChainCheckSettings } from "./chain-verdict";
 import { binlogArchiveConfigSchema, type BinlogArchiveConfig } from "./binlog-config";
 import { NAME_PATTERN } from "./keys";
 import { LOCK_MODES, type LockMode } from "./manifest";
@@ -201,6 +202,8 @@ export interface VerifyConfig {
   catchUp?: { optionFile: string; timeoutSeconds?: number };
   /** How `binlog.archived` messages are checked (contracts/segment-verdict.ts). Defaults as documented there. */
   segments?: SegmentCheckSettings;
+  /** Whether the chain from the previous verified snapshot is proven (contracts/chain-verdict.ts). */
+  chain?: ChainCheckSettings;
   /**
    * Where `mysql-backup restore` finds a cluster's backups. The verify daemon ignores it (it learns the
    * bucket from each message), so one file on a verifier host serves both commands. Required by `restore`.
@@ -403,6 +406,7 @@ export const verifyConfigSchema = schemaFor<VerifyConfig>()({
       },
     },
     segments: segmentCheckSettingsSchema,
+    chain: chainCheckSettingsSchema,
     drift: {
       type: "object",
       additionalProperties: false,

@@ -12,6 +12,7 @@ interface VerifyDefaults {
   download: Required<NonNullable<VerifyConfig["download"]>>;
   catchUp: Required<Pick<NonNullable<VerifyConfig["catchUp"]>, "timeoutSeconds">>;
   segments: Required<NonNullable<VerifyConfig["segments"]>>;
+  chain: Required<NonNullable<VerifyConfig["chain"]>>;
 }
 
 /**
@@ -27,4 +28,5 @@ export const VERIFY_DEFAULTS = {
   download: { partSizeMiB: 8, concurrency: 4 },
   catchUp: { timeoutSeconds: 600 },
   segments: { maxDeferrals: 2, deferSeconds: 60, timeSkewSeconds: 60 },
+  chain: { enabled: true, archiveWaitSeconds: 300 },
 } as const satisfies VerifyDefaults;

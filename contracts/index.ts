@@ -14,3 +14,4 @@ export * from "./validate";
 export * from "./verification";
 export * from "./tags";
 export * from "./segment-verdict";
+export * from "./chain-verdict";

@@ -18,6 +18,7 @@ import {
 } from "../../contracts";
 import { PipelineError, messageOf } from "../common/errors";
 import { emptyResult, segmentResult, type VerificationResult } from "./result";
+import { proveChain } from "./chain";
 import { checkSegmentKeys, verifySegmentMessage } from "./segment";
 import { verifyAndReport, type VerificationDeps } from "./verification";
 
@@ -28,7 +29,8 @@ import { verifyAndReport, type VerificationDeps } from "./verification";
  *
  * What happens to the message depends on the outcome:
  * - "verified" / "failed": a definitive verdict on the backup. The report and metrics are written, then
- *   the message is deleted.
+ *   the message is deleted. A verified backup first gets the proof of the point-in-time chain from the
+ *   verified snapshot before it (chain.ts), with its own verdict.
  * - "unsupported": this verifier cannot run the backup's server (another flavor, a newer series). Said once:
  *   a report with that verdict, the failure metric (nobody has proven the backup), the message deleted.
  * - "rejected": the message itself is bad (not JSON, fails the schema, a manifest key outside the layout).
@@ -201,6 +203,9 @@ async function handleMessage(
       { ...deps, log: backupLog },
       { redelivered: Number(receiveCount ?? 1) > 1 },
     );
+    // The chain from the previous verified snapshot, proven while the message is still held (chain.ts).
+    if (result.verdict === "verified" && result.report !== null)
+      result.chain = await proveChain(config, message, ref, result.report, { ...deps, log: backupLog });
     heartbeat.stop();
     await deps.sqs.send(
       new DeleteMessageCommand({ QueueUrl: config.sqs.queueUrl, ReceiptHandle: sqsMessage.ReceiptHandle }),

@@ -10,6 +10,7 @@ import { ExitCode } from "../common/errors";
 import { describeDrift } from "../restore/verdicts";
 import type { RestoredPosition } from "./checks";
 import type { RestoreTimings } from "./report";
+import type { ChainResult } from "./chain";
 import type { SegmentResult } from "./segment";
 
 /**
@@ -50,6 +51,8 @@ export interface VerificationResult {
   alreadyReported: boolean;
   /** For a `binlog.archived` message: the segment's outcome and verdict (the backup fields stay empty). */
   segment: SegmentResult | null;
+  /** For a verified backup: the proof of the chain from the verified snapshot before it, if there is one. */
+  chain?: ChainResult | null;
 }
 
 /** Timings of a restore that has not run (yet). */
@@ -180,5 +183,17 @@ function summarizeVerdict(result: VerificationResult): string {
           `recovery point: ${result.report.recoveryPoint.lagSeconds}s before the lock (${result.report.recoveryPoint.table})`,
         ]
       : []),
+    ...(result.chain ? [describeChain(result.chain)] : []),
   ].join("\n");
+}
+
+/** `pitr-verified A → B (…)`, or what failed. */
+export function describeChain(chain: ChainResult): string {
+  const v = chain.verdict;
+  const replay = v.replay
+    ? `replay ${v.replay.seconds}s, ${v.replay.transactions} transactions from ${v.replay.segments} segments, `
+    : "";
+  return v.failure === null
+    ? `pitr-verified ${v.from.backupId} → ${v.to.backupId} (${replay}${v.tablesCompared} table checksums equal, ${v.seconds}s in all)`
+    : `pitr-FAILED ${v.from.backupId} → ${v.to.backupId} (${v.failure.kind}): ${v.failure.detail}`;
 }

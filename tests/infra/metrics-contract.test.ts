@@ -14,6 +14,7 @@ import { memoryLogger } from "../../hostscripts/common/log";
 import type { MetricsSink } from "../../hostscripts/common/metrics";
 import { reportMetrics } from "../../hostscripts/verify/report";
 import { segmentMetrics } from "../../hostscripts/verify/segment";
+import { chainMetrics } from "../../hostscripts/verify/chain-compare";
 import { syntheticReport } from "../../lab/synthetic";
 
 /** `name|Dim1,Dim2`: how CloudWatch tells metrics apart. */
@@ -49,8 +50,29 @@ async function emitted(): Promise<Set<string>> {
     ),
   );
   data.push(...reportMetrics(syntheticReport(ref, "b", "failed"), new Date()));
-  for (const verdict of ["verified", "failed"] as const)
+  for (const verdict of ["verified", "failed"] as const) {
     data.push(...segmentMetrics({ verdict, cluster: "orders" }, new Date()));
+    const to = { backupId: ref.backupId, host: "db1", gtid: "0-1-5", takenAt: verified.verifiedAt };
+    data.push(
+      ...chainMetrics(
+        {
+          formatVersion: 1,
+          bucket: "b",
+          cluster: "orders",
+          from: to,
+          to,
+          verdict,
+          failure: null,
+          replay: null,
+          tablesCompared: 0,
+          seconds: 0,
+          verifiedAt: verified.verifiedAt,
+          verifier: { host: "v" },
+        },
+        new Date(),
+      ),
+    );
+  }
   return new Set(data.map((d) => signature(d.name, Object.keys(d.dimensions))));
 }
 
