@@ -28,8 +28,8 @@ export type Predecessor =
   | { kind: "segment"; entry: BinlogSegmentEntry }
   /** The epoch's record: the segment is the epoch's first. */
   | { kind: "epoch"; record: BinlogEpochRecord }
-  /** Neither is in the archive (yet): `key` is the object that is missing. */
-  | { kind: "missing"; key: string };
+  /** Neither is in the archive (yet), or `problem` says why the one there cannot be used: `key` names it. */
+  | { kind: "missing"; key: string; problem?: string };
 
 /** Everything a segment's verdict is reached on. */
 export interface SegmentEvidence {
@@ -175,7 +175,7 @@ function checkContinuity(entry: BinlogSegmentEntry, predecessor: Predecessor): s
   if (predecessor.kind === "missing")
     throw new Failed(
       "continuity",
-      `what precedes #${entry.sequence} is not in the archive (${predecessor.key} is missing): the transactions before ${entry.gtid.before || "(empty)"} cannot be shown to be archived`,
+      `what precedes #${entry.sequence} is not in the archive (${predecessor.key} ${predecessor.problem ?? "is missing"}): the transactions before ${entry.gtid.before || "(empty)"} cannot be shown to be archived`,
     );
   if (predecessor.kind === "epoch") {
     const record = predecessor.record;

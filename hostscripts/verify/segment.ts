@@ -99,9 +99,14 @@ export async function verifySegmentMessage(
   }
   const settings = { ...VERIFY_DEFAULTS.segments, ...config.segments };
   const evidence = await gather(message, settings.timeSkewSeconds, deps.s3);
-  if (evidence.evidence.predecessor.kind === "missing" && delivery.receiveCount <= settings.maxDeferrals) {
+  const { predecessor } = evidence.evidence;
+  if (
+    predecessor.kind === "missing" &&
+    predecessor.problem === undefined &&
+    delivery.receiveCount <= settings.maxDeferrals
+  ) {
     deps.log.info(`segment ${describe(message)}: its predecessor is not in the archive yet; deferred`, {
-      missing: evidence.evidence.predecessor.key,
+      missing: predecessor.key,
       retryInSeconds: settings.deferSeconds,
       receiveCount: delivery.receiveCount,
     });
@@ -163,27 +168,35 @@ async function gather(message: BinlogArchivedMessage, skew: number, s3: S3Client
           bytes: bytes!.length,
           sha256: null,
         };
-  const predecessor =
+  // Without a ledger entry nothing names the predecessor: one not written yet is waited for like one; one
+  // that is there but invalid is judged at once ("ledger" fails).
+  const predecessor: Predecessor =
     "problem" in entry
-      ? ({ kind: "missing", key: message.ledgerKey } as const)
+      ? {
+          kind: "missing",
+          key: message.ledgerKey,
+          ...(ledgerText === null ? {} : { problem: entry.problem }),
+        }
       : await predecessorOf(s3, bucket, entry);
   return { evidence: { message, entry, bytes, predecessor, timeSkewSeconds: skew }, object };
 }
 
 /** The previous segment's ledger entry, or for an epoch's first segment the epoch's record. */
 async function predecessorOf(s3: S3Client, bucket: string, entry: BinlogSegmentEntry): Promise<Predecessor> {
-  if (entry.previousLedgerKey === null) {
-    const prefix = entry.segmentKey.split("/").slice(0, -5).join("/");
-    const key = epochRecordKey({ prefix, cluster: entry.cluster, host: entry.host, epoch: entry.epoch });
-    const text = await readText(s3, bucket, key);
-    return text === null
-      ? { kind: "missing", key }
-      : { kind: "epoch", record: parseEpochRecord(JSON.parse(text)) };
+  const prefix = entry.segmentKey.split("/").slice(0, -5).join("/");
+  const key =
+    entry.previousLedgerKey ??
+    epochRecordKey({ prefix, cluster: entry.cluster, host: entry.host, epoch: entry.epoch });
+  const text = await readText(s3, bucket, key);
+  if (text === null) return { kind: "missing", key };
+  try {
+    return entry.previousLedgerKey === null
+      ? { kind: "epoch", record: parseEpochRecord(JSON.parse(text)) }
+      : { kind: "segment", entry: parseSegmentEntry(JSON.parse(text)) };
+  } catch (error) {
+    // A damaged predecessor is judged (its own verdict fails too); waiting for it would not mend it.
+    return { kind: "missing", key, problem: `cannot be used: ${messageOf(error)}` };
   }
-  const text = await readText(s3, bucket, entry.previousLedgerKey);
-  return text === null
-    ? { kind: "missing", key: entry.previousLedgerKey }
-    : { kind: "segment", entry: parseSegmentEntry(JSON.parse(text)) };
 }
 
 async function readText(s3: S3Client, bucket: string, key: string): Promise<string | null> {
