@@ -3,7 +3,8 @@
  * fixture) with ledger entries built as the archiver builds them: a good pair passes every check; each kind
  * of damage fails the check that owns it, naming what is wrong (a flipped byte: the sha256, or with a ledger
  * that agrees with the bytes, the event's CRC32; a predecessor that ends elsewhere: the missing GTIDs; a gap
- * epoch; a missing predecessor; a commit time far behind the one before it).
+ * epoch; a missing predecessor; a commit time far behind the one before it), and a MySQL 8 segment built from
+ * the documented layout.
  */
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -16,6 +17,7 @@ import {
 } from "../../contracts";
 import { scanBinlog } from "../../hostscripts/common/binlog-scan";
 import { formatGtid, parseState } from "../../hostscripts/common/gtid-state";
+import { Mysql8Binlog, SOURCE } from "../fixtures/binlog/mysql8";
 import {
   checkSegment,
   type Predecessor,
@@ -203,5 +205,67 @@ test("a ledger entry that is missing, or disagrees with the announcement, fails 
   expect(failed({ ...e, bytes: null })).toMatchObject({
     name: "object",
     detail: expect.stringMatching(/missing/),
+  });
+});
+
+describe("MySQL 8 (a binlog built from the documented layout, tests/fixtures/binlog/mysql8.ts)", () => {
+  /** A whole MySQL binlog as one segment: three transactions, the second's commit `backSeconds` early. */
+  function mysqlSegment(backSeconds: number) {
+    const b = new Mysql8Binlog();
+    const header = b.end;
+    const t0 = 1_796_000_000;
+    b.previousGtids({ [SOURCE]: [[1, 4]] }, t0);
+    for (const [gno, at] of [
+      [5, t0 + 1],
+      [6, t0 + 2 - backSeconds],
+      [7, t0 + 3],
+    ]) {
+      b.gtid(gno, at, at * 1_000_000);
+      b.query("BEGIN", at);
+      b.rows(at);
+      b.xid(gno, at);
+    }
+    const bytes = b.bytes();
+    const scanned = scanBinlog(bytes, "mysql8", 0);
+    const iso = (s: number) => new Date(s * 1000).toISOString();
+    const entry = parseSegmentEntry({
+      ...first.entry,
+      server: { flavor: "mysql", version: "8.0.35", serverId: 1, serverUuid: SOURCE },
+      file: {
+        ...first.entry.file,
+        headerBytes: header,
+        startOffset: header,
+        endOffset: bytes.length,
+        endsFile: false,
+      },
+      gtid: {
+        before: `${SOURCE}:1-4`,
+        after: `${SOURCE}:1-7`,
+        first: `${SOURCE}:5`,
+        last: `${SOURCE}:7`,
+        set: `${SOURCE}:5-7`,
+      },
+      events: {
+        count: scanned.events.length,
+        firstAt: iso(scanned.events[0].header.timestamp),
+        lastAt: iso(scanned.events.at(-1)!.header.timestamp),
+      },
+      transactions: { count: 3, firstCommitAt: iso(t0 + 1), lastCommitAt: iso(t0 + 3) },
+      bytes: bytes.length,
+      sha256: createHash("sha256").update(bytes).digest("hex"),
+    });
+    const mysqlRecord = { ...record, server: entry.server, gtidStart: `${SOURCE}:1-4` };
+    return evidence({ bytes, entry }, { kind: "epoch", record: mysqlRecord });
+  }
+
+  test("a MySQL segment passes every check, its GTID set continuing the epoch's", () => {
+    expect(checkSegment(mysqlSegment(0)).checks.every((c) => c.passed)).toBe(true);
+  });
+
+  test("a commit two minutes behind the one before it fails times", () => {
+    expect(failed(mysqlSegment(120))).toMatchObject({
+      name: "times",
+      detail: expect.stringContaining(`${SOURCE}:6`),
+    });
   });
 });
