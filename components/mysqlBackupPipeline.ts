@@ -261,6 +261,7 @@ function verifierFleet(
       server: wiring.server,
       queueName: wiring.queue.queueName,
       visibilityTimeoutSeconds: wiring.queue.settings.visibilityTimeoutSeconds,
+      maxReceiveCount: wiring.queue.settings.maxReceiveCount,
       bundle: args.bundle,
       tags: wiring.tags,
     },

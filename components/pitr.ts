@@ -5,6 +5,7 @@ import {
   Dimension,
   METRIC_NAMESPACE,
   schemaFor,
+  VerifierMetric,
 } from "../contracts";
 import { BINLOG_SERVICE } from "../contracts/units";
 import type { AlarmSpec } from "./alarms";
@@ -45,7 +46,8 @@ export function resolvePitr(spec: PitrSpec | undefined): { enabled: boolean; rpo
 /**
  * The binlog archive's alarms of a cluster, on the Cluster datum every archiving replica sends (the Minimum
  * is the best archiver's: the cluster's real exposure): the lag above the RPO for two minutes of three, any
- * gap, and silence (no archiver reported for five minutes: missing data is breaching).
+ * gap, silence (no archiver reported for five minutes: missing data is breaching), and any segment the
+ * verifier failed on arrival.
  */
 export function binlogAlarms(cluster: string, pitr: PitrSpec | undefined): AlarmSpec[] {
   const { enabled, rpoSeconds } = resolvePitr(pitr);
@@ -96,6 +98,22 @@ export function binlogAlarms(cluster: string, pitr: PitrSpec | undefined): Alarm
       comparisonOperator: "LessThanThreshold",
       threshold: 1,
       treatMissingData: "breaching",
+    },
+    {
+      id: "binlog-segment-failed",
+      description: `A binlog segment of cluster ${cluster} failed the verifier's checks on arrival (sha256, an event's CRC32, GTID continuity or times): its .segment-verification.json beside the segment names the check. No point-in-time restore can cross it; take a snapshot now`,
+      kind: "event",
+      metric: {
+        namespace: METRIC_NAMESPACE,
+        metricName: VerifierMetric.SegmentFailed,
+        dimensions,
+        statistic: "Sum",
+        period: 300,
+      },
+      evaluationPeriods: 1,
+      comparisonOperator: "GreaterThanOrEqualToThreshold",
+      threshold: 1,
+      treatMissingData: "notBreaching",
     },
   ];
 }

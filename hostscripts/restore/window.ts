@@ -1,5 +1,6 @@
 import type { S3Client } from "@aws-sdk/client-s3";
-import type { RestoreConfig } from "../../contracts";
+import { chainVerdictKey, parseChainVerdict, type ChainVerdict, type RestoreConfig } from "../../contracts";
+import { getObjectOrNull, s3Call } from "../common/s3";
 import { listArchive, readArchive, type ArchivedEpoch } from "./archive";
 import { planChain } from "./chain";
 import type { ListedBackup } from "./list";
@@ -37,9 +38,24 @@ export interface ArchivedChainSummary {
   missing: string | null;
 }
 
+/**
+ * A span the verifier has proven (chain-verification.json, contracts/chain-verdict.ts): consecutive verified
+ * chains A → B → C merge into one span from A to C. Any point inside was replayed and compared by the
+ * verifier, not only archived.
+ */
+export interface ProvenWindow {
+  /** When the first snapshot of the span was taken, and the last. */
+  from: string;
+  to: string;
+  /** The snapshots the span joins, oldest first. */
+  snapshots: string[];
+}
+
 /** What `restore list` shows about point-in-time recovery. */
 export interface PitrSummary {
   windows: PitrWindow[];
+  /** The proven windows (chains the verifier replayed and compared), oldest first. */
+  proven: ProvenWindow[];
   chains: ArchivedChainSummary[];
 }
 
@@ -70,7 +86,47 @@ export async function pitrSummary(
       snapshots: [backup.backupId],
     });
   }
-  return { windows: merge(spans), chains: epochs.map(summarize) };
+  return {
+    windows: merge(spans),
+    proven: await provenWindows(s3, config, backups),
+    chains: epochs.map(summarize),
+  };
+}
+
+/** The verified chains of the cluster's verified snapshots, joined where one's end is the next one's start. */
+async function provenWindows(
+  s3: S3Client,
+  config: RestoreConfig,
+  backups: ListedBackup[],
+): Promise<ProvenWindow[]> {
+  const { bucket, cluster } = config.restore;
+  const chains: ChainVerdict[] = [];
+  for (const backup of backups.filter((b) => b.complete && b.verdict === "verified")) {
+    const key = chainVerdictKey({
+      prefix: prefixOf(config),
+      cluster,
+      host: backup.host,
+      backupId: backup.backupId,
+    });
+    const response = await s3Call(`read s3://${bucket}/${key}`, () => getObjectOrNull(s3, bucket, key));
+    if (response === null) continue;
+    const verdict = parseChainVerdict(JSON.parse((await response.Body?.transformToString()) ?? ""));
+    if (verdict.verdict === "verified") chains.push(verdict);
+  }
+  const proven: ProvenWindow[] = [];
+  for (const chain of chains.sort((x, y) => x.from.takenAt.localeCompare(y.from.takenAt))) {
+    const last = proven.at(-1);
+    if (last !== undefined && last.snapshots.at(-1) === chain.from.backupId) {
+      last.to = chain.to.takenAt;
+      last.snapshots.push(chain.to.backupId);
+    } else
+      proven.push({
+        from: chain.from.takenAt,
+        to: chain.to.takenAt,
+        snapshots: [chain.from.backupId, chain.to.backupId],
+      });
+  }
+  return proven;
 }
 
 function merge(spans: PitrWindow[]): PitrWindow[] {
@@ -114,6 +170,12 @@ export function describePitr(summary: PitrSummary): string {
     lines.push(
       `  any second from ${w.from} to ${w.to} (GTID ${w.toGtid}), from ${w.snapshots.length} snapshot(s)`,
     );
+  lines.push(
+    summary.proven.length === 0
+      ? "  proven by the verifier: nothing yet (no chain between two verified snapshots replayed and compared)"
+      : "  proven by the verifier (snapshot replayed to the next one, every table's checksum equal):",
+  );
+  for (const p of summary.proven) lines.push(`    from ${p.from} to ${p.to} (${p.snapshots.join(" → ")})`);
   lines.push(
     "",
     `${"ARCHIVE (HOST/EPOCH)".padEnd(42)} ${"SEGMENTS".padStart(8)} ${"MIB".padStart(9)}  FROM → TO`,

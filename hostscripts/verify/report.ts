@@ -117,6 +117,9 @@ export function buildReport(input: ReportInput): VerificationReport {
       recoverySeconds: round(input.timings.recoverySeconds),
       checksSeconds: round(input.timings.checksSeconds),
       restoreSeconds: round(input.timings.restoreSeconds),
+      ...(input.timings.checksumSeconds === undefined
+        ? {}
+        : { checksumSeconds: round(input.timings.checksumSeconds) }),
     },
     backupAgeSeconds: round((input.now.getTime() - input.takenAt.getTime()) / 1000),
     objects: input.objects,
