@@ -10,7 +10,7 @@ import { PipelineError } from "../common/errors";
 import { lastPerDomain, parseState, type GtidState } from "../common/gtid-state";
 import type { Logger } from "../common/log";
 import { s3Failure } from "../common/s3";
-import type { PitrTarget } from "./chain";
+import type { PitrTarget } from "../common/pitr-chain";
 import { chooseBackup, type ListedBackup } from "./list";
 import { ObjectProblem, readManifest } from "./objects";
 import { readReport } from "./verdicts";

@@ -1,7 +1,7 @@
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { RestoreConfig } from "../../contracts";
 import { listArchive, readArchive, type ArchivedEpoch } from "./archive";
-import { planChain } from "./chain";
+import { planChain } from "../common/pitr-chain";
 import type { ListedBackup } from "./list";
 import { ObjectProblem, readManifest } from "./objects";
 import { manifestStart, prefixOf, verifiedManifest } from "./point";

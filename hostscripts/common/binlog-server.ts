@@ -1,7 +1,7 @@
 import type { BinlogServer } from "../../contracts";
-import type { Query } from "../common/dialect";
-import { PipelineError } from "../common/errors";
-import { parseServerVersion } from "../common/mysql";
+import type { Query } from "./dialect";
+import { PipelineError } from "./errors";
+import { parseServerVersion } from "./mysql";
 
 /**
  * What the archiver asks the server: where its binlogs are and whether they hold the cluster's transactions

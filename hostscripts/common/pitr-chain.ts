@@ -1,6 +1,5 @@
 import type { BinlogSegmentEntry, ServerFlavor } from "../../contracts";
-import { parseState, type GtidState } from "../common/gtid-state";
-import type { ArchivedEpoch } from "./archive";
+import { parseState, type GtidState } from "./gtid-state";
 
 /**
  * The segments a point-in-time restore replays, chosen from the ledger alone (nothing downloaded yet): from
@@ -71,7 +70,7 @@ const ms = (iso: string | null) => (iso === null ? NaN : Date.parse(iso));
 /** Chooses the segments from `start` towards `target`; see the module comment. */
 export function planChain(
   flavor: ServerFlavor,
-  epochs: ArchivedEpoch[],
+  epochs: ReadonlyArray<{ entries: BinlogSegmentEntry[] }>,
   start: GtidState,
   target: PitrTarget,
 ): ChainPlan {
