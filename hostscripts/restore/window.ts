@@ -4,7 +4,8 @@ import { listArchive, readArchive, type ArchivedEpoch } from "./archive";
 import { restorableWindows, type PitrWindow, type WindowSnapshot } from "../common/pitr-chain";
 import type { ListedBackup } from "./list";
 import { ObjectProblem, readManifest } from "./objects";
-import { manifestStart, prefixOf, verifiedManifest } from "./point";
+import { manifestStart } from "../common/gtid-state";
+import { prefixOf, verifiedManifest } from "./point";
 
 /**
  * The restorable window for `restore list`: from each verified snapshot, how far the archived chain reaches
