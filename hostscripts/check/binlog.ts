@@ -96,9 +96,10 @@ async function checkServer(
   const settings = await readBinlogSettings(session.query);
   const problems = binlogSettingProblems(settings);
   for (const p of problems) {
-    if (p.severity === "refuse")
-      list.fail(`binlog.${p.setting}`, `${p.problem}: the archiver refuses to run`, p.fix);
-    else list.warn(`binlog.${p.setting}`, p.problem, p.fix);
+    // Finding names are dotted kebab-case (contracts/check.ts): binlog.binlog-format.
+    const check = `binlog.${p.setting.replace(/_/g, "-")}`;
+    if (p.severity === "refuse") list.fail(check, `${p.problem}: the archiver refuses to run`, p.fix);
+    else list.warn(check, p.problem, p.fix);
   }
   if (problems.some((p) => p.severity === "refuse")) return null;
   const facts = await readServerFacts(session.query);

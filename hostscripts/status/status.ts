@@ -111,10 +111,11 @@ async function clusterStatus(
   // A "directory" found in S3 is a host only if it holds backups or a binlog archive; one the config or
   // --host names always is.
   const named = new Set([...(expected?.hosts ?? []), ...(host === undefined ? [] : [host])]);
-  const scans = (await reader.scanHosts(cluster, hosts)).filter(
-    (s) => s.backups.length > 0 || named.has(s.host) || archived.has(s.host),
+  const scanned = await reader.scanHosts(cluster, hosts);
+  const archives = await judgeArchives(reader, cluster, scanned, archived, pitr, now);
+  const scans = scanned.filter(
+    (s) => s.backups.length > 0 || named.has(s.host) || (archives.get(s.host)?.status?.epochs ?? 0) > 0,
   );
-  const archives = await judgeArchives(reader, cluster, scans, archived, pitr, now);
   const judged: HostStatus[] = scans.map((scan) =>
     withArchive(
       judgeHost(scan, policy, now, {

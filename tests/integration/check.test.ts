@@ -68,10 +68,18 @@ test("the lab replica is ready; the emulator's unconditional overwrite is the on
   const { code, report } = await check(backupConfig);
   expect(code).toBe(0);
   expect(report).toMatchObject({ role: "replica", subject: "replica lab/replica1", ok: true });
+  // A first run creates the archiver's state directory.
   expect(report.findings.filter((f) => f.status !== "pass").map((f) => f.check)).toEqual([
     "s3.write",
+    "binlog.state-dir",
     "binlog.s3.write",
   ]);
+  expect(finding(report, "binlog.state-dir")).toMatchObject({
+    detail: expect.stringMatching(
+      /^binlog\.stateDir \S+ does not exist yet; \S+ is writable, so the run creates it$/,
+    ),
+    fix: `mkdir -p ${lab().binlogStateDir}`,
+  });
   // The lab's backup.json has a binlog section: the archiver's prerequisites are proven its way.
   expect(finding(report, "binlog.settings")?.detail).toMatch(
     /^mariadb 10\.11\.\d+: log_bin ON, log_slave_updates ON, binlog_format ROW, binlog_checksum CRC32, not encrypted; binlogs in \//,
@@ -80,9 +88,6 @@ test("the lab replica is ready; the emulator's unconditional overwrite is the on
     "SHOW MASTER STATUS, SHOW BINARY LOGS and SHOW SLAVE STATUS answer (every poll runs them)",
   );
   expect(finding(report, "binlog.files")?.detail).toMatch(/mysql-bin\.\d{6} is readable and a binlog/);
-  expect(finding(report, "binlog.state-dir")?.detail).toBe(
-    `binlog.stateDir ${lab().binlogStateDir} is writable`,
-  );
   expect(finding(report, "s3.write")?.detail).toMatch(/second create-only write of it was accepted/);
   // The lab's replica holds MyISAM and Aria data: lockMode auto takes BACKUP STAGE (commit), which needs RELOAD.
   expect(finding(report, "mysql.lock-mode")?.detail).toMatch(
@@ -98,6 +103,7 @@ test("the lab replica is ready; the emulator's unconditional overwrite is the on
 });
 
 test("against S3's own answers (create-only writes enforced) the replica passes every check", async () => {
+  await mkdir(lab().binlogStateDir, { recursive: true, mode: 0o700 });
   const { code, report } = await check({
     ...backupConfig,
     aws: { ...backupConfig.aws, endpoint: proxy.endpoint },
@@ -106,6 +112,9 @@ test("against S3's own answers (create-only writes enforced) the replica passes 
   expect(report.findings.every((f) => f.status === "pass")).toBe(true);
   expect(finding(report, "s3.write")?.detail).toMatch(
     /^created s3:\/\/mysql-backups-lab\/backups\/lab\/replica1\/_check\/\d{8}T\d{6}Z-[0-9a-f]{6}\.json \(SSE-KMS with the bucket's default key, SHA-256 checksum\); writing it again was refused \(create-only\)$/,
+  );
+  expect(finding(report, "binlog.state-dir")?.detail).toBe(
+    `binlog.stateDir ${lab().binlogStateDir} is writable`,
   );
   expect(finding(report, "binlog.s3.write")?.detail).toMatch(
     /^created s3:\/\/mysql-backups-lab\/backups\/lab\/binlogs\/replica1\/_check\/\d{8}T\d{6}Z-[0-9a-f]{6}\.json .*writing it again was refused \(create-only\)$/,
@@ -266,12 +275,12 @@ describe("the binlog archiver's prerequisites (backup.json has a binlog section)
     try {
       const { code, report } = await check(backupConfig);
       expect(code).toBe(0);
-      expect(finding(report, "binlog.binlog_format")).toMatchObject({
+      expect(finding(report, "binlog.binlog-format")).toMatchObject({
         status: "warn",
         detail: expect.stringMatching(/^binlog_format is MIXED: a replay re-runs statements/),
         fix: "set binlog_format=ROW in my.cnf under [mysqld], and restart the server",
       });
-      expect(finding(report, "binlog.gtid_strict_mode")).toMatchObject({
+      expect(finding(report, "binlog.gtid-strict-mode")).toMatchObject({
         status: "warn",
         fix: expect.stringMatching(/^set gtid_strict_mode=ON /),
       });
