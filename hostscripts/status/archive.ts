@@ -30,7 +30,7 @@ import type { BackupListing, Read } from "../common/listing";
 /** One key page: what S3 returns at most per request. */
 const PAGE = 1000;
 /** Epochs read per host, newest first; older ones are counted, not read. */
-export const MAX_EPOCHS = 20;
+const MAX_EPOCHS = 20;
 /** How far back along `previousLedgerKey` the newest commit is looked for. */
 const MAX_ROTATION_ONLY = 3;
 

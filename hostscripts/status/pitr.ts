@@ -30,7 +30,7 @@ export interface PitrExpectation {
  * Snapshots a window may start from, read beyond the scan's: from the newest backup taken at or before the
  * archive's oldest commit (it may be the one the archive continues), this many, oldest first.
  */
-export const MAX_WINDOW_SNAPSHOTS = 6;
+const MAX_WINDOW_SNAPSHOTS = 6;
 
 /** The hosts of a cluster with a binlog archive (one list request). */
 export async function archivedHosts(reader: StatusReader, cluster: string): Promise<Set<string>> {
