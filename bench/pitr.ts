@@ -6,7 +6,7 @@ import { BINLOG_NODE_OPTIONS } from "../contracts/units";
 import { memoryLogger } from "../hostscripts/common/log";
 import { parseState } from "../hostscripts/common/gtid-state";
 import { listArchive, readArchive } from "../hostscripts/restore/archive";
-import { planChain } from "../hostscripts/restore/chain";
+import { planChain } from "../hostscripts/common/pitr-chain";
 import { downloadSegments } from "../hostscripts/restore/segments";
 import { selectTransactions } from "../hostscripts/restore/select";
 import { writeRelayLogs } from "../hostscripts/restore/replay";

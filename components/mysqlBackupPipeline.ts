@@ -5,6 +5,7 @@ import type { AlertedCluster, WatchedCluster } from "./alarms";
 import { Alerting, type AlertEndpoints, type AlertingArgs } from "./alerting";
 import { BackupBucket, type BackupBucketArgs } from "./backupBucket";
 import { OperatorRole } from "./operatorRole";
+import { resolvePitr } from "./pitr";
 import { ARTIFACTS_PREFIX } from "./iam";
 import { checkPipelineName } from "./names";
 import { ReplicaAgent, type HostBundle, type PipelineEndpoints, type ReplicaAgentArgs } from "./replicaAgent";
@@ -197,6 +198,7 @@ export class MysqlBackupPipeline extends pulumi.ComponentResource {
           name: c.name,
           windowHours: c.windowHours,
           hosts: c.replicas.map((r) => r.host),
+          pitr: resolvePitr(c.pitr),
         })),
         tags,
       },

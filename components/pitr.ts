@@ -1,5 +1,6 @@
 import {
   BINLOG_DEFAULTS,
+  BINLOG_SILENCE_SECONDS,
   binlogArchiveConfigSchema,
   BinlogMetric,
   Dimension,
@@ -91,10 +92,10 @@ export function binlogAlarms(cluster: string, pitr: PitrSpec | undefined): Alarm
     },
     {
       id: "binlog-silent",
-      description: `No binlog archiver of cluster ${cluster} reported for 5 minutes: nothing written since is off site. systemctl status ${BINLOG_SERVICE} on the replicas`,
+      description: `No binlog archiver of cluster ${cluster} reported for ${BINLOG_SILENCE_SECONDS / 60} minutes: nothing written since is off site. systemctl status ${BINLOG_SERVICE} on the replicas`,
       kind: "state",
       metric: { ...lag, statistic: "SampleCount" },
-      evaluationPeriods: 5,
+      evaluationPeriods: BINLOG_SILENCE_SECONDS / lag.period,
       comparisonOperator: "LessThanThreshold",
       threshold: 1,
       treatMissingData: "breaching",

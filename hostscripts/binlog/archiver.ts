@@ -31,7 +31,7 @@ import {
   readServerFacts,
   type BinlogEnd,
   type BinlogServerFacts,
-} from "./server";
+} from "../common/binlog-server";
 import { loadState, readSpool, spooledBytes, statePaths } from "./state";
 import { uploadItem, type UploadTarget } from "./uploader";
 

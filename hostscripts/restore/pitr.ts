@@ -6,7 +6,7 @@ import { mariadbBetween, mysqlBetween } from "../common/gtid";
 import { findServerBinary } from "../common/server-binary";
 import { formatGtid, lastPerDomain, parseState, sameState, type GtidState } from "../common/gtid-state";
 import { listArchive, readArchive } from "./archive";
-import { planChain, type ChainPlan, type PitrTarget } from "./chain";
+import { planChain, type ChainPlan, type PitrTarget } from "../common/pitr-chain";
 import type { ListedBackup } from "./list";
 import { chooseStartingSnapshot, prefixOf, type StartingSnapshot } from "./point";
 import { ReplayFailed, applyRelayLogs, replayServerOptions, writeRelayLogs, type RelayLogs } from "./replay";

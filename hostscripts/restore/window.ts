@@ -2,26 +2,17 @@ import type { S3Client } from "@aws-sdk/client-s3";
 import { chainVerdictKey, parseChainVerdict, type ChainVerdict, type RestoreConfig } from "../../contracts";
 import { getObjectOrNull, s3Call } from "../common/s3";
 import { listArchive, readArchive, type ArchivedEpoch } from "./archive";
-import { planChain } from "./chain";
+import { restorableWindows, type PitrWindow, type WindowSnapshot } from "../common/pitr-chain";
 import type { ListedBackup } from "./list";
 import { ObjectProblem, readManifest } from "./objects";
-import { manifestStart, prefixOf, verifiedManifest } from "./point";
+import { manifestStart } from "../common/gtid-state";
+import { prefixOf, verifiedManifest } from "./point";
 
 /**
  * The restorable window for `restore list`: from each verified snapshot, how far the archived chain reaches
  * without a gap; overlapping spans merge into windows ("any second from … to …"). Also what the archive holds
  * per chain, and every gap an epoch record names.
  */
-
-/** A span of time any second of which `restore --until` can reach. */
-export interface PitrWindow {
-  from: string;
-  to: string;
-  /** The GTID state at `to`. */
-  toGtid: string;
-  /** The verified snapshots a restore into this window starts from. */
-  snapshots: string[];
-}
 
 /** One archiving chain. */
 export interface ArchivedChainSummary {
@@ -67,7 +58,7 @@ export async function pitrSummary(
 ): Promise<PitrSummary> {
   const { bucket, cluster } = config.restore;
   const epochs = await readArchive(s3, bucket, await listArchive(s3, bucket, prefixOf(config), cluster));
-  const spans: PitrWindow[] = [];
+  const snapshots: WindowSnapshot[] = [];
   for (const backup of backups.filter((b) => b.complete && b.verdict === "verified")) {
     const manifest = await readManifest(s3, bucket, backup.manifestKey, verifiedManifest(backup)).then(
       (read) => read.manifest,
@@ -78,16 +69,15 @@ export async function pitrSummary(
     );
     const start = manifest === null ? null : manifestStart(manifest);
     if (manifest === null || start === null) continue;
-    const plan = planChain(manifest.server.flavor, epochs, start, { kind: "latest" });
-    spans.push({
-      from: manifest.completedAt,
-      to: plan.reachAt !== null && plan.reachAt > manifest.completedAt ? plan.reachAt : manifest.completedAt,
-      toGtid: plan.reach,
-      snapshots: [backup.backupId],
+    snapshots.push({
+      backupId: backup.backupId,
+      completedAt: manifest.completedAt,
+      flavor: manifest.server.flavor,
+      start,
     });
   }
   return {
-    windows: merge(spans),
+    windows: restorableWindows(epochs, snapshots),
     proven: await provenWindows(s3, config, backups),
     chains: epochs.map(summarize),
   };
@@ -127,19 +117,6 @@ async function provenWindows(
       });
   }
   return proven;
-}
-
-function merge(spans: PitrWindow[]): PitrWindow[] {
-  const sorted = [...spans].sort((a, b) => a.from.localeCompare(b.from));
-  const merged: PitrWindow[] = [];
-  for (const span of sorted) {
-    const last = merged.at(-1);
-    if (last !== undefined && span.from <= last.to) {
-      if (span.to > last.to) Object.assign(last, { to: span.to, toGtid: span.toGtid });
-      last.snapshots.push(...span.snapshots);
-    } else merged.push({ ...span, snapshots: [...span.snapshots] });
-  }
-  return merged;
 }
 
 function summarize(epoch: ArchivedEpoch): ArchivedChainSummary {

@@ -242,12 +242,17 @@ describe("resource tree", () => {
     expect(dev.outputs.dashboardName).toBe(`${P}-alerts`);
   });
 
-  test("statusConfig is the status.json of the stack: its bucket, and every cluster with its replicas", () => {
+  test("statusConfig is the status.json of the stack: its bucket, every cluster with its replicas and PITR", () => {
     const config = parseStatusConfig(JSON.parse(prod.outputs.statusConfig as string));
     expect(config.s3).toEqual({ bucket: prod.outputs.bucketName, prefix: "backups" });
     expect(config.clusters?.map((c) => [c.name, c.hosts])).toEqual([
       ["orders", ["orders-db3"]],
       ["billing", ["billing-db2"]],
+    ]);
+    // PITR is on by default; billing asks for an RPO of 5 s: status judges each archive's lag by its own.
+    expect(config.clusters?.map((c) => [c.name, c.pitr])).toEqual([
+      ["orders", { enabled: true, rpoSeconds: 10 }],
+      ["billing", { enabled: true, rpoSeconds: 5 }],
     ]);
   });
 });
