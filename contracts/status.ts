@@ -143,8 +143,9 @@ export interface BinlogArchiveStatus {
    */
   archivedWindow: RecoveryWindow | null;
   /**
-   * The window the verifier proved by replaying the chain (issue 14, PITR proof); null until a chain is
-   * proven — today always null ("not proven yet"). Same shape as `archivedWindow`.
+   * The window the verifier proved by replaying the archive between verified snapshots (the cluster's newest
+   * run of verified `chain-verification.json`, followed back at most 8 links); null until a chain is proven.
+   * The cluster's, on each of its archiving hosts. Same shape as `archivedWindow`.
    */
   provenWindow: RecoveryWindow | null;
   /** Every gap an epoch record of this host names, oldest first. */

@@ -3,6 +3,7 @@ import {
   ARCHIVE_OBJECT,
   BACKUP_ID_PATTERN,
   BINLOGS_SEGMENT,
+  CHAIN_VERDICT_OBJECT,
   MANIFEST_OBJECT,
   NAME_PATTERN,
   VERIFICATION_OBJECT,
@@ -30,6 +31,8 @@ export interface ScannedBackup {
   archiveBytes: number | null;
   /** A `verification.json` exists. */
   hasVerdict: boolean;
+  /** A `chain-verification.json` exists: the point-in-time chain to this backup was judged. */
+  hasChainVerdict: boolean;
 }
 
 /** An object read and validated, or why it could not be used (it exists but is not a valid document). */
@@ -86,10 +89,12 @@ export class BackupListing {
           complete: false,
           archiveBytes: null,
           hasVerdict: false,
+          hasChainVerdict: false,
         };
         if (name === MANIFEST_OBJECT) backup.complete = true;
         if (name === ARCHIVE_OBJECT) backup.archiveBytes = object.Size ?? 0;
         if (name === VERIFICATION_OBJECT) backup.hasVerdict = true;
+        if (name === CHAIN_VERDICT_OBJECT) backup.hasChainVerdict = true;
         found.set(backupId, backup);
       }
     }

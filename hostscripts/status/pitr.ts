@@ -13,6 +13,7 @@ import type { WindowSnapshot } from "../common/pitr-chain";
 import { archiveHosts, scanArchive, type ArchiveScan } from "./archive";
 import { judgeArchive, type ArchiveJudgement } from "./archive-health";
 import { worst } from "./health";
+import { chainFailure, readProvenChain } from "./proven";
 import type { HostScan, StatusReader } from "./scan";
 
 /**
@@ -59,13 +60,21 @@ export async function judgeArchives(
   const snapshots =
     starts.length === 0 ? [] : await windowSnapshots(reader, cluster, scans, starts.sort()[0]);
   const newestVerified = newestVerifiedOf(scans);
+  const chain = archives.size === 0 ? null : await readProvenChain(reader, cluster, scans);
   const judged = new Map<string, ArchiveJudgement>();
   for (const scan of scans) {
     const url = `s3://${reader.bucket}/${binlogArchivePrefix(reader.prefix, cluster)}${scan.host}/`;
-    judged.set(
-      scan.host,
-      judgeArchive(archives.get(scan.host) ?? null, { ...pitr, snapshots, newestVerified, url }, now),
+    const judgement = judgeArchive(
+      archives.get(scan.host) ?? null,
+      { ...pitr, snapshots, newestVerified, url },
+      now,
     );
+    if (chain !== null && judgement.status !== null) {
+      // The proof is the cluster's (A and B may be on different replicas); its failure shows on B's host.
+      judgement.status.provenWindow = chain.window;
+      if (chain.host === scan.host) judgement.reasons.push(...chainFailure(chain));
+    }
+    judged.set(scan.host, judgement);
   }
   return judged;
 }

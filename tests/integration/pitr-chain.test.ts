@@ -6,7 +6,7 @@
  * snapshot D fails C → D as a gap naming the missing GTIDs. Nothing of a restore is left after each.
  */
 import { DeleteObjectCommand } from "@aws-sdk/client-s3";
-import type { ChainVerdict } from "../../contracts";
+import type { ChainVerdict, StatusReport } from "../../contracts";
 import type { VerificationResult } from "../../hostscripts/verify/result";
 import type { PitrSummary } from "../../hostscripts/restore/window";
 import { rootScript } from "../../lab/mariadb";
@@ -61,7 +61,20 @@ test("snapshot A, load, snapshot B: the chain A → B is proven, every table's c
   const listed = await cli(["restore", "--config", lab().restoreConfigPath, "list"]);
   const proven = (listed.json.pitr as PitrSummary).proven;
   expect(proven).toEqual([expect.objectContaining({ from: chain.from.takenAt, to: chain.to.takenAt })]);
+  // status shows the same proven window on the archiving host.
+  const binlog = (await labStatus()).json.clusters[0].hosts[0].binlog;
+  expect(binlog?.provenWindow).toMatchObject({
+    from: chain.from.takenAt,
+    to: chain.to.takenAt,
+    fromBackupId: a.backupId,
+  });
 });
+
+/** `mysql-backup status --json` over the lab's bucket. */
+async function labStatus(): Promise<{ code: number; json: StatusReport }> {
+  const { code, json } = await cli(["status", "--config", lab().statusConfigPath]);
+  return { code, json: json as unknown as StatusReport };
+}
 
 test("a write on the replica its binlog does not record fails the next chain, naming the table", async () => {
   await rootScript(lab().replica.socket, [
@@ -77,6 +90,17 @@ test("a write on the replica its binlog does not record fails the next chain, na
     failure: { kind: "tables", tables: ["lab_pitr.marker"] },
   });
   expect(chain.failure!.detail).toMatch(/lab_pitr\.marker \(checksum \d+ after the replay, \d+ in B\)/);
+  // status pages it like the alarm: critical (exit 2), naming the chain and the failure.
+  const status = await labStatus();
+  expect(status.code).toBe(2);
+  const host = status.json.clusters[0].hosts[0];
+  expect(host.binlog?.provenWindow).toBeNull();
+  expect(host.reasons).toContainEqual({
+    state: "critical",
+    message: expect.stringContaining(
+      `point-in-time chain ${b.backupId} → ${c.backupId} failed its proof: tables:`,
+    ),
+  });
   await expectNoScratchLeft(lab());
 });
 
