@@ -1,4 +1,4 @@
-import { PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import type { S3Client } from "@aws-sdk/client-s3";
 import {
   VerifierMetric,
   metric,
@@ -8,7 +8,7 @@ import {
   type RestoredTable,
 } from "../../contracts";
 import { PipelineError, messageOf } from "../common/errors";
-import { getObjectOrNull, s3Call } from "../common/s3";
+import { createJsonOnce, getObjectOrNull, s3Call } from "../common/s3";
 import type { Session } from "../restore/pitr";
 import { quoteIdentifier, readRestoredTables, tableChecksum } from "./checks";
 import { VERIFIER_S3_HINT } from "./objects";
@@ -85,18 +85,7 @@ export async function writeChainVerdict(
   key: string,
   kmsKeyId: string | undefined,
 ): Promise<void> {
-  await s3.send(
-    new PutObjectCommand({
-      Bucket: verdict.bucket,
-      Key: key,
-      Body: JSON.stringify(verdict, null, 2) + "\n",
-      ContentType: "application/json",
-      ServerSideEncryption: "aws:kms",
-      SSEKMSKeyId: kmsKeyId,
-      ChecksumAlgorithm: "SHA256",
-      IfNoneMatch: "*",
-    }),
-  );
+  await createJsonOnce(s3, verdict.bucket, key, verdict, kmsKeyId);
 }
 
 /**

@@ -1,4 +1,4 @@
-import { PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import type { S3Client } from "@aws-sdk/client-s3";
 import {
   VERIFY_DEFAULTS,
   VerifierMetric,
@@ -20,7 +20,7 @@ import {
 import { messageOf, PipelineError } from "../common/errors";
 import type { Logger } from "../common/log";
 import type { MetricsSink } from "../common/metrics";
-import { getObjectOrNull, isAlreadyWritten, s3Call } from "../common/s3";
+import { createJsonOnce, getObjectOrNull, isAlreadyWritten, s3Call } from "../common/s3";
 import { VERIFIER_S3_HINT } from "./objects";
 import { checkSegment, type Predecessor, type SegmentEvidence } from "./segment-checks";
 
@@ -258,18 +258,7 @@ async function writeVerdict(
   key: string,
   kmsKeyId?: string,
 ): Promise<void> {
-  await s3.send(
-    new PutObjectCommand({
-      Bucket: verdict.bucket,
-      Key: key,
-      Body: JSON.stringify(verdict, null, 2) + "\n",
-      ContentType: "application/json",
-      ServerSideEncryption: "aws:kms",
-      SSEKMSKeyId: kmsKeyId,
-      ChecksumAlgorithm: "SHA256",
-      IfNoneMatch: "*",
-    }),
-  );
+  await createJsonOnce(s3, verdict.bucket, key, verdict, kmsKeyId);
 }
 
 /** The data point of a segment's verdict: SegmentVerified or SegmentFailed, dimension Cluster. */
