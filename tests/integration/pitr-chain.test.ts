@@ -11,7 +11,7 @@ import type { VerificationResult } from "../../hostscripts/verify/result";
 import type { PitrSummary } from "../../hostscripts/restore/window";
 import { rootScript } from "../../lab/mariadb";
 import { withLab } from "../support/lab";
-import { cli, ledger, waitForArchive } from "../support/pitr";
+import { cli, waitForArchive, waitForSegment } from "../support/pitr";
 import { expectNoScratchLeft, runLabVerifier, takeBackup, withClients } from "./verify-support";
 
 jest.setTimeout(900_000);
@@ -22,6 +22,12 @@ const lab = withLab({ load: true, pitr: true });
 async function snapshot(): Promise<{ backupId: string; result: VerificationResult }> {
   const backup = await takeBackup(lab());
   const { result } = await runLabVerifier(lab(), { idleSeconds: 120 });
+  if (result.outcome !== "verified") {
+    const failed = result.checks.filter((c) => !c.passed);
+    console.log(
+      `${backup.backupId}: ${result.outcome} (${result.failedCheck}): ${JSON.stringify({ error: result.error, failed, chain: result.chain?.verdict.failure })}`,
+    );
+  }
   expect(result).toMatchObject({ outcome: "verified", backupId: backup.backupId });
   return { backupId: backup.backupId, result };
 }
@@ -106,11 +112,12 @@ test("a write on the replica its binlog does not record fails the next chain, na
 
 test("a segment deleted from S3 fails the next chain as a gap, naming the missing GTIDs", async () => {
   const after = Date.now();
-  await waitForArchive(lab(), after + 5_000);
-  const victim = (await ledger(lab())).find(
+  // A segment that begins after C (a segment can span the RPO, so "the archive passed C" is not enough).
+  const victim = await waitForSegment(
+    lab(),
     (e) => e.transactions.count > 0 && Date.parse(e.transactions.firstCommitAt ?? "") > after,
-  )!;
-  expect(victim).toBeDefined();
+    `transactions that all committed after ${new Date(after).toISOString()}`,
+  );
   await withClients(lab(), ({ s3 }) =>
     s3.send(new DeleteObjectCommand({ Bucket: lab().s3.bucket, Key: victim.segmentKey })),
   );

@@ -9,6 +9,7 @@ import { mkdir, readdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { archivedSegments as ledger } from "../../lab/demo-pitr";
+import type { BinlogSegmentEntry } from "../../contracts";
 import type { Lab } from "../../lab/lab";
 import { freePort } from "../../lab/emulator";
 import { chownToMysql, rootQuery, startServer, type ServerSpec } from "../../lab/mariadb";
@@ -98,15 +99,30 @@ export async function failingTables(server: RestoredServer): Promise<string[]> {
 
 /** Waits until the archive holds a transaction committed after `afterMs` (the archiver caught up past it). */
 export async function waitForArchive(lab: Lab, afterMs: number, timeoutMs = 120_000): Promise<void> {
+  await waitForSegment(
+    lab,
+    (e) => Date.parse(e.transactions.lastCommitAt ?? "") > afterMs,
+    `a transaction committed after ${new Date(afterMs).toISOString()}`,
+    timeoutMs,
+  );
+}
+
+/** Waits until the archive holds a segment that `wanted` accepts, and returns the first one. */
+export async function waitForSegment(
+  lab: Lab,
+  wanted: (entry: BinlogSegmentEntry) => boolean,
+  what: string,
+  timeoutMs = 120_000,
+): Promise<BinlogSegmentEntry> {
+  let found: BinlogSegmentEntry | undefined;
   const reached = await waitUntil(
-    async () => (await ledger(lab)).some((e) => Date.parse(e.transactions.lastCommitAt ?? "") > afterMs),
+    async () => (found = (await ledger(lab)).find(wanted)) !== undefined,
     timeoutMs,
     1000,
   );
-  if (!reached)
-    throw new Error(
-      `the archive did not reach ${new Date(afterMs).toISOString()} within ${timeoutMs / 1000}s`,
-    );
+  if (!reached || !found)
+    throw new Error(`the archive held no segment with ${what} within ${timeoutMs / 1000}s`);
+  return found;
 }
 
 /** One transaction as `mariadb-binlog` prints it: its GTID and the second it committed (UTC). */
