@@ -23,6 +23,6 @@ export const VERIFY_DEFAULTS = {
   mysqld: { user: "mysql", startTimeoutSeconds: 600, bufferPoolMiB: 512 },
   checks: { extended: false },
   drift: { maxShrinkShare: 0.5, minRows: 100 },
-  download: { partSizeMiB: 8, concurrency: 4 },
+  download: { partSizeMiB: 8, concurrency: 4, workers: 0 },
   catchUp: { timeoutSeconds: 600 },
 } as const satisfies VerifyDefaults;

@@ -4,6 +4,7 @@ import {
   VerifierMetric,
   lockModeOf,
   archiveKey,
+  boundArchiveObjects,
   manifestKey,
   metric,
   parseVerificationReport,
@@ -177,16 +178,20 @@ export function verdictTags(verdict: Verdict): Array<{ Key: string; Value: strin
   return [{ Key: "verified", Value: verdict === "verified" ? "true" : "false" }];
 }
 
-/** Tags the backup's archive and manifest with its verdict. */
-export async function tagBackup(
-  s3: S3Client,
-  bucket: string,
-  ref: BackupRef,
-  verdict: Verdict,
-): Promise<void> {
-  for (const key of [archiveKey(ref), manifestKey(ref)]) {
+/**
+ * Tags the backup's objects with its verdict: every archive object the report binds (the chunks of a format
+ * 2 backup) and the manifest; the layout's archive key when the report binds none.
+ */
+export async function tagBackup(s3: S3Client, report: VerificationReport, ref: BackupRef): Promise<void> {
+  const bound = report.objects ? boundArchiveObjects(report.objects).flatMap((o) => (o ? [o.key] : [])) : [];
+  const keys = [...(bound.length > 0 ? bound : [archiveKey(ref)]), manifestKey(ref)];
+  for (const key of keys) {
     await s3.send(
-      new PutObjectTaggingCommand({ Bucket: bucket, Key: key, Tagging: { TagSet: verdictTags(verdict) } }),
+      new PutObjectTaggingCommand({
+        Bucket: report.bucket,
+        Key: key,
+        Tagging: { TagSet: verdictTags(report.verdict) },
+      }),
     );
   }
 }

@@ -144,11 +144,15 @@ test("a backup through an endpoint that fails 30 % of requests completes with th
         ).Body!.transformToString(),
       ),
     );
-    const local = createHash("sha256")
-      .update(await readFile(result.localArchive))
-      .digest("hex");
-    expect(manifest.archive.sha256).toBe(local);
-    expect(await sha256Of(direct.s3, config.s3.bucket, result.archiveKey)).toBe(manifest.archive.sha256);
+    expect(manifest.formatVersion).toBe(2);
+    if (manifest.formatVersion !== 2) throw new Error("unreachable");
+    for (const [index, chunk] of manifest.archive.chunks.entries()) {
+      const local = createHash("sha256")
+        .update(await readFile(result.localArchives[index]))
+        .digest("hex");
+      expect(chunk.sha256).toBe(local);
+      expect(await sha256Of(direct.s3, config.s3.bucket, chunk.key)).toBe(chunk.sha256);
+    }
     expect(result.upload.parts).toBeGreaterThanOrEqual(2);
 
     const got = await direct.sqs.send(

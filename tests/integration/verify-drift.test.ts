@@ -120,11 +120,11 @@ test("the verdict is tagged on the archive and the manifest", async () => {
     s3.destroy();
   }
   expect(tagged).toEqual([
-    {
+    ...backup.archiveKeys.map((Key) => ({
       Bucket: lab().s3.bucket,
-      Key: backup.archiveKey,
+      Key,
       Tagging: { TagSet: [{ Key: "verified", Value: "true" }] },
-    },
+    })),
     {
       Bucket: lab().s3.bucket,
       Key: backup.manifestKey,
