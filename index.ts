@@ -24,6 +24,8 @@ export = async function mysqlBackupStack() {
     replicaRoleArns: pipeline.replicaRoleArns,
     replicaInstanceProfiles: pipeline.replicaInstanceProfiles,
     dashboardName: pipeline.dashboardName,
+    operatorRoleArn: pipeline.operatorRoleArn,
+    statusConfig: pipeline.statusConfig,
     bundleSha256: bundle.sha256,
   };
 };

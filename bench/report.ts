@@ -2,6 +2,7 @@ import { readFile } from "node:fs/promises";
 import { limitCommands } from "./limit";
 import type { LockModesResults } from "./lockmodes";
 import { lockModesSection } from "./lockmodes-report";
+import { keptPitrSection } from "./pitr-report";
 import { backupCommand as ourBackupCommand, verifyCommand as ourVerifyCommand } from "./pipeline";
 import { spread, type BenchResults, type Measured, type ReplicaLag } from "./results";
 import { SCRATCH_SERVER_SETTINGS } from "./scratch";
@@ -36,9 +37,11 @@ export async function renderReport(
     restoreSection(results),
     notesSection(results),
     analysisSection(existing),
+    ...keptSections(existing),
     methodSection(),
     commandsSection(results),
     machineSection(results),
+    keptPitrSection(existing),
   ].join("\n");
 }
 
@@ -210,6 +213,16 @@ function notesSection(r: BenchResults): string {
 
 ${r.notes.map((n) => `- ${n.split("\n")[0]}`).join("\n")}
 `;
+}
+
+/**
+ * The sections other benchmarks write into BENCHMARKS.md between `<!-- bench:NAME:start -->` and
+ * `<!-- bench:NAME:end -->` (e.g. `npm run bench:status`), kept as they are: this run did not measure them.
+ */
+function keptSections(existing: string): string[] {
+  return [...existing.matchAll(/<!-- bench:([a-z0-9-]+):start -->[\s\S]*?<!-- bench:\1:end -->\n?/g)].map(
+    (m) => m[0],
+  );
 }
 
 function analysisSection(existing: string): string {

@@ -28,6 +28,8 @@ import { measureLockModes, type LockModesResults } from "./lockmodes";
 import { describeMachine, loadAverageNow } from "./machine";
 import { mustRunMeasured, type CommandRun } from "./measure";
 import { backupCommand, buildCli, numberAt, runPipeline, stringAt, verifyCommand } from "./pipeline";
+import { runPitrBench, writePitrResults } from "./pitr";
+import { writePitrSection } from "./pitr-report";
 import { renderReport } from "./report";
 import {
   measured,
@@ -60,7 +62,11 @@ const USAGE = `usage: npm run bench -- [--lock-modes [--mariabackups N]] [--size
   --dir       the bench's lab directory (default /tmp/mysql-backup-bench; removed at the end)
   --out       where results.json and BENCHMARKS.md go (default: bench/results.json and ./BENCHMARKS.md)
   --keep-lab  leave the lab running at the end (for looking around; remove with npm run lab -- down --dir DIR)
-  --render    measure nothing: re-render BENCHMARKS.md from results.json (keeps its analysis section)`;
+  --render    measure nothing: re-render BENCHMARKS.md from results.json (keeps its analysis section)
+  --pitr      run the point-in-time recovery suite instead (bench/pitr.ts): RPO lag at 200 tx/s and at the lab's
+              fastest rate, the archiver's CPU and RSS, replay next to mariadb-binlog | mariadb; writes
+              bench/results-pitr.json and the PITR section of BENCHMARKS.md
+  --pitr-seconds  length of each PITR load phase (default 120)`;
 
 /** sysbench tables × rows and the btrfs image size per dataset size. */
 const SIZES: Record<SizeName, { tables: number; tableSize: number; imageSizeGiB: number }> = {
@@ -99,6 +105,10 @@ interface Options {
   lockModesPath: string;
   /** The command line, as BENCHMARKS.md shows it. */
   command: string;
+  /** Run the point-in-time recovery suite instead of the backup suite. */
+  pitr: boolean;
+  /** Seconds of each PITR load phase. */
+  pitrSeconds: number;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -114,6 +124,8 @@ function parseOptions(argv: string[]): Options {
       out: { type: "string" },
       "keep-lab": { type: "boolean", default: false },
       render: { type: "boolean", default: false },
+      pitr: { type: "boolean", default: false },
+      "pitr-seconds": { type: "string", default: "120" },
       help: { type: "boolean", default: false },
     },
   });
@@ -147,6 +159,8 @@ function parseOptions(argv: string[]): Options {
     mariabackups,
     lockModesPath: join(resolve(resultsPath, ".."), "results-lockmodes.json"),
     command: ["npm run bench --", ...argv].join(" "),
+    pitr: values.pitr,
+    pitrSeconds: Number(values["pitr-seconds"]),
   };
 }
 
@@ -511,6 +525,21 @@ async function lockModesRun(opts: Options): Promise<void> {
   await rerender(opts);
 }
 
+/** `--pitr`: the point-in-time recovery suite (bench/pitr.ts) on a lab of the chosen size. */
+async function pitrSuite(opts: Options): Promise<void> {
+  const results = await runPitrBench({
+    dir: opts.dir,
+    size: SIZES[opts.size],
+    phaseSeconds: opts.pitrSeconds,
+    say,
+  });
+  const resultsPath = join(resolve(opts.resultsPath, ".."), "results-pitr.json");
+  await writePitrResults(resultsPath, results);
+  const command = `npm run bench -- --pitr --size ${opts.size} --pitr-seconds ${opts.pitrSeconds}`;
+  await writePitrSection(opts.reportPath, results, command);
+  say(`wrote ${resultsPath} and the PITR section of ${opts.reportPath}`);
+}
+
 /** `--render`: BENCHMARKS.md from an existing results.json, targets judged again. */
 async function rerender(opts: Options): Promise<void> {
   const results = JSON.parse(await readFile(opts.resultsPath, "utf8")) as BenchResults;
@@ -520,7 +549,7 @@ async function rerender(opts: Options): Promise<void> {
 
 /** The whole run with its cleanup, also on Ctrl-C; exits with 0 when all went well. */
 function measureAll(opts: Options): void {
-  const run = opts.lockModes ? lockModesRun : main;
+  const run = opts.lockModes ? lockModesRun : opts.pitr ? pitrSuite : main;
   let cleaning: Promise<void> | undefined;
   const cleanOnce = () => (cleaning ??= cleanUp(opts));
   for (const signal of ["SIGINT", "SIGTERM"] as const) {

@@ -8,6 +8,7 @@ import {
   schemaFor,
   VerifierMetric,
 } from "../contracts";
+import { binlogAlarms, pitrSpecSchema, type PitrSpec } from "./pitr";
 import { requireInteger } from "./validation";
 
 /** One cluster as the stack config describes its alarms. */
@@ -19,6 +20,8 @@ export interface AlertedCluster {
    * within this many hours pages (missing data counts as failure). Defaults to 26 (daily backups + slack).
    */
   windowHours?: number;
+  /** Point-in-time recovery: the binlog archive's alarms (lag above the RPO, gaps, silence). Defaults to on. */
+  pitr?: PitrSpec;
 }
 
 /**
@@ -32,6 +35,7 @@ export const alertedClusterSchema = schemaFor<AlertedCluster>()({
   properties: {
     name: { type: "string", pattern: NAME_PATTERN },
     windowHours: { type: "integer", minimum: 1, maximum: 168 },
+    pitr: pitrSpecSchema,
   },
 });
 
@@ -72,7 +76,7 @@ export interface AlarmSpec {
         namespace: string;
         metricName: string;
         dimensions: Record<string, pulumi.Input<string>>;
-        statistic: "Sum" | "Maximum";
+        statistic: "Sum" | "Maximum" | "Minimum" | "SampleCount";
         period: number;
       }
     | { metricQueries: pulumi.Input<aws.types.input.cloudwatch.MetricAlarmMetricQuery>[] };
@@ -222,6 +226,7 @@ export function clusterAlarms(cluster: WatchedCluster): AlarmSpec[] {
             since: host.since,
           }),
         )),
+    ...binlogAlarms(cluster.name, cluster.pitr),
   ];
 }
 

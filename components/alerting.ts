@@ -1,7 +1,8 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import { Dimension, METRIC_NAMESPACE, ReplicaMetric, schemaFor, VerifierMetric } from "../contracts";
+import { schemaFor } from "../contracts";
 import { clusterAlarms, queueAlarms, type AlarmSpec, type WatchedCluster } from "./alarms";
+import { dashboardBody } from "./dashboard";
 import { alertKeyPolicy, alertTopicPolicy } from "./iam";
 import { ConfigError, requireInteger, requireMatch } from "./validation";
 
@@ -47,43 +48,6 @@ export const alertsSpecSchema = schemaFor<AlertsSpec>()({
     maxMessageAgeSeconds: { type: "integer", minimum: 300, maximum: 1209600 },
   },
 });
-
-/** The dashboard body: one row of widgets per concern, one line per cluster. */
-export function dashboardBody(clusters: string[], region: string): string {
-  const widget = (title: string, metricName: string, stat: string, y: number, x: number) => ({
-    type: "metric",
-    x,
-    y,
-    width: 12,
-    height: 6,
-    properties: {
-      title,
-      region,
-      stat,
-      period: 3600,
-      view: "timeSeries",
-      metrics: clusters.map((c) => [METRIC_NAMESPACE, metricName, Dimension.Cluster, c]),
-    },
-  });
-  return JSON.stringify({
-    widgets: [
-      widget(
-        "Backup age at verification (s)",
-        VerifierMetric.BackupAgeAtVerificationSeconds,
-        "Maximum",
-        0,
-        0,
-      ),
-      widget("Recovery point lag (s)", VerifierMetric.RecoveryPointLagSeconds, "Maximum", 0, 12),
-      widget("Lock window (ms)", ReplicaMetric.LockMilliseconds, "Maximum", 6, 0),
-      widget("Archive size (bytes)", ReplicaMetric.ArchiveBytes, "Maximum", 6, 12),
-      widget("Restore time (s)", VerifierMetric.RestoreSeconds, "Maximum", 12, 0),
-      widget("Backup time (s)", ReplicaMetric.BackupSeconds, "Maximum", 12, 12),
-      widget("Failed backups", ReplicaMetric.BackupFailed, "Sum", 18, 0),
-      widget("Failed verifications", VerifierMetric.VerificationFailed, "Sum", 18, 12),
-    ],
-  });
-}
 
 const EMAIL = /^[^@\s]+@[^@\s]+\.[^@\s]+$/;
 

@@ -83,6 +83,8 @@ export function replicaRolePolicy(input: ReplicaPolicyInput): PolicyDocument {
     denyPutUnless("DenyUploadsWithOtherEncryption", input.bucketArn, SSE_HEADER, "aws:kms"),
     denyPutUnless("DenyUploadsWithOtherKeys", input.bucketArn, SSE_KEY_HEADER, input.keyArn),
     { Sid: "AnnounceBackups", Effect: "Allow", Action: "sqs:SendMessage", Resource: input.queueArn },
+    // `mysql-backup check` proves the queue answers without sending a message a verifier would take.
+    { Sid: "CheckQueue", Effect: "Allow", Action: "sqs:GetQueueAttributes", Resource: input.queueArn },
     putMetrics,
     {
       Sid: "EncryptWithBucketKey",

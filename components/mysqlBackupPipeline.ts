@@ -4,6 +4,7 @@ import { BINLOGS_SEGMENT, DEFAULT_PREFIX, NAME_PATTERN, normalizePrefix, pipelin
 import type { AlertedCluster, WatchedCluster } from "./alarms";
 import { Alerting, type AlertEndpoints, type AlertingArgs } from "./alerting";
 import { BackupBucket, type BackupBucketArgs } from "./backupBucket";
+import { OperatorRole } from "./operatorRole";
 import { ARTIFACTS_PREFIX } from "./iam";
 import { checkPipelineName } from "./names";
 import { ReplicaAgent, type HostBundle, type PipelineEndpoints, type ReplicaAgentArgs } from "./replicaAgent";
@@ -24,7 +25,9 @@ export interface ReplicaSpec extends Pick<
 
 /** One replicated cluster. */
 export interface ClusterSpec
-  extends Pick<AlertedCluster, "name" | "windowHours">, Pick<ReplicaAgentArgs, "schedule" | "bastion"> {
+  extends
+    Pick<AlertedCluster, "name" | "windowHours" | "pitr">,
+    Pick<ReplicaAgentArgs, "schedule" | "bastion"> {
   /**
    * The server its backups come from. Every cluster of a stack shares it: one verifier fleet restores
    * one release.
@@ -140,6 +143,10 @@ export class MysqlBackupPipeline extends pulumi.ComponentResource {
   readonly replicaInstanceProfiles: pulumi.Output<Record<string, string>>;
   /** The CloudWatch dashboard. */
   readonly dashboardName: pulumi.Output<string>;
+  /** The operators' read-only role (`mysql-backup status`). */
+  readonly operatorRoleArn: pulumi.Output<string>;
+  /** `status.json` for this stack: the bucket, every cluster and replica it deploys. */
+  readonly statusConfig: pulumi.Output<string>;
 
   constructor(name: string, args: MysqlBackupPipelineArgs, opts?: pulumi.ComponentResourceOptions) {
     super("mysql-backup-pipeline:index:MysqlBackupPipeline", name, {}, opts);
@@ -174,8 +181,27 @@ export class MysqlBackupPipeline extends pulumi.ComponentResource {
       region,
     };
     const fleet = verifierFleet(this, fleetName, args, { endpoints, server, queue, tags });
-    const agents = replicaAgents(this, name, args, endpoints, tags);
+    // Binlog segments fall under the bucket's catch-all lifecycle rule (docs/pitr.md): the longest retention.
+    const binlogRetentionDays = (bucket.retention.monthly ?? bucket.retention.daily).expireDays;
+    const agents = replicaAgents(this, name, args, { ...endpoints, binlogRetentionDays }, tags);
     const alerts = alerting(this, name, args, { queue, agents }, tags);
+    const operators = new OperatorRole(
+      `${name}-operators`,
+      {
+        bucketName: bucket.bucketName,
+        bucketArn: bucket.bucketArn,
+        keyArn: bucket.keyArn,
+        region,
+        prefix,
+        clusters: args.clusters.map((c) => ({
+          name: c.name,
+          windowHours: c.windowHours,
+          hosts: c.replicas.map((r) => r.host),
+        })),
+        tags,
+      },
+      { parent: this },
+    );
 
     this.bucketName = bucket.bucketName;
     this.bucketArn = bucket.bucketArn;
@@ -194,6 +220,8 @@ export class MysqlBackupPipeline extends pulumi.ComponentResource {
       Object.fromEntries(agents.map(({ key, agent }) => [key, agent.instanceProfileName])),
     );
     this.dashboardName = alerts.dashboardName;
+    this.operatorRoleArn = operators.roleArn;
+    this.statusConfig = operators.statusConfig;
     this.registerOutputs({
       bucketName: this.bucketName,
       queueUrl: this.queueUrl,
@@ -201,6 +229,7 @@ export class MysqlBackupPipeline extends pulumi.ComponentResource {
       verifierRoleArn: this.verifierRoleArn,
       replicaRoleArns: this.replicaRoleArns,
       dashboardName: this.dashboardName,
+      operatorRoleArn: this.operatorRoleArn,
     });
   }
 }
@@ -253,7 +282,7 @@ function replicaAgents(
   parent: pulumi.Resource,
   name: string,
   args: MysqlBackupPipelineArgs,
-  endpoints: PipelineEndpoints,
+  endpoints: PipelineEndpoints & { binlogRetentionDays: number },
   tags: Record<string, string>,
 ): PlacedAgent[] {
   return args.clusters.flatMap((cluster) =>
@@ -274,6 +303,7 @@ function replicaAgents(
           mysqlOptionFile: replica.mysqlOptionFile,
           localDir: replica.localDir,
           lockTimeoutMs: replica.lockTimeoutMs,
+          pitr: cluster.pitr,
           lockMode: replica.lockMode,
           ...endpoints,
           bundle: args.bundle,
@@ -295,6 +325,7 @@ function watchedClusters(args: MysqlBackupPipelineArgs, agents: PlacedAgent[]): 
     return {
       name: c.name,
       windowHours: c.windowHours,
+      pitr: c.pitr,
       since: pulumi.all(own.map((a) => a.agent.since)).apply((dates) => [...dates].sort()[0]),
       hosts: own.map((a) => ({ name: a.host, since: a.agent.since })),
     };

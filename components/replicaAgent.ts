@@ -1,17 +1,29 @@
 import * as aws from "@pulumi/aws";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { parseBackupConfig, schemaFor, type BackupConfig, type SnapshotConfig } from "../contracts";
 import {
+  parseBackupConfig,
+  schemaFor,
+  type BackupConfig,
+  type BinlogArchiveConfig,
+  type SnapshotConfig,
+} from "../contracts";
+import {
+  BACKUP_CONFIG_PATH,
   BACKUP_SERVICE,
   BACKUP_TIMER,
+  BINLOG_SERVICE,
+  BINLOG_STATE_DIR,
   backupServiceUnit,
   backupTimerUnit,
+  binlogServiceUnit,
   CONFIG_DIR,
+  INSTALLED_BINARY,
 } from "../contracts/units";
 import { replicaRolePolicy } from "./hostPolicies";
 import { ec2AssumeRolePolicy } from "./iam";
 import { physicalName } from "./names";
+import { resolvePitr, type PitrSpec } from "./pitr";
 import { installHash, installScript, stageDir, stageScript, uninstallScript } from "./replicaInstall";
 
 /** An SSH endpoint with its pinned host key. */
@@ -101,6 +113,13 @@ export interface ReplicaAgentArgs extends PipelineEndpoints {
   lockMode?: BackupConfig["lockMode"];
   /** Local archives kept on the replica. Defaults to the host script's default (2). */
   keepLocal?: number;
+  /**
+   * Point-in-time recovery: the binlog archiver (service mysql-backup-binlog) runs on the replica with this
+   * RPO. Defaults to on, RPO 10 s.
+   */
+  pitr?: PitrSpec;
+  /** Days the bucket keeps binlog segments: the archived window the archiver reports is capped there. Defaults to no cap. */
+  binlogRetentionDays?: number;
   /** The bundle to install as /usr/local/bin/mysql-backup. */
   bundle: HostBundle;
   /** Tags for every taggable child. Defaults to none. */
@@ -122,6 +141,8 @@ export interface BackupConfigInput {
   prefix: string;
   queueUrl: string;
   region: string;
+  /** The archiver's section, when PITR is on. */
+  binlog?: BinlogArchiveConfig;
 }
 
 /** Renders a replica's backup.json; it passes the contract's parser or this throws, naming the key. */
@@ -140,14 +161,16 @@ export function renderBackupConfig(i: BackupConfigInput): BackupConfig {
     sqs: { queueUrl: i.queueUrl },
     aws: { region: i.region },
     metrics: { sink: "cloudwatch" },
+    ...(i.binlog === undefined ? {} : { binlog: i.binlog }),
   };
   return parseBackupConfig(config);
 }
 
 /**
  * One replica host: its IAM role and instance profile (create its own backups and its cluster's binlog
- * segments, announce them, emit metrics; no read, no overwrite, no delete), and the installation over SSH of the bundled host scripts, the
- * backup config and the systemd service and timer. Re-installs only when a content hash changes.
+ * segments, announce them, emit metrics; no read, no overwrite, no delete), and the installation over SSH of
+ * the bundled host scripts, the backup config, the backup's systemd service and timer and, with point-in-time
+ * recovery on, the binlog archiver's service. Re-installs only when a content hash changes.
  */
 export class ReplicaAgent extends pulumi.ComponentResource {
   /** The replica's role: upload its cluster's backups, announce them, emit metrics. */
@@ -175,7 +198,13 @@ export class ReplicaAgent extends pulumi.ComponentResource {
     const files = hostFiles(args);
     this.backupConfig = files.config;
     this.installHash = files.config.apply((config) =>
-      installHash({ bundleSha256: args.bundle.sha256, config, service: files.service, timer: files.timer }),
+      installHash({
+        bundleSha256: args.bundle.sha256,
+        config,
+        service: files.service,
+        timer: files.timer,
+        binlogService: files.binlogService,
+      }),
     );
     install(this, name, args, files, this.installHash);
 
@@ -246,6 +275,8 @@ interface HostFiles {
   service: string;
   /** The backup timer unit. */
   timer: string;
+  /** The binlog archiver's unit, or null when PITR is off. */
+  binlogService: string | null;
   /** The MySQL option file backup.json names, which the install checks for. */
   optionFile: string;
 }
@@ -254,6 +285,14 @@ interface HostFiles {
 function hostFiles(args: ReplicaAgentArgs): HostFiles {
   const optionFile = args.mysqlOptionFile ?? `${CONFIG_DIR}/client.cnf`;
   const localDir = args.localDir ?? "/var/backups/mysql";
+  const pitr = resolvePitr(args.pitr);
+  const binlog: BinlogArchiveConfig | undefined = pitr.enabled
+    ? {
+        rpoSeconds: pitr.rpoSeconds,
+        stateDir: BINLOG_STATE_DIR,
+        ...(args.binlogRetentionDays === undefined ? {} : { retentionDays: args.binlogRetentionDays }),
+      }
+    : undefined;
   const config = pulumi.all([args.bucketName, args.keyArn, args.queueUrl, args.region]).apply(
     ([bucketName, keyArn, queueUrl, region]) =>
       JSON.stringify(
@@ -271,6 +310,7 @@ function hostFiles(args: ReplicaAgentArgs): HostFiles {
           prefix: args.prefix,
           queueUrl,
           region,
+          binlog,
         }),
         null,
         2,
@@ -285,7 +325,10 @@ function hostFiles(args: ReplicaAgentArgs): HostFiles {
     schedule: args.schedule ?? "*-*-* 02:00:00 UTC",
     randomizedDelaySec: args.randomizedDelaySec,
   });
-  return { config, service, timer, optionFile };
+  const binlogService = pitr.enabled
+    ? binlogServiceUnit({ cluster: args.cluster, host: args.host, stateDir: BINLOG_STATE_DIR })
+    : null;
+  return { config, service, timer, binlogService, optionFile };
 }
 
 /** Stage, copy and install over SSH; every step is keyed on the install hash. */
@@ -311,6 +354,11 @@ function install(
     ["backup.json", files.config.apply((c): pulumi.asset.Asset => new pulumi.asset.StringAsset(c))],
     [BACKUP_SERVICE, new pulumi.asset.StringAsset(files.service)],
     [BACKUP_TIMER, new pulumi.asset.StringAsset(files.timer)],
+    ...(files.binlogService === null
+      ? []
+      : [
+          [BINLOG_SERVICE, new pulumi.asset.StringAsset(files.binlogService)] as [string, pulumi.asset.Asset],
+        ]),
   ];
   const copies = sources.map(
     ([file, source]) =>
@@ -320,17 +368,21 @@ function install(
         { parent, dependsOn: [stage] },
       ),
   );
-  new command.remote.Command(
+  const installed = new command.remote.Command(
     `${name}-install`,
     {
       connection,
       // The script goes through stdin: nothing to quote, and it never appears in a process list.
       create: `${sudo}sh -s`,
-      stdin: pulumi
-        .all([dir, hash])
-        .apply(([d, h]) =>
-          installScript({ dir: d, bundleSha256: args.bundle.sha256, optionFile: files.optionFile, hash: h }),
-        ),
+      stdin: pulumi.all([dir, hash]).apply(([d, h]) =>
+        installScript({
+          dir: d,
+          bundleSha256: args.bundle.sha256,
+          optionFile: files.optionFile,
+          hash: h,
+          binlog: files.binlogService !== null,
+        }),
+      ),
       // `sh -c`, not stdin: the uninstall must not depend on what stdin held at create time.
       delete: hash.apply((h) => `${sudo}sh -c '${uninstallScript(h)}'`),
       triggers,
@@ -340,6 +392,21 @@ function install(
     // install marker keep an unconditional uninstall in their state, which must not run after the new install.
     { parent, dependsOn: copies, deleteBeforeReplace: true },
   );
+  new command.remote.Command(
+    `${name}-check`,
+    // The findings go to stderr, the only stream the remote steps log (stdout could echo a file).
+    { connection, create: `${sudo}${checkCommand()} 1>&2`, triggers, logging: "stderr" },
+    { parent, dependsOn: [installed] },
+  );
+}
+
+/**
+ * `mysql-backup check` on the installed config: it proves, before the first 3 a.m. run, everything the
+ * backup will need (privileges, volume, free space, S3, queue) and fails `pulumi up` with the findings
+ * that name what to fix (exit 15). It leaves one small probe object in S3 per run (docs/first-hour.md).
+ */
+export function checkCommand(): string {
+  return `${INSTALLED_BINARY} check --config ${BACKUP_CONFIG_PATH}`;
 }
 
 /** The connection of every remote step: pinned host key, secret private key, optional bastion. */

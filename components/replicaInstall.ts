@@ -3,6 +3,7 @@ import {
   BACKUP_CONFIG_PATH,
   BACKUP_SERVICE,
   BACKUP_TIMER,
+  BINLOG_SERVICE,
   CONFIG_DIR,
   INSTALLED_BINARY,
   UNIT_DIR,
@@ -21,11 +22,16 @@ export interface StagedFiles {
   config: string;
   service: string;
   timer: string;
+  /** The binlog archiver's unit, or null when PITR is off. */
+  binlogService: string | null;
 }
 
 /** Content hash of everything installed: any change re-stages and re-installs the whole set. */
 export function installHash(f: StagedFiles): string {
-  return sha256([f.bundleSha256, sha256(f.config), sha256(f.service), sha256(f.timer)].join("\n"));
+  const parts = [f.bundleSha256, sha256(f.config), sha256(f.service), sha256(f.timer)];
+  // Without PITR the hash stays what it was before the archiver existed: no re-install for nothing.
+  if (f.binlogService !== null) parts.push(sha256(f.binlogService));
+  return sha256(parts.join("\n"));
 }
 
 /** The private staging directory of one install (per content hash, owned by the SSH user). */
@@ -58,12 +64,15 @@ export interface InstallScriptInput {
   optionFile: string;
   /** The install hash this script installs. */
   hash: string;
+  /** Install and (re)start the binlog archiver; false stops and removes one a previous install left. */
+  binlog: boolean;
   /** A directory the absolute paths are taken below; only for tests. Defaults to "" (the host's root). */
   root?: string;
 }
 
 /**
- * Installs the staged files with root ownership and tight modes, (re)starts the timer, records the hash
+ * Installs the staged files with root ownership and tight modes, (re)starts the timer (and the binlog
+ * archiver, or removes it when PITR was turned off), records the hash
  * and only then removes the staging directory: every step can run again, so an install that failed at any
  * step (a unit systemd refused, a dropped connection) is retried by the next `pulumi up` from the same
  * staged files. Runs `set -eu`: the first failing step stops it.
@@ -84,26 +93,36 @@ export function installScript(i: InstallScriptInput): string {
     copy("0640", `${i.dir}/backup.json`, BACKUP_CONFIG_PATH),
     copy("0644", `${i.dir}/${BACKUP_SERVICE}`, `${UNIT_DIR}/${BACKUP_SERVICE}`),
     copy("0644", `${i.dir}/${BACKUP_TIMER}`, `${UNIT_DIR}/${BACKUP_TIMER}`),
+    ...(i.binlog ? [copy("0644", `${i.dir}/${BINLOG_SERVICE}`, `${UNIT_DIR}/${BINLOG_SERVICE}`)] : []),
     `elif [ "$(cat ${marker} 2>/dev/null)" != "${i.hash}" ]; then`,
     `  echo "${i.dir} is gone but install ${i.hash} never completed: run pulumi up --replace on this replica's -stage step" >&2; exit 1`,
     "fi",
+    ...(i.binlog
+      ? []
+      : [
+          `systemctl disable --now ${BINLOG_SERVICE} 2>/dev/null || true`,
+          `rm -f ${r}${UNIT_DIR}/${BINLOG_SERVICE}`,
+        ]),
     "systemctl daemon-reload",
     `systemctl enable ${BACKUP_TIMER}`,
     `systemctl restart ${BACKUP_TIMER}`,
+    // The archiver restarts on the new bundle and config; a stop uploads what it read first.
+    ...(i.binlog ? [`systemctl enable ${BINLOG_SERVICE}`, `systemctl restart ${BINLOG_SERVICE}`] : []),
     `echo ${i.hash} > ${marker}.new && mv ${marker}.new ${marker}`,
     `rm -rf ${i.dir}`,
   ].join("\n");
 }
 
 /**
- * Stops the schedule and removes what install `hash` added, while it is the current install; local archives
- * are left alone.
+ * Stops the schedule (and the binlog archiver, which uploads what it read first) and removes what install
+ * `hash` added, while it is the current install; local archives and the archiver's state are left alone.
  */
 export function uninstallScript(hash: string, root = ""): string {
   const marker = `${root}${INSTALL_MARKER}`;
   const files = [
     `${UNIT_DIR}/${BACKUP_SERVICE}`,
     `${UNIT_DIR}/${BACKUP_TIMER}`,
+    `${UNIT_DIR}/${BINLOG_SERVICE}`,
     BACKUP_CONFIG_PATH,
     INSTALLED_BINARY,
   ];
@@ -111,6 +130,7 @@ export function uninstallScript(hash: string, root = ""): string {
     "set -eu",
     `[ "$(cat ${marker} 2>/dev/null)" = "${hash}" ] || { echo "install ${hash} is not the current one here; nothing to remove" >&2; exit 0; }`,
     `systemctl disable --now ${BACKUP_TIMER} || true`,
+    `systemctl disable --now ${BINLOG_SERVICE} 2>/dev/null || true`,
     `rm -f ${files.map((f) => `${root}${f}`).join(" ")} ${marker}`,
     "systemctl daemon-reload",
   ].join("\n");

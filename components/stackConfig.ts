@@ -67,6 +67,7 @@ const clustersSchema = schemaFor<ClusterEntry[]>()({
       version: { type: "string", pattern: "^\\d+\\.\\d+$" },
       schedule: onCalendar,
       windowHours: alertedClusterSchema.properties.windowHours,
+      pitr: alertedClusterSchema.properties.pitr,
       bastion: sshEndpointSchema,
       replicas: { type: "array", minItems: 1, items: replicaSchema },
     },
@@ -96,6 +97,7 @@ export function readStackSettings(config = new pulumi.Config(CONFIG_NAMESPACE)):
     server: { flavor: c.flavor, version: c.version },
     schedule: c.schedule,
     windowHours: c.windowHours,
+    pitr: c.pitr,
     bastion: c.bastion,
     replicas: c.replicas.map((r) => ({
       host: r.host,

@@ -1,3 +1,4 @@
+import { binlogArchiveConfigSchema, type BinlogArchiveConfig } from "./binlog-config";
 import { NAME_PATTERN } from "./keys";
 import { LOCK_MODES, type LockMode } from "./manifest";
 import { schemaFor } from "./schema";
@@ -21,8 +22,13 @@ export interface AwsSettings {
   credentialsFile?: string;
 }
 
-/** Where metrics go: CloudWatch in production, JSON lines in a file locally. */
-export type MetricsSink = { sink: "cloudwatch" } | { sink: "file"; path: string };
+/**
+ * Where metrics go: CloudWatch in production; JSON lines in a file locally; or a Prometheus text file for
+ * node_exporter's textfile collector (`path` ends in `.prom`, in the collector's directory; one file per
+ * service), for estates that do not use CloudWatch.
+ */
+export type MetricsSink =
+  { sink: "cloudwatch" } | { sink: "file"; path: string } | { sink: "prometheus"; path: string };
 
 /** How to open a client session on the local server. */
 export interface MysqlConnection {
@@ -115,6 +121,8 @@ export interface BackupConfig {
   aws?: AwsSettings;
   /** Where metrics go. Defaults to CloudWatch. */
   metrics?: MetricsSink;
+  /** How `mysql-backup binlog` archives the binary log (contracts/binlog-config.ts). Defaults to its defaults. */
+  binlog?: BinlogArchiveConfig;
 }
 
 /** `mysql-backup verify --config FILE`. */
@@ -213,7 +221,8 @@ export interface RestoreSource {
 /** `mysql-backup restore --config FILE`: the verify config with its `restore` section set. */
 export type RestoreConfig = VerifyConfig & { restore: RestoreSource };
 
-const aws = {
+/** {@link AwsSettings} as JSON; every config that reaches AWS embeds it. */
+export const awsSettingsSchema = {
   type: "object",
   additionalProperties: false,
   properties: {
@@ -223,6 +232,7 @@ const aws = {
     credentialsFile: { type: "string", minLength: 1 },
   },
 } as const;
+const aws = awsSettingsSchema;
 const metrics = {
   type: "object",
   required: ["sink"],
@@ -239,6 +249,13 @@ const metrics = {
       additionalProperties: false,
       required: ["sink", "path"],
       properties: { sink: { const: "file" }, path: { type: "string", minLength: 1 } },
+    },
+    {
+      type: "object",
+      additionalProperties: false,
+      required: ["sink", "path"],
+      // node_exporter reads only *.prom files of its directory.
+      properties: { sink: { const: "prometheus" }, path: { type: "string", pattern: "^/.*\\.prom$" } },
     },
   ],
 } as const;
@@ -328,6 +345,7 @@ export const backupConfigSchema = schemaFor<BackupConfig>()({
     },
     aws,
     metrics,
+    binlog: binlogArchiveConfigSchema,
   },
 });
 

@@ -1,3 +1,6 @@
+export * from "./binlog";
+export * from "./binlog-config";
+export * from "./check";
 export * from "./config";
 export * from "./defaults";
 export * from "./keys";
@@ -5,7 +8,9 @@ export * from "./archive";
 export * from "./manifest";
 export * from "./message";
 export * from "./metrics";
+export * from "./objectTags";
 export * from "./schema";
+export * from "./status";
 export * from "./validate";
 export * from "./verification";
 export * from "./tags";

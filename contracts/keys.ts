@@ -129,6 +129,18 @@ export const archiveChunkKey = (ref: BackupRef, index: number): string =>
 export const manifestKey = (ref: BackupRef): string => backupPrefix(ref) + MANIFEST_OBJECT;
 export const verificationKey = (ref: BackupRef): string => backupPrefix(ref) + VERIFICATION_OBJECT;
 
+/**
+ * Where `mysql-backup check` writes its create-only probe on a replica: below the host's own prefix, where
+ * the backup writes, but outside the `<backupId>/` layout, so nothing that lists backups mistakes it for one.
+ * The replica cannot delete it; the bucket's lifecycle expires it under its rule for untagged objects.
+ */
+export const CHECK_PROBE_DIR = "_check";
+
+/** The probe key of one `check` run at `at` (`<prefix>/<cluster>/<host>/_check/<stamp>-<random>.json`). */
+export function checkProbeKey(prefix: string, cluster: string, host: string, at: Date = new Date()): string {
+  return `${hostPrefix(prefix, cluster, host)}${CHECK_PROBE_DIR}/${newBackupId(at)}.json`;
+}
+
 /** Reads a manifest key back into its parts; the verifier uses it to refuse keys outside the layout. */
 export function parseManifestKey(key: string): BackupRef {
   const parts = key.split("/");

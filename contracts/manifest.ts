@@ -9,6 +9,7 @@ import {
   type ManifestFile,
 } from "./archive";
 import { BACKUP_ID_PATTERN, NAME_PATTERN } from "./keys";
+import { RETENTION_CLASSES, type RetentionClass } from "./objectTags";
 import { schemaFor } from "./schema";
 import { ContractError, parser } from "./validate";
 
@@ -124,6 +125,13 @@ export interface ManifestCommon {
    */
   snapshot: { driver: SnapshotDriverName; name: string; sourceRoot: string };
   tables: ManifestTable[];
+  /**
+   * The retention class the replica tagged the archive and this manifest with when it created them
+   * (`retention=<class>`, contracts/objectTags.ts): `monthly` for the first backup of a UTC month that
+   * completed, else `daily`. Absent in manifests written before the replica tagged: such objects carry no
+   * retention tag, and the lifecycle keeps them as long as monthlies.
+   */
+  retention?: RetentionClass;
 }
 
 /** A manifest of format 1: one archive object, every file hashed whole. */
@@ -259,6 +267,7 @@ const commonProperties = {
       },
     },
   },
+  retention: { enum: RETENTION_CLASSES },
 } as const;
 
 const commonRequired = [

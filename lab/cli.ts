@@ -1,4 +1,5 @@
 import { parseArgs } from "node:util";
+import { archiverPid } from "./pitr";
 import {
   DEFAULT_LAB_DIR,
   labDown,
@@ -19,6 +20,7 @@ import {
 const USAGE = `usage: npm run lab -- <up|down|status> [options]
   up      create the lab (btrfs loop volume, MariaDB primary -> replica, sysbench data, S3/SQS emulator)
             --load              also start a background write load on the primary
+            --pitr              also start the binlog archiver and the marker table (one row per second)
             --tables N          sysbench tables (default 4)
             --table-size ROWS   rows per table (default 20000)
             --image-size GIB    size of the sparse btrfs image (default 4)
@@ -33,6 +35,7 @@ async function main(argv: string[]): Promise<number> {
     options: {
       dir: { type: "string" },
       load: { type: "boolean", default: false },
+      pitr: { type: "boolean", default: false },
       tables: { type: "string" },
       "table-size": { type: "string" },
       "image-size": { type: "string" },
@@ -49,6 +52,7 @@ async function main(argv: string[]): Promise<number> {
       return up({
         dir: values.dir,
         load: values.load,
+        pitr: values.pitr,
         tables: positiveInteger("--tables", values.tables),
         tableSize: positiveInteger("--table-size", values["table-size"]),
         imageSizeGiB: positiveInteger("--image-size", values["image-size"]),
@@ -87,7 +91,7 @@ async function up(opts: LabOptions): Promise<number> {
   primary   127.0.0.1:${lab.primary.port}  socket ${lab.primary.socket}
   replica   127.0.0.1:${lab.replica.port}  socket ${lab.replica.socket}  subvolume ${lab.replica.subvolume}
   s3/sqs    ${lab.s3.endpoint}  bucket ${lab.s3.bucket}  queue ${lab.sqs.queueUrl}
-  configs   ${lab.backupConfigPath}  ${lab.verifyConfigPath}
+  configs   ${lab.backupConfigPath}  ${lab.verifyConfigPath}  ${lab.restoreConfigPath}
   sql       mariadb --socket=${lab.primary.socket}   (root, unix_socket auth)
   down      npm run lab -- down${opts.dir === undefined ? "" : ` --dir ${lab.dir}`}`);
   return 0;
@@ -110,6 +114,10 @@ async function status(dir: string | undefined): Promise<number> {
         ? `  replica unreachable (${replica.message})`
         : `  replica io=${replica.ioRunning} sql=${replica.sqlRunning} gtid_slave_pos=${replica.gtidSlavePos} ` +
             `behind=${replica.secondsBehind ?? "?"}s${replica.lastError ? ` error: ${replica.lastError}` : ""}`,
+    );
+    const archiver = await archiverPid(lab.dir);
+    console.log(
+      `  binlog archiver: ${archiver === undefined ? "not running" : `pid ${archiver}, log ${lab.dir}/log/binlog.log`}`,
     );
   }
   const left = await leftovers(dir ?? DEFAULT_LAB_DIR);

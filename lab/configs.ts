@@ -1,11 +1,14 @@
 import { writeFile } from "node:fs/promises";
 import {
   parseBackupConfig,
+  parseRestoreConfig,
   parseVerifyConfig,
   type AwsSettings,
   type BackupConfig,
+  type RestoreConfig,
   type VerifyConfig,
 } from "../contracts/config";
+import { parseStatusConfig, type StatusConfig } from "../contracts/status";
 import { LAB_REGION } from "./emulator";
 import { BACKUP_USER } from "./replication";
 
@@ -34,6 +37,8 @@ export interface LabConfigInputs {
   endpoint: string;
   awsCredentialsFile: string;
   metricsPath: string;
+  /** The binlog archiver's state and spool. */
+  binlogStateDir: string;
 }
 
 /** Writes the backup user's `[client]` option file, mode 0600. */
@@ -66,8 +71,13 @@ export function backupConfig(inputs: LabConfigInputs): BackupConfig {
     sqs: { queueUrl: inputs.queueUrl },
     aws: awsSettings(inputs),
     metrics: { sink: "file", path: inputs.metricsPath },
+    // The emulator takes request bodies up to 11 MiB: segments are cut at 4 MiB (plus one transaction).
+    binlog: { stateDir: inputs.binlogStateDir, segmentMaxMiB: 4, rpoSeconds: LAB_RPO_SECONDS },
   });
 }
+
+/** The RPO the lab's archiver keeps (the product's default). */
+export const LAB_RPO_SECONDS = 10;
 
 /** Multipart part size the lab's emulator accepts. */
 export const LAB_PART_SIZE_MIB = 8;
@@ -87,6 +97,23 @@ export function verifyConfig(inputs: LabConfigInputs): VerifyConfig {
     mysqld: { user: "mysql" },
     aws: awsSettings(inputs),
     metrics: { sink: "file", path: inputs.metricsPath },
+  });
+}
+
+/** The `mysql-backup status` config of the lab: its bucket, and the lab cluster with its replica expected. */
+export function statusConfig(inputs: LabConfigInputs): StatusConfig {
+  return parseStatusConfig({
+    s3: { bucket: inputs.bucket, prefix: "backups" },
+    aws: awsSettings(inputs),
+    clusters: [{ name: LAB_CLUSTER, hosts: [LAB_HOST] }],
+  });
+}
+
+/** The `mysql-backup restore` config of the lab: the verify config with the lab cluster's backups named. */
+export function restoreConfig(inputs: LabConfigInputs): RestoreConfig {
+  return parseRestoreConfig({
+    ...verifyConfig(inputs),
+    restore: { bucket: inputs.bucket, prefix: "backups", cluster: LAB_CLUSTER },
   });
 }
 

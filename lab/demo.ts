@@ -1,11 +1,14 @@
 import { execFile } from "node:child_process";
 import { resolve } from "node:path";
+import { describePitrDemo, pitrDemo, type PitrDemoSummary } from "./demo-pitr";
 import { labDown, labUp, type Lab } from "./lab";
 
 /**
- * `npm run demo`: the whole pipeline on this machine. Brings the lab up with write load, takes one
- * backup of the busy replica and verifies it through the real CLI, prints what happened, and tears the
- * lab down. Exits 0 only if the backup was verified. `--json`: the summary is one JSON object on the
+ * `npm run demo`: the whole pipeline on this machine. Brings the lab up with write load and the binlog
+ * archiver, takes one backup of the busy replica and verifies it through the real CLI, then a second one,
+ * restores to a second between the two (point-in-time recovery) and checks the restored server's newest
+ * marker row, prints what happened, and tears the lab down. Exits 0 only if the backup was verified and the
+ * restore reached exactly the point. `--json`: the summary is one JSON object on the
  * last line of stdout. `--dir DIR`: the lab's directory (default `<repo>/.lab`).
  */
 
@@ -75,7 +78,7 @@ function describe(summary: DemoSummary): string {
     `  data             ${mb(b.rawBytes)} in ${b.files} files, ${b.tables} tables`,
     `  archive          ${mb(b.archiveBytes)} (zstd, ratio ${(num(b.rawBytes) / num(b.archiveBytes)).toFixed(2)})` +
       ` in ${s(b.archiveSeconds)} = ${(num(b.rawBytes) / 1e6 / num(b.archiveSeconds)).toFixed(0)} MB/s`,
-    `  upload           ${s(b.uploadSeconds)}, backup total ${s(b.totalSeconds)}`,
+    `  upload           ${s(b.uploadSeconds)}, tagged retention=${String(b.retention)}, backup total ${s(b.totalSeconds)}`,
     `  s3://${b.bucket}/${b.manifestKey}`,
     "",
     `verification: ${v.verdict}${v.failedCheck ? ` (failed check: ${v.failedCheck})` : ""}`,
@@ -112,6 +115,8 @@ interface DemoSummary {
     rows: number;
   };
   labSeconds: number;
+  /** The point-in-time part: the archive's RPO lag and a restore to a second between two snapshots. */
+  pitr: PitrDemoSummary;
 }
 
 /** Picks the verifier's figures out of its `--json` result. */
@@ -150,10 +155,10 @@ async function demo(json: boolean, dir: string): Promise<number> {
   let lab: Lab | undefined;
   try {
     say(
-      "bringing up the lab: btrfs loop volume, MariaDB primary → replica (GTID), S3/SQS emulator, sysbench load",
+      "bringing up the lab: btrfs loop volume, MariaDB primary → replica (GTID), S3/SQS emulator, sysbench load, binlog archiver",
     );
     const labStarted = Date.now();
-    lab = await labUp({ dir, load: true });
+    lab = await labUp({ dir, load: true, pitr: true });
     const labSeconds = (Date.now() - labStarted) / 1000;
     say(`lab up in ${labSeconds.toFixed(1)} s; letting the write load run for 5 s`);
     await new Promise((r) => setTimeout(r, 5000));
@@ -162,6 +167,7 @@ async function demo(json: boolean, dir: string): Promise<number> {
     const backup = await runCli(["backup", "--config", lab.backupConfigPath], (l) =>
       say(`  ${readableLog(l)}`),
     );
+    const backupDoneMs = Date.now();
     if (backup.code !== 0) {
       const summary = { verified: false, stage: "backup", exitCode: backup.code, backup: backup.result };
       if (json) console.log(JSON.stringify(summary));
@@ -174,6 +180,14 @@ async function demo(json: boolean, dir: string): Promise<number> {
     );
     const verification = verificationSummary(verify.result);
     const b = backup.result;
+    const cli = (args: string[]) => runCli(args, (l) => say(`  ${readableLog(l)}`));
+    const pitr = await pitrDemo(
+      lab,
+      { backupId: String(b.backupId), doneMs: backupDoneMs },
+      cli,
+      say,
+      labStarted,
+    );
     const summary: DemoSummary = {
       verified: verify.code === 0 && verification.verdict === "verified",
       cluster: String(b.cluster ?? "lab"),
@@ -181,10 +195,11 @@ async function demo(json: boolean, dir: string): Promise<number> {
       backup: b,
       verification,
       labSeconds,
+      pitr,
     };
     if (json) console.log(JSON.stringify(summary));
-    else console.log(describe(summary));
-    return summary.verified ? 0 : 1;
+    else console.log([describe(summary), ...describePitrDemo(pitr)].join("\n"));
+    return summary.verified && pitr.markerIsTheExpectedOne ? 0 : 1;
   } finally {
     say("tearing the lab down");
     await labDown(dir);

@@ -1,4 +1,4 @@
-import { readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import { createServer } from "node:net";
 import { join } from "node:path";
@@ -9,7 +9,7 @@ import {
   SetQueueAttributesCommand,
   SQSClient,
 } from "@aws-sdk/client-sqs";
-import { isAlive, spawnDetached, tail, waitUntil } from "./processes";
+import { isAlive, spawnDetached, tail, terminate, waitUntil } from "./processes";
 
 /**
  * The S3/SQS emulator (fauxqs) run as its own detached process, as production talks to AWS over HTTP.
@@ -157,4 +157,52 @@ async function queueArn(sqs: SQSClient, queueUrl: string): Promise<string> {
   const arn = got.Attributes?.QueueArn;
   if (arn === undefined) throw new Error(`the emulator returned no ARN for queue ${queueUrl}`);
   return arn;
+}
+
+/** An emulator on its own, without servers or volumes: what tests and benchmarks of S3-only commands need. */
+export interface StandaloneEmulator {
+  endpoint: string;
+  bucket: string;
+  queueUrl: string;
+  /** The fake static credentials (an ini file, mode 0600), as a config's `aws.credentialsFile`. */
+  credentialsFile: string;
+  clients: { s3: S3Client; sqs: SQSClient };
+  /** Stops the emulator (SIGTERM, then SIGKILL) and destroys the clients. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts fauxqs in `dir` (which must exist; its `log/` is created) with one bucket and one queue. The
+ * process is detached like the lab's; `stop` ends it.
+ */
+export async function startStandaloneEmulator(
+  dir: string,
+  names: { bucket: string; queue: string } = { bucket: "mysql-backups-test", queue: "mysql-backup-verify" },
+): Promise<StandaloneEmulator> {
+  await mkdir(join(dir, "log"), { recursive: true });
+  const port = await freePort();
+  const pid = await startEmulator(dir, port);
+  const endpoint = `http://127.0.0.1:${port}`;
+  const credentialsFile = join(dir, "aws-credentials");
+  try {
+    await writeCredentialsFile(credentialsFile);
+    const clients = emulatorClients(endpoint, () => readCredentialsFile(credentialsFile));
+    await clients.s3.send(new CreateBucketCommand({ Bucket: names.bucket }));
+    const queueUrl = await createQueue(clients.sqs, names.queue, {});
+    return {
+      endpoint,
+      bucket: names.bucket,
+      queueUrl,
+      credentialsFile,
+      clients,
+      async stop() {
+        clients.s3.destroy();
+        clients.sqs.destroy();
+        await terminate([pid], 10_000);
+      },
+    };
+  } catch (error) {
+    await terminate([pid], 10_000);
+    throw error;
+  }
 }

@@ -5,6 +5,8 @@ import type { S3Client } from "@aws-sdk/client-s3";
 import type { SQSClient } from "@aws-sdk/client-sqs";
 import {
   backupConfig,
+  statusConfig,
+  restoreConfig,
   verifyConfig,
   writeBackupOptionFile,
   writeJson,
@@ -20,6 +22,7 @@ import {
   writeCredentialsFile,
 } from "./emulator";
 import { chownToMysql, installDatadir, rootQuery, startServer, type ServerSpec } from "./mariadb";
+import { createMarker, startArchiver, startMarker, stopArchiver } from "./pitr";
 import { isAlive, processesUsing, terminate } from "./processes";
 import {
   createAccounts,
@@ -55,7 +58,7 @@ import {
  *   `mnt/.snapshots` is where backups put snapshots;
  * - `primary/data` the primary's datadir (plain disk); `run/` sockets and pid files; `log/` server,
  *   emulator and load logs; `secrets/` (0700) the backup option file and the AWS credentials file;
- * - `backup.json`, `verify.json` the host scripts' configs; `backups/`, `scratch/`, `metrics.jsonl`
+ * - `backup.json`, `verify.json`, `status.json` the host scripts' configs; `backups/`, `scratch/`, `metrics.jsonl`
  *   what they write.
  */
 
@@ -71,6 +74,11 @@ export interface LabOptions {
   tableSize?: number;
   /** Size of the sparse btrfs image in GiB. Defaults to 4. */
   imageSizeGiB?: number;
+  /**
+   * Point-in-time recovery: start the binlog archiver on the replica and the marker on the primary (one row
+   * per second in `lab_pitr.marker`). Defaults to false.
+   */
+  pitr?: boolean;
 }
 
 /** One lab server. */
@@ -86,6 +94,12 @@ export interface Lab {
   dir: string;
   backupConfigPath: string;
   verifyConfigPath: string;
+  /** `mysql-backup status --config` of the lab (bucket, the lab cluster and its replica expected). */
+  statusConfigPath: string;
+  /** `mysql-backup restore --config`: the verify config with the lab cluster named. */
+  restoreConfigPath: string;
+  /** The binlog archiver's state and spool (config `binlog.stateDir`). */
+  binlogStateDir: string;
   primary: LabServer;
   replica: LabServer & { subvolume: string };
   s3: { endpoint: string; bucket: string };
@@ -131,6 +145,9 @@ const LAB_ENTRIES = new Set([
   "scratch",
   "backup.json",
   "verify.json",
+  "status.json",
+  "restore.json",
+  "binlog",
   "metrics.jsonl",
 ]);
 
@@ -159,6 +176,9 @@ function layout(dir: string) {
     scratch: join(dir, "scratch"),
     backupConfig: join(dir, "backup.json"),
     verifyConfig: join(dir, "verify.json"),
+    statusConfig: join(dir, "status.json"),
+    restoreConfig: join(dir, "restore.json"),
+    binlogState: join(dir, "binlog"),
     metrics: join(dir, "metrics.jsonl"),
     backupOptionFile: join(dir, "secrets", "backup.cnf"),
     awsCredentials: join(dir, "secrets", "aws-credentials"),
@@ -175,12 +195,14 @@ export async function labUp(opts: LabOptions = {}): Promise<Lab> {
   const existing = await readLab(dir).catch(() => undefined);
   if (existing !== undefined && (await isHealthy(existing))) {
     if (opts.load) await startLoad(existing);
+    if (opts.pitr) await startPitr(existing);
     return existing;
   }
   if (await pathExists(dir)) await labDown(dir);
   try {
     const lab = await build(dir, opts);
     if (opts.load) await startLoad(lab);
+    if (opts.pitr) await startPitr(lab);
     return lab;
   } catch (error) {
     await labDown(dir).catch((cleanup: Error) => {
@@ -218,6 +240,7 @@ async function build(dir: string, opts: LabOptions): Promise<Lab> {
 
   await dataset.prepareSysbench(primary.socket, size);
   await dataset.createExtraObjects(primary.socket);
+  await createMarker(primary.socket);
   // The replica applies the whole dataset after the primary loaded it: allow for big benchmark datasets.
   await waitForCatchUp(primary.socket, replica.socket, 120_000 + size.tables * size.tableSize * 0.05);
   await writeConfigs(paths, {
@@ -231,6 +254,9 @@ async function build(dir: string, opts: LabOptions): Promise<Lab> {
     dir,
     backupConfigPath: paths.backupConfig,
     verifyConfigPath: paths.verifyConfig,
+    statusConfigPath: paths.statusConfig,
+    restoreConfigPath: paths.restoreConfig,
+    binlogStateDir: paths.binlogState,
     primary: { port: primaryPort, socket: primary.socket, datadir: primary.datadir, pid: primaryPid },
     replica: {
       port: replicaPort,
@@ -334,10 +360,13 @@ async function writeConfigs(
     scratchDir: paths.scratch,
     awsCredentialsFile: paths.awsCredentials,
     metricsPath: paths.metrics,
+    binlogStateDir: paths.binlogState,
   };
   await writeBackupOptionFile(inputs);
   await writeJson(paths.backupConfig, backupConfig(inputs));
   await writeJson(paths.verifyConfig, verifyConfig(inputs));
+  await writeJson(paths.statusConfig, statusConfig(inputs));
+  await writeJson(paths.restoreConfig, restoreConfig(inputs));
 }
 
 /** A random password for a lab account (hex: safe in option files and SQL literals). */
@@ -392,8 +421,10 @@ export async function readLab(dir?: string): Promise<Lab> {
 export async function labDown(dir?: string): Promise<void> {
   const root = labDir(dir);
   const paths = layout(root);
-  // The load first, so the servers shut down without clients writing.
+  // The load and the archiver first (while the emulator still takes its last upload), so the servers shut
+  // down without clients.
   await dataset.stopLoad(root);
+  await stopArchiver(root);
   const processes = await processesUsing(root);
   const stubborn = await terminate(
     processes.map((p) => p.pid),
@@ -455,6 +486,12 @@ export async function leftovers(dir: string): Promise<{
 /** Starts the background write load on the primary (sysbench oltp_write_only at a bounded rate). */
 export async function startLoad(lab: Lab, opts: dataset.LoadOptions = {}): Promise<void> {
   await dataset.startLoad(lab.dir, lab.primary.socket, lab.dataset, opts);
+}
+
+/** Starts point-in-time recovery in a running lab: the marker on the primary, the archiver on the replica. */
+export async function startPitr(lab: Lab): Promise<void> {
+  await startMarker(lab.primary.socket);
+  await startArchiver(lab.dir, lab.backupConfigPath);
 }
 
 /** Stops the background write load. */

@@ -2,6 +2,7 @@ import type { Policies } from "@pulumi/policy";
 
 import { alarmRules } from "./rules/cloudwatch";
 import { launchTemplateRules } from "./rules/ec2";
+import { pitrRules } from "./rules/pitr";
 import { iamRules } from "./rules/iam";
 import { bucketRules } from "./rules/s3";
 import { topicRules } from "./rules/sns";
@@ -20,6 +21,7 @@ export const POLICY_PACK_NAME = "mysql-backup-pipeline";
 export const policies: Policies = [
   ...bucketRules,
   ...writeOnceRules,
+  ...pitrRules,
   ...queueRules,
   ...launchTemplateRules,
   ...iamRules,

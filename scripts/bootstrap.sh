@@ -9,10 +9,10 @@ say() { $quiet || echo "bootstrap: $*"; }
 
 debian_packages=(
   mariadb-server mariadb-client mariadb-backup btrfs-progs sysbench zstd mydumper percona-toolkit
-  cloud-init hyperfine systemd util-linux procps psmisc e2fsprogs xfsprogs
+  cloud-init hyperfine systemd util-linux procps psmisc e2fsprogs xfsprogs prometheus-node-exporter
 )
 # Commands whose absence means a package is missing; dpkg-query alone misses half-removed installs.
-required_commands=(mariadbd mariadb mariadb-backup mkfs.btrfs btrfs sysbench zstd mydumper myloader cloud-init hyperfine systemd-analyze losetup)
+required_commands=(mariadbd mariadb mariadb-backup mkfs.btrfs btrfs sysbench zstd mydumper myloader cloud-init hyperfine systemd-analyze losetup prometheus-node-exporter)
 
 missing=()
 for pkg in "${debian_packages[@]}"; do

@@ -47,6 +47,8 @@ export async function bundleHostScripts(options: BundleOptions = {}): Promise<Bu
     target: "node20",
     format: "cjs",
     banner: { js: "#!/usr/bin/env node" },
+    // hostscripts/common/version.ts: the bundle hashes its own file for `--version`.
+    define: { MYSQL_BACKUP_BUNDLED: "true" },
     sourcemap: false,
     legalComments: "none",
     logLevel: "silent",

@@ -11,12 +11,25 @@ import { logProgress, ttyProgress } from "../common/progress";
 import { sessionOf } from "./lock";
 import { yieldToDatabase } from "./priority";
 import { runBackup, type BackupDeps, type BackupResult } from "./run";
-import { driverFor, runCommand } from "./snapshot";
+import { driverFor, runCommand } from "../common/snapshot";
 
 /** `mysql-backup backup --config FILE [--json]`. */
 export const backupCommand: Subcommand<BackupConfig> = {
   name: "backup",
   describe: "snapshot this replica, archive it, upload it to S3 and signal the verifiers",
+  synopsis: ["--config FILE [--json]"],
+  configDescribe: "the replica's backup config (BackupConfig)",
+  examples: [
+    {
+      command: "mysql-backup backup --config /etc/mysql-backup/backup.json",
+      describe:
+        "take one backup now, as mysql-backup.timer does (run `mysql-backup check` first on a new host)",
+    },
+    {
+      command: "systemctl start mysql-backup.service && journalctl -fu mysql-backup.service",
+      describe: "the same through systemd, with the unit's priorities; the journal gets JSON",
+    },
+  ],
   parseConfig: parseBackupConfig,
   async run(config, _flags, log, runtime): Promise<CommandOutcome> {
     const deps = await backupDeps(config, log);
@@ -74,6 +87,6 @@ export function summarize(r: BackupResult): string {
     `  lock     mode ${r.lockMode} (${r.lockChosenBy}): ${r.lockMs.toFixed(1)} ms (${r.lockMethod}), snapshot ${r.snapshotMs.toFixed(1)} ms, GTID ${gtid}` +
       (r.lockMode === "none" ? " (read before the snapshot; the verifier records the exact one)" : ""),
     `  archive  ${mb(r.rawBytes)} → ${mb(r.archiveBytes)} in ${r.archiveSeconds.toFixed(1)} s, ${r.files} files, ${r.tables} tables`,
-    `  upload   s3://${r.bucket}/${r.manifestKey} in ${r.uploadSeconds.toFixed(1)} s; total ${r.totalSeconds.toFixed(1)} s`,
+    `  upload   s3://${r.bucket}/${r.manifestKey} in ${r.uploadSeconds.toFixed(1)} s, tagged retention=${r.retention}; total ${r.totalSeconds.toFixed(1)} s`,
   ].join("\n");
 }

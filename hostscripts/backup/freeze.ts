@@ -11,7 +11,7 @@ import {
 import { PipelineError, messageOf } from "../common/errors";
 import { readInventory, summarizeInventory } from "../common/inventory";
 import type { Logger } from "../common/log";
-import { checkDiskSpace } from "./diskspace";
+import { checkDiskSpace } from "../common/diskspace";
 import { round } from "./durations";
 import { withLock, type SqlSession, type StepReporter } from "./lock";
 import {
@@ -21,8 +21,8 @@ import {
   memoryTablesWithRows,
   readCrashSafetyFacts,
   type LockChoice,
-} from "./lockmode";
-import type { Snapshot, SnapshotDriver } from "./snapshot";
+} from "../common/lockmode";
+import type { Snapshot, SnapshotDriver } from "../common/snapshot";
 
 /**
  * Steps 1–4 (DESIGN §1), the lock window: choose the lock mode, lock, capture the position and the table

@@ -8,12 +8,13 @@ import {
   type BackupConfig,
   type BackupCreatedMessage,
   type BackupManifestV2,
+  type RetentionClass,
 } from "../../contracts";
 import type { Dialect, LockPlan, ServerFacts } from "../common/dialect";
 import type { ArchiveResult } from "./archive";
 import { round } from "./durations";
 import type { Frozen } from "./freeze";
-import type { LockChoice } from "./lockmode";
+import type { LockChoice } from "../common/lockmode";
 import type { UploadedChunk } from "./multipart";
 
 /**
@@ -38,6 +39,8 @@ export function buildManifest(
     archive: ArchiveResult;
     /** Every chunk as uploaded: its key, size and sha256. */
     uploaded: UploadedChunk[];
+    /** The class the archive was tagged with at its creation; the manifest is tagged with it too. */
+    retention: RetentionClass;
   },
 ): BackupManifestV2 {
   const archive = archiveOf(parts.archive, parts.uploaded);
@@ -69,6 +72,7 @@ export function buildManifest(
     archive,
     files: parts.archive.files,
     tables: parts.frozen.tables,
+    retention: parts.retention,
   });
   if (manifest.formatVersion !== 2)
     throw new Error("buildManifest wrote another format than 2; this is a bug");

@@ -15,6 +15,7 @@ import { combinedCrc32, crc32Base64, crc32Of } from "./checksums";
 import { ForeignObject, intendedMultipart, isTaken, settleTaken } from "./create-only";
 import type { ChunkFeed, GrowingChunk } from "./growing";
 import type { RecordedCompletion, UploadRecord } from "./staging";
+import { retentionTagging } from "./retention-class";
 import { encryptionOf, partLayout, type UploadTarget } from "./upload";
 
 /**
@@ -301,6 +302,7 @@ async function createUpload(
           ChecksumAlgorithm: "CRC32",
           ChecksumType: "FULL_OBJECT",
           ...encryptionOf(target),
+          ...retentionTagging(target.retention),
         }),
         { abortSignal },
       ),

@@ -1,7 +1,7 @@
 import { readdir } from "node:fs/promises";
 import { setPriority } from "node:os";
 import type { Logger } from "../common/log";
-import { runCommand, type RunCommand } from "./snapshot/driver";
+import { runCommand, type RunCommand } from "../common/snapshot/driver";
 
 /**
  * The backup's priority against the database. Up to and through the lock it runs at the priority it was

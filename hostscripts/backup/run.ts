@@ -10,6 +10,7 @@ import {
   type BackupConfig,
   type BackupRef,
   type CapturedPosition,
+  type RetentionClass,
 } from "../../contracts";
 import { noCheckpoint, type Checkpoint } from "../common/checkpoint";
 import { PipelineError, messageOf } from "../common/errors";
@@ -24,6 +25,7 @@ import { emitFailed, emitSucceeded } from "./metrics";
 import type { YieldOutcome } from "./priority";
 import { repairAfterCrash } from "./repair";
 import { DEFAULT_KEEP_LOCAL, pruneLocalBackups } from "./retention";
+import { decideRetention, recordCompleted } from "./retention-class";
 import { acquireRunLock } from "./runlock";
 import { OUTBOX, stagePublication, type Outbox } from "./staging";
 import { archiveAndUpload } from "./transfer";
@@ -101,6 +103,8 @@ export interface BackupResult {
   removedLocal: string[];
   /** The priority the backup yielded to after the lock (absent when it kept its own). */
   priorityAfterLock?: YieldOutcome;
+  /** The class archive and manifest were tagged with (`retention=<class>`): how long the bucket keeps them. */
+  retention: RetentionClass;
 }
 
 /** The run lock in `localDir`: one backup at a time per host. */
@@ -121,10 +125,14 @@ export interface BackupRun {
   target: UploadTarget;
 }
 
+/** A run once its retention class is decided (after the repair, which may complete a monthly backup). */
+type ClassifiedRun = BackupRun & { retention: RetentionClass; target: { retention: RetentionClass } };
+
 /**
- * Runs one backup: takes the run lock, repairs what a crashed run left, then backs up. Throws AlreadyRunning
- * without a metric when another live run holds the lock (that run reports for itself), and any other
- * failure as a PipelineError after emitting BackupFailed with its reason.
+ * Runs one backup: takes the run lock, repairs what a crashed run left, decides the backup's retention class
+ * (retention-class.ts), then backs up. Throws AlreadyRunning without a metric when another live run holds
+ * the lock (that run reports for itself), and any other failure as a PipelineError after emitting
+ * BackupFailed with its reason.
  */
 export async function runBackup(config: BackupConfig, deps: BackupDeps): Promise<BackupResult> {
   const run = startRun(config, deps);
@@ -135,7 +143,7 @@ export async function runBackup(config: BackupConfig, deps: BackupDeps): Promise
     log.warn("took over the run lock of a run that died", { ...runLock.tookOverFrom });
   try {
     await run.deps.checkpoint("started");
-    await repairAfterCrash({
+    const repair = await repairAfterCrash({
       localDir: config.localDir,
       hostPrefix: hostPrefix(run.ref.prefix, config.cluster, config.host),
       bucket: config.s3.bucket,
@@ -149,7 +157,8 @@ export async function runBackup(config: BackupConfig, deps: BackupDeps): Promise
       host: config.host,
       now: clock,
     });
-    const result = await takeBackup(run);
+    const retention = await decideRetention(config.localDir, repair.messagesSent, run.startedAt, log);
+    const result = await takeBackup({ ...run, retention, target: { ...run.target, retention } });
     await emitSucceeded(deps.metrics, log, config, result, clock());
     log.info("backup complete", {
       lockMs: result.lockMs,
@@ -191,7 +200,7 @@ function startRun(config: BackupConfig, deps: BackupDeps): BackupRun {
 }
 
 /** Steps 1–9, with the run lock held and what an earlier run left repaired. */
-async function takeBackup(run: BackupRun): Promise<BackupResult> {
+async function takeBackup(run: ClassifiedRun): Promise<BackupResult> {
   const { config, deps } = run;
   const window = await freeze(config, deps, run.backupId, run.dir);
   const yielded = await deps.afterUnlock?.();
@@ -202,6 +211,7 @@ async function takeBackup(run: BackupRun): Promise<BackupResult> {
   );
   const { message } = sealed;
   await uploadManifest(deps.s3, run.target, message.manifestKey, sealed.manifest, deps.log);
+  await recordCompleted(config.localDir, sealed.manifest, deps.clock(), deps.log);
   const uploadSeconds = secondsSince(uploadStarted);
   deps.log.info("archive and manifest uploaded", {
     bucket: run.target.bucket,
@@ -227,7 +237,7 @@ async function takeBackup(run: BackupRun): Promise<BackupResult> {
  * backup's directory while the archive's multipart upload waits to be completed.
  */
 async function stage(
-  run: BackupRun,
+  run: ClassifiedRun,
   window: LockWindow,
   archive: ArchiveResult,
   uploaded: UploadedChunk[],
@@ -245,6 +255,7 @@ async function stage(
     sourceRoot: deps.driver.sourceRoot,
     archive,
     uploaded,
+    retention: run.retention,
   });
   const outbox = { manifest, message: backupCreatedOf(manifest, run.target.bucket, manifestKey(run.ref)) };
   await stagePublication(run.dir, outbox);
@@ -275,7 +286,7 @@ async function pruneLocal({ config, deps }: BackupRun): Promise<string[]> {
 
 /** The result of a finished backup, printed with `--json`. */
 function resultOf(
-  run: BackupRun,
+  run: ClassifiedRun,
   done: {
     window: LockWindow;
     archive: ArchiveResult;
@@ -321,6 +332,7 @@ function resultOf(
     position: window.frozen.position,
     localArchives: archive.chunks.map((chunk) => chunk.path),
     removedLocal: done.removedLocal,
+    retention: run.retention,
     ...(yielded ? { priorityAfterLock: yielded } : {}),
   };
 }

@@ -8,7 +8,7 @@ import { runThenRemoveSnapshot, type LockWindow } from "./freeze";
 import { ChunkFeed } from "./growing";
 import { uploadArchive, type ArchiveUpload, type UploadedChunk } from "./multipart";
 import type { BackupRun } from "./run";
-import type { Snapshot } from "./snapshot";
+import type { Snapshot } from "../common/snapshot";
 import { UPLOAD_RECORD, writeProgressFile } from "./staging";
 import { archiveBoundFor } from "./upload";
 

@@ -6,11 +6,13 @@ import {
   type BackupConfig,
   type BackupCreatedMessage,
   type BackupManifest,
+  type RetentionClass,
 } from "../../contracts";
 import { PipelineError, messageOf } from "../common/errors";
 import type { Logger } from "../common/log";
 import { DEFAULT_RETRY, withRetries, type RetryPolicy } from "../common/retry";
 import { ForeignObject, intendedBody, isTaken, settleTaken } from "./create-only";
+import { retentionTagging } from "./retention-class";
 
 /**
  * Steps 7–9: where and how objects are written, then `manifest.json` — last, because a backup without a
@@ -33,6 +35,8 @@ export interface UploadTarget {
   queueSize: number;
   /** How each call (each part on its own) is retried. Defaults to DEFAULT_RETRY. */
   retry?: RetryPolicy;
+  /** The archive is created tagged `retention=<class>` (retention-class.ts); untagged when absent. */
+  retention?: RetentionClass;
 }
 
 /**
@@ -138,6 +142,8 @@ export async function uploadManifest(
             ContentType: "application/json",
             ChecksumAlgorithm: "SHA256",
             ...encryptionOf(target),
+            // The manifest's own class, so that a manifest staged by a run killed earlier keeps it.
+            ...retentionTagging(manifest.retention),
             IfNoneMatch: "*",
           }),
           { abortSignal },

@@ -1,5 +1,5 @@
 /**
- * The named points a backup passes, and the seam at them. A backup calls its checkpoint at each point and
+ * The named points a backup (and the binlog archiver) passes, and the seam at them. A backup calls its checkpoint at each point and
  * waits for it; on hosts the checkpoint returns at once. The crash tests inject one that stops the process
  * at a point (tests/support/pausing-cli.ts), so they can `kill -9` it in a known state.
  */
@@ -28,8 +28,20 @@ export const PAUSE_POINTS = [
   "pruning",
 ] as const;
 
-/** One pause point. */
-export type PausePoint = (typeof PAUSE_POINTS)[number];
+/** The named points of the binlog archiver (`mysql-backup binlog`), in the order a segment passes them. */
+export const BINLOG_PAUSE_POINTS = [
+  /** A segment and its ledger draft are in the spool; the state does not name them yet. */
+  "binlog-spooled",
+  /** The state names the new segment; nothing of it is in S3 yet. */
+  "binlog-committed",
+  /** The segment is in S3, its ledger entry is not. */
+  "binlog-segment-uploaded",
+  /** The ledger entry is in S3 too; the spool still holds both. */
+  "binlog-ledger-uploaded",
+] as const;
+
+/** One pause point, of a backup or of the binlog archiver. */
+export type PausePoint = (typeof PAUSE_POINTS)[number] | (typeof BINLOG_PAUSE_POINTS)[number];
 
 /** Called when a backup reaches `point`; the backup goes on once it resolves. */
 export type Checkpoint = (point: PausePoint) => Promise<void>;

@@ -18,6 +18,18 @@ export const ExitCode = {
   AlreadyRunning: 12,
   DiskSpace: 13,
   LockModeRefused: 14,
+  /** `check` found something a run would fail on; its findings name each thing and the fix. */
+  CheckFailed: 15,
+  /**
+   * The binlog archiver cannot go on: a binlog it must read is unreadable or corrupt, or the server is set up
+   * so that its binlog does not hold the cluster's transactions (log_bin, log_slave_updates, gtid_mode).
+   */
+  BinlogFailed: 20,
+  /**
+   * A point-in-time restore was refused before anything was replayed: the archive does not continuously cover
+   * the way from the snapshot to the point (the message names the missing GTIDs), or a segment is corrupt.
+   */
+  PitrRefused: 21,
 } as const;
 
 export type ExitCodeName = keyof typeof ExitCode;

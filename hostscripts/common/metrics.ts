@@ -1,6 +1,7 @@
 import { appendFile } from "node:fs/promises";
 import { PutMetricDataCommand, type CloudWatchClient } from "@aws-sdk/client-cloudwatch";
 import { METRIC_NAMESPACE, type MetricDatum, type MetricsSink as MetricsSinkConfig } from "../../contracts";
+import { prometheusSink } from "./prometheus";
 
 /** Where metric data points go. Both sinks take the same data, so a local run shows what CloudWatch would get. */
 export interface MetricsSink {
@@ -47,5 +48,12 @@ export function sinkFromConfig(
   config: MetricsSinkConfig | undefined,
   cloudwatch: CloudWatchClient,
 ): MetricsSink {
-  return config?.sink === "file" ? fileSink(config.path) : cloudWatchSink(cloudwatch);
+  switch (config?.sink) {
+    case "file":
+      return fileSink(config.path);
+    case "prometheus":
+      return prometheusSink(config.path);
+    default:
+      return cloudWatchSink(cloudwatch);
+  }
 }

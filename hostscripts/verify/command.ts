@@ -2,7 +2,7 @@ import { hostname } from "node:os";
 import { $ } from "zx";
 import { parseVerifyConfig, type VerifyConfig } from "../../contracts";
 import { createAwsClients } from "../common/aws";
-import type { CommandOutcome, Subcommand } from "../common/command";
+import type { CommandOutcome, FlagSpecs, Subcommand } from "../common/command";
 import { ExitCode } from "../common/errors";
 import { sinkFromConfig } from "../common/metrics";
 import { runVerifier } from "./daemon";
@@ -13,9 +13,27 @@ import { exitCodeOf, summarizeResult } from "./result";
  * SIGINT and then exits 0, whatever its last message's outcome (which failed verdicts have paged already);
  * `--once` exits with the code of its one message.
  */
-export const verifyCommand: Subcommand<VerifyConfig> = {
+/** `verify`'s own flags. */
+const verifyFlags = {
+  once: { type: "boolean", describe: "handle at most one message, then exit (tests, the demo, by hand)" },
+} as const satisfies FlagSpecs;
+
+export const verifyCommand: Subcommand<VerifyConfig, typeof verifyFlags> = {
   name: "verify",
   describe: "restore backups from the queue into a scratch server and check them",
+  synopsis: ["--config FILE [--once] [--json]"],
+  configDescribe: "the verifier's config (VerifyConfig)",
+  flags: verifyFlags,
+  examples: [
+    {
+      command: "mysql-backup verify --config /etc/mysql-backup/verify.json",
+      describe: "the daemon, as mysql-backup-verifier.service runs it",
+    },
+    {
+      command: "mysql-backup verify --config /etc/mysql-backup/verify.json --once",
+      describe: "verify the next waiting backup and exit (10 if it failed verification)",
+    },
+  ],
   parseConfig: parseVerifyConfig,
   async run(config, flags, log): Promise<CommandOutcome> {
     const clients = await createAwsClients(config.aws);
@@ -29,7 +47,7 @@ export const verifyCommand: Subcommand<VerifyConfig> = {
     try {
       const result = await runVerifier(
         config,
-        { once: flags.once },
+        { once: flags.options.once === true },
         {
           ...clients,
           metrics: sinkFromConfig(config.metrics, clients.cloudwatch),
@@ -41,7 +59,7 @@ export const verifyCommand: Subcommand<VerifyConfig> = {
         },
       );
       // The daemon's last message may have failed, but a stop systemd asked for is not a failure of the unit.
-      const stopped = stop.signal.aborted && !flags.once;
+      const stopped = stop.signal.aborted && flags.options.once !== true;
       return {
         exitCode: stopped ? ExitCode.Ok : exitCodeOf(result.outcome),
         result,

@@ -1,6 +1,14 @@
-import { PutObjectCommand, PutObjectTaggingCommand, type S3Client } from "@aws-sdk/client-s3";
+import {
+  GetObjectTaggingCommand,
+  PutObjectCommand,
+  PutObjectTaggingCommand,
+  type S3Client,
+  type Tag,
+} from "@aws-sdk/client-s3";
 import {
   CHECKS,
+  RETENTION_TAG,
+  VERDICT_TAG,
   VerifierMetric,
   lockModeOf,
   archiveKey,
@@ -173,24 +181,34 @@ export function reportMetrics(report: VerificationReport, now: Date): MetricDatu
   ];
 }
 
-/** The object tag a verdict puts on the backup's objects (the only key the verifier's IAM policy allows). */
-export function verdictTags(verdict: Verdict): Array<{ Key: string; Value: string }> {
-  return [{ Key: "verified", Value: verdict === "verified" ? "true" : "false" }];
+/**
+ * The tag set of an object after a verdict: `verified=true|false`, and the object's `retention` tag restated
+ * as it is. Tagging replaces the whole set, and the bucket policy refuses a set that drops or changes the
+ * retention tag. No other key is kept: the verifier's role may write only these two.
+ */
+export function verdictTags(verdict: Verdict, existing: Tag[] = []): Tag[] {
+  const retention = existing.find((tag) => tag.Key === RETENTION_TAG);
+  return [
+    { Key: VERDICT_TAG, Value: verdict === "verified" ? "true" : "false" },
+    ...(retention ? [{ Key: RETENTION_TAG, Value: retention.Value }] : []),
+  ];
 }
 
 /**
- * Tags the backup's objects with its verdict: every archive object the report binds (the chunks of a format
- * 2 backup) and the manifest; the layout's archive key when the report binds none.
+ * Tags the backup's objects with its verdict, each keeping its retention tag (verdictTags): every archive
+ * object the report binds (the chunks of a format 2 backup) and the manifest; the layout's archive key when
+ * the report binds none.
  */
 export async function tagBackup(s3: S3Client, report: VerificationReport, ref: BackupRef): Promise<void> {
   const bound = report.objects ? boundArchiveObjects(report.objects).flatMap((o) => (o ? [o.key] : [])) : [];
   const keys = [...(bound.length > 0 ? bound : [archiveKey(ref)]), manifestKey(ref)];
   for (const key of keys) {
+    const { TagSet } = await s3.send(new GetObjectTaggingCommand({ Bucket: report.bucket, Key: key }));
     await s3.send(
       new PutObjectTaggingCommand({
         Bucket: report.bucket,
         Key: key,
-        Tagging: { TagSet: verdictTags(report.verdict) },
+        Tagging: { TagSet: verdictTags(report.verdict, TagSet) },
       }),
     );
   }

@@ -19,17 +19,14 @@ import { PipelineError, messageOf } from "../common/errors";
 import { CheckFailure, judgeObjects } from "../restore/objects";
 import {
   StartupFailure,
-  findServerBinary,
   mapSourcePath,
   planScratchServer,
   prepareScratchTree,
-  readServerBuild,
   removeReplicationState,
   startScratchServer,
-  whyCannotRun,
   type ScratchServer,
-  type ServerBuild,
 } from "../restore/scratch-server";
+import { findServerBinary, readServerBuild, whyCannotRun, type ServerBuild } from "../common/server-binary";
 import { catchUp, type CatchUpOptions } from "./catchup";
 import {
   checkPages,

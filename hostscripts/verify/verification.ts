@@ -244,7 +244,7 @@ async function publishVerdict(
       deps.log.warn(
         `could not tag the objects of ${ref.backupId} verified=${report.verdict === "verified"}: ${messageOf(error)}`,
         {
-          hint: "check s3:PutObjectTagging for the verifier's role; verification.json holds the verdict",
+          hint: "check s3:GetObjectTagging and s3:PutObjectTagging for the verifier's role; verification.json holds the verdict",
         },
       ),
     );

@@ -19,7 +19,7 @@ import {
   VerificationQueue,
   type AlarmSpec,
 } from "../../components";
-import { Dimension, METRIC_NAMESPACE, ReplicaMetric, VerifierMetric } from "../../contracts";
+import { BinlogMetric, Dimension, METRIC_NAMESPACE, ReplicaMetric, VerifierMetric } from "../../contracts";
 import { PROJECT_ROOT, runProgram } from "../../policies/stackSimulator";
 
 describe("BackupBucket defaults and retention", () => {
@@ -201,6 +201,30 @@ describe("alarms watch the metrics the host scripts emit", () => {
         { [Dimension.Cluster]: "orders" },
         "breaching",
       ],
+      [
+        "binlog-lag",
+        "state",
+        METRIC_NAMESPACE,
+        BinlogMetric.BinlogArchiveLagSeconds,
+        { [Dimension.Cluster]: "orders" },
+        "notBreaching",
+      ],
+      [
+        "binlog-gap",
+        "event",
+        METRIC_NAMESPACE,
+        BinlogMetric.BinlogGaps,
+        { [Dimension.Cluster]: "orders" },
+        "notBreaching",
+      ],
+      [
+        "binlog-silent",
+        "state",
+        METRIC_NAMESPACE,
+        BinlogMetric.BinlogArchiveLagSeconds,
+        { [Dimension.Cluster]: "orders" },
+        "breaching",
+      ],
     ]);
     const noVerified = alarms[0];
     // 26 hourly periods, all below one success: nothing verified in the whole window.
@@ -221,6 +245,9 @@ describe("alarms watch the metrics the host scripts emit", () => {
       "backup-abandoned",
       "db1-backup-missing",
       "db2-backup-missing",
+      "binlog-lag",
+      "binlog-gap",
+      "binlog-silent",
     ]);
     expect(alarms[5].metric).toMatchObject({
       metricName: ReplicaMetric.BackupSucceeded,
@@ -228,32 +255,81 @@ describe("alarms watch the metrics the host scripts emit", () => {
     });
   });
 
+  test("the binlog archive: lag above the RPO (best archiver, 2 of 3 minutes), any gap, and 5 silent minutes page", () => {
+    const byId = (alarms: AlarmSpec[]) => Object.fromEntries(alarms.map((a) => [a.id, a]));
+    const alarms = byId(clusterAlarms({ name: "orders", pitr: { rpoSeconds: 30 } }));
+    expect(alarms["binlog-lag"]).toMatchObject({
+      metric: { statistic: "Minimum", period: 60 },
+      evaluationPeriods: 3,
+      datapointsToAlarm: 2,
+      comparisonOperator: "GreaterThanThreshold",
+      threshold: 30,
+    });
+    expect(alarms["binlog-gap"]).toMatchObject({
+      metric: { statistic: "Maximum", period: 60 },
+      evaluationPeriods: 1,
+      comparisonOperator: "GreaterThanOrEqualToThreshold",
+      threshold: 1,
+    });
+    expect(alarms["binlog-silent"]).toMatchObject({
+      metric: { statistic: "SampleCount", period: 60 },
+      evaluationPeriods: 5,
+      comparisonOperator: "LessThanThreshold",
+      threshold: 1,
+      treatMissingData: "breaching",
+    });
+    expect(byId(clusterAlarms({ name: "orders" }))["binlog-lag"].threshold).toBe(10);
+    expect(
+      clusterAlarms({ name: "orders", pitr: { enabled: false } }).filter((a) => a.id.startsWith("binlog")),
+    ).toEqual([]);
+  });
+
   test("a creation time that is not RFC 3339 is refused (the alarm would never arm)", () => {
     expect(epochSeconds("2026-11-20T09:30:00Z")).toBe(1795167000);
     expect(() => epochSeconds("yesterday")).toThrow(/not an RFC 3339 time/);
   });
 
-  test("the dashboard shows backup age, lock ms, sizes, restore seconds and failures per cluster", () => {
+  test("the dashboard has a row per cluster: restore time, lock window, archive size, verdicts and failures, then the binlog archive's lag and window", () => {
     const body = JSON.parse(dashboardBody(["orders", "billing"], "eu-west-1")) as {
-      widgets: Array<{ properties: { metrics: string[][] } }>;
+      start: string;
+      widgets: Array<{
+        type: string;
+        y: number;
+        properties: { markdown?: string; title?: string; period?: number; metrics?: unknown[][] };
+      }>;
     };
-    const metrics = new Set(body.widgets.flatMap((w) => w.properties.metrics.map((m) => m[1])));
-    for (const name of [
-      VerifierMetric.BackupAgeAtVerificationSeconds,
-      ReplicaMetric.LockMilliseconds,
-      ReplicaMetric.ArchiveBytes,
-      VerifierMetric.RestoreSeconds,
-      ReplicaMetric.BackupFailed,
-      VerifierMetric.VerificationFailed,
-    ]) {
-      expect(metrics).toContain(name);
-    }
-    for (const w of body.widgets) {
-      expect(w.properties.metrics).toEqual([
-        [METRIC_NAMESPACE, expect.any(String), Dimension.Cluster, "orders"],
-        [METRIC_NAMESPACE, expect.any(String), Dimension.Cluster, "billing"],
+    expect(body.start).toBe("-P30D");
+    const rows = ["orders", "billing"].map((cluster) =>
+      body.widgets.filter((w) => (w.properties.title ?? w.properties.markdown ?? "").includes(cluster)),
+    );
+    for (const [i, row] of rows.entries()) {
+      const cluster = ["orders", "billing"][i];
+      expect(row.map((w) => w.properties.title ?? w.properties.markdown)).toEqual([
+        `## Cluster ${cluster}`,
+        `${cluster}: restore time (s)`,
+        `${cluster}: lock window (ms)`,
+        `${cluster}: archive size (bytes)`,
+        `${cluster}: verdicts and failed backups`,
+        `${cluster}: binlog archive lag (s, the RPO now)`,
+        `${cluster}: point-in-time window archived (s)`,
       ]);
+      const metrics = row.flatMap((w) => w.properties.metrics ?? []);
+      expect(metrics.map((m) => [m[1], m[2], m[3], (m[4] as { stat: string }).stat])).toEqual([
+        [VerifierMetric.RestoreSeconds, Dimension.Cluster, cluster, "Maximum"],
+        [ReplicaMetric.LockMilliseconds, Dimension.Cluster, cluster, "Maximum"],
+        [ReplicaMetric.ArchiveBytes, Dimension.Cluster, cluster, "Maximum"],
+        [VerifierMetric.VerificationSucceeded, Dimension.Cluster, cluster, "Sum"],
+        [VerifierMetric.VerificationFailed, Dimension.Cluster, cluster, "Sum"],
+        [ReplicaMetric.BackupFailed, Dimension.Cluster, cluster, "Sum"],
+        [BinlogMetric.BinlogArchiveLagSeconds, Dimension.Cluster, cluster, "Minimum"],
+        [BinlogMetric.PitrWindowSeconds, Dimension.Cluster, cluster, "Maximum"],
+      ]);
+      // The header, the snapshots' line (daily points), the binlog archive's line (a point a minute).
+      expect(new Set(row.map((w) => w.y)).size).toBe(3);
+      const periods = row.filter((w) => w.type === "metric").map((w) => w.properties.period);
+      expect(periods).toEqual([86400, 86400, 86400, 86400, 60, 60]);
     }
+    expect(Math.min(...rows[1].map((w) => w.y))).toBeGreaterThan(Math.max(...rows[0].map((w) => w.y)));
   });
 });
 

@@ -22,6 +22,7 @@ import {
 import {
   backupServiceUnit,
   backupTimerUnit,
+  binlogServiceUnit,
   INSTALLED_BINARY,
   SCRATCH_SERVER_STOP_GRACE_SECONDS,
   VERIFIER_STOP_TIMEOUT_SECONDS,
@@ -88,6 +89,13 @@ describe("the bundle", () => {
       expect(text).toContain("usage: mysql-backup <command> --config FILE");
       expect(text).toMatch(/^\s+backup\s/m);
       expect(text).toMatch(/^\s+verify\s/m);
+      // The bundle hashes its own file: the sha256 it reports is the one the stack keys installs on.
+      const version = spawnSync(copy, ["--version", "--json"], { cwd: isolated, encoding: "utf8" });
+      expect(version.status).toBe(0);
+      expect(JSON.parse(version.stdout)).toEqual({
+        version: JSON.parse(fs.readFileSync(path.join(__dirname, "../../package.json"), "utf8")).version,
+        bundle: { path: copy, sha256: bundle.sha256 },
+      });
     } finally {
       fs.rmSync(isolated, { recursive: true, force: true });
     }
@@ -434,6 +442,53 @@ describe("systemd units", () => {
     expect(() => backupServiceUnit({ cluster: "c", host: "h", writablePaths: ["relative/dir"] })).toThrow(
       /absolute/,
     );
+  });
+
+  test("each replica's binlog archiver (point-in-time recovery) passes `systemd-analyze verify`, always restarts, and keeps one capability", () => {
+    for (const s of [dev, prod]) {
+      const units = copyNamed(s, "-copy-mysql-backup-binlog-service");
+      expect(units.length).toBe(copyNamed(s, "-copy-mysql-backup-service").length);
+      for (const unit of units) {
+        const text = shipped(unit).text!;
+        expect(verify({ "mysql-backup-binlog.service": text })).toEqual({ status: 0, out: "" });
+        expect(text.split("\n")).toEqual(
+          expect.arrayContaining([
+            "ExecStart=/usr/local/bin/mysql-backup binlog --config /etc/mysql-backup/backup.json",
+            "Environment=NODE_OPTIONS=--max-semi-space-size=1",
+            "Restart=always",
+            "StartLimitIntervalSec=0",
+            "KillMode=mixed",
+            "TimeoutStopSec=90s",
+            "CapabilityBoundingSet=CAP_DAC_READ_SEARCH",
+            "NoNewPrivileges=yes",
+            "ProtectSystem=strict",
+            "StateDirectory=mysql-backup/binlog",
+            "StateDirectoryMode=0700",
+            "PrivateDevices=yes",
+            "WantedBy=multi-user.target",
+          ]),
+        );
+      }
+    }
+    expect(() => binlogServiceUnit({ cluster: "c", host: "h", stateDir: "relative" })).toThrow(/absolute/);
+    expect(binlogServiceUnit({ cluster: "c", host: "h", stateDir: "/srv/binlog-state" })).toContain(
+      "ReadWritePaths=/srv/binlog-state",
+    );
+  });
+
+  test("each replica's backup.json tells its archiver the cluster's RPO, its state directory and the bucket's retention", () => {
+    const byHost = Object.fromEntries(
+      copyNamed(prod, "-copy-backup-json").map((r) => {
+        const config = parseBackupConfig(JSON.parse(shipped(r).text!));
+        return [config.host, config.binlog];
+      }),
+    );
+    expect(byHost["orders-db3"]).toEqual({
+      rpoSeconds: 10,
+      stateDir: "/var/lib/mysql-backup/binlog",
+      retentionDays: 400,
+    });
+    expect(byHost["billing-db2"]).toMatchObject({ rpoSeconds: 5 });
   });
 
   test("without writable paths the backup service keeps /var writable (ProtectSystem=full)", () => {

@@ -3,7 +3,12 @@
  * verdicts) must fall under the same rule by being added there, with no change in components/. The pure
  * policy functions take the list, so this builds them with a longer one and evaluates them.
  */
-import { backupBucketPolicy, replicaRolePolicy, verifierRolePolicy } from "../../components";
+import {
+  backupBucketPolicy,
+  operatorRolePolicy,
+  replicaRolePolicy,
+  verifierRolePolicy,
+} from "../../components";
 import { isVerdictKey, VERDICT_OBJECTS } from "../../contracts";
 import { ACCOUNT_ID, DEFAULT_REGION } from "../../policies/stackSimulator";
 import { ADMIN_ARN, decide, type Policies } from "../support/iam";
@@ -40,6 +45,10 @@ function policies(verdictObjects: readonly string[]): Policies {
         policy: replicaRolePolicy({ ...common, cluster: "billing", host: "billing-db2" }),
       },
       verifier: { arn: verifierArn, policy: verifierRolePolicy({ ...common, logGroupArn }) },
+      operator: {
+        arn: `arn:aws:iam::${ACCOUNT_ID}:role/operators`,
+        policy: operatorRolePolicy({ bucketArn, keyArn, region: DEFAULT_REGION, prefix: "backups" }),
+      },
       admin: {
         arn: ADMIN_ARN,
         policy: { Version: "2012-10-17", Statement: [{ Effect: "Allow", Action: "*", Resource: "*" }] },

@@ -14,6 +14,7 @@ import {
   BACKUP_CONFIG_PATH,
   BACKUP_SERVICE,
   BACKUP_TIMER,
+  BINLOG_SERVICE,
   INSTALLED_BINARY,
   UNIT_DIR,
 } from "../../contracts/units";
@@ -50,6 +51,7 @@ beforeEach(() => {
   fs.writeFileSync(path.join(stage, "backup.json"), "{}\n");
   fs.writeFileSync(path.join(stage, BACKUP_SERVICE), "[Service]\n");
   fs.writeFileSync(path.join(stage, BACKUP_TIMER), "[Timer]\n");
+  fs.writeFileSync(path.join(stage, BINLOG_SERVICE), "[Service]\n");
 });
 
 afterEach(() => fs.rmSync(root, { recursive: true, force: true }));
@@ -63,7 +65,8 @@ function sh(script: string): { status: number | null; err: string } {
   return { status: r.status, err: r.stderr };
 }
 
-const install = (): { status: number | null; err: string } =>
+/** Point-in-time recovery is on by default: the archiver is installed and restarted with the timer. */
+const install = (binlog = true): { status: number | null; err: string } =>
   sh(
     installScript({
       dir: stage,
@@ -71,6 +74,7 @@ const install = (): { status: number | null; err: string } =>
       optionFile: OPTION_FILE,
       hash: HASH,
       root,
+      binlog,
     }),
   );
 const installed = (p: string): string => path.join(root, p);
@@ -98,7 +102,10 @@ test("an install that fails at its last step is retried from the same staged fil
     "daemon-reload",
     `enable ${BACKUP_TIMER}`,
     `restart ${BACKUP_TIMER}`,
+    `enable ${BINLOG_SERVICE}`,
+    `restart ${BINLOG_SERVICE}`,
   ]);
+  expect(fs.statSync(installed(`${UNIT_DIR}/${BINLOG_SERVICE}`)).mode & 0o777).toBe(0o644);
 });
 
 test("a finished install Pulumi never heard of is run again without its staged files", () => {
@@ -133,6 +140,30 @@ test("an uninstall removes the install it belongs to, and leaves a newer one alo
   });
   expect(fs.existsSync(installed(INSTALLED_BINARY))).toBe(true);
   expect(sh(uninstallScript(HASH, root)).status).toBe(0);
-  for (const p of [INSTALLED_BINARY, BACKUP_CONFIG_PATH, `${UNIT_DIR}/${BACKUP_TIMER}`, INSTALL_MARKER])
+  for (const p of [
+    INSTALLED_BINARY,
+    BACKUP_CONFIG_PATH,
+    `${UNIT_DIR}/${BACKUP_TIMER}`,
+    `${UNIT_DIR}/${BINLOG_SERVICE}`,
+    INSTALL_MARKER,
+  ])
     expect(fs.existsSync(installed(p))).toBe(false);
+  expect(fs.readFileSync(calls, "utf8")).toContain(`disable --now ${BINLOG_SERVICE}`);
+});
+
+test("point-in-time recovery turned off: the next install stops the archiver and removes its unit", () => {
+  expect(install(true).status).toBe(0);
+  expect(fs.existsSync(installed(`${UNIT_DIR}/${BINLOG_SERVICE}`))).toBe(true);
+  fs.mkdirSync(stage, { recursive: true });
+  for (const f of ["mysql-backup.cjs", "backup.json", BACKUP_SERVICE, BACKUP_TIMER])
+    fs.writeFileSync(path.join(stage, f), f === "mysql-backup.cjs" ? BUNDLE : "x\n");
+  fs.writeFileSync(calls, "");
+  expect(install(false)).toEqual({ status: 0, err: "" });
+  expect(fs.existsSync(installed(`${UNIT_DIR}/${BINLOG_SERVICE}`))).toBe(false);
+  expect(fs.readFileSync(calls, "utf8").trim().split("\n")).toEqual([
+    `disable --now ${BINLOG_SERVICE}`,
+    "daemon-reload",
+    `enable ${BACKUP_TIMER}`,
+    `restart ${BACKUP_TIMER}`,
+  ]);
 });

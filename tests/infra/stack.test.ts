@@ -4,7 +4,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { REQUIRED_TAG_KEYS } from "../../contracts";
+import { REQUIRED_TAG_KEYS, parseStatusConfig } from "../../contracts";
 import {
   MOCK_ROLE_CREATED,
   MOCK_SECRET_PREFIX,
@@ -52,11 +52,12 @@ const statement = (r: RegisteredResource, sid: string): Record<string, unknown> 
   policyOf(r).Statement.find((s) => s.Sid === sid);
 
 describe("resource tree", () => {
-  test("the pipeline composes exactly the five kinds of components (one agent per replica)", () => {
+  test("the pipeline composes exactly the six kinds of components (one agent per replica)", () => {
     expect(childrenOf(dev, "mysql-backup-pipeline:index:MysqlBackupPipeline", P)).toEqual(
       [
         `mysql-backup-pipeline:index:Alerting ${P}-alerts`,
         `mysql-backup-pipeline:index:BackupBucket ${P}-backups`,
+        `mysql-backup-pipeline:index:OperatorRole ${P}-operators`,
         `mysql-backup-pipeline:index:ReplicaAgent ${P}-orders-orders-db2`,
         `mysql-backup-pipeline:index:VerificationQueue ${P}-verification`,
         `mysql-backup-pipeline:index:VerifierFleet ${P}-verifier`,
@@ -159,12 +160,21 @@ describe("resource tree", () => {
         `command:remote:CopyToRemote ${a}-copy-backup-json`,
         `command:remote:CopyToRemote ${a}-copy-mysql-backup-service`,
         `command:remote:CopyToRemote ${a}-copy-mysql-backup-timer`,
+        `command:remote:CopyToRemote ${a}-copy-mysql-backup-binlog-service`,
         `command:remote:Command ${a}-install`,
+        `command:remote:Command ${a}-check`,
       ].sort(),
     );
   });
 
-  test("Alerting children: key, topic, policy, subscription, four alarms per cluster and one per replica, two queue alarms, dashboard", () => {
+  test("OperatorRole children: a role and its read-only policy", () => {
+    const o = `${P}-operators`;
+    expect(childrenOf(dev, "mysql-backup-pipeline:index:OperatorRole", o)).toEqual(
+      [`aws:iam/role:Role ${o}-role`, `aws:iam/rolePolicy:RolePolicy ${o}-policy`].sort(),
+    );
+  });
+
+  test("Alerting children: key, topic, policy, subscription, seven alarms per cluster (three of its binlog archive) and one per replica, two queue alarms, dashboard", () => {
     const a = `${P}-alerts`;
     expect(childrenOf(dev, "mysql-backup-pipeline:index:Alerting", a)).toEqual(
       [
@@ -177,6 +187,9 @@ describe("resource tree", () => {
         `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-orders-backup-failed`,
         `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-orders-backup-abandoned`,
         `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-orders-orders-db2-backup-missing`,
+        `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-orders-binlog-lag`,
+        `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-orders-binlog-gap`,
+        `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-orders-binlog-silent`,
         `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-dlq-not-empty`,
         `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-oldest-message-too-old`,
         `aws:cloudwatch/dashboard:Dashboard ${a}-dashboard`,
@@ -211,9 +224,11 @@ describe("resource tree", () => {
         "dashboardName",
         "deadLetterQueueUrl",
         "kmsKeyArn",
+        "operatorRoleArn",
         "queueUrl",
         "replicaInstanceProfiles",
         "replicaRoleArns",
+        "statusConfig",
         "verifierGroupName",
         "verifierLogGroupName",
         "verifierRoleArn",
@@ -222,6 +237,15 @@ describe("resource tree", () => {
     );
     expect(Object.keys(dev.outputs.replicaRoleArns as object)).toEqual(["orders/orders-db2"]);
     expect(dev.outputs.dashboardName).toBe(`${P}-alerts`);
+  });
+
+  test("statusConfig is the status.json of the stack: its bucket, and every cluster with its replicas", () => {
+    const config = parseStatusConfig(JSON.parse(prod.outputs.statusConfig as string));
+    expect(config.s3).toEqual({ bucket: prod.outputs.bucketName, prefix: "backups" });
+    expect(config.clusters?.map((c) => [c.name, c.hosts])).toEqual([
+      ["orders", ["orders-db3"]],
+      ["billing", ["billing-db2"]],
+    ]);
   });
 });
 
@@ -794,7 +818,7 @@ describe("ReplicaAgent installation", () => {
     dev.resources.filter((r) => r.type.startsWith("command:remote:") && r.name.startsWith(a));
 
   test("the SSH private key is secret in every remote step and pinned host key is set", () => {
-    expect(remote()).toHaveLength(6);
+    expect(remote()).toHaveLength(8);
     for (const r of remote()) {
       expect(r.secretPaths).toContain("connection");
       const connection = r.inputs.connection as Record<string, unknown>;
@@ -881,6 +905,18 @@ describe("ReplicaAgent installation", () => {
     );
   });
 
+  test("after the install, `mysql-backup check` runs on the host, so `pulumi up` fails on a replica that could not back up", () => {
+    const check = one(dev, "command:remote:Command", `${a}-check`);
+    expect(check.inputs.create).toBe(
+      "sudo -n /usr/local/bin/mysql-backup check --config /etc/mysql-backup/backup.json 1>&2",
+    );
+    // After the install (plus the implicit dependencies of its inputs).
+    expect(check.options.dependsOn).toContain(one(dev, "command:remote:Command", `${a}-install`).urn);
+    // Re-run with every install (a changed config is checked again); nothing to undo on delete.
+    expect(check.inputs.triggers).toEqual(one(dev, "command:remote:Command", `${a}-install`).inputs.triggers);
+    expect(check.inputs.delete).toBeUndefined();
+  });
+
   test("no stack output holds a secret", () => {
     for (const run of [dev, prod]) {
       expect(JSON.stringify(run.outputs)).not.toContain(MOCK_SECRET_PREFIX);
@@ -945,7 +981,7 @@ describe("Alerting", () => {
     const alarms = dev.resources.filter(
       (r) => r.type === "aws:cloudwatch/metricAlarm:MetricAlarm" && r.name.startsWith(a),
     );
-    expect(alarms).toHaveLength(7);
+    expect(alarms).toHaveLength(10);
     for (const alarm of alarms) expect(alarm.inputs.alarmActions).toEqual([topicArn]);
     const resolving = alarms
       .filter((x) => x.inputs.okActions !== undefined)
@@ -956,12 +992,19 @@ describe("Alerting", () => {
         "oldest-message-too-old",
         "orders-no-verified-backup",
         "orders-orders-db2-backup-missing",
+        "orders-binlog-lag",
+        "orders-binlog-silent",
       ].sort(),
     );
     for (const alarm of alarms.filter((x) => x.inputs.okActions !== undefined))
       expect(alarm.inputs.okActions).toEqual([topicArn]);
     // A failed backup pages once: its alarm's return to OK (the next quiet 5 minutes) notifies nobody.
-    for (const id of ["orders-verification-failed", "orders-backup-failed", "orders-backup-abandoned"])
+    for (const id of [
+      "orders-verification-failed",
+      "orders-backup-failed",
+      "orders-backup-abandoned",
+      "orders-binlog-gap",
+    ])
       expect(
         one(dev, "aws:cloudwatch/metricAlarm:MetricAlarm", `${a}-${id}`).inputs.okActions,
       ).toBeUndefined();

@@ -24,6 +24,7 @@ import { DeleteMessageCommand, ReceiveMessageCommand, type SQSClient } from "@aw
 import { $ } from "zx";
 import {
   archiveObjectsOf,
+  backupIdTime,
   backupPrefix,
   manifestKey,
   parseBackupConfig,
@@ -35,6 +36,7 @@ import {
 } from "../../contracts";
 import { backupDeps } from "../../hostscripts/backup/command";
 import type { RepairReport } from "../../hostscripts/backup/repair";
+import { RETENTION_STATE, utcMonth } from "../../hostscripts/backup/retention-class";
 import { RUN_LOCK_FILE, runBackup, type BackupDeps } from "../../hostscripts/backup/run";
 import { PipelineError } from "../../hostscripts/common/errors";
 import { memoryLogger } from "../../hostscripts/common/log";
@@ -60,6 +62,8 @@ const BACKUP_ID = /^\d{8}T\d{6}Z-[0-9a-f]{6}$/;
 let config: BackupConfig;
 let configPath: string;
 let deps: BackupDeps;
+/** The retention tag of every object the in-process runs created, by key. */
+let tagsSent: Map<string, string | undefined>;
 
 beforeAll(async () => {
   const base = parseBackupConfig(JSON.parse(await readFile(lab().backupConfigPath, "utf8")));
@@ -70,7 +74,23 @@ beforeAll(async () => {
   deps = await backupDeps(config, memoryLogger());
   // The emulator overwrites where S3 refuses (If-None-Match: *): the runs here get S3's answer.
   enforceCreateOnly(deps.s3);
+  tagsSent = recordTagging(deps.s3);
 });
+
+/** Records the `x-amz-tagging` header of each write that creates an object, as the SDK sent it. */
+function recordTagging(s3: S3Client): Map<string, string | undefined> {
+  const sent = new Map<string, string | undefined>();
+  s3.middlewareStack.add(
+    (next, context) => async (args) => {
+      const key = (args.input as { Key?: string }).Key;
+      if (key && ["CreateMultipartUploadCommand", "PutObjectCommand"].includes(String(context.commandName)))
+        sent.set(key, (args.request as { headers: Record<string, string> }).headers["x-amz-tagging"]);
+      return next(args);
+    },
+    { step: "finalizeRequest", priority: "low", name: "recordTagging" },
+  );
+  return sent;
+}
 
 /** The CLI, paused at `point`: resolves once it wrote the marker, i.e. stands exactly there. */
 async function cliPausedAt(point: PausePoint): Promise<ChildProcess> {
@@ -293,6 +313,35 @@ test("killed after the upload, before the message: the outbox delivers it, and t
   for (const object of archiveObjectsOf(manifest))
     expect(await sha256Of(deps.s3, object.key)).toBe(object.sha256);
   expect(outbox.archiveSha256).toBe(manifest.archive.sha256);
+}, 90_000);
+
+test("killed once the archive is complete, before its manifest: the repair tags the manifest with the archive's class", async () => {
+  // The month is free, so the killed backup is the month's monthly; it is complete only once repaired.
+  await rm(join(config.localDir, RETENTION_STATE), { force: true });
+  const child = await cliPausedAt("uploaded");
+  await kill9(child);
+  const crashed = (await localBackups()).at(-1)!;
+  const staged = await readOutbox(join(config.localDir, crashed));
+  expect(staged.manifest.retention).toBe("monthly");
+  for (const object of archiveObjectsOf(staged.manifest)) expect(await objectExists(object.key)).toBe(true);
+  expect(await objectExists(staged.message.manifestKey)).toBe(false);
+  expect(await exists(join(config.localDir, RETENTION_STATE))).toBe(false);
+
+  const next = await runBackup(config, deps);
+  expect(await drainMessages(deps.sqs)).toEqual(expect.arrayContaining([crashed, next.backupId]));
+  // The repair put the staged manifest with the class its archive was created with, not the new run's…
+  expect(tagsSent.get(staged.message.manifestKey)).toBe("retention=monthly");
+  expect((await manifestOf(deps.s3, staged.message.manifestKey)).retention).toBe("monthly");
+  // …and the repaired backup took its month, so the new one is daily (monthly only across a month's turn).
+  const month = (id: string) => utcMonth(backupIdTime(id));
+  const expected = month(next.backupId) === month(crashed) ? "daily" : "monthly";
+  expect(next.retention).toBe(expected);
+  for (const key of next.archiveKeys) expect(tagsSent.get(key)).toBe(`retention=${expected}`);
+  expect(tagsSent.get(next.manifestKey)).toBe(`retention=${expected}`);
+  expect(JSON.parse(await readFile(join(config.localDir, RETENTION_STATE), "utf8"))).toEqual({
+    month: month(expected === "daily" ? crashed : next.backupId),
+    backupId: expected === "daily" ? crashed : next.backupId,
+  });
 }, 90_000);
 
 /** What became of a backup killed at one point, once the next run is over. */

@@ -1,12 +1,12 @@
 /**
  * `mysql-backup backup` against the real things: a MariaDB replica on btrfs applying sysbench writes from its
  * primary, real `btrfs`, `tar`-format streaming through real `zstd`, and the AWS SDK over HTTP against fauxqs.
- * The emulator ignores SSE, checksum and `If-None-Match` headers, so the test records what the client sends,
- * and plays S3's answer to a create-only write on a taken key (tests/support/create-only-s3.ts).
+ * The emulator ignores SSE, checksum, tagging and `If-None-Match` headers, so the test records what the
+ * client sends, and plays S3's answer to a create-only write on a taken key (tests/support/create-only-s3.ts).
  */
 import { createHash } from "node:crypto";
 import { crc32 } from "node:zlib";
-import { readFile, readdir } from "node:fs/promises";
+import { readFile, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { execFile } from "node:child_process";
@@ -15,7 +15,9 @@ import { GetObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/clie
 import { DeleteMessageCommand, ReceiveMessageCommand } from "@aws-sdk/client-sqs";
 import {
   ReplicaMetric,
+  archiveKey,
   archiveLayoutProblem,
+  backupIdTime,
   chunkListDigest,
   parseBackupConfig,
   parseBackupCreated,
@@ -24,10 +26,11 @@ import {
 } from "../../contracts";
 import { crc32Base64 } from "../../hostscripts/backup/checksums";
 import { backupDeps } from "../../hostscripts/backup/command";
+import { RETENTION_STATE, utcMonth } from "../../hostscripts/backup/retention-class";
 import { runBackup, type BackupDeps, type BackupResult } from "../../hostscripts/backup/run";
 import { PipelineError } from "../../hostscripts/common/errors";
 import { memoryLogger } from "../../hostscripts/common/log";
-import { btrfsDriver, runCommand, type RunCommand } from "../../hostscripts/backup/snapshot";
+import { btrfsDriver, runCommand, type RunCommand } from "../../hostscripts/common/snapshot";
 import { labAwsClients, replicaStatus, sql, type Lab } from "../../lab/lab";
 import { enforceCreateOnly } from "../support/create-only-s3";
 import { withLab } from "../support/lab";
@@ -39,9 +42,9 @@ const LOCK_TIMEOUT_MS = 2000;
 /** One request as the S3 client sent it. */
 interface SentRequest {
   command: string;
+  key?: string;
   headers: Record<string, string>;
   partNumber?: number;
-  key?: string;
 }
 
 async function labConfig(l: Lab): Promise<BackupConfig> {
@@ -56,12 +59,12 @@ function recordRequests(s3: S3Client): SentRequest[] {
   s3.middlewareStack.add(
     (next, context) => async (args) => {
       const request = args.request as { headers?: Record<string, string> };
-      const input = args.input as { PartNumber?: number; Key?: string };
+      const input = args.input as { Key?: string; PartNumber?: number };
       sent.push({
         command: String(context.commandName),
+        key: input.Key,
         headers: { ...(request.headers ?? {}) },
         partNumber: input.PartNumber,
-        key: input.Key,
       });
       return next(args);
     },
@@ -95,6 +98,19 @@ async function metricLines(l: Lab): Promise<Array<{ name: string; value: number;
     .split("\n")
     .filter(Boolean)
     .map((line) => JSON.parse(line));
+}
+
+/** The retention tag sent with the writes that create `key` (CreateMultipartUpload, PutObject). */
+function tagsSent(sent: SentRequest[], key: string): string[] {
+  return sent
+    .filter((r) => r.key === key && ["CreateMultipartUploadCommand", "PutObjectCommand"].includes(r.command))
+    .map((r) => r.headers["x-amz-tagging"]);
+}
+
+/** The class a backup after `first` must have: daily within first's UTC month (a run at its turn is monthly). */
+function classAfter(first: BackupResult, later: BackupResult): string {
+  const month = (r: BackupResult) => utcMonth(backupIdTime(r.backupId));
+  return month(later) === month(first) ? "daily" : "monthly";
 }
 
 async function gtidSlavePos(l: Lab): Promise<string> {
@@ -151,6 +167,13 @@ describe("mysql-backup backup of a replica under write load", () => {
       );
     }
     expect(manifest.archive.sha256).toBe(chunkListDigest(manifest.archive.chunks));
+    // The host's first backup: no month is taken yet, so it is the month's monthly, and now the month is.
+    expect(first.retention).toBe("monthly");
+    expect(manifest.retention).toBe("monthly");
+    expect(JSON.parse(await readFile(join(config.localDir, RETENTION_STATE), "utf8"))).toEqual({
+      month: utcMonth(new Date(manifest.startedAt)),
+      backupId: first.backupId,
+    });
 
     // The position was taken on a replica that had applied writes, under the lock. The lab's MyISAM and Aria
     // tables hold rows, so `auto` holds commits (BACKUP STAGE BLOCK_COMMIT) rather than taking no lock.
@@ -229,7 +252,7 @@ describe("mysql-backup backup of a replica under write load", () => {
     }
   }, 120_000);
 
-  test("sends SSE-KMS and SHA-256 checksum headers on every part and on the manifest, the manifest last", async () => {
+  test("sends SSE-KMS and checksum headers on every part (CRC32) and on the manifest (SHA-256), the manifest last", async () => {
     // The run first looks for uploads an earlier, crashed run left open (none here), then writes.
     expect(sent[0].command).toBe("ListMultipartUploadsCommand");
     const ofThisBackup = sent.filter(
@@ -250,6 +273,8 @@ describe("mysql-backup backup of a replica under write load", () => {
       expect(create.headers["x-amz-server-side-encryption"]).toBe("aws:kms");
       expect(create.headers["x-amz-checksum-algorithm"]).toBe("CRC32");
       expect(create.headers["x-amz-checksum-type"]).toBe("FULL_OBJECT");
+      // Every chunk is created with the backup's retention class, which the lifecycle keeps it by.
+      expect(create.headers["x-amz-tagging"]).toBe("retention=monthly");
     }
     // Each part's checksum is the CRC32 of exactly that slice of its local chunk, sent unsigned (no SHA-256
     // of the body for SigV4); each completion carries the chunk's full CRC32 and size, and is create-only.
@@ -279,6 +304,7 @@ describe("mysql-backup backup of a replica under write load", () => {
     expect(manifestPut["x-amz-server-side-encryption"]).toBe("aws:kms");
     expect(manifestPut["x-amz-checksum-sha256"]).toMatch(/^[A-Za-z0-9+/]{43}=$/);
     expect(manifestPut["content-type"]).toBe("application/json");
+    expect(manifestPut["x-amz-tagging"]).toBe("retention=monthly");
   });
 
   test("five more backups under load: lock window measured, newest two kept locally", async () => {
@@ -286,6 +312,10 @@ describe("mysql-backup backup of a replica under write load", () => {
     for (let i = 0; i < 5; i++) {
       const result = await runBackup(config, deps);
       lockMs.push(result.lockMs);
+      expect(result.retention).toBe(classAfter(first, result));
+      for (const key of result.archiveKeys)
+        expect(tagsSent(sent, key)).toEqual([`retention=${result.retention}`]);
+      expect(tagsSent(sent, result.manifestKey)).toEqual([`retention=${result.retention}`]);
       expect(await snapshotsLeft(lab())).toEqual([]);
     }
     console.log(
@@ -380,9 +410,12 @@ describe("mysql-backup backup of a replica under write load", () => {
 
   test("someone else's object at the manifest key fails the backup, and the next run abandons it with an alarm", async () => {
     const config = { ...base(), lockTimeoutMs: 30_000 };
+    // A host whose month is not taken yet: the failed backup must leave it to the next one.
+    await rm(join(config.localDir, RETENTION_STATE), { force: true });
     const log = memoryLogger();
     const forged = await backupDeps(config, log);
     enforceCreateOnly(forged.s3);
+    const forgedSent = recordRequests(forged.s3);
     // Another writer gets to the manifest key first (as a replica could before keys were create-only).
     forged.s3.middlewareStack.add(
       (next, context) => async (args) => {
@@ -408,11 +441,18 @@ describe("mysql-backup backup of a replica under write load", () => {
       .sort()
       .at(-1)!;
     expect(await readdir(join(config.localDir, crashed))).toContain("outbox.json");
+    const crashedRef = { prefix: "backups", cluster: config.cluster, host: config.host, backupId: crashed };
+    expect(tagsSent(forgedSent, archiveKey(crashedRef))).toEqual(["retention=monthly"]);
+    expect(await readdir(config.localDir)).not.toContain(RETENTION_STATE);
 
     const nextLog = memoryLogger();
     const next = await backupDeps(config, nextLog);
     enforceCreateOnly(next.s3);
-    await runBackup(config, next);
+    const result = await runBackup(config, next);
+    expect(result.retention).toBe("monthly");
+    expect(JSON.parse(await readFile(join(config.localDir, RETENTION_STATE), "utf8"))).toMatchObject({
+      backupId: result.backupId,
+    });
     expect(nextLog.lines).toContainEqual(
       expect.objectContaining({
         level: "error",

@@ -9,7 +9,7 @@ const repo = resolve(__dirname, "../..");
 
 /** The end-to-end tier (DESIGN §6): the demo itself, exactly as a newcomer runs it. */
 describe("npm run demo", () => {
-  it("backs up the busy replica, verifies it, prints one JSON summary and leaves nothing behind", async () => {
+  it("backs up the busy replica, verifies it, restores to a second between two snapshots, prints one JSON summary and leaves nothing behind", async () => {
     const dir = await freshLabDir();
     const { stdout } = await run(
       process.execPath,
@@ -33,6 +33,12 @@ describe("npm run demo", () => {
     expect(summary.backup.lockMs).toBeGreaterThan(0);
     expect(summary.backup.archiveBytes).toBeGreaterThan(0);
     expect(summary.verification.rows).toBeGreaterThan(0);
+    // Point-in-time recovery: the restored server's newest marker is the one committed just before the point.
+    expect(summary.pitr.markerIsTheExpectedOne).toBe(true);
+    expect(summary.pitr.markerToPointSeconds).toBeGreaterThanOrEqual(0);
+    expect(summary.pitr.markerToPointSeconds).toBeLessThanOrEqual(1);
+    expect(summary.pitr.restoredFrom).toBe(summary.backup.backupId);
+    expect(summary.pitr.lag.segments).toBeGreaterThan(0);
     expect(await leftovers(dir)).toEqual({
       mounts: [],
       loops: [],

@@ -76,7 +76,9 @@ test("restore list, then the newest verified backup rejoins the primary as a rep
   );
   const listed = await cli(["restore", "--config", config, "list"]);
   expect(listed.code).toBe(0);
-  expect((listed.json as ListedBackup[]).map((b) => [b.backupId, b.host, b.verdict])).toEqual([
+  expect(
+    (listed.json as { backups: ListedBackup[] }).backups.map((b) => [b.backupId, b.host, b.verdict]),
+  ).toEqual([
     [unverified.backupId, "replica1", null],
     [verified.backupId, "replica1", "verified"],
   ]);

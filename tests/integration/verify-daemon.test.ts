@@ -25,7 +25,7 @@ import { parseManifest, parseVerificationReport, verificationKey } from "../../c
 import { backupCreatedOf } from "../../hostscripts/backup/manifest";
 import type { BackupResult } from "../../hostscripts/backup/run";
 import { fileSink, type MetricsSink } from "../../hostscripts/common/metrics";
-import { findServerBinary } from "../../hostscripts/restore/scratch-server";
+import { findServerBinary } from "../../hostscripts/common/server-binary";
 import { labAwsClients } from "../../lab/lab";
 import { processesUsing } from "../../lab/processes";
 import { withLab } from "../support/lab";

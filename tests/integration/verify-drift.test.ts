@@ -7,6 +7,7 @@ import { GetObjectCommand } from "@aws-sdk/client-s3";
 import { parseVerificationReport, verificationKey } from "../../contracts";
 import { labAwsClients, sql, waitForReplicaCatchUp } from "../../lab/lab";
 import { withLab } from "../support/lab";
+import { ObjectTags, playObjectTagging } from "../support/s3-tagging";
 import { labVerifyConfig, readMetrics, runLabVerifier, takeBackup, withClients } from "./verify-support";
 
 jest.setTimeout(240_000);
@@ -96,39 +97,27 @@ test("the recovery point comes from the heartbeat table and is emitted as Recove
   });
 });
 
-test("the verdict is tagged on the archive and the manifest", async () => {
-  const backup = await takeBackup(lab());
+test("the verdict is tagged on every archive chunk and the manifest, beside the retention class they were created with", async () => {
+  // The emulator has no object tagging: S3's side of it is played on the wire (tests/support/s3-tagging.ts),
+  // with the bucket policy's refusal to change or drop a retention tag; every other call goes to the emulator.
+  const tags = new ObjectTags();
+  const backup = await takeBackup(lab(), (s3) => playObjectTagging(s3, tags));
+  const retention = { retention: backup.retention };
+  for (const key of [...backup.archiveKeys, backup.manifestKey]) expect(tags.of(key)).toEqual(retention);
+
   const base = await labVerifyConfig(lab());
-  // The emulator has no object tagging (it would store the request as the object): the tag requests are
-  // recorded and answered here, in AWS's stead; every other call goes to the emulator.
-  const tagged: Array<{ Key?: string; Tagging?: unknown }> = [];
-  const s3 = labAwsClients(lab()).s3;
-  s3.middlewareStack.add(
-    (next, context) => async (args) => {
-      if (context.commandName !== "PutObjectTaggingCommand") return next(args);
-      tagged.push(args.input as { Key?: string; Tagging?: unknown });
-      return { output: { $metadata: { httpStatusCode: 200 } }, response: {} } as Awaited<
-        ReturnType<typeof next>
-      >;
-    },
-    { step: "initialize", name: "recordTagging" },
-  );
+  const s3 = playObjectTagging(labAwsClients(lab()).s3, tags);
   try {
-    const { result } = await runLabVerifier(lab(), { config: { ...base, s3: { tagObjects: true } }, s3 });
+    const { result, log } = await runLabVerifier(lab(), {
+      config: { ...base, s3: { tagObjects: true } },
+      s3,
+    });
     expect(result.outcome).toBe("verified");
+    expect(log.lines.filter((l) => l.message.startsWith("could not tag"))).toEqual([]);
   } finally {
     s3.destroy();
   }
-  expect(tagged).toEqual([
-    ...backup.archiveKeys.map((Key) => ({
-      Bucket: lab().s3.bucket,
-      Key,
-      Tagging: { TagSet: [{ Key: "verified", Value: "true" }] },
-    })),
-    {
-      Bucket: lab().s3.bucket,
-      Key: backup.manifestKey,
-      Tagging: { TagSet: [{ Key: "verified", Value: "true" }] },
-    },
-  ]);
+  expect(tags.refused).toEqual([]);
+  for (const key of [...backup.archiveKeys, backup.manifestKey])
+    expect(tags.of(key)).toEqual({ ...retention, verified: "true" });
 });

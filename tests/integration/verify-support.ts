@@ -22,10 +22,14 @@ export async function labVerifyConfig(lab: Lab): Promise<VerifyConfig> {
   return parseVerifyConfig(JSON.parse(await readFile(lab.verifyConfigPath, "utf8")));
 }
 
-/** A real backup of the lab replica (it sends its backup.created message). */
-export async function takeBackup(lab: Lab): Promise<BackupResult> {
+/**
+ * A real backup of the lab replica (it sends its backup.created message); `prepare` may add a middleware to
+ * its S3 client.
+ */
+export async function takeBackup(lab: Lab, prepare?: (s3: S3Client) => void): Promise<BackupResult> {
   const config = parseBackupConfig(JSON.parse(await readFile(lab.backupConfigPath, "utf8")));
   const deps = await backupDeps(config, memoryLogger());
+  prepare?.(deps.s3);
   try {
     return await runBackup(config, deps);
   } finally {

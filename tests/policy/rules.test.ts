@@ -164,6 +164,30 @@ const variants: [rule: string, what: string, change: Change][] = [
     },
   ],
   [
+    "s3-binlog-retention-covers-snapshots",
+    "the binlog archive expires before the snapshots",
+    (r) => {
+      (inputsOf(r, T.lifecycle).rules as Record<string, unknown>[]).push({
+        id: "binlogs",
+        status: "Enabled",
+        filter: { prefix: "backups/orders/binlogs/" },
+        expiration: { days: 30 },
+      });
+    },
+  ],
+  [
+    "s3-binlog-retention-covers-snapshots",
+    "a catch-all shorter than the tagged monthlies",
+    (r) => {
+      (inputsOf(r, T.lifecycle).rules as Record<string, unknown>[]).push({
+        id: "monthly",
+        status: "Enabled",
+        filter: { and: { prefix: "backups/", tags: { retention: "monthly" } } },
+        expiration: { days: 400 },
+      });
+    },
+  ],
+  [
     "sqs-queue-encrypted",
     "DLQ without encryption",
     (r) => {

@@ -110,6 +110,19 @@ export const realStackVariants: [rule: string, change: Change][] = [
     },
   ],
   [
+    "s3-binlog-retention-covers-snapshots",
+    (r) => {
+      // Someone keeps the binlog archive a week to save money, while snapshots stay longer.
+      const lifecycle = first(r, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration");
+      (lifecycle.inputs.rules as Record<string, unknown>[]).push({
+        id: "binlogs-short",
+        status: "Enabled",
+        filter: { prefix: "backups/orders/binlogs/" },
+        expiration: { days: 7 },
+      });
+    },
+  ],
+  [
     "sqs-queue-encrypted",
     (r) => {
       const queue = first(r, "aws:sqs/queue:Queue");

@@ -17,8 +17,11 @@ import {
 
 export type Decision = "Allowed" | "Denied";
 export type Context = Record<string, string | string[]>;
-/** A principal of the matrix: the two prod replicas, the verifier, an account administrator, anonymous. */
-export type Who = "orders" | "billing" | "verifier" | "admin" | "anonymous";
+/**
+ * A principal of the matrix: the two prod replicas, the verifier, the operators' read-only role, an account
+ * administrator, anonymous.
+ */
+export type Who = "orders" | "billing" | "verifier" | "operator" | "admin" | "anonymous";
 
 /** The documents under test, as the prod stack registers them. */
 export interface Policies {
@@ -63,6 +66,7 @@ export async function prodPolicies(): Promise<Policies> {
       orders: { arn: roles["orders/orders-db3"], policy: rolePolicy("-orders-orders-db3-policy") },
       billing: { arn: roles["billing/billing-db2"], policy: rolePolicy("-billing-billing-db2-policy") },
       verifier: { arn: outputs.verifierRoleArn as string, policy: rolePolicy("-verifier-policy") },
+      operator: { arn: outputs.operatorRoleArn as string, policy: rolePolicy("-operators-policy") },
       admin: { arn: ADMIN_ARN, policy: ADMIN_POLICY },
     },
   };

@@ -13,7 +13,12 @@
 import { writeFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { main } from "../../hostscripts/cli";
-import { PAUSE_POINTS, type Checkpoint, type PausePoint } from "../../hostscripts/common/checkpoint";
+import {
+  BINLOG_PAUSE_POINTS,
+  PAUSE_POINTS,
+  type Checkpoint,
+  type PausePoint,
+} from "../../hostscripts/common/checkpoint";
 
 /** At `point`: writes the marker, then never returns. At every other point: returns at once. */
 function pausingAt(point: PausePoint, marker: string): Checkpoint {
@@ -45,11 +50,13 @@ function freezeAfterLine(n: number, marker: string): void {
 /** The pause this process was started with. */
 function pauseFrom(env: NodeJS.ProcessEnv): { point: PausePoint | number; marker: string } {
   const line = /^line:(\d+)$/.exec(env.MYSQL_BACKUP_PAUSE_AT ?? "");
-  const point = line ? Number(line[1]) : PAUSE_POINTS.find((p) => p === env.MYSQL_BACKUP_PAUSE_AT);
+  const point = line
+    ? Number(line[1])
+    : [...PAUSE_POINTS, ...BINLOG_PAUSE_POINTS].find((p) => p === env.MYSQL_BACKUP_PAUSE_AT);
   const marker = env.MYSQL_BACKUP_PAUSE_MARKER;
   if (!point || !marker)
     throw new Error(
-      `pausing-cli needs MYSQL_BACKUP_PAUSE_AT (line:<n> or one of ${PAUSE_POINTS.join(", ")}) and MYSQL_BACKUP_PAUSE_MARKER (a file)`,
+      `pausing-cli needs MYSQL_BACKUP_PAUSE_AT (line:<n> or one of ${[...PAUSE_POINTS, ...BINLOG_PAUSE_POINTS].join(", ")}) and MYSQL_BACKUP_PAUSE_MARKER (a file)`,
     );
   return { point, marker };
 }

@@ -11,7 +11,7 @@ import {
   chooseLockMode,
   crashSafetyObstacles,
   readCrashSafetyFacts,
-} from "../../hostscripts/backup/lockmode";
+} from "../../hostscripts/common/lockmode";
 import { dialectFor, readServerFacts, type Query } from "../../hostscripts/common/dialect";
 import { mysqlMissing } from "../../hostscripts/common/gtid";
 import { PipelineError } from "../../hostscripts/common/errors";

@@ -10,7 +10,7 @@ import type { BackupConfig } from "../../contracts";
 import { buildManifest } from "../../hostscripts/backup/manifest";
 import { oneChunkArchive } from "../support/archive";
 import { dialectFor, readServerFacts, type Query } from "../../hostscripts/common/dialect";
-import { checkDiskSpace, treeBytes } from "../../hostscripts/backup/diskspace";
+import { checkDiskSpace, treeBytes } from "../../hostscripts/common/diskspace";
 import { PipelineError } from "../../hostscripts/common/errors";
 
 let root: string;
@@ -67,6 +67,7 @@ async function writeLocalManifest(backupId: string, bytes: number, rawBytes: num
       { cluster: "c", host: "h", backupId },
       { bytes, rawBytes, files: [{ path: "data/ibdata1", bytes: rawBytes, sha256: "b".repeat(64) }] },
     ),
+    retention: "daily",
   });
   await mkdir(join(localDir, backupId));
   await writeFile(join(localDir, backupId, "manifest.json"), JSON.stringify(manifest));

@@ -11,7 +11,7 @@ import {
   needsCrashSafety,
   readCrashSafetyFacts,
   type CrashSafetyFacts,
-} from "../../hostscripts/backup/lockmode";
+} from "../../hostscripts/common/lockmode";
 import type { Query } from "../../hostscripts/common/dialect";
 import { PipelineError } from "../../hostscripts/common/errors";
 

@@ -104,6 +104,7 @@ async function parts(mode: LockMode = "global") {
     },
     sourceRoot: "/srv/mysql",
     ...archive([{ path: "data/ibdata1", bytes: 5678, sha256: "b".repeat(64) }]),
+    retention: "monthly" as const,
   };
 }
 
@@ -135,6 +136,7 @@ test("a manifest built from MariaDB's answers validates and carries the position
     reason: "MyISAM tables hold data",
   });
   expect(manifest.positionAfter).toBeUndefined();
+  expect(manifest.retention).toBe("monthly");
   expect(manifest.tables.map((t) => [t.table, t.type, t.partitioned ?? false])).toEqual([
     ["sbtest1", "BASE TABLE", false],
     ["order_ids", "SEQUENCE", false],

@@ -14,7 +14,7 @@ import {
   type CommandResult,
   type RunCommand,
   type ServerPaths,
-} from "../../hostscripts/backup/snapshot";
+} from "../../hostscripts/common/snapshot";
 
 const ID = "20261124T020000Z-3fa9c1";
 const SNAP = `mysql-backup-${ID}`;
@@ -120,6 +120,8 @@ describe("LVM", () => {
       ["lvs", "--noheadings", "-o", "lv_name", `vg0/${SNAP}`],
       ["lvremove", "-f", `vg0/${SNAP}`],
     ]);
+    // `check` proves these commands are installed: every one the driver ran must be among them.
+    expect(calls.map(([command]) => command).filter((c) => !driver.tools.includes(c))).toEqual([]);
   });
 
   test("an absolute size uses -L, and ext4 is mounted plain read-only", async () => {
@@ -268,6 +270,7 @@ describe("ZFS", () => {
       ["zfs", "list", "-H", "-t", "snapshot", "-o", "name", `tank/mysql@${SNAP}`],
       ["zfs", "destroy", `tank/mysql@${SNAP}`],
     ]);
+    expect(calls.map(([command]) => command).filter((c) => !driver.tools.includes(c))).toEqual([]);
   });
 
   test("refuses a path on a child dataset, naming the path and the dataset it is on", async () => {

@@ -6,7 +6,7 @@ import { mkdir, mkdtemp, rm, symlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PipelineError } from "../../hostscripts/common/errors";
-import { btrfsDriver, driverFor, type RunCommand, type ServerPaths } from "../../hostscripts/backup/snapshot";
+import { btrfsDriver, driverFor, type RunCommand, type ServerPaths } from "../../hostscripts/common/snapshot";
 
 let root: string;
 let subvolume: string;

@@ -60,6 +60,7 @@ async function publication() {
       { cluster: "c", host: "h", backupId },
       { bytes: 10, rawBytes: 20, files: [{ path: "data/ibdata1", bytes: 20, sha256: "b".repeat(64) }] },
     ),
+    retention: "daily",
   });
   return {
     manifest,

@@ -26,7 +26,7 @@ async function yieldInChild(
     const { execFileSync } = require("node:child_process");
     const { yieldToDatabase } = require(${JSON.stringify(PRIORITY)});
     const { memoryLogger } = require(${JSON.stringify(LOG)});
-    const { runCommand } = require(${JSON.stringify(join(__dirname, "..", "..", "hostscripts", "backup", "snapshot", "driver.ts"))});
+    const { runCommand } = require(${JSON.stringify(join(__dirname, "..", "..", "hostscripts", "common", "snapshot", "driver.ts"))});
     const run = (argv) => runCommand(argv[0] === "ionice" ? [${JSON.stringify(ionice)}, ...argv.slice(1)] : argv);
     (async () => {
       const outcome = await yieldToDatabase(memoryLogger(), ${settings}, run);

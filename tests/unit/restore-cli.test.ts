@@ -8,41 +8,88 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ContractError, parseRestoreConfig, parseVerifyConfig, type BackupManifest } from "../../contracts";
 import { PipelineError } from "../../hostscripts/common/errors";
-import { parseRestoreArgs } from "../../hostscripts/restore/command";
+import { parseCommandLine } from "../../hostscripts/common/args";
+import type { Subcommand } from "../../hostscripts/common/command";
+import { parseRestoreArgs, restoreCommand } from "../../hostscripts/restore/command";
 import { chooseBackup, summarizeList, type ListedBackup } from "../../hostscripts/restore/list";
 import { replicationStatements, restoredServerOptions } from "../../hostscripts/restore/restore";
 import { removeReplicationState } from "../../hostscripts/restore/scratch-server";
 
+/** `restore`'s arguments as the CLI parses them, then as the command reads them. */
+const restoreArgs = (argv: string[]) =>
+  parseRestoreArgs(parseCommandLine(restoreCommand as unknown as Subcommand<unknown>, argv).flags);
+
 describe("arguments", () => {
   test("list, or a target with an optional backup and --force", () => {
-    expect(parseRestoreArgs(["list"])).toEqual({ action: "list" });
-    expect(parseRestoreArgs(["--target", "/srv/mysql"])).toEqual({
+    expect(restoreArgs(["list"])).toEqual({ action: "list" });
+    expect(restoreArgs(["--target", "/srv/mysql"])).toEqual({
       action: "restore",
       target: "/srv/mysql",
       backupId: null,
       force: false,
+      until: null,
     });
-    expect(parseRestoreArgs(["--backup=20261124T020000Z-3fa9c1", "--target=/srv/mysql", "--force"])).toEqual({
+    expect(restoreArgs(["--backup=20261124T020000Z-3fa9c1", "--target=/srv/mysql", "--force"])).toEqual({
       action: "restore",
       target: "/srv/mysql",
       backupId: "20261124T020000Z-3fa9c1",
       force: true,
+      until: null,
     });
   });
 
+  test("--until TIME|latest and --until-gtid name the point of a point-in-time restore", () => {
+    const at = (args: string[]) =>
+      (restoreArgs(["--target", "/srv/mysql", ...args]) as { until: unknown }).until;
+    expect(at(["--until", "2026-11-30T16:30:05.250Z"])).toEqual({
+      kind: "time",
+      at: new Date("2026-11-30T16:30:05.250Z"),
+    });
+    expect(at(["--until=2026-11-30 16:30:05"])).toEqual({
+      kind: "time",
+      at: new Date("2026-11-30T16:30:05Z"),
+    });
+    expect(at(["--until", "2026-11-30T18:30:05+02:00"])).toEqual({
+      kind: "time",
+      at: new Date("2026-11-30T16:30:05Z"),
+    });
+    expect(at(["--until", "latest"])).toEqual({ kind: "latest" });
+    const gtid = at(["--until-gtid", "0-1-1234,1-2-7"]) as { kind: string; gtid: { toString(): string } };
+    expect([gtid.kind, gtid.gtid.toString()]).toEqual(["gtid", "0-1-1234,1-2-7"]);
+    const mysql = at(["--until-gtid", "3E11FA47-71CA-11E1-9E33-C80AA9429562:1-23"]) as {
+      gtid: { toString(): string };
+    };
+    expect(mysql.gtid.toString()).toBe("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-23");
+  });
+
+  test("a point that is not one is a usage error naming what to give", () => {
+    expect(() => restoreArgs(["--target", "/x", "--until", "yesterday"])).toThrow(
+      /--until "yesterday" is not a time/,
+    );
+    expect(() => restoreArgs(["--target", "/x", "--until-gtid", "0-1"])).toThrow(
+      /--until-gtid 0-1: "0-1" is not a GTID/,
+    );
+    expect(() => restoreArgs(["--target", "/x", "--until", "latest", "--until-gtid", "0-1-2"])).toThrow(
+      /give --until or --until-gtid, not both/,
+    );
+  });
+
   test("no target, a relative target or a stray word is a usage error that shows the usage", () => {
-    expect(() => parseRestoreArgs([])).toThrow(/needs --target DIR/);
-    expect(() => parseRestoreArgs(["--target", "data"])).toThrow(/absolute path/);
-    expect(() => parseRestoreArgs(["--target", "/x", "now"])).toThrow(/unexpected argument "now"/);
+    expect(() => restoreArgs([])).toThrow(/needs --target DIR/);
+    expect(() => restoreArgs(["--target", "data"])).toThrow(/absolute path/);
+    expect(() => restoreArgs(["--target", "/x", "now"])).toThrow(/unexpected argument "now"/);
+    expect(() => restoreArgs(["list", "--target", "/x"])).toThrow(/restore list takes no --target/);
+    expect(() => restoreArgs(["list", "now"])).toThrow(/unexpected argument "now"/);
     const error = (() => {
       try {
-        parseRestoreArgs(["lst"]);
+        restoreArgs(["lst"]);
       } catch (thrown) {
         return thrown;
       }
       return null;
     })();
     expect(error).toBeInstanceOf(PipelineError);
+    expect((error as PipelineError).message).toMatch(/unexpected argument "lst"/);
     expect((error as PipelineError).hint).toMatch(/restore --config FILE list/);
   });
 });

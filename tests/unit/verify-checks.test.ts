@@ -12,7 +12,7 @@ import {
 import { comparePositions, normalizeGtidList } from "../../hostscripts/verify/position";
 import { ExitCode } from "../../hostscripts/common/errors";
 import { buildReport, reportMetrics, verdictTags, type ReportInput } from "../../hostscripts/verify/report";
-import { parseServerBuild, whyCannotRun } from "../../hostscripts/restore/scratch-server";
+import { parseServerBuild, whyCannotRun } from "../../hostscripts/common/server-binary";
 import { checkManifestKey } from "../../hostscripts/verify/daemon";
 import { exitCodeOf } from "../../hostscripts/verify/result";
 
@@ -224,6 +224,22 @@ describe("the report", () => {
     expect(verdictTags("verified")).toEqual([{ Key: "verified", Value: "true" }]);
     expect(verdictTags("failed")).toEqual([{ Key: "verified", Value: "false" }]);
     expect(verdictTags("unsupported")).toEqual([{ Key: "verified", Value: "false" }]);
+  });
+
+  test("object tags: the retention tag is restated as it is, a former verdict replaced, no other key kept", () => {
+    const existing = [
+      { Key: "verified", Value: "false" },
+      { Key: "retention", Value: "monthly" },
+      { Key: "owner", Value: "someone" },
+    ];
+    expect(verdictTags("verified", existing)).toEqual([
+      { Key: "verified", Value: "true" },
+      { Key: "retention", Value: "monthly" },
+    ]);
+    expect(verdictTags("failed", [{ Key: "retention", Value: "daily" }])).toEqual([
+      { Key: "verified", Value: "false" },
+      { Key: "retention", Value: "daily" },
+    ]);
   });
 
   test("metrics: success or failure, restore seconds and backup age, per cluster", () => {

@@ -20,13 +20,13 @@ import {
 } from "../../hostscripts/restore/extract";
 import {
   StartupFailure,
-  findServerBinary,
   mapSourcePath,
   planScratchServer,
   rewriteBinlogIndex,
   scratchServerArgs,
 } from "../../hostscripts/restore/scratch-server";
 import { PipelineError } from "../../hostscripts/common/errors";
+import { findServerBinary } from "../../hostscripts/common/server-binary";
 
 const run = promisify(execFile);
 const sha = (data: Buffer | string) => createHash("sha256").update(data).digest("hex");

@@ -1,6 +1,6 @@
 import { mkdir, readdir, rmdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { PipelineError } from "../../common/errors";
+import { PipelineError } from "../errors";
 import {
   SNAPSHOT_NAME,
   describe,
@@ -38,6 +38,7 @@ export function lvmDriver(settings: LvmSettings, run: RunCommand): SnapshotDrive
 
   return {
     name: "lvm",
+    tools: ["lvcreate", "lvs", "lvremove", "mount", "umount", "findmnt", "blkid"],
     get sourceRoot(): string {
       if (originMount === undefined)
         throw new Error("the LVM driver's sourceRoot is known only after prove()");

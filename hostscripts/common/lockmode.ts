@@ -1,6 +1,6 @@
 import type { LockMode, LockModeSource, ServerFlavor } from "../../contracts";
-import type { Query } from "../common/dialect";
-import { PipelineError } from "../common/errors";
+import type { Query } from "./dialect";
+import { PipelineError } from "./errors";
 
 /**
  * Which lock mode a backup may use (docs/lock-modes.md), decided before anything is locked from what the

@@ -1,6 +1,6 @@
 import { access, readdir, realpath } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { PipelineError, messageOf } from "../../common/errors";
+import { PipelineError, messageOf } from "../errors";
 import {
   SNAPSHOT_NAME,
   describe,
@@ -43,6 +43,7 @@ export function btrfsDriver(settings: BtrfsSettings, run: RunCommand): SnapshotD
 
   return {
     name: "btrfs",
+    tools: ["btrfs", "sync"],
     sourceRoot: subvolume,
 
     async prove(paths) {

@@ -2,7 +2,7 @@ import { realpath } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { $ } from "zx";
 import { BACKUP_ID_PATTERN, type SnapshotDriverName } from "../../../contracts";
-import { PipelineError } from "../../common/errors";
+import { PipelineError } from "../errors";
 
 /**
  * The snapshot driver interface. A driver knows one volume manager (btrfs, LVM or ZFS):
@@ -70,6 +70,8 @@ export interface Snapshot {
 /** One volume manager's way to snapshot the server's volume. */
 export interface SnapshotDriver {
   readonly name: SnapshotDriverName;
+  /** The commands the driver runs (on PATH or in /usr/sbin, /sbin); `check` proves they are installed. */
+  readonly tools: readonly string[];
   /**
    * The absolute path on this host that the snapshot's root stands for (manifest `snapshot.sourceRoot`).
    * LVM and ZFS learn it from the volume manager, so it is known once `prove` has run.

@@ -1,4 +1,4 @@
-import { PipelineError } from "../../common/errors";
+import { PipelineError } from "../errors";
 import {
   SNAPSHOT_NAME,
   describe,
@@ -57,6 +57,7 @@ export function zfsDriver(settings: ZfsSettings, run: RunCommand): SnapshotDrive
 
   return {
     name: "zfs",
+    tools: ["zfs", "findmnt"],
     get sourceRoot(): string {
       if (mountpoint === undefined)
         throw new Error("the ZFS driver's sourceRoot is known only after prove()");

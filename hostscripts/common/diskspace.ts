@@ -1,7 +1,7 @@
 import { lstat, readFile, readdir, statfs } from "node:fs/promises";
 import { join } from "node:path";
 import { BACKUP_ID_PATTERN, MANIFEST_OBJECT, parseManifest } from "../../contracts";
-import { PipelineError } from "../common/errors";
+import { PipelineError } from "./errors";
 
 /**
  * The free-space check before archiving: refuse clearly (DiskSpace) rather than fill the disk that

@@ -1,0 +1,277 @@
+import { awsSettingsSchema, type AwsSettings } from "./config";
+import { BACKUP_ID_PATTERN, NAME_PATTERN } from "./keys";
+import { schemaFor } from "./schema";
+import { parser } from "./validate";
+import { CHECKS, OPTIONAL_CHECKS, type CheckName, type Verdict } from "./verification";
+
+/**
+ * `mysql-backup status`: its config (which bucket, which clusters and hosts must have backups, and when a
+ * host's health turns), and its `--json` result, which monitoring reads (Nagios-style checks, dashboards).
+ */
+
+/** A cluster `status` expects backups of; one listed here with no backup at all is critical. */
+export interface StatusCluster {
+  /** The cluster's name in keys and metrics. */
+  name: string;
+  /**
+   * Hours within which a host must have a complete backup and a verified one: the alarms' `windowHours`.
+   * Defaults to the config's `windowHours`.
+   */
+  windowHours?: number;
+  /** Its replicas; one listed here with no backup is critical (a host never seen in S3 is otherwise invisible). Defaults to the hosts found in S3. */
+  hosts?: string[];
+}
+
+/** `mysql-backup status --config FILE`. Reads only S3: an operator's read-only role is enough. */
+export interface StatusConfig {
+  /** The backup bucket and the key prefix above `<cluster>/`, as in the replicas' configs. */
+  s3: {
+    bucket: string;
+    /** Defaults to "backups". */
+    prefix?: string;
+  };
+  /** How to reach AWS. Defaults to the SDK's chain. */
+  aws?: AwsSettings;
+  /** Hours within which every host needs a complete and a verified backup (the alarms' window). Defaults to 26. */
+  windowHours?: number;
+  /**
+   * Hours a complete backup may wait for its verdict, and an archive for its manifest, before they count as
+   * overdue (warning): the queue's "oldest message" alarm. Defaults to 6.
+   */
+  verifyWithinHours?: number;
+  /** Clusters (and hosts) that must have backups; clusters found in S3 are shown too. Defaults to none. */
+  clusters?: StatusCluster[];
+}
+
+/** Nagios' states: exit codes 0, 1, 2. */
+export type HealthState = "ok" | "warning" | "critical";
+
+/** The exit code of `status` for a state (Nagios plugin convention); 3 (UNKNOWN) is any failure to judge. */
+export const HEALTH_EXIT_CODE: Record<HealthState, number> = { ok: 0, warning: 1, critical: 2 };
+
+/** One finding about a host or cluster, worded for the person on call: what is wrong and what to do. */
+export interface HealthReason {
+  state: HealthState;
+  message: string;
+}
+
+/** The newest complete backup of a host. */
+export interface NewestBackup {
+  backupId: string;
+  /** Seconds since the backup was taken (its id's time). */
+  ageSeconds: number;
+  /** The archive's size, from the listing. */
+  archiveBytes: number;
+  /** How long the server was locked (the manifest's `lock.ms`). */
+  lockMs: number;
+  /** Its verdict, or null while none is written. */
+  verdict: Verdict | null;
+}
+
+/** The newest backup of a host that a verifier proved restorable. */
+export interface NewestVerified {
+  backupId: string;
+  ageSeconds: number;
+  verifiedAt: string;
+  /** The measured restore: download, extract, recovery and checks (the report's `timings.restoreSeconds`). */
+  restoreSeconds: number;
+}
+
+/** A backup newer than the newest verified one that is not verified. */
+export interface BackupSinceVerified {
+  backupId: string;
+  ageSeconds: number;
+  /**
+   * `failed` / `unsupported`: the verifier's verdict; `unverified`: complete, no verdict yet;
+   * `incomplete`: an archive without a manifest (the backup never finished, or is still uploading).
+   */
+  state: "failed" | "unsupported" | "unverified" | "incomplete";
+  /** The check that failed (verdict `failed`), else null. */
+  failedCheck: CheckName | null;
+}
+
+/** One replica of a cluster. */
+export interface HostStatus {
+  host: string;
+  health: HealthState;
+  /** Every finding, worst first; an ok host has one ok line. */
+  reasons: HealthReason[];
+  /** Complete backups (with a manifest) found. */
+  backups: number;
+  newestBackup: NewestBackup | null;
+  newestVerified: NewestVerified | null;
+  /** Newest first; verdicts older than the newest verified backup are history and not read. */
+  sinceVerified: BackupSinceVerified[];
+}
+
+/** One cluster: its hosts and its worst state. */
+export interface ClusterStatus {
+  cluster: string;
+  health: HealthState;
+  windowHours: number;
+  /** Findings about the cluster as a whole (e.g. an expected cluster without backups). */
+  reasons: HealthReason[];
+  hosts: HostStatus[];
+}
+
+/** What `status --json` prints. */
+export interface StatusReport {
+  formatVersion: 1;
+  generatedAt: string;
+  bucket: string;
+  prefix: string;
+  /** The worst state of every cluster shown. */
+  health: HealthState;
+  /** The process's exit code: 0 ok, 1 warning, 2 critical. */
+  exitCode: number;
+  clusters: ClusterStatus[];
+  /** What the answer cost: S3 list pages and objects listed, and objects fetched (manifests, verdicts). */
+  reads: { listRequests: number; keysListed: number; objectsFetched: number };
+}
+
+const health = { enum: ["ok", "warning", "critical"] } as const;
+const seconds = { type: "number", minimum: 0 } as const;
+const backupId = { type: "string", pattern: BACKUP_ID_PATTERN } as const;
+const reasons = {
+  type: "array",
+  items: {
+    type: "object",
+    additionalProperties: false,
+    required: ["state", "message"],
+    properties: { state: health, message: { type: "string", minLength: 1 } },
+  },
+} as const;
+const hours = { type: "integer", minimum: 1, maximum: 720 } as const;
+const bucket = { type: "string", pattern: "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$" } as const;
+
+export const statusConfigSchema = schemaFor<StatusConfig>()({
+  type: "object",
+  additionalProperties: false,
+  required: ["s3"],
+  properties: {
+    s3: {
+      type: "object",
+      additionalProperties: false,
+      required: ["bucket"],
+      properties: { bucket, prefix: { type: "string", pattern: "^[A-Za-z0-9._/-]*$" } },
+    },
+    aws: awsSettingsSchema,
+    windowHours: hours,
+    verifyWithinHours: hours,
+    clusters: {
+      type: "array",
+      items: {
+        type: "object",
+        additionalProperties: false,
+        required: ["name"],
+        properties: {
+          name: { type: "string", pattern: NAME_PATTERN },
+          windowHours: hours,
+          hosts: { type: "array", items: { type: "string", pattern: NAME_PATTERN } },
+        },
+      },
+    },
+  },
+});
+
+export const statusReportSchema = schemaFor<StatusReport>()({
+  $id: "https://mysql-backup-pipeline/status-v1.json",
+  type: "object",
+  additionalProperties: false,
+  required: ["formatVersion", "generatedAt", "bucket", "prefix", "health", "exitCode", "clusters", "reads"],
+  properties: {
+    formatVersion: { const: 1 },
+    generatedAt: { type: "string", format: "date-time" },
+    bucket: { type: "string" },
+    prefix: { type: "string" },
+    health,
+    exitCode: { enum: [0, 1, 2] },
+    clusters: {
+      type: "array",
+      items: {
+        type: "object",
+        additionalProperties: false,
+        required: ["cluster", "health", "windowHours", "reasons", "hosts"],
+        properties: {
+          cluster: { type: "string", pattern: NAME_PATTERN },
+          health,
+          windowHours: hours,
+          reasons,
+          hosts: {
+            type: "array",
+            items: {
+              type: "object",
+              additionalProperties: false,
+              required: [
+                "host",
+                "health",
+                "reasons",
+                "backups",
+                "newestBackup",
+                "newestVerified",
+                "sinceVerified",
+              ],
+              properties: {
+                host: { type: "string", pattern: NAME_PATTERN },
+                health,
+                reasons: { ...reasons, minItems: 1 },
+                backups: { type: "integer", minimum: 0 },
+                newestBackup: {
+                  type: ["object", "null"],
+                  additionalProperties: false,
+                  required: ["backupId", "ageSeconds", "archiveBytes", "lockMs", "verdict"],
+                  properties: {
+                    backupId,
+                    ageSeconds: seconds,
+                    archiveBytes: { type: "integer", minimum: 0 },
+                    lockMs: seconds,
+                    verdict: { enum: ["verified", "failed", "unsupported", null] },
+                  },
+                },
+                newestVerified: {
+                  type: ["object", "null"],
+                  additionalProperties: false,
+                  required: ["backupId", "ageSeconds", "verifiedAt", "restoreSeconds"],
+                  properties: {
+                    backupId,
+                    ageSeconds: seconds,
+                    verifiedAt: { type: "string", format: "date-time" },
+                    restoreSeconds: seconds,
+                  },
+                },
+                sinceVerified: {
+                  type: "array",
+                  items: {
+                    type: "object",
+                    additionalProperties: false,
+                    required: ["backupId", "ageSeconds", "state", "failedCheck"],
+                    properties: {
+                      backupId,
+                      ageSeconds: seconds,
+                      state: { enum: ["failed", "unsupported", "unverified", "incomplete"] },
+                      failedCheck: { enum: [...CHECKS, ...OPTIONAL_CHECKS, null] },
+                    },
+                  },
+                },
+              },
+            },
+          },
+        },
+      },
+    },
+    reads: {
+      type: "object",
+      additionalProperties: false,
+      required: ["listRequests", "keysListed", "objectsFetched"],
+      properties: {
+        listRequests: { type: "integer", minimum: 0 },
+        keysListed: { type: "integer", minimum: 0 },
+        objectsFetched: { type: "integer", minimum: 0 },
+      },
+    },
+  },
+});
+
+export const parseStatusConfig = parser("status config", statusConfigSchema);
+/** Validates `status --json` output; the command checks its own result with it before printing. */
+export const parseStatusReport = parser("status report", statusReportSchema);
