@@ -128,7 +128,8 @@ export const splitFileSchema = {
         type: "object",
         additionalProperties: false,
         required: ["offset", "bytes", "sha256"],
-        properties: { offset: count, bytes: count, sha256 },
+        // A piece holds at least one byte: a chunk never ends right after a file's header (chunks.ts).
+        properties: { offset: count, bytes: { type: "integer", minimum: 1 }, sha256 },
       },
     },
   },

@@ -198,7 +198,7 @@ async function packFile(full: string, name: string, stats: Stats, walk: Walk): P
   let handle: FileHandle | undefined;
   try {
     handle = await open(full, "r");
-    await writer.header(encodeHeader(header(name, stats, "file")));
+    await writer.header(encodeHeader(header(name, stats, "file")), stats.size > 0);
     writer.beginFile(name, stats.size);
     for (let position = 0; position < stats.size;) {
       const buffer = await buffers.take();

@@ -99,11 +99,17 @@ export class ChunkedTarWriter {
     return this.position;
   }
 
-  /** Writes an entry's header blocks, in a new chunk when they do not fit in this one. */
-  async header(blocks: Buffer): Promise<void> {
+  /**
+   * Writes an entry's header blocks, in a new chunk when they do not fit in this one. When data follows
+   * (`dataFollows`: a file of at least one byte), at least one block of it must fit too: a chunk never ends
+   * right after a file's header, so a chunk that continues a file always begins after its first byte and
+   * every piece holds at least one byte.
+   */
+  async header(blocks: Buffer, dataFollows = false): Promise<void> {
     const chunk = await this.current();
     const used = this.position - chunk.tarOffset;
-    if (used > 0 && used + blocks.length > this.options.chunkBytes) await this.cut();
+    const needs = blocks.length + (dataFollows ? 512 : 0);
+    if (used > 0 && used + needs > this.options.chunkBytes) await this.cut();
     await this.send(blocks);
   }
 

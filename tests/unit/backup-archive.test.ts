@@ -157,6 +157,26 @@ describe.each([
   }
 });
 
+test("a file whose header would end a chunk starts the next one: no chunk continues a file at its byte 0", async () => {
+  // "a" (header + data) leaves room for exactly one more header in the first 1 MiB chunk.
+  const root = await mkdtemp(join(work, "boundary-src-"));
+  const a = randomBytes(MiB - 1024);
+  const b = randomBytes(5000);
+  await writeFile(join(root, "a"), a);
+  await writeFile(join(root, "b"), b);
+  const dir = await mkdtemp(join(work, "boundary-"));
+  const result = await writeArchive({ root, dir, chunkBytes: MiB, log: memoryLogger() });
+  expect(result.chunks.map((c) => [c.tarOffset, c.continues])).toEqual([
+    [0, undefined],
+    [512 + a.length, undefined],
+  ]);
+  expect(result.files).toEqual([
+    { path: "a", bytes: a.length, sha256: sha(a) },
+    { path: "b", bytes: b.length, sha256: sha(b) },
+  ]);
+  expect(archiveLayoutProblem(await archiveOf(result), result.files)).toBeNull();
+}, 30_000);
+
 test("a failure removes every chunk file and says what failed", async () => {
   const dir = await mkdtemp(join(work, "broken-"));
   const error = await writeArchive({ root: join(work, "no-such-snapshot"), dir, log: memoryLogger() }).catch(

@@ -71,6 +71,11 @@ test("every metric maps to a Prometheus name by the conventions: snake case, bas
     RestoreSeconds: ["mysql_backup_restore_seconds", "gauge", 1],
     BackupAgeAtVerificationSeconds: ["mysql_backup_backup_age_at_verification_seconds", "gauge", 1],
     RecoveryPointLagSeconds: ["mysql_backup_recovery_point_lag_seconds", "gauge", 1],
+    BinlogArchiveLagSeconds: ["mysql_backup_binlog_archive_lag_seconds", "gauge", 1],
+    BinlogArchivedBytes: ["mysql_backup_binlog_archived_bytes", "gauge", 1],
+    BinlogGaps: ["mysql_backup_binlog_gaps_total", "counter", 1],
+    BinlogSegmentsArchived: ["mysql_backup_binlog_segments_archived_total", "counter", 1],
+    PitrWindowSeconds: ["mysql_backup_pitr_window_seconds", "gauge", 1],
   });
   for (const [name, [prom]] of Object.entries(mapped)) {
     expect(prom).toMatch(new RegExp(`^${PROMETHEUS_PREFIX}[a-z_]+$`));
