@@ -95,6 +95,8 @@ export async function extractChunk(
   } finally {
     if (zstd.exitCode === null && zstd.signalCode === null) zstd.kill("SIGKILL");
     await decompressor;
+    // Nothing is written below the root once this returns or throws (a failed restore's caller may remove it).
+    await unpacking.catch(() => undefined);
   }
 }
 

@@ -270,9 +270,10 @@ test("killed once the publication is staged, before the uploads complete: the ne
   expect(records.length).toBeGreaterThan(1);
   expect(records.every((r) => r.completion !== undefined)).toBe(true);
   for (const record of records) expect(await objectExists(record.key)).toBe(false);
+  // Read before the next run: once it completes the backup, only manifest.json stays in the directory.
+  const outbox = (await readOutbox(join(config.localDir, crashed))).message;
   const next = await nextRunRepairsAndSucceeds();
   expect((await drainMessages(deps.sqs)).sort()).toEqual([crashed, next].sort());
-  const outbox = (await readOutbox(join(config.localDir, crashed))).message;
   const manifest = await manifestOf(deps.s3, outbox.manifestKey);
   for (const object of archiveObjectsOf(manifest))
     expect(await sha256Of(deps.s3, object.key)).toBe(object.sha256);

@@ -209,7 +209,7 @@ test("a part refused while the archive is being written stops the archive and le
     const error = await runBackup(config, await backupDeps(config, memoryLogger())).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(PipelineError);
     expect((error as PipelineError).kind).toBe("UploadFailed");
-    expect((error as PipelineError).message).toMatch(/archive\.tar\.zst failed: AccessDenied/);
+    expect((error as PipelineError).message).toMatch(/archive-\d{4}\.tar\.zst failed: AccessDenied/);
     expect((await readdir(lab().snapshotDir)).filter((n) => n.startsWith("mysql-backup-"))).toEqual([]);
     expect(await readdir(base.localDir)).toEqual(localBefore);
   } finally {
