@@ -318,8 +318,9 @@ test("the archive's chunks are downloaded as ranged parts, several chunks and pa
     const got = ranges.get(chunk.key)!;
     const parts = Math.ceil(chunk.bytes / mib);
     expect(got).toHaveLength(parts);
+    // The first range asks for a whole part (the size is not known yet); a later one ends at the chunk's end.
     expect(got[0]).toBe(`bytes=0-${mib - 1}`);
-    expect(got.at(-1)).toBe(`bytes=${(parts - 1) * mib}-${chunk.bytes - 1}`);
+    if (parts > 1) expect(got.at(-1)).toBe(`bytes=${(parts - 1) * mib}-${chunk.bytes - 1}`);
   }
   expect(mostChunksAtOnce).toBe(2);
   expect(mostInFlight).toBeGreaterThan(2);
