@@ -55,6 +55,8 @@ export async function downloadArchive(
   options.signal?.addEventListener("abort", stopAll, { once: true });
   if (options.pins) await checkPins(s3, bucket, objects, options.pins);
   const unpacker = new ArchiveUnpacker(root, layout.split);
+  // One pool of part buffers for every object: at most (concurrency + workers) parts are ever held.
+  const buffers: Buffer[] = [];
   const results: ChunkExtraction[] = [];
   const read: VerifiedObject[] = [];
   let next = 0;
@@ -65,6 +67,7 @@ export async function downloadArchive(
         ...options,
         concurrency,
         signal: stop.signal,
+        buffers,
         pin: options.pins?.[index] ?? undefined,
       };
       const done = await fetchObject(
