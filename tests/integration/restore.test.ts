@@ -267,8 +267,9 @@ test("a download cut short is this host's trouble (exit 11), not a backup that f
     }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(PipelineError);
     expect(error).toMatchObject({ kind: "VerifierInfrastructure", exitCode: 11 });
+    // The cut part is read into its buffer whole before any byte of it goes on: its own length gives it away.
     expect((error as PipelineError).message).toMatch(
-      new RegExp(`the download ended after \\d+ of the ${backup.chunks[0].bytes} bytes S3 announced`),
+      /a ranged GET ended after \d+ of the \d+ bytes it announced/,
     );
   } finally {
     s3.destroy();
