@@ -2,12 +2,11 @@ import { spawn } from "node:child_process";
 import { mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { BinlogSegmentEntry } from "../contracts";
 import { BINLOG_NODE_OPTIONS } from "../contracts/units";
 import { memoryLogger } from "../hostscripts/common/log";
 import { parseState } from "../hostscripts/common/gtid-state";
 import { listArchive, readArchive } from "../hostscripts/restore/archive";
-import { planChain } from "../hostscripts/restore/chain";
+import { planChain } from "../hostscripts/common/pitr-chain";
 import { downloadSegments } from "../hostscripts/restore/segments";
 import { selectTransactions } from "../hostscripts/restore/select";
 import { writeRelayLogs } from "../hostscripts/restore/replay";
@@ -21,6 +20,7 @@ import {
   waitForReplicaCatchUp,
   type Lab,
 } from "../lab/lab";
+import { archivedSegments as ledger } from "../lab/demo-pitr";
 import { chownToMysql, rootQuery } from "../lab/mariadb";
 import { isAlive, terminate, waitUntil } from "../lab/processes";
 import { describeMachine, loadAverageNow, type Machine } from "./machine";
@@ -160,20 +160,6 @@ function startArchiver(cli: string, config: string, labDir: string): { pid: numb
 
 async function replicaGtid(lab: Lab): Promise<string> {
   return (await replicaStatus(lab)).gtidSlavePos;
-}
-
-async function ledger(lab: Lab): Promise<BinlogSegmentEntry[]> {
-  const { s3 } = labAwsClients(lab);
-  try {
-    const epochs = await readArchive(
-      s3,
-      lab.s3.bucket,
-      await listArchive(s3, lab.s3.bucket, "backups", "lab"),
-    );
-    return epochs.flatMap((e) => e.entries);
-  } finally {
-    s3.destroy();
-  }
 }
 
 /** Waits until the archive holds `gtid` (a MariaDB position). */

@@ -8,7 +8,7 @@ import {
   schemaFor,
   VerifierMetric,
 } from "../contracts";
-import { binlogAlarms, pitrSpecSchema, type PitrSpec } from "./pitr";
+import { binlogAlarms, pitrSpecSchema, resolvePitr, type PitrSpec } from "./pitr";
 import { requireInteger } from "./validation";
 
 /** One cluster as the stack config describes its alarms. */
@@ -227,6 +227,33 @@ export function clusterAlarms(cluster: WatchedCluster): AlarmSpec[] {
           }),
         )),
     ...binlogAlarms(cluster.name, cluster.pitr),
+    ...chainAlarms(cluster, hours),
+  ];
+}
+
+/**
+ * The point-in-time chain proof of a cluster with PITR on: any failed chain pages, and so does a cluster
+ * with no chain proven for two windows (a chain needs two verified snapshots, and comes after the second's
+ * verification: one window would page on a new cluster's first day).
+ */
+function chainAlarms(cluster: WatchedCluster, hours: number): AlarmSpec[] {
+  if (!resolvePitr(cluster.pitr).enabled) return [];
+  const dimensions = { [Dimension.Cluster]: cluster.name };
+  return [
+    failure(
+      "pitr-chain-failed",
+      `The point-in-time chain of cluster ${cluster.name} failed its proof: the chain-verification.json beside the newer snapshot names the gap, the segment or the tables that differ (docs/pitr-proof.md)`,
+      VerifierMetric.PitrChainFailed,
+      dimensions,
+    ),
+    silence({
+      id: "pitr-chain-silent",
+      description: `No point-in-time chain of cluster ${cluster.name} was proven in ${2 * hours} h: check the verifier's log for "pitr-" lines, its binlog archive and its verified snapshots`,
+      metricName: VerifierMetric.PitrChainVerified,
+      dimensions,
+      hours: 2 * hours,
+      since: cluster.since,
+    }),
   ];
 }
 

@@ -108,8 +108,12 @@ export function clusterWidgets(cluster: string, region: string, y: number): Arra
     ),
     widget(
       12,
-      `${cluster}: point-in-time window archived (s)`,
-      [line(BinlogMetric.PitrWindowSeconds, "Maximum", "archived window")],
+      `${cluster}: point-in-time window archived, and the age of the newest proven point (s)`,
+      [
+        line(BinlogMetric.PitrWindowSeconds, "Maximum", "archived window"),
+        // Emitted with each proven chain (a snapshot interval apart): what the verifier has replayed.
+        line(VerifierMetric.PitrVerifiedUntilSeconds, "Minimum", "newest proven point's age"),
+      ],
       false,
       binlog,
     ),

@@ -5,6 +5,7 @@ import type { AlertedCluster, WatchedCluster } from "./alarms";
 import { Alerting, type AlertEndpoints, type AlertingArgs } from "./alerting";
 import { BackupBucket, type BackupBucketArgs } from "./backupBucket";
 import { OperatorRole } from "./operatorRole";
+import { resolvePitr } from "./pitr";
 import { ARTIFACTS_PREFIX } from "./iam";
 import { checkPipelineName } from "./names";
 import { ReplicaAgent, type HostBundle, type PipelineEndpoints, type ReplicaAgentArgs } from "./replicaAgent";
@@ -185,23 +186,7 @@ export class MysqlBackupPipeline extends pulumi.ComponentResource {
     const binlogRetentionDays = (bucket.retention.monthly ?? bucket.retention.daily).expireDays;
     const agents = replicaAgents(this, name, args, { ...endpoints, binlogRetentionDays }, tags);
     const alerts = alerting(this, name, args, { queue, agents }, tags);
-    const operators = new OperatorRole(
-      `${name}-operators`,
-      {
-        bucketName: bucket.bucketName,
-        bucketArn: bucket.bucketArn,
-        keyArn: bucket.keyArn,
-        region,
-        prefix,
-        clusters: args.clusters.map((c) => ({
-          name: c.name,
-          windowHours: c.windowHours,
-          hosts: c.replicas.map((r) => r.host),
-        })),
-        tags,
-      },
-      { parent: this },
-    );
+    const operators = operatorRole(this, name, args, endpoints, tags);
 
     this.bucketName = bucket.bucketName;
     this.bucketArn = bucket.bucketArn;
@@ -261,6 +246,7 @@ function verifierFleet(
       server: wiring.server,
       queueName: wiring.queue.queueName,
       visibilityTimeoutSeconds: wiring.queue.settings.visibilityTimeoutSeconds,
+      maxReceiveCount: wiring.queue.settings.maxReceiveCount,
       bundle: args.bundle,
       tags: wiring.tags,
     },
@@ -349,6 +335,34 @@ function alerting(
       maxMessageAgeSeconds: args.alerts?.maxMessageAgeSeconds,
       queueName: queue.queueName,
       deadLetterQueueName: queue.deadLetterQueueName,
+      tags,
+    },
+    { parent },
+  );
+}
+
+/** The operators' read-only role and the `status.json` it reads with (`mysql-backup status`). */
+function operatorRole(
+  parent: pulumi.Resource,
+  name: string,
+  args: MysqlBackupPipelineArgs,
+  endpoints: PipelineEndpoints,
+  tags: Record<string, string>,
+): OperatorRole {
+  return new OperatorRole(
+    `${name}-operators`,
+    {
+      bucketName: endpoints.bucketName,
+      bucketArn: endpoints.bucketArn,
+      keyArn: endpoints.keyArn,
+      region: endpoints.region,
+      prefix: endpoints.prefix,
+      clusters: args.clusters.map((c) => ({
+        name: c.name,
+        windowHours: c.windowHours,
+        hosts: c.replicas.map((r) => r.host),
+        pitr: resolvePitr(c.pitr),
+      })),
       tags,
     },
     { parent },

@@ -69,6 +69,8 @@ export interface OperatorCluster {
   name: string;
   windowHours?: number;
   hosts: string[];
+  /** Its point-in-time recovery, resolved (`resolvePitr`): whether archives are expected, and the RPO. */
+  pitr: { enabled: boolean; rpoSeconds: number };
 }
 
 /** The `status.json` for this stack: its bucket and prefix, and every cluster and replica it deploys. */
@@ -85,6 +87,7 @@ export function renderStatusConfig(i: {
       name: c.name,
       ...(c.windowHours === undefined ? {} : { windowHours: c.windowHours }),
       hosts: c.hosts,
+      pitr: c.pitr,
     })),
   } satisfies StatusConfig);
 }

@@ -1,10 +1,12 @@
 import {
   BINLOG_DEFAULTS,
+  BINLOG_SILENCE_SECONDS,
   binlogArchiveConfigSchema,
   BinlogMetric,
   Dimension,
   METRIC_NAMESPACE,
   schemaFor,
+  VerifierMetric,
 } from "../contracts";
 import { BINLOG_SERVICE } from "../contracts/units";
 import type { AlarmSpec } from "./alarms";
@@ -45,7 +47,8 @@ export function resolvePitr(spec: PitrSpec | undefined): { enabled: boolean; rpo
 /**
  * The binlog archive's alarms of a cluster, on the Cluster datum every archiving replica sends (the Minimum
  * is the best archiver's: the cluster's real exposure): the lag above the RPO for two minutes of three, any
- * gap, and silence (no archiver reported for five minutes: missing data is breaching).
+ * gap, silence (no archiver reported for five minutes: missing data is breaching), and any segment the
+ * verifier failed on arrival.
  */
 export function binlogAlarms(cluster: string, pitr: PitrSpec | undefined): AlarmSpec[] {
   const { enabled, rpoSeconds } = resolvePitr(pitr);
@@ -89,13 +92,29 @@ export function binlogAlarms(cluster: string, pitr: PitrSpec | undefined): Alarm
     },
     {
       id: "binlog-silent",
-      description: `No binlog archiver of cluster ${cluster} reported for 5 minutes: nothing written since is off site. systemctl status ${BINLOG_SERVICE} on the replicas`,
+      description: `No binlog archiver of cluster ${cluster} reported for ${BINLOG_SILENCE_SECONDS / 60} minutes: nothing written since is off site. systemctl status ${BINLOG_SERVICE} on the replicas`,
       kind: "state",
       metric: { ...lag, statistic: "SampleCount" },
-      evaluationPeriods: 5,
+      evaluationPeriods: BINLOG_SILENCE_SECONDS / lag.period,
       comparisonOperator: "LessThanThreshold",
       threshold: 1,
       treatMissingData: "breaching",
+    },
+    {
+      id: "binlog-segment-failed",
+      description: `A binlog segment of cluster ${cluster} failed the verifier's checks on arrival (sha256, an event's CRC32, GTID continuity or times): its .segment-verification.json beside the segment names the check. No point-in-time restore can cross it; take a snapshot now`,
+      kind: "event",
+      metric: {
+        namespace: METRIC_NAMESPACE,
+        metricName: VerifierMetric.SegmentFailed,
+        dimensions,
+        statistic: "Sum",
+        period: 300,
+      },
+      evaluationPeriods: 1,
+      comparisonOperator: "GreaterThanOrEqualToThreshold",
+      threshold: 1,
+      treatMissingData: "notBreaching",
     },
   ];
 }

@@ -290,6 +290,7 @@ function hostFiles(args: ReplicaAgentArgs): HostFiles {
     ? {
         rpoSeconds: pitr.rpoSeconds,
         stateDir: BINLOG_STATE_DIR,
+        announce: true, // this release's verifier fleet checks every segment on arrival
         ...(args.binlogRetentionDays === undefined ? {} : { retentionDays: args.binlogRetentionDays }),
       }
     : undefined;

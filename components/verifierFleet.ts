@@ -81,6 +81,8 @@ export interface VerifierFleetArgs extends PipelineEndpoints {
   queueName: pulumi.Input<string>;
   /** Visibility timeout the verifier receives with (the queue's). */
   visibilityTimeoutSeconds: number;
+  /** The queue's redrive count (binlog segments are deferred fewer times). Defaults to the verifier's default deferrals. */
+  maxReceiveCount?: number;
   /** The bundle the stack uploads for the verifiers to fetch. */
   bundle: HostBundle;
   /** Tags for every taggable child (and the instances and volumes). Defaults to none. */
@@ -329,6 +331,7 @@ function userData(
         verifyConfig: renderVerifyConfig({
           queueUrl,
           visibilityTimeoutSeconds: args.visibilityTimeoutSeconds,
+          maxReceiveCount: args.maxReceiveCount,
           region,
           keyArn,
         }),

@@ -27,6 +27,8 @@ export const SCRATCH_DIR = VERIFIER_SCRATCH_DIR;
 export function renderVerifyConfig(i: {
   queueUrl: string;
   visibilityTimeoutSeconds: number;
+  /** The queue's redrive count: a segment is deferred at most one receive less, so its verdict comes first. */
+  maxReceiveCount?: number;
   region: string;
   keyArn: string;
 }): VerifyConfig {
@@ -39,6 +41,9 @@ export function renderVerifyConfig(i: {
     mysqld: { user: "mysql" },
     aws: { region: i.region },
     metrics: { sink: "cloudwatch" },
+    ...(i.maxReceiveCount === undefined
+      ? {}
+      : { segments: { maxDeferrals: Math.max(0, i.maxReceiveCount - 1) } }),
   } satisfies VerifyConfig);
 }
 

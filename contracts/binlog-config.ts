@@ -69,3 +69,9 @@ export const binlogArchiveConfigSchema = {
     retentionDays: { type: "integer", minimum: 1 },
   },
 } as const;
+
+/**
+ * Seconds without a word from a cluster's archivers after which the archive counts as silent: the
+ * `binlog-silent` alarm's five one-minute periods, and `status`'s limit on the time since the newest upload.
+ */
+export const BINLOG_SILENCE_SECONDS = 300;

@@ -1,4 +1,4 @@
-import { BACKUP_ID_PATTERN, NAME_PATTERN, clusterPrefix, newBackupId } from "./keys";
+import { BACKUP_ID_PATTERN, CHECK_PROBE_DIR, NAME_PATTERN, clusterPrefix, newBackupId } from "./keys";
 import type { ServerFlavor } from "./manifest";
 import { schemaFor } from "./schema";
 import { parser } from "./validate";
@@ -70,6 +70,15 @@ export function epochPrefix(ref: BinlogEpochRef): string {
 }
 
 export const epochRecordKey = (ref: BinlogEpochRef): string => epochPrefix(ref) + EPOCH_OBJECT;
+
+/**
+ * `<prefix>/<cluster>/binlogs/<host>/_check/<id>.json`: `mysql-backup check`'s create-only probe of the
+ * archive. Outside the layout (`_check` is no epoch), so every reader skips it; the lifecycle expires it.
+ */
+export function binlogCheckProbeKey(prefix: string, cluster: string, host: string, at: Date): string {
+  if (!new RegExp(NAME_PATTERN).test(host)) throw new Error(`host "${host}" must match ${NAME_PATTERN}`);
+  return `${binlogArchivePrefix(prefix, cluster)}${host}/${CHECK_PROBE_DIR}/${newBackupId(at)}.json`;
+}
 
 /** `20261130T163053Z`: the second a segment's first transaction committed. */
 function stamp(at: Date): string {

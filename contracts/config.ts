@@ -1,7 +1,9 @@
+import { chainCheckSettingsSchema, type ChainCheckSettings } from "./chain-verdict";
 import { binlogArchiveConfigSchema, type BinlogArchiveConfig } from "./binlog-config";
 import { NAME_PATTERN } from "./keys";
 import { LOCK_MODES, type LockMode } from "./manifest";
 import { schemaFor } from "./schema";
+import { segmentCheckSettingsSchema, type SegmentCheckSettings } from "./segment-verdict";
 import { parser } from "./validate";
 
 /**
@@ -203,6 +205,10 @@ export interface VerifyConfig {
    * replication account on the source. Defaults to off; timeoutSeconds defaults to 600.
    */
   catchUp?: { optionFile: string; timeoutSeconds?: number };
+  /** How `binlog.archived` messages are checked (contracts/segment-verdict.ts). Defaults as documented there. */
+  segments?: SegmentCheckSettings;
+  /** Whether the chain from the previous verified snapshot is proven (contracts/chain-verdict.ts). */
+  chain?: ChainCheckSettings;
   /**
    * Where `mysql-backup restore` finds a cluster's backups. The verify daemon ignores it (it learns the
    * bucket from each message), so one file on a verifier host serves both commands. Required by `restore`.
@@ -406,6 +412,8 @@ export const verifyConfigSchema = schemaFor<VerifyConfig>()({
         workers: { type: "integer", minimum: 0, maximum: 256 },
       },
     },
+    segments: segmentCheckSettingsSchema,
+    chain: chainCheckSettingsSchema,
     drift: {
       type: "object",
       additionalProperties: false,

@@ -11,6 +11,8 @@ interface VerifyDefaults {
   drift: Required<NonNullable<VerifyConfig["drift"]>>;
   download: Required<NonNullable<VerifyConfig["download"]>>;
   catchUp: Required<Pick<NonNullable<VerifyConfig["catchUp"]>, "timeoutSeconds">>;
+  segments: Required<NonNullable<VerifyConfig["segments"]>>;
+  chain: Required<NonNullable<VerifyConfig["chain"]>>;
 }
 
 /**
@@ -25,4 +27,6 @@ export const VERIFY_DEFAULTS = {
   drift: { maxShrinkShare: 0.5, minRows: 100 },
   download: { partSizeMiB: 8, concurrency: 4, workers: 0 },
   catchUp: { timeoutSeconds: 600 },
+  segments: { maxDeferrals: 2, deferSeconds: 60, timeSkewSeconds: 60 },
+  chain: { enabled: true, archiveWaitSeconds: 300 },
 } as const satisfies VerifyDefaults;

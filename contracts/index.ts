@@ -14,3 +14,5 @@ export * from "./status";
 export * from "./validate";
 export * from "./verification";
 export * from "./tags";
+export * from "./segment-verdict";
+export * from "./chain-verdict";

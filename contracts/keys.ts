@@ -8,6 +8,13 @@ import { randomBytes } from "node:crypto";
 export const ARCHIVE_OBJECT = "archive.tar.zst";
 export const MANIFEST_OBJECT = "manifest.json";
 export const VERIFICATION_OBJECT = "verification.json";
+/**
+ * The verdict on one binlog segment, beside it: `<sequence>-<stamp>.segment-verification.json` (contracts/
+ * segment-verdict.ts). Declared here, not with the binlog layout, because the verdict list below needs it.
+ */
+export const SEGMENT_VERDICT_SUFFIX = ".segment-verification.json";
+/** The proof of the point-in-time chain that ends at a snapshot, beside its `verification.json`. */
+export const CHAIN_VERDICT_OBJECT = "chain-verification.json";
 
 /**
  * The names of every object only the verifier may write (its verdicts), as the last segment of their
@@ -16,7 +23,11 @@ export const VERIFICATION_OBJECT = "verification.json";
  * here, and falls under the same rule without touching components/. A `*` matches any run of characters
  * (IAM's wildcard), e.g. `*.segment-verification.json`.
  */
-export const VERDICT_OBJECTS: readonly string[] = [VERIFICATION_OBJECT];
+export const VERDICT_OBJECTS: readonly string[] = [
+  VERIFICATION_OBJECT,
+  `*${SEGMENT_VERDICT_SUFFIX}`,
+  CHAIN_VERDICT_OBJECT,
+];
 
 /** Whether an object key names a verdict (its last segment matches one of {@link VERDICT_OBJECTS}). */
 export function isVerdictKey(key: string): boolean {

@@ -39,6 +39,19 @@ export const VerifierMetric = {
   RestoreSeconds: "RestoreSeconds",
   BackupAgeAtVerificationSeconds: "BackupAgeAtVerificationSeconds",
   RecoveryPointLagSeconds: "RecoveryPointLagSeconds",
+  /** A binlog segment proven on arrival (sha256, every event's CRC32, GTID continuity, times). */
+  SegmentVerified: "SegmentVerified",
+  /** A binlog segment that failed its checks (its verdict names the check). Alarm on any. */
+  SegmentFailed: "SegmentFailed",
+  /** A point-in-time chain proven between two verified snapshots (contracts/chain-verdict.ts). */
+  PitrChainVerified: "PitrChainVerified",
+  /** A chain that failed its proof (a gap, a damaged segment, tables that differ). Alarm on any. */
+  PitrChainFailed: "PitrChainFailed",
+  /**
+   * Age of the newest point the chain is proven up to (the newest snapshot B of a verified chain), when a
+   * chain is proven. Alarm on silence of PitrChainVerified rather than on this gauge.
+   */
+  PitrVerifiedUntilSeconds: "PitrVerifiedUntilSeconds",
 } as const;
 
 /**
@@ -87,6 +100,11 @@ export const METRIC_UNITS: Record<MetricName, MetricUnit> = {
   RestoreSeconds: "Seconds",
   BackupAgeAtVerificationSeconds: "Seconds",
   RecoveryPointLagSeconds: "Seconds",
+  SegmentVerified: "Count",
+  SegmentFailed: "Count",
+  PitrChainVerified: "Count",
+  PitrChainFailed: "Count",
+  PitrVerifiedUntilSeconds: "Seconds",
   BinlogArchiveLagSeconds: "Seconds",
   BinlogGaps: "Count",
   PitrWindowSeconds: "Seconds",
@@ -126,6 +144,14 @@ export const METRIC_HELP: Record<MetricName, string> = {
   RestoreSeconds: "How long the newest verification's restore took: download, extract, recovery, checks.",
   BackupAgeAtVerificationSeconds: "Age of the newest verified backup when its verdict was written.",
   RecoveryPointLagSeconds: "How old the newest data in the newest verified backup was at snapshot time.",
+  SegmentVerified:
+    "Binlog segments the verifier proved on arrival: sha256, every event's CRC32, GTID continuity.",
+  SegmentFailed:
+    "Binlog segments that failed the verifier's checks on arrival (the verdict names the check).",
+  PitrChainVerified:
+    "Point-in-time chains proven: snapshot A replayed to snapshot B gives B's GTIDs and checksums.",
+  PitrChainFailed: "Point-in-time chains that failed their proof (gap, damaged segment, tables that differ).",
+  PitrVerifiedUntilSeconds: "Age of the newest point the point-in-time chain is proven up to.",
   BinlogArchiveLagSeconds:
     "Seconds a committed transaction has waited, at most, to be in S3 (the binlog archive's RPO now).",
   BinlogGaps: "Gaps found in the binlog archive: transactions purged before they were archived.",
@@ -134,6 +160,12 @@ export const METRIC_HELP: Record<MetricName, string> = {
   BinlogSegmentsArchived: "Binlog segments uploaded.",
   BinlogArchivedBytes: "Binlog bytes uploaded.",
 };
+
+/**
+ * Metrics of another unit than `Count` whose data points are amounts added since the last one (the archiver
+ * sends the bytes it uploaded in the minute), so they are counters in Prometheus, not the newest value.
+ */
+const INCREMENTS: ReadonlySet<MetricName> = new Set<MetricName>(["BinlogArchivedBytes"]);
 
 /** Prometheus' name prefix of this pipeline's metrics (the CloudWatch namespace's). */
 export const PROMETHEUS_PREFIX = "mysql_backup_";
@@ -165,9 +197,10 @@ export function prometheusMetric(name: MetricName): PrometheusMetric {
   const unit = UNIT_SUFFIX[METRIC_UNITS[name]];
   const base = unit.strip && name.endsWith(unit.strip) ? name.slice(0, -unit.strip.length) : name;
   const snake = base.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toLowerCase();
+  const increment = INCREMENTS.has(name);
   return {
-    name: `${PROMETHEUS_PREFIX}${snake}${unit.suffix}`,
-    type: METRIC_UNITS[name] === "Count" ? "counter" : "gauge",
+    name: `${PROMETHEUS_PREFIX}${snake}${unit.suffix}${increment ? "_total" : ""}`,
+    type: METRIC_UNITS[name] === "Count" || increment ? "counter" : "gauge",
     help: `${METRIC_HELP[name]} (CloudWatch ${METRIC_NAMESPACE}/${name})`,
     divisor: unit.divisor,
   };
@@ -199,4 +232,6 @@ export const PROMETHEUS_TIMESTAMPS: Partial<Record<MetricName, string>> = {
 export const PROMETHEUS_COUNTER_FAMILIES: MetricName[][] = [
   [ReplicaMetric.BackupSucceeded, ReplicaMetric.BackupFailed, ReplicaMetric.BackupAbandoned],
   [VerifierMetric.VerificationSucceeded, VerifierMetric.VerificationFailed],
+  [VerifierMetric.SegmentVerified, VerifierMetric.SegmentFailed],
+  [VerifierMetric.PitrChainVerified, VerifierMetric.PitrChainFailed],
 ];

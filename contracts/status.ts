@@ -1,4 +1,6 @@
 import { awsSettingsSchema, type AwsSettings } from "./config";
+import { EPOCH_PATTERN, GTID_TEXT_PATTERN } from "./binlog";
+import { binlogArchiveConfigSchema } from "./binlog-config";
 import { BACKUP_ID_PATTERN, NAME_PATTERN } from "./keys";
 import { schemaFor } from "./schema";
 import { parser } from "./validate";
@@ -20,6 +22,12 @@ export interface StatusCluster {
   windowHours?: number;
   /** Its replicas; one listed here with no backup is critical (a host never seen in S3 is otherwise invisible). Defaults to the hosts found in S3. */
   hosts?: string[];
+  /**
+   * Point-in-time recovery (the stack's `clusters[].pitr`): with `enabled`, every host of the cluster must
+   * have a binlog archive (none is critical); `rpoSeconds` is what the archive lag is judged against. An
+   * archive found in S3 is judged whatever this says. Defaults to not expected, an RPO of 10 s.
+   */
+  pitr?: { enabled?: boolean; rpoSeconds?: number };
 }
 
 /** `mysql-backup status --config FILE`. Reads only S3: an operator's read-only role is enough. */
@@ -90,6 +98,60 @@ export interface BackupSinceVerified {
   failedCheck: CheckName | null;
 }
 
+/** A span of time any second of which `restore --until` reaches. */
+export interface RecoveryWindow {
+  /** When the oldest snapshot the window starts from completed. */
+  from: string;
+  /** The newest commit the chain reaches from it without a gap. */
+  to: string;
+  seconds: number;
+  /** The verified backup a restore to `from` starts from. */
+  fromBackupId: string;
+  /** The GTID state at `to`. */
+  toGtid: string;
+}
+
+/** A gap an epoch record names: transactions purged before the archiver read them. */
+export interface BinlogGap {
+  epoch: string;
+  /** When the archiver found it (the epoch's start). */
+  foundAt: string;
+  /** The GTIDs no segment of this host holds. */
+  missing: string;
+  /** A verified backup taken after the gap (restores past it start there), or null: the gap is unresolved. */
+  resolvedBy: string | null;
+}
+
+/** A host's binlog archive (point-in-time recovery) as `status` reads it from S3. */
+export interface BinlogArchiveStatus {
+  /** The RPO the lag is judged against (status config `clusters[].pitr.rpoSeconds`). */
+  rpoSeconds: number;
+  /** The config expects an archive of this host (`pitr.enabled`); false when one was only found. */
+  expected: boolean;
+  /** Now minus the newest archived transaction's commit; null when no transaction is archived. */
+  lagSeconds: number | null;
+  newestCommitAt: string | null;
+  /** Seconds since the newest segment reached S3 (its ledger's `archivedAt`); null without a segment. */
+  silentSeconds: number | null;
+  /** The newest complete segment (with its ledger entry). */
+  newestSegment: { epoch: string; sequence: number; archivedAt: string; gtidAfter: string } | null;
+  /** Chains (epochs) of this host. */
+  epochs: number;
+  /**
+   * From the oldest verified snapshot this host's archive reaches the newest archived commit from without a
+   * gap, to that commit; null when no verified snapshot is covered.
+   */
+  archivedWindow: RecoveryWindow | null;
+  /**
+   * The window the verifier proved by replaying the archive between verified snapshots (the cluster's newest
+   * run of verified `chain-verification.json`, followed back at most 8 links); null until a chain is proven.
+   * The cluster's, on each of its archiving hosts. Same shape as `archivedWindow`.
+   */
+  provenWindow: RecoveryWindow | null;
+  /** Every gap an epoch record of this host names, oldest first. */
+  gaps: BinlogGap[];
+}
+
 /** One replica of a cluster. */
 export interface HostStatus {
   host: string;
@@ -102,6 +164,8 @@ export interface HostStatus {
   newestVerified: NewestVerified | null;
   /** Newest first; verdicts older than the newest verified backup are history and not read. */
   sinceVerified: BackupSinceVerified[];
+  /** Its binlog archive; null when it has none and none is expected. */
+  binlog: BinlogArchiveStatus | null;
 }
 
 /** One cluster: its hosts and its worst state. */
@@ -142,6 +206,62 @@ const reasons = {
   },
 } as const;
 const hours = { type: "integer", minimum: 1, maximum: 720 } as const;
+const time = { type: "string", format: "date-time" } as const;
+const nullableTime = { type: ["string", "null"], format: "date-time" } as const;
+const gtid = { type: "string", pattern: GTID_TEXT_PATTERN } as const;
+const epoch = { type: "string", pattern: EPOCH_PATTERN } as const;
+const recoveryWindow = {
+  type: ["object", "null"],
+  additionalProperties: false,
+  required: ["from", "to", "seconds", "fromBackupId", "toGtid"],
+  properties: { from: time, to: time, seconds, fromBackupId: backupId, toGtid: gtid },
+} as const;
+const binlogArchive = {
+  type: ["object", "null"],
+  additionalProperties: false,
+  required: [
+    "rpoSeconds",
+    "expected",
+    "lagSeconds",
+    "newestCommitAt",
+    "silentSeconds",
+    "newestSegment",
+    "epochs",
+    "archivedWindow",
+    "provenWindow",
+    "gaps",
+  ],
+  properties: {
+    rpoSeconds: binlogArchiveConfigSchema.properties.rpoSeconds,
+    expected: { type: "boolean" },
+    lagSeconds: { type: ["number", "null"], minimum: 0 },
+    newestCommitAt: nullableTime,
+    silentSeconds: { type: ["number", "null"], minimum: 0 },
+    newestSegment: {
+      type: ["object", "null"],
+      additionalProperties: false,
+      required: ["epoch", "sequence", "archivedAt", "gtidAfter"],
+      properties: { epoch, sequence: { type: "integer", minimum: 1 }, archivedAt: time, gtidAfter: gtid },
+    },
+    epochs: { type: "integer", minimum: 0 },
+    archivedWindow: recoveryWindow,
+    provenWindow: recoveryWindow,
+    gaps: {
+      type: "array",
+      items: {
+        type: "object",
+        additionalProperties: false,
+        required: ["epoch", "foundAt", "missing", "resolvedBy"],
+        properties: {
+          epoch,
+          foundAt: time,
+          missing: { type: "string", minLength: 1 },
+          resolvedBy: { type: ["string", "null"], pattern: BACKUP_ID_PATTERN },
+        },
+      },
+    },
+  },
+} as const;
 const bucket = { type: "string", pattern: "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$" } as const;
 
 export const statusConfigSchema = schemaFor<StatusConfig>()({
@@ -168,6 +288,14 @@ export const statusConfigSchema = schemaFor<StatusConfig>()({
           name: { type: "string", pattern: NAME_PATTERN },
           windowHours: hours,
           hosts: { type: "array", items: { type: "string", pattern: NAME_PATTERN } },
+          pitr: {
+            type: "object",
+            additionalProperties: false,
+            properties: {
+              enabled: { type: "boolean" },
+              rpoSeconds: binlogArchiveConfigSchema.properties.rpoSeconds,
+            },
+          },
         },
       },
     },
@@ -210,6 +338,7 @@ export const statusReportSchema = schemaFor<StatusReport>()({
                 "newestBackup",
                 "newestVerified",
                 "sinceVerified",
+                "binlog",
               ],
               properties: {
                 host: { type: "string", pattern: NAME_PATTERN },
@@ -253,6 +382,7 @@ export const statusReportSchema = schemaFor<StatusReport>()({
                     },
                   },
                 },
+                binlog: binlogArchive,
               },
             },
           },

@@ -92,6 +92,25 @@ export interface BinlogServiceOptions {
   stateDir?: string;
 }
 
+/**
+ * The sandbox the long-running services share (the binlog archiver and the verifier): no devices, no home, no
+ * kernel or clock changes, no realtime or setuid. The backup unit needs devices (snapshots) and keeps its own.
+ */
+const SANDBOX: Array<[string, string]> = [
+  ["PrivateTmp", "yes"],
+  ["PrivateDevices", "yes"],
+  ["ProtectHome", "yes"],
+  ["ProtectKernelTunables", "yes"],
+  ["ProtectKernelModules", "yes"],
+  ["ProtectKernelLogs", "yes"],
+  ["ProtectControlGroups", "yes"],
+  ["ProtectClock", "yes"],
+  ["ProtectHostname", "yes"],
+  ["RestrictRealtime", "yes"],
+  ["RestrictSUIDSGID", "yes"],
+  ["LockPersonality", "yes"],
+];
+
 /** Options of the verifier daemon. */
 export interface VerifierServiceOptions {
   /** Defaults to INSTALLED_BINARY. */
@@ -248,18 +267,7 @@ export function binlogServiceUnit(o: BinlogServiceOptions): string {
             ["StateDirectoryMode", "0700"],
           ]
         : [["ReadWritePaths", stateDir]]) as Array<[string, string]>),
-      ["PrivateTmp", "yes"],
-      ["PrivateDevices", "yes"],
-      ["ProtectHome", "yes"],
-      ["ProtectKernelTunables", "yes"],
-      ["ProtectKernelModules", "yes"],
-      ["ProtectKernelLogs", "yes"],
-      ["ProtectControlGroups", "yes"],
-      ["ProtectClock", "yes"],
-      ["ProtectHostname", "yes"],
-      ["RestrictRealtime", "yes"],
-      ["RestrictSUIDSGID", "yes"],
-      ["LockPersonality", "yes"],
+      ...SANDBOX,
       ["RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"],
       ["SystemCallArchitectures", "native"],
       ["UMask", "0077"],
@@ -318,18 +326,7 @@ export function verifierServiceUnit(o: VerifierServiceOptions = {}): string {
       ["CapabilityBoundingSet", VERIFIER_CAPABILITIES.join(" ")],
       ["ProtectSystem", "strict"],
       ["ReadWritePaths", scratchDir],
-      ["PrivateTmp", "yes"],
-      ["PrivateDevices", "yes"],
-      ["ProtectHome", "yes"],
-      ["ProtectKernelTunables", "yes"],
-      ["ProtectKernelModules", "yes"],
-      ["ProtectKernelLogs", "yes"],
-      ["ProtectControlGroups", "yes"],
-      ["ProtectClock", "yes"],
-      ["ProtectHostname", "yes"],
-      ["RestrictRealtime", "yes"],
-      ["RestrictSUIDSGID", "yes"],
-      ["LockPersonality", "yes"],
+      ...SANDBOX,
       ["RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6 AF_NETLINK"],
       ["SystemCallArchitectures", "native"],
       ["UMask", "0077"],

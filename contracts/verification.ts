@@ -39,6 +39,13 @@ export interface RestoredTable {
   partitioned?: boolean;
   /** A system-versioned table's rows including history (`FOR SYSTEM_TIME ALL`). */
   historyRows?: number | null;
+  /**
+   * The table's content checksum, `CHECKSUM TABLE … EXTENDED` on the restored server (every row read, every
+   * column included): the point-in-time chain proof compares it with the same table replayed from the
+   * previous snapshot. Null when none could be computed (a sequence; a statement that failed). Absent in
+   * reports written before per-table checksums.
+   */
+  checksum?: number | null;
 }
 
 /** The GTID state a restored server recovered to, and what crash recovery left undecided. */
@@ -130,6 +137,8 @@ export interface VerificationReport {
     recoverySeconds: number;
     checksSeconds: number;
     restoreSeconds: number;
+    /** Of `checksSeconds`: the per-table checksums. Absent in reports written before them. */
+    checksumSeconds?: number;
   };
   /** Seconds from the snapshot to this report. */
   backupAgeSeconds: number;
@@ -310,6 +319,7 @@ export const verificationSchema = schemaFor<VerificationReport>()({
           type: { enum: ["BASE TABLE", "SYSTEM VERSIONED", "SEQUENCE"] },
           partitioned: { type: "boolean" },
           historyRows: { type: ["integer", "null"], minimum: 0 },
+          checksum: { type: ["integer", "null"], minimum: 0 },
         },
       },
     },
@@ -322,6 +332,7 @@ export const verificationSchema = schemaFor<VerificationReport>()({
         recoverySeconds: seconds,
         checksSeconds: seconds,
         restoreSeconds: seconds,
+        checksumSeconds: seconds,
       },
     },
     backupAgeSeconds: { type: "number" },

@@ -72,7 +72,13 @@ export function backupConfig(inputs: LabConfigInputs): BackupConfig {
     aws: awsSettings(inputs),
     metrics: { sink: "file", path: inputs.metricsPath },
     // The emulator takes request bodies up to 11 MiB: segments are cut at 4 MiB (plus one transaction).
-    binlog: { stateDir: inputs.binlogStateDir, segmentMaxMiB: 4, rpoSeconds: LAB_RPO_SECONDS },
+    // Every segment is announced to the lab's verifier, as in production (issue 14).
+    binlog: {
+      stateDir: inputs.binlogStateDir,
+      segmentMaxMiB: 4,
+      rpoSeconds: LAB_RPO_SECONDS,
+      announce: true,
+    },
   });
 }
 

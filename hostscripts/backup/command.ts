@@ -1,12 +1,11 @@
-import { access } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseBackupConfig, type BackupConfig } from "../../contracts";
 import { createAwsClients } from "../common/aws";
 import type { CommandOutcome, Subcommand } from "../common/command";
-import { ExitCode, PipelineError, messageOf } from "../common/errors";
+import { ExitCode } from "../common/errors";
 import type { Logger } from "../common/log";
 import { sinkFromConfig } from "../common/metrics";
-import { connect, readOptionFile } from "../common/mysql";
+import { connect, readConfiguredOptionFile } from "../common/mysql";
 import { logProgress, ttyProgress } from "../common/progress";
 import { sessionOf } from "./lock";
 import { yieldToDatabase } from "./priority";
@@ -44,15 +43,7 @@ export const backupCommand: Subcommand<BackupConfig> = {
 
 /** The production dependencies of a config: option-file sessions, the configured driver, AWS and the sink. */
 export async function backupDeps(config: BackupConfig, log: Logger): Promise<BackupDeps> {
-  await access(config.mysql.optionFile).catch((e: unknown) => {
-    throw new PipelineError(
-      "Config",
-      `cannot read the MySQL option file ${config.mysql.optionFile}: ${messageOf(e)}`,
-      "check mysql.optionFile in the config",
-      { cause: e },
-    );
-  });
-  const options = await readOptionFile(config.mysql.optionFile);
+  const options = await readConfiguredOptionFile(config.mysql.optionFile);
   const aws = await createAwsClients(config.aws);
   return {
     async openSession() {

@@ -31,7 +31,7 @@ import {
   readServerFacts,
   type BinlogEnd,
   type BinlogServerFacts,
-} from "./server";
+} from "../common/binlog-server";
 import { loadState, readSpool, spooledBytes, statePaths } from "./state";
 import { uploadItem, type UploadTarget } from "./uploader";
 
@@ -106,6 +106,11 @@ class Archiver {
   private facts: BinlogServerFacts | null = null;
   private session: Connection | null = null;
   private cursor: FileCursor | null = null;
+  /**
+   * `--once`: the server's binlog end at the first poll. The run ends once everything up to it is in S3, even
+   * when the server goes on writing faster than this run reads (it would otherwise never catch up).
+   */
+  private onceEnd: { file: string; position: number } | null = null;
   private readonly metrics: ArchiveMetrics;
   private lastWarningMs = 0;
   private lastArchivedCommitMs: number | null = null;
@@ -182,6 +187,13 @@ class Archiver {
     };
   }
 
+  /** The cursor has read up to `point` (binlog file names of one server sort in their order). */
+  private cursorPast(point: { file: string; position: number }): boolean {
+    const c = this.cursor;
+    if (c === null) return false;
+    return c.file.name > point.file || (c.file.name === point.file && c.position >= point.position);
+  }
+
   /** One poll; true when everything the server has committed is in S3. */
   private async poll(): Promise<boolean> {
     let caughtUp = false;
@@ -194,9 +206,12 @@ class Archiver {
       if (spooledBytes(this.chain.queue) < this.settings.spoolMaxMiB * 1024 * 1024)
         await this.readTo(end, query);
       else this.warn("the spool is full: reading waits until S3 takes what is spooled");
+      if (this.runMode.once && this.onceEnd === null)
+        this.onceEnd = { file: end.file, position: end.position };
       const atEnd = this.cursor?.file.name === end.file && this.cursor.position === end.position;
-      await this.chain.cutIfDue(this.server, this.runMode.once && atEnd);
-      caughtUp = atEnd && !this.chain.isOpen;
+      const done = atEnd || (this.onceEnd !== null && this.cursorPast(this.onceEnd));
+      await this.chain.cutIfDue(this.server, this.runMode.once && done);
+      caughtUp = done && !this.chain.isOpen;
     } catch (error) {
       if (isFatal(error)) throw error instanceof BinlogFormatError ? corrupt(error) : error;
       if (!(error instanceof Waiting)) {

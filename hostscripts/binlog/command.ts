@@ -1,11 +1,10 @@
-import { access } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseBackupConfig, type BackupConfig } from "../../contracts";
 import { createAwsClients } from "../common/aws";
 import type { CommandOutcome, FlagSpecs, Subcommand } from "../common/command";
-import { ExitCode, PipelineError, messageOf } from "../common/errors";
+import { ExitCode } from "../common/errors";
 import { sinkFromConfig } from "../common/metrics";
-import { connect, readOptionFile } from "../common/mysql";
+import { connect, readConfiguredOptionFile } from "../common/mysql";
 import { runArchiver, type ArchiverResult } from "./archiver";
 
 /**
@@ -42,15 +41,7 @@ export const binlogCommand: Subcommand<BackupConfig, typeof binlogFlags> = {
   ],
   parseConfig: parseBackupConfig,
   async run(config, flags, log, runtime): Promise<CommandOutcome> {
-    await access(config.mysql.optionFile).catch((e: unknown) => {
-      throw new PipelineError(
-        "Config",
-        `cannot read the MySQL option file ${config.mysql.optionFile}: ${messageOf(e)}`,
-        "check mysql.optionFile in the config",
-        { cause: e },
-      );
-    });
-    const options = await readOptionFile(config.mysql.optionFile);
+    const options = await readConfiguredOptionFile(config.mysql.optionFile);
     const aws = await createAwsClients(config.aws);
     const stop = new AbortController();
     const onSignal = (signal: NodeJS.Signals) => {

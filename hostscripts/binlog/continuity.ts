@@ -1,7 +1,7 @@
 import type { EpochReason, ServerFlavor } from "../../contracts";
 import { formatGtid, parseState, type Gtid, type GtidState } from "../common/gtid-state";
 import type { BinlogFileHeader } from "./binlog-file";
-import type { ListedBinlog } from "./server";
+import type { ListedBinlog } from "../common/binlog-server";
 
 /**
  * Where the chain goes on when the archiver starts, or when the binlog it read is gone: the same chain at

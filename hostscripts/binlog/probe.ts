@@ -4,7 +4,7 @@ import type { Query } from "../common/dialect";
 import type { Gtid, GtidState } from "../common/gtid-state";
 import { readBinlogHeader, readRange, unreadable, type BinlogFileHeader } from "./binlog-file";
 import type { BinlogProbe } from "./continuity";
-import { listBinlogs } from "./server";
+import { listBinlogs } from "../common/binlog-server";
 
 /**
  * The continuity decision's view of the live server: its binlog list, file headers, and scans of whole files

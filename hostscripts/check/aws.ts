@@ -45,13 +45,21 @@ export function explainWriteFailure(
   if (code === "AccessDenied" || e.$metadata?.httpStatusCode === 403) {
     return {
       detail: `this host may not write under s3://${where.bucket}/${where.prefix} (${text})`,
-      fix: "a replica's role writes only below its own <prefix>/<cluster>/<host>/: check s3.prefix, cluster and host against the stack's config",
+      fix: "a replica's role creates objects only below its own <prefix>/<cluster>/<host>/ and its cluster's <prefix>/<cluster>/binlogs/: check s3.prefix, cluster and host against the stack's config",
     };
   }
   return {
     detail: `cannot write to s3://${where.bucket}/${where.prefix}: ${text}`,
     fix: "check the network path to S3 (VPC endpoint, proxy) and aws.region",
   };
+}
+
+/** Where a probe goes and which finding it makes. Defaults to the backup's: `s3.write` below the host's prefix. */
+export interface ProbeTarget {
+  check: string;
+  /** The probe's key, and the prefix the role must be allowed to create objects below. */
+  key: string;
+  prefix: string;
 }
 
 /** The replica's S3 write path, proven with a probe object. */
@@ -61,12 +69,16 @@ export async function checkS3Write(
   config: Pick<BackupConfig, "cluster" | "host" | "s3">,
   now: Date,
   version: string,
+  target?: ProbeTarget,
 ): Promise<void> {
   const prefix = config.s3.prefix ?? "backups";
-  const key = checkProbeKey(prefix, config.cluster, config.host, now);
+  const { check, key } = target ?? {
+    check: "s3.write",
+    key: checkProbeKey(prefix, config.cluster, config.host, now),
+  };
   const where = {
     bucket: config.s3.bucket,
-    prefix: hostPrefix(prefix, config.cluster, config.host),
+    prefix: target?.prefix ?? hostPrefix(prefix, config.cluster, config.host),
     kmsKeyId: config.s3.kmsKeyId,
   };
   const put = () =>
@@ -92,28 +104,28 @@ export async function checkS3Write(
     await put();
   } catch (error) {
     const { detail, fix } = explainWriteFailure(error, where);
-    list.fail("s3.write", detail, fix);
+    list.fail(check, detail, fix);
     return;
   }
   const encryption = `SSE-KMS with ${config.s3.kmsKeyId ?? "the bucket's default key"}`;
   try {
     await put();
     list.warn(
-      "s3.write",
+      check,
       `wrote s3://${config.s3.bucket}/${key} (${encryption}), but a second create-only write of it was accepted: this endpoint does not honour If-None-Match, so objects can be overwritten`,
       "use S3 itself (or an endpoint that supports conditional writes)",
     );
   } catch (error) {
     if (!isAlreadyWritten(error)) {
       list.fail(
-        "s3.write",
+        check,
         `the second write of the probe failed unexpectedly: ${messageOf(error)}`,
         "run check again",
       );
       return;
     }
     list.pass(
-      "s3.write",
+      check,
       `created s3://${config.s3.bucket}/${key} (${encryption}, SHA-256 checksum); writing it again was refused (create-only)`,
     );
   }

@@ -267,7 +267,7 @@ async function checkWatchdog(list: Checklist, session: CheckSession, deps: Mysql
 }
 
 /** MySQL and MariaDB refuse a statement for want of a privilege with these errors. */
-function isAccessDenied(error: unknown): boolean {
+export function isAccessDenied(error: unknown): boolean {
   const e = error as { code?: string; errno?: number };
   return (
     e.code === "ER_SPECIFIC_ACCESS_DENIED_ERROR" ||
@@ -279,7 +279,7 @@ function isAccessDenied(error: unknown): boolean {
 }
 
 /** `backup@localhost` → `'backup'@'localhost'`. */
-function quoteUser(user: string): string {
+export function quoteUser(user: string): string {
   const at = user.lastIndexOf("@");
   return at < 0 ? `'${user}'` : `'${user.slice(0, at)}'@'${user.slice(at + 1)}'`;
 }

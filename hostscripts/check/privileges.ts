@@ -13,6 +13,7 @@ import type { LockPlan } from "../common/dialect";
  * | performance_schema.log_status (MySQL's position)       |                     | BACKUP_ADMIN       |
  * | SHOW MASTER STATUS / SHOW BINARY LOG STATUS            | BINLOG MONITOR      | REPLICATION CLIENT |
  * | SHOW SLAVE STATUS / SHOW REPLICA STATUS                | SLAVE MONITOR       | REPLICATION CLIENT |
+ * | SHOW BINARY LOGS (the binlog archiver)                 | BINLOG MONITOR      | REPLICATION CLIENT |
  * | information_schema.TABLES (the table inventory)        | SELECT on *.*       | SELECT on *.*      |
  * | KILL CONNECTION of its own lock session (the watchdog) | none (own session)  | none (own session) |
  *
@@ -40,12 +41,14 @@ export interface PrivilegeNeed {
 const STATEMENT_PRIVILEGES: Record<ServerFlavor, Array<[RegExp, string]>> = {
   mariadb: [
     [/^SHOW MASTER STATUS/i, "BINLOG MONITOR"],
+    [/^SHOW (BINARY|MASTER) LOGS/i, "BINLOG MONITOR"],
     [/^SHOW (SLAVE|REPLICA) STATUS/i, "SLAVE MONITOR"],
     [/^FLUSH TABLES WITH READ LOCK/i, "RELOAD"],
     [/^BACKUP STAGE/i, "RELOAD"],
   ],
   mysql: [
     [/^SHOW (MASTER|BINARY LOG) STATUS/i, "REPLICATION CLIENT"],
+    [/^SHOW (BINARY|MASTER) LOGS/i, "REPLICATION CLIENT"],
     [/^SHOW (SLAVE|REPLICA) STATUS/i, "REPLICATION CLIENT"],
     [/performance_schema\.log_status/i, "BACKUP_ADMIN"],
     [/^LOCK INSTANCE FOR BACKUP/i, "BACKUP_ADMIN"],

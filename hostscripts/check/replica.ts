@@ -6,6 +6,7 @@ import { checkDiskSpace } from "../common/diskspace";
 import { humanBytes } from "../common/output";
 import type { SnapshotDriver } from "../common/snapshot";
 import { checkQueue, checkS3Write } from "./aws";
+import { checkBinlogArchiver } from "./binlog";
 import { Checklist } from "./findings";
 import { checkTools, checkWritableDir, nearestExisting } from "./host";
 import { checkMysql, type CheckSession } from "./mysql";
@@ -115,6 +116,13 @@ export async function checkReplica(config: BackupConfig, deps: ReplicaCheckDeps)
     list.skip("disk.local-dir", "needs the snapshotted volume and localDir");
   }
   await checkAws(list, config, deps);
+  if (config.binlog !== undefined)
+    await checkBinlogArchiver(list, config, {
+      openSession: deps.openSession,
+      s3: deps.aws?.s3 ?? null,
+      now: deps.now,
+      version: deps.version,
+    });
   await checkMetrics(list, config.metrics);
   return list;
 }

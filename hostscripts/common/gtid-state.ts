@@ -1,4 +1,4 @@
-import type { ServerFlavor } from "../../contracts";
+import type { BackupManifest, CapturedPosition, ServerFlavor } from "../../contracts";
 
 /**
  * GTIDs of both flavors as states a binlog is read into, and the one question PITR asks of them: does a
@@ -285,4 +285,21 @@ export function sameState(a: GtidState, b: GtidState): boolean {
 /** The GTIDs of `after` that `before` lacks (MySQL), as a canonical set text; null for MariaDB. */
 export function setDifference(after: GtidState, before: GtidState): string | null {
   return after instanceof MysqlGtidSet ? after.minus(before).toString() : null;
+}
+
+/** A captured position's GTID value for a flavor: MariaDB's binlog position, MySQL's executed set. */
+export function gtidOf(
+  flavor: ServerFlavor,
+  position: Pick<CapturedPosition, "gtidBinlogPos" | "gtidExecuted">,
+): string | null {
+  return flavor === "mariadb" ? position.gtidBinlogPos : position.gtidExecuted;
+}
+
+/**
+ * The GTID state a backup's data holds, from its manifest: exact under a lock that held commits, the lower
+ * bound read before the snapshot for a lock-free backup.
+ */
+export function manifestStart(manifest: BackupManifest): GtidState | null {
+  const text = gtidOf(manifest.server.flavor, manifest.position);
+  return text === null ? null : parseState(manifest.server.flavor, text);
 }

@@ -1,9 +1,10 @@
-import { ListObjectsV2Command, type S3Client } from "@aws-sdk/client-s3";
+import { ListObjectsV2Command, type ListObjectsV2CommandOutput, type S3Client } from "@aws-sdk/client-s3";
 import {
   ARCHIVE_CHUNK_PATTERN,
   ARCHIVE_OBJECT,
   BACKUP_ID_PATTERN,
   BINLOGS_SEGMENT,
+  CHAIN_VERDICT_OBJECT,
   MANIFEST_OBJECT,
   NAME_PATTERN,
   VERIFICATION_OBJECT,
@@ -34,6 +35,8 @@ export interface ScannedBackup {
   archiveBytes: number | null;
   /** A `verification.json` exists. */
   hasVerdict: boolean;
+  /** A `chain-verification.json` exists: the point-in-time chain to this backup was judged. */
+  hasChainVerdict: boolean;
 }
 
 /** An object read and validated, or why it could not be used (it exists but is not a valid document). */
@@ -91,11 +94,13 @@ export class BackupListing {
           complete: false,
           archiveBytes: null,
           hasVerdict: false,
+          hasChainVerdict: false,
         };
         if (name === MANIFEST_OBJECT) backup.complete = true;
         if (name === ARCHIVE_OBJECT || chunkObject.test(name))
           backup.archiveBytes = (backup.archiveBytes ?? 0) + (object.Size ?? 0);
         if (name === VERIFICATION_OBJECT) backup.hasVerdict = true;
+        if (name === CHAIN_VERDICT_OBJECT) backup.hasChainVerdict = true;
         found.set(backupId, backup);
       }
     }
@@ -119,33 +124,47 @@ export class BackupListing {
     }
   }
 
-  /** The "directory" names one level below `prefix` that are valid cluster/host names. */
-  private async children(prefix: string): Promise<string[]> {
+  /** The "directory" names one level below `prefix` that match `pattern` (valid cluster/host names). */
+  async children(prefix: string, pattern: RegExp = namePattern): Promise<string[]> {
     const names: string[] = [];
     for await (const page of this.pages(prefix, "/")) {
       for (const common of page.CommonPrefixes ?? []) {
         const name = (common.Prefix ?? "").slice(prefix.length).replace(/\/$/, "");
-        if (namePattern.test(name)) names.push(name);
+        if (pattern.test(name)) names.push(name);
       }
     }
     return names.sort();
   }
 
+  /** One list request, counted: up to `maxKeys` keys after `startAfter` (S3 lists in UTF-8 byte order). */
+  async listPage(request: {
+    prefix: string;
+    delimiter?: string;
+    startAfter?: string;
+    maxKeys?: number;
+    token?: string;
+  }): Promise<ListObjectsV2CommandOutput> {
+    const page = await s3Call(`list s3://${this.bucket}/${request.prefix}`, () =>
+      this.s3.send(
+        new ListObjectsV2Command({
+          Bucket: this.bucket,
+          Prefix: request.prefix,
+          Delimiter: request.delimiter,
+          StartAfter: request.startAfter,
+          MaxKeys: request.maxKeys,
+          ContinuationToken: request.token,
+        }),
+      ),
+    );
+    this.counts.listRequests++;
+    this.counts.keysListed += (page.Contents?.length ?? 0) + (page.CommonPrefixes?.length ?? 0);
+    return page;
+  }
+
   private async *pages(prefix: string, delimiter?: string) {
     let token: string | undefined;
     do {
-      const page = await s3Call(`list s3://${this.bucket}/${prefix}`, () =>
-        this.s3.send(
-          new ListObjectsV2Command({
-            Bucket: this.bucket,
-            Prefix: prefix,
-            Delimiter: delimiter,
-            ContinuationToken: token,
-          }),
-        ),
-      );
-      this.counts.listRequests++;
-      this.counts.keysListed += (page.Contents?.length ?? 0) + (page.CommonPrefixes?.length ?? 0);
+      const page = await this.listPage({ prefix, delimiter, token });
       yield page;
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token !== undefined);

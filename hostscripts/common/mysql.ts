@@ -1,3 +1,4 @@
+import { access } from "node:fs/promises";
 import { createConnection, type Connection, type RowDataPacket } from "mysql2/promise";
 import type { ServerFlavor } from "../../contracts";
 import { PipelineError, messageOf } from "./errors";
@@ -39,6 +40,22 @@ export async function readOptionFile(
   if (merged.port) options.port = Number(merged.port);
   if (!options.socket && !options.host) options.host = "127.0.0.1";
   return options;
+}
+
+/**
+ * The option file a replica's config names (`mysql.optionFile`), read as `readOptionFile` does; a file that
+ * cannot be read is a Config error pointing at the key.
+ */
+export async function readConfiguredOptionFile(path: string): Promise<ClientOptions> {
+  await access(path).catch((e: unknown) => {
+    throw new PipelineError(
+      "Config",
+      `cannot read the MySQL option file ${path}: ${messageOf(e)}`,
+      "check mysql.optionFile in the config",
+      { cause: e },
+    );
+  });
+  return readOptionFile(path);
 }
 
 /** Opens a client session; a failure says which server and what to check. */

@@ -1,4 +1,9 @@
-import { GetObjectCommand, type GetObjectCommandOutput, type S3Client } from "@aws-sdk/client-s3";
+import {
+  GetObjectCommand,
+  PutObjectCommand,
+  type GetObjectCommandOutput,
+  type S3Client,
+} from "@aws-sdk/client-s3";
 import { PipelineError, messageOf } from "./errors";
 
 /**
@@ -57,4 +62,30 @@ export async function s3Call<T>(what: string, call: () => Promise<T>, hint = ACC
   } catch (error) {
     throw s3Failure(what, error, hint);
   }
+}
+
+/**
+ * Creates a verifier's JSON verdict (verification, segment or chain) with SSE-KMS and a SHA-256 checksum, only
+ * when none is there yet: one verdict per object it judges, so S3 refuses the write (412, `isAlreadyWritten`)
+ * when another verifier got there first.
+ */
+export async function createJsonOnce(
+  s3: S3Client,
+  bucket: string,
+  key: string,
+  value: unknown,
+  kmsKeyId: string | undefined,
+): Promise<void> {
+  await s3.send(
+    new PutObjectCommand({
+      Bucket: bucket,
+      Key: key,
+      Body: JSON.stringify(value, null, 2) + "\n",
+      ContentType: "application/json",
+      ServerSideEncryption: "aws:kms",
+      SSEKMSKeyId: kmsKeyId,
+      ChecksumAlgorithm: "SHA256",
+      IfNoneMatch: "*",
+    }),
+  );
 }

@@ -3,7 +3,7 @@ import { parseRestoreConfig, type RestoreConfig } from "../../contracts";
 import { createAwsClients } from "../common/aws";
 import type { CommandFlags, CommandOutcome, FlagSpecs, FlagValues, Subcommand } from "../common/command";
 import { ExitCode, PipelineError } from "../common/errors";
-import type { PitrTarget } from "./chain";
+import type { PitrTarget } from "../common/pitr-chain";
 import { chooseBackup, listBackups, summarizeList } from "./list";
 import { restoreToPoint, type PitrResult } from "./pitr";
 import { parseUntil } from "./point";

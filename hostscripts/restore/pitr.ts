@@ -6,7 +6,7 @@ import { mariadbBetween, mysqlBetween } from "../common/gtid";
 import { findServerBinary } from "../common/server-binary";
 import { formatGtid, lastPerDomain, parseState, sameState, type GtidState } from "../common/gtid-state";
 import { listArchive, readArchive } from "./archive";
-import { planChain, type ChainPlan, type PitrTarget } from "./chain";
+import { planChain, type ChainPlan, type PitrTarget } from "../common/pitr-chain";
 import type { ListedBackup } from "./list";
 import { chooseStartingSnapshot, prefixOf, type StartingSnapshot } from "./point";
 import { ReplayFailed, applyRelayLogs, replayServerOptions, writeRelayLogs, type RelayLogs } from "./replay";
@@ -40,6 +40,11 @@ export interface PitrRequest {
   force: boolean;
   /** A named snapshot instead of the newest before the point. */
   backupId: string | null;
+  /**
+   * Runs on the restored server at the point, before it is shut down (the verifier's chain proof reads its
+   * tables there). Defaults to none.
+   */
+  inspect?: (conn: Session) => Promise<void>;
 }
 
 /** What `restore --until` did, as `--json` prints it. */
@@ -97,7 +102,7 @@ export async function restoreToPoint(
     // before anything is restored; it is made again from the state the restored server recovers to.
     selectTransactions(snapshot.flavor, segments, snapshot.start, stop);
     const restored = await restoreBackup(config, snapshot.backup, request.target, request.force, deps);
-    const replayed = await replay(config, snapshot, segments, stop, request.target, work, deps);
+    const replayed = await replay(config, snapshot, segments, stop, request, work, deps);
     const reached = parseState(snapshot.flavor, replayed.reached);
     return {
       ...restored,
@@ -191,10 +196,11 @@ async function replay(
   snapshot: StartingSnapshot,
   segments: VerifiedSegment[],
   stop: ReplayStop,
-  target: string,
+  request: PitrRequest,
   work: string,
   deps: RestoreDeps,
 ): Promise<{ selection: ReplaySelection; seconds: number; reached: string; start: GtidState }> {
+  const { target, inspect } = request;
   const relayDir = join(work, "relay");
   await mkdir(relayDir, { mode: 0o750 });
   const start = snapshot.startExact
@@ -207,7 +213,10 @@ async function replay(
   return withServer(config, snapshot, target, work, segments, relay, deps, async (conn, plan) => {
     const recovered = await recoveredState(conn, snapshot.flavor);
     checkRecovered(snapshot, start, recovered);
-    if (selection.transactions === 0) return { selection, seconds: 0, reached: recovered.toString(), start };
+    if (selection.transactions === 0) {
+      await inspect?.(conn);
+      return { selection, seconds: 0, reached: recovered.toString(), start };
+    }
     deps.log.info("replaying", {
       transactions: selection.transactions,
       relayBytes: relay.bytes,
@@ -230,11 +239,13 @@ async function replay(
         `the replay ended at ${reached.toString()}, not at ${selection.reached.toString()}`,
         "the target directory is not at the point: do not use it; report this with the log",
       );
+    await inspect?.(conn);
     return { selection, seconds: applied.seconds, reached: reached.toString(), start };
   });
 }
 
-type Session = Awaited<ReturnType<Awaited<ReturnType<typeof startScratchServer>>["connect"]>>;
+/** A session on the restored server. */
+export type Session = Awaited<ReturnType<Awaited<ReturnType<typeof startScratchServer>>["connect"]>>;
 
 /** Runs `use` on a session of the restored datadir's server (with the relay logs, when given), then stops it. */
 async function withServer<T>(

@@ -1,16 +1,10 @@
 import type { S3Client } from "@aws-sdk/client-s3";
-import {
-  DEFAULT_PREFIX,
-  type BackupManifest,
-  type CapturedPosition,
-  type RestoreConfig,
-  type ServerFlavor,
-} from "../../contracts";
+import { DEFAULT_PREFIX, type BackupManifest, type RestoreConfig, type ServerFlavor } from "../../contracts";
 import { PipelineError } from "../common/errors";
-import { lastPerDomain, parseState, type GtidState } from "../common/gtid-state";
+import { gtidOf, lastPerDomain, manifestStart, parseState, type GtidState } from "../common/gtid-state";
 import type { Logger } from "../common/log";
 import { s3Failure } from "../common/s3";
-import type { PitrTarget } from "./chain";
+import type { PitrTarget } from "../common/pitr-chain";
 import { chooseBackup, type ListedBackup } from "./list";
 import { ObjectProblem, readManifest } from "./objects";
 import { readReport } from "./verdicts";
@@ -39,20 +33,6 @@ export interface StartingSnapshot {
    * the recovered state must lie between; null when the position was frozen by the lock.
    */
   bounds: { before: string; after: string } | null;
-}
-
-/** A captured position's GTID value for a flavor: MariaDB's binlog position, MySQL's executed set. */
-function gtidOf(flavor: ServerFlavor, position: CapturedPosition): string | null {
-  return flavor === "mariadb" ? position.gtidBinlogPos : position.gtidExecuted;
-}
-
-/**
- * The GTID state a backup's data holds, from its manifest: exact under a lock that held commits, the lower
- * bound read before the snapshot for a lock-free backup.
- */
-export function manifestStart(manifest: BackupManifest): GtidState | null {
-  const text = gtidOf(manifest.server.flavor, manifest.position);
-  return text === null ? null : parseState(manifest.server.flavor, text);
 }
 
 /** A lock-free backup's exact position: the one its verdict says the restored server recovered to. */

@@ -1,26 +1,18 @@
 import type { S3Client } from "@aws-sdk/client-s3";
-import type { RestoreConfig } from "../../contracts";
+import { chainVerdictKey, parseChainVerdict, type ChainVerdict, type RestoreConfig } from "../../contracts";
+import { getObjectOrNull, s3Call } from "../common/s3";
 import { listArchive, readArchive, type ArchivedEpoch } from "./archive";
-import { planChain } from "./chain";
+import { restorableWindows, type PitrWindow, type WindowSnapshot } from "../common/pitr-chain";
 import type { ListedBackup } from "./list";
 import { ObjectProblem, readManifest } from "./objects";
-import { manifestStart, prefixOf, verifiedManifest } from "./point";
+import { manifestStart } from "../common/gtid-state";
+import { prefixOf, verifiedManifest } from "./point";
 
 /**
  * The restorable window for `restore list`: from each verified snapshot, how far the archived chain reaches
  * without a gap; overlapping spans merge into windows ("any second from … to …"). Also what the archive holds
  * per chain, and every gap an epoch record names.
  */
-
-/** A span of time any second of which `restore --until` can reach. */
-export interface PitrWindow {
-  from: string;
-  to: string;
-  /** The GTID state at `to`. */
-  toGtid: string;
-  /** The verified snapshots a restore into this window starts from. */
-  snapshots: string[];
-}
 
 /** One archiving chain. */
 export interface ArchivedChainSummary {
@@ -37,9 +29,24 @@ export interface ArchivedChainSummary {
   missing: string | null;
 }
 
+/**
+ * A span the verifier has proven (chain-verification.json, contracts/chain-verdict.ts): consecutive verified
+ * chains A → B → C merge into one span from A to C. Any point inside was replayed and compared by the
+ * verifier, not only archived.
+ */
+export interface ProvenWindow {
+  /** When the first snapshot of the span was taken, and the last. */
+  from: string;
+  to: string;
+  /** The snapshots the span joins, oldest first. */
+  snapshots: string[];
+}
+
 /** What `restore list` shows about point-in-time recovery. */
 export interface PitrSummary {
   windows: PitrWindow[];
+  /** The proven windows (chains the verifier replayed and compared), oldest first. */
+  proven: ProvenWindow[];
   chains: ArchivedChainSummary[];
 }
 
@@ -51,7 +58,7 @@ export async function pitrSummary(
 ): Promise<PitrSummary> {
   const { bucket, cluster } = config.restore;
   const epochs = await readArchive(s3, bucket, await listArchive(s3, bucket, prefixOf(config), cluster));
-  const spans: PitrWindow[] = [];
+  const snapshots: WindowSnapshot[] = [];
   for (const backup of backups.filter((b) => b.complete && b.verdict === "verified")) {
     const manifest = await readManifest(s3, bucket, backup.manifestKey, verifiedManifest(backup)).then(
       (read) => read.manifest,
@@ -62,28 +69,54 @@ export async function pitrSummary(
     );
     const start = manifest === null ? null : manifestStart(manifest);
     if (manifest === null || start === null) continue;
-    const plan = planChain(manifest.server.flavor, epochs, start, { kind: "latest" });
-    spans.push({
-      from: manifest.completedAt,
-      to: plan.reachAt !== null && plan.reachAt > manifest.completedAt ? plan.reachAt : manifest.completedAt,
-      toGtid: plan.reach,
-      snapshots: [backup.backupId],
+    snapshots.push({
+      backupId: backup.backupId,
+      completedAt: manifest.completedAt,
+      flavor: manifest.server.flavor,
+      start,
     });
   }
-  return { windows: merge(spans), chains: epochs.map(summarize) };
+  return {
+    windows: restorableWindows(epochs, snapshots),
+    proven: await provenWindows(s3, config, backups),
+    chains: epochs.map(summarize),
+  };
 }
 
-function merge(spans: PitrWindow[]): PitrWindow[] {
-  const sorted = [...spans].sort((a, b) => a.from.localeCompare(b.from));
-  const merged: PitrWindow[] = [];
-  for (const span of sorted) {
-    const last = merged.at(-1);
-    if (last !== undefined && span.from <= last.to) {
-      if (span.to > last.to) Object.assign(last, { to: span.to, toGtid: span.toGtid });
-      last.snapshots.push(...span.snapshots);
-    } else merged.push({ ...span, snapshots: [...span.snapshots] });
+/** The verified chains of the cluster's verified snapshots, joined where one's end is the next one's start. */
+async function provenWindows(
+  s3: S3Client,
+  config: RestoreConfig,
+  backups: ListedBackup[],
+): Promise<ProvenWindow[]> {
+  const { bucket, cluster } = config.restore;
+  const chains: ChainVerdict[] = [];
+  for (const backup of backups.filter((b) => b.complete && b.verdict === "verified")) {
+    const key = chainVerdictKey({
+      prefix: prefixOf(config),
+      cluster,
+      host: backup.host,
+      backupId: backup.backupId,
+    });
+    const response = await s3Call(`read s3://${bucket}/${key}`, () => getObjectOrNull(s3, bucket, key));
+    if (response === null) continue;
+    const verdict = parseChainVerdict(JSON.parse((await response.Body?.transformToString()) ?? ""));
+    if (verdict.verdict === "verified") chains.push(verdict);
   }
-  return merged;
+  const proven: ProvenWindow[] = [];
+  for (const chain of chains.sort((x, y) => x.from.takenAt.localeCompare(y.from.takenAt))) {
+    const last = proven.at(-1);
+    if (last !== undefined && last.snapshots.at(-1) === chain.from.backupId) {
+      last.to = chain.to.takenAt;
+      last.snapshots.push(chain.to.backupId);
+    } else
+      proven.push({
+        from: chain.from.takenAt,
+        to: chain.to.takenAt,
+        snapshots: [chain.from.backupId, chain.to.backupId],
+      });
+  }
+  return proven;
 }
 
 function summarize(epoch: ArchivedEpoch): ArchivedChainSummary {
@@ -114,6 +147,12 @@ export function describePitr(summary: PitrSummary): string {
     lines.push(
       `  any second from ${w.from} to ${w.to} (GTID ${w.toGtid}), from ${w.snapshots.length} snapshot(s)`,
     );
+  lines.push(
+    summary.proven.length === 0
+      ? "  proven by the verifier: nothing yet (no chain between two verified snapshots replayed and compared)"
+      : "  proven by the verifier (snapshot replayed to the next one, every table's checksum equal):",
+  );
+  for (const p of summary.proven) lines.push(`    from ${p.from} to ${p.to} (${p.snapshots.join(" → ")})`);
   lines.push(
     "",
     `${"ARCHIVE (HOST/EPOCH)".padEnd(42)} ${"SEGMENTS".padStart(8)} ${"MIB".padStart(9)}  FROM → TO`,

@@ -84,6 +84,7 @@ export function judgeHost(scan: HostScan, policy: HealthPolicy, now: Date, where
     newestBackup,
     newestVerified,
     sinceVerified: since,
+    binlog: null,
   };
 }
 

@@ -1,4 +1,5 @@
 import {
+  BINLOG_DEFAULTS,
   DEFAULT_PREFIX,
   HEALTH_EXIT_CODE,
   NAME_PATTERN,
@@ -14,6 +15,7 @@ import {
 import { PipelineError } from "../common/errors";
 import { humanBytes, humanDuration, renderTable } from "../common/output";
 import { judgeHost, worst, type HealthPolicy } from "./health";
+import { archivedHosts, judgeArchives, withArchive } from "./pitr";
 import type { StatusReader } from "./scan";
 
 /**
@@ -96,21 +98,32 @@ async function clusterStatus(
     windowHours: expected?.windowHours ?? config.windowHours ?? STATUS_DEFAULTS.windowHours,
     verifyWithinHours: config.verifyWithinHours ?? STATUS_DEFAULTS.verifyWithinHours,
   };
+  const pitr = {
+    expected: expected?.pitr?.enabled ?? false,
+    rpoSeconds: expected?.pitr?.rpoSeconds ?? BINLOG_DEFAULTS.rpoSeconds,
+  };
   const found = await reader.hosts(cluster);
-  const all = [...new Set([...found, ...(expected?.hosts ?? [])])].sort();
+  const archived = await archivedHosts(reader, cluster);
+  const all = [...new Set([...found, ...archived, ...(expected?.hosts ?? [])])].sort();
   // A host named with its cluster is judged even without backups (critical); named alone, only where it is.
   const hosts = host === undefined ? all : all.includes(host) || filter.cluster !== undefined ? [host] : [];
   if (hosts.length === 0 && host !== undefined) return null;
-  // A "directory" found in S3 is a host only if it holds backups; one the config or --host names always is.
+  // A "directory" found in S3 is a host only if it holds backups or a binlog archive; one the config or
+  // --host names always is.
   const named = new Set([...(expected?.hosts ?? []), ...(host === undefined ? [] : [host])]);
-  const scans = (await reader.scanHosts(cluster, hosts)).filter(
-    (s) => s.backups.length > 0 || named.has(s.host),
+  const scanned = await reader.scanHosts(cluster, hosts);
+  const archives = await judgeArchives(reader, cluster, scanned, archived, pitr, now);
+  const scans = scanned.filter(
+    (s) => s.backups.length > 0 || named.has(s.host) || (archives.get(s.host)?.status?.epochs ?? 0) > 0,
   );
   const judged: HostStatus[] = scans.map((scan) =>
-    judgeHost(scan, policy, now, {
-      url: `s3://${reader.bucket}/${hostPrefix(reader.prefix, cluster, scan.host)}`,
-      cluster,
-    }),
+    withArchive(
+      judgeHost(scan, policy, now, {
+        url: `s3://${reader.bucket}/${hostPrefix(reader.prefix, cluster, scan.host)}`,
+        cluster,
+      }),
+      archives.get(scan.host),
+    ),
   );
   const reasons: HealthReason[] =
     judged.length === 0
@@ -192,7 +205,40 @@ export function summarizeStatus(report: StatusReport): string {
         .map((r) => `${h.cluster}/${h.host}: ${STATE_WORD[r.state]} ${r.message}`),
     ),
   ];
-  return [headline, "", table, ...(findings.length > 0 ? ["", ...findings] : [])].join("\n");
+  const archives = pitrTable(hosts);
+  return [
+    headline,
+    "",
+    table,
+    ...(archives === null ? [] : ["", archives]),
+    ...(findings.length > 0 ? ["", ...findings] : []),
+  ].join("\n");
+}
+
+/** The binlog archives' table, or null when no host has one. */
+function pitrTable(hosts: Array<HostStatus & { cluster: string }>): string | null {
+  const rows = hosts.flatMap(({ cluster, host, binlog }) => {
+    if (binlog === null) return [];
+    const window = binlog.archivedWindow;
+    return [
+      [
+        cluster,
+        host,
+        binlog.lagSeconds === null ? "-" : humanDuration(binlog.lagSeconds),
+        `${binlog.rpoSeconds} s`,
+        binlog.silentSeconds === null ? "-" : `${humanDuration(binlog.silentSeconds)} ago`,
+        window === null ? "none" : `${window.from} (${window.fromBackupId})`,
+        window === null ? "-" : humanDuration(window.seconds),
+        binlog.provenWindow === null ? "not proven yet" : humanDuration(binlog.provenWindow.seconds),
+        `${binlog.gaps.filter((g) => g.resolvedBy === null).length} open / ${binlog.gaps.length}`,
+      ],
+    ];
+  });
+  if (rows.length === 0) return null;
+  return renderTable(
+    ["CLUSTER", "HOST", "BINLOG LAG", "RPO", "LAST UPLOAD", "RESTORABLE FROM", "WINDOW", "PROVEN", "GAPS"],
+    rows,
+  );
 }
 
 function sinceText(h: HostStatus): string {

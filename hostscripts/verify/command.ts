@@ -15,7 +15,11 @@ import { exitCodeOf, summarizeResult } from "./result";
  */
 /** `verify`'s own flags. */
 const verifyFlags = {
-  once: { type: "boolean", describe: "handle at most one message, then exit (tests, the demo, by hand)" },
+  once: {
+    type: "boolean",
+    describe:
+      "verify the next backup, then exit; binlog segment messages before it are checked on the way (tests, the demo, by hand)",
+  },
 } as const satisfies FlagSpecs;
 
 export const verifyCommand: Subcommand<VerifyConfig, typeof verifyFlags> = {

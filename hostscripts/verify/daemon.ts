@@ -7,15 +7,19 @@ import {
   type SQSClient,
 } from "@aws-sdk/client-sqs";
 import {
+  BINLOG_ARCHIVED,
   VERIFY_DEFAULTS,
   parseBackupCreated,
+  parseBinlogArchived,
   parseManifestKey,
   type BackupCreatedMessage,
   type BackupRef,
   type VerifyConfig,
 } from "../../contracts";
 import { PipelineError, messageOf } from "../common/errors";
-import { emptyResult, type VerificationResult } from "./result";
+import { emptyResult, segmentResult, type VerificationResult } from "./result";
+import { proveChain } from "./chain";
+import { checkSegmentKeys, verifySegmentMessage } from "./segment";
 import { verifyAndReport, type VerificationDeps } from "./verification";
 
 /**
@@ -25,7 +29,8 @@ import { verifyAndReport, type VerificationDeps } from "./verification";
  *
  * What happens to the message depends on the outcome:
  * - "verified" / "failed": a definitive verdict on the backup. The report and metrics are written, then
- *   the message is deleted.
+ *   the message is deleted. A verified backup first gets the proof of the point-in-time chain from the
+ *   verified snapshot before it (chain.ts), with its own verdict.
  * - "unsupported": this verifier cannot run the backup's server (another flavor, a newer series). Said once:
  *   a report with that verdict, the failure metric (nobody has proven the backup), the message deleted.
  * - "rejected": the message itself is bad (not JSON, fails the schema, a manifest key outside the layout).
@@ -36,6 +41,11 @@ import { verifyAndReport, type VerificationDeps } from "./verification";
  * - "interrupted": SIGTERM arrived mid-restore. The scratch server is stopped, the scratch directory
  *   removed, and the message made visible again at once for another verifier; no verdict is written.
  * - "idle": `--once` found no message within the idle bound.
+ * - "deferred": a `binlog.archived` message whose segment's predecessor is not in the archive yet; made
+ *   visible again after `segments.deferSeconds` (segment.ts).
+ *
+ * `binlog.archived` messages share the queue: each segment is checked without a restore (segment.ts), its
+ * verdict written once beside it, and the message deleted; "rejected" and "infrastructure" apply as above.
  *
  * At least once, one verdict: a message whose backup already has a `verification.json` returns that report
  * (`alreadyReported`) without restoring again, once the objects in S3 are still the ones it is bound to
@@ -55,8 +65,13 @@ export interface VerifierDeps extends VerificationDeps {
 
 /** How the verifier loop runs. */
 export interface VerifierOptions {
-  /** Handle at most one message, then return. */
+  /**
+   * Verify the next backup, then return: the `binlog.archived` messages received before it are handled on
+   * the way (each reported to `onSegment`). Also returns once `idleSeconds` passed without a backup.
+   */
   once: boolean;
+  /** Called with the result of each `binlog.archived` message. */
+  onSegment?: (result: VerificationResult) => void;
   /** With `once`: how long to keep polling an empty queue before giving up. Defaults to 60. */
   idleSeconds?: number;
 }
@@ -98,8 +113,11 @@ async function runWorker(
     const message = await receiveOrWait(config, options, deps);
     if (message !== undefined) {
       latest.result = await handleMessage(config, message, deps);
-      if (options.once) return;
-    } else if (options.once && deps.now().getTime() >= idleUntil) {
+      if (latest.result.segment !== null) options.onSegment?.(latest.result);
+      if (options.once && latest.result.segment === null) return;
+    }
+    if (message === undefined || latest.result.segment !== null) {
+      if (!options.once || deps.now().getTime() < idleUntil) continue;
       deps.log.info("no backup.created message arrived; nothing to verify", {
         queueUrl: config.sqs.queueUrl,
       });
@@ -165,6 +183,7 @@ async function handleMessage(
 ): Promise<VerificationResult> {
   const receiveCount = sqsMessage.Attributes?.ApproximateReceiveCount;
   const log = deps.log.with({ messageId: sqsMessage.MessageId, receiveCount });
+  if (typeOf(sqsMessage.Body) === BINLOG_ARCHIVED) return handleSegment(config, sqsMessage, { ...deps, log });
   let message: BackupCreatedMessage;
   let ref: BackupRef;
   try {
@@ -184,6 +203,9 @@ async function handleMessage(
       { ...deps, log: backupLog },
       { redelivered: Number(receiveCount ?? 1) > 1 },
     );
+    // The chain from the previous verified snapshot, proven while the message is still held (chain.ts).
+    if (result.verdict === "verified" && result.report !== null)
+      result.chain = await proveChain(config, message, ref, result.report, { ...deps, log: backupLog });
     heartbeat.stop();
     await deps.sqs.send(
       new DeleteMessageCommand({ QueueUrl: config.sqs.queueUrl, ReceiptHandle: sqsMessage.ReceiptHandle }),
@@ -193,6 +215,58 @@ async function handleMessage(
     heartbeat.stop();
     if (deps.signal?.aborted) return release(config, sqsMessage, message, { ...deps, log: backupLog });
     return unfinished(config, message, error, { ...deps, log: backupLog });
+  }
+}
+
+/** The `type` of a message body, if it is a JSON object with one (the full parse says what else is wrong). */
+function typeOf(body: string | undefined): unknown {
+  try {
+    return (JSON.parse(body ?? "") as { type?: unknown } | null)?.type;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A `binlog.archived` message: a verdict deletes it, a missing predecessor defers it (segment.ts). */
+async function handleSegment(
+  config: VerifyConfig,
+  sqsMessage: Message,
+  deps: VerifierDeps,
+): Promise<VerificationResult> {
+  let message;
+  let ref;
+  try {
+    message = parseBinlogArchived(sqsMessage.Body);
+    ref = checkSegmentKeys(message);
+  } catch (error) {
+    return reject(config, sqsMessage, messageOf(error), deps);
+  }
+  const log = deps.log.with({ cluster: message.cluster, host: message.host, segment: message.sequence });
+  const receiveCount = Number(sqsMessage.Attributes?.ApproximateReceiveCount ?? 1);
+  try {
+    const result = await verifySegmentMessage(config, message, ref, { receiveCount }, { ...deps, log });
+    if (result.outcome === "deferred") {
+      const seconds = config.segments?.deferSeconds ?? VERIFY_DEFAULTS.segments.deferSeconds;
+      await changeVisibility(config, sqsMessage, deps.sqs, seconds).catch((error: unknown) =>
+        log.warn(`could not defer the message: ${messageOf(error)}`, {
+          hint: "it becomes visible again after its visibility timeout",
+        }),
+      );
+    } else
+      await deps.sqs.send(
+        new DeleteMessageCommand({ QueueUrl: config.sqs.queueUrl, ReceiptHandle: sqsMessage.ReceiptHandle }),
+      );
+    return segmentResult(result);
+  } catch (error) {
+    const failure = error instanceof PipelineError ? error : null;
+    log.error(`the check of segment ${message.segmentKey} did not finish: ${messageOf(error)}`, {
+      hint: failure?.hint ?? "look at the verifier's log; this may be a bug",
+      retry: `the message is retried after its visibility timeout (${visibilityTimeout(config)}s)`,
+    });
+    return {
+      ...emptyResult("infrastructure"),
+      error: { message: messageOf(error), hint: failure?.hint ?? "look at the verifier's log" },
+    };
   }
 }
 
@@ -295,7 +369,7 @@ async function reject(
 ): Promise<VerificationResult> {
   const hint =
     "the message is left in the queue and moves to the DLQ after the redrive count; fix the sender and delete it from the DLQ";
-  deps.log.error(`rejected a message that is not a valid backup.created: ${why}`, {
+  deps.log.error(`rejected a message that is not a valid backup.created or binlog.archived: ${why}`, {
     hint,
     body: (sqsMessage.Body ?? "").slice(0, 300),
   });

@@ -1,6 +1,5 @@
 import {
   GetObjectTaggingCommand,
-  PutObjectCommand,
   PutObjectTaggingCommand,
   type S3Client,
   type Tag,
@@ -28,6 +27,7 @@ import {
   type VerificationReport,
   type VerifiedObjects,
 } from "../../contracts";
+import { createJsonOnce } from "../common/s3";
 import type { RestoredPosition } from "./checks";
 
 /**
@@ -118,6 +118,9 @@ export function buildReport(input: ReportInput): VerificationReport {
       recoverySeconds: round(input.timings.recoverySeconds),
       checksSeconds: round(input.timings.checksSeconds),
       restoreSeconds: round(input.timings.restoreSeconds),
+      ...(input.timings.checksumSeconds === undefined
+        ? {}
+        : { checksumSeconds: round(input.timings.checksumSeconds) }),
     },
     backupAgeSeconds: round((input.now.getTime() - input.takenAt.getTime()) / 1000),
     objects: input.objects,
@@ -138,19 +141,7 @@ export async function writeReport(
   kmsKeyId: string | undefined,
 ): Promise<string> {
   const key = verificationKey(ref);
-  await s3.send(
-    new PutObjectCommand({
-      Bucket: report.bucket,
-      Key: key,
-      Body: JSON.stringify(report, null, 2) + "\n",
-      ContentType: "application/json",
-      ServerSideEncryption: "aws:kms",
-      SSEKMSKeyId: kmsKeyId,
-      ChecksumAlgorithm: "SHA256",
-      // One verdict per backup: S3 refuses the write (412) when a report is already there.
-      IfNoneMatch: "*",
-    }),
-  );
+  await createJsonOnce(s3, report.bucket, key, report, kmsKeyId);
   return key;
 }
 

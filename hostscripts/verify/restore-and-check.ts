@@ -246,10 +246,12 @@ async function checkRestoredServer(
     const comparison = compareInventory(manifest.tables, await readRestoredTables(conn));
     const missing = new Set(comparison.missing);
     const tables = [];
+    const clock = { ms: 0 };
     for (const table of manifest.tables) {
       if (!missing.has(`${table.schema}.${table.table}`))
-        tables.push(await checkTable(conn, table, extended));
+        tables.push(await checkTable(conn, table, extended, clock));
     }
+    findings.timings.checksumSeconds = clock.ms / 1000;
     findings.tables = tables.map(({ passed: _passed, ...table }) => table);
     findings.checks.push(judgeTables(comparison, tables, extended));
     findings.recoveryPoint = await readRecoveryPoint(conn, manifest.tables, new Date(manifest.startedAt));

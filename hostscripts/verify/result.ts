@@ -10,6 +10,8 @@ import { ExitCode } from "../common/errors";
 import { describeDrift } from "../restore/verdicts";
 import type { RestoredPosition } from "./checks";
 import type { RestoreTimings } from "./report";
+import type { ChainResult } from "./chain";
+import type { SegmentResult } from "./segment";
 
 /**
  * What became of one message (DESIGN §1 steps 10–15), as `--json` prints it, the exit code of `--once`, and
@@ -18,7 +20,15 @@ import type { RestoreTimings } from "./report";
 
 /** How one message (or the lack of one) ended. */
 export type Outcome =
-  "verified" | "failed" | "unsupported" | "rejected" | "infrastructure" | "interrupted" | "idle";
+  | "verified"
+  | "failed"
+  | "unsupported"
+  | "rejected"
+  | "infrastructure"
+  | "interrupted"
+  | "idle"
+  /** A binlog segment whose predecessor is not in the archive yet: put back, no verdict (segment.ts). */
+  | "deferred";
 
 /** The result of one verification, as `--json` prints it (the demo and the benchmark read it). */
 export interface VerificationResult {
@@ -39,6 +49,10 @@ export interface VerificationResult {
   report: VerificationReport | null;
   /** True when the backup already had a verdict: nothing was restored, `report` is the stored one. */
   alreadyReported: boolean;
+  /** For a `binlog.archived` message: the segment's outcome and verdict (the backup fields stay empty). */
+  segment: SegmentResult | null;
+  /** For a verified backup: the proof of the chain from the verified snapshot before it, if there is one. */
+  chain?: ChainResult | null;
 }
 
 /** Timings of a restore that has not run (yet). */
@@ -65,6 +79,17 @@ export function emptyResult(outcome: Outcome): VerificationResult {
     error: null,
     report: null,
     alreadyReported: false,
+    segment: null,
+  };
+}
+
+/** The result of a `binlog.archived` message. */
+export function segmentResult(segment: SegmentResult): VerificationResult {
+  return {
+    ...emptyResult(segment.outcome),
+    verdict: segment.verdict?.verdict ?? null,
+    alreadyReported: segment.alreadyReported,
+    segment,
   };
 }
 
@@ -84,6 +109,7 @@ export function resultOfReport(report: VerificationReport, reportKey: string): V
     error: null,
     report,
     alreadyReported: false,
+    segment: null,
   };
 }
 
@@ -97,6 +123,7 @@ export function exitCodeOf(outcome: Outcome): number {
     case "verified":
     case "idle":
     case "interrupted":
+    case "deferred":
       return ExitCode.Ok;
     case "failed":
     case "unsupported":
@@ -108,6 +135,7 @@ export function exitCodeOf(outcome: Outcome): number {
 
 /** The lines a person reads for a result. */
 export function summarizeResult(result: VerificationResult): string {
+  if (result.segment !== null) return summarizeSegment(result.segment);
   switch (result.outcome) {
     case "idle":
       return "no backup to verify: the queue stayed empty";
@@ -122,6 +150,18 @@ export function summarizeResult(result: VerificationResult): string {
     default:
       return summarizeVerdict(result);
   }
+}
+
+/** A segment's verdict, or why it has none yet. */
+function summarizeSegment(segment: SegmentResult): string {
+  const v = segment.verdict;
+  if (v === null)
+    return `binlog segment ${segment.verdictKey}: deferred (its predecessor is not in the archive yet)`;
+  const failed = v.checks.find((c) => !c.passed);
+  return [
+    `binlog segment ${v.host}/${v.epoch} #${v.sequence}: ${v.verdict.toUpperCase()}${failed ? ` — check "${failed.name}" failed: ${failed.detail}` : ""}${segment.alreadyReported ? " (verdict already written)" : ""}`,
+    `${v.events} events, ${v.transactions} transactions, GTID ${v.gtid?.before || "-"} → ${v.gtid?.after ?? "-"}; verdict ${segment.verdictKey}`,
+  ].join("\n");
 }
 
 /** A verified or failed backup: the verdict, the timings, the position, the checks and what drifted. */
@@ -143,5 +183,17 @@ function summarizeVerdict(result: VerificationResult): string {
           `recovery point: ${result.report.recoveryPoint.lagSeconds}s before the lock (${result.report.recoveryPoint.table})`,
         ]
       : []),
+    ...(result.chain ? [describeChain(result.chain)] : []),
   ].join("\n");
+}
+
+/** `pitr-verified A → B (…)`, or what failed. */
+export function describeChain(chain: ChainResult): string {
+  const v = chain.verdict;
+  const replay = v.replay
+    ? `replay ${v.replay.seconds}s, ${v.replay.transactions} transactions from ${v.replay.segments} segments, `
+    : "";
+  return v.failure === null
+    ? `pitr-verified ${v.from.backupId} → ${v.to.backupId} (${replay}${v.tablesCompared} table checksums equal, ${v.seconds}s in all)`
+    : `pitr-FAILED ${v.from.backupId} → ${v.to.backupId} (${v.failure.kind}): ${v.failure.detail}`;
 }

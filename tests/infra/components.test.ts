@@ -55,8 +55,11 @@ describe("BackupBucket defaults and retention", () => {
     ) as { Statement: Array<Record<string, unknown>> };
     const verdicts = policy.Statement.find((x) => x.Sid === "DenyVerdictsFromAnyoneButTheVerifier")!;
     expect(verdicts.Condition).toBeUndefined();
+    const bucket = String(verdicts.Resource).split("/")[0];
     expect(verdicts.Resource).toEqual([
-      `${String(verdicts.Resource).split("/")[0]}/backups/*/verification.json`,
+      `${bucket}/backups/*/verification.json`,
+      `${bucket}/backups/*/*.segment-verification.json`,
+      `${bucket}/backups/*/chain-verification.json`,
     ]);
   });
 
@@ -225,6 +228,30 @@ describe("alarms watch the metrics the host scripts emit", () => {
         { [Dimension.Cluster]: "orders" },
         "breaching",
       ],
+      [
+        "binlog-segment-failed",
+        "event",
+        METRIC_NAMESPACE,
+        VerifierMetric.SegmentFailed,
+        { [Dimension.Cluster]: "orders" },
+        "notBreaching",
+      ],
+      [
+        "pitr-chain-failed",
+        "event",
+        METRIC_NAMESPACE,
+        VerifierMetric.PitrChainFailed,
+        { [Dimension.Cluster]: "orders" },
+        "notBreaching",
+      ],
+      [
+        "pitr-chain-silent",
+        "state",
+        METRIC_NAMESPACE,
+        VerifierMetric.PitrChainVerified,
+        { [Dimension.Cluster]: "orders" },
+        "breaching",
+      ],
     ]);
     const noVerified = alarms[0];
     // 26 hourly periods, all below one success: nothing verified in the whole window.
@@ -248,6 +275,9 @@ describe("alarms watch the metrics the host scripts emit", () => {
       "binlog-lag",
       "binlog-gap",
       "binlog-silent",
+      "binlog-segment-failed",
+      "pitr-chain-failed",
+      "pitr-chain-silent",
     ]);
     expect(alarms[5].metric).toMatchObject({
       metricName: ReplicaMetric.BackupSucceeded,
@@ -278,9 +308,23 @@ describe("alarms watch the metrics the host scripts emit", () => {
       threshold: 1,
       treatMissingData: "breaching",
     });
+    expect(alarms["binlog-segment-failed"]).toMatchObject({
+      metric: { metricName: VerifierMetric.SegmentFailed, statistic: "Sum", period: 300 },
+      evaluationPeriods: 1,
+      comparisonOperator: "GreaterThanOrEqualToThreshold",
+      threshold: 1,
+      treatMissingData: "notBreaching",
+    });
+    // A chain needs two verified snapshots: its silence spans two windows.
+    expect(alarms["pitr-chain-silent"]).toMatchObject({
+      evaluationPeriods: 52,
+      comparisonOperator: "LessThanThreshold",
+    });
     expect(byId(clusterAlarms({ name: "orders" }))["binlog-lag"].threshold).toBe(10);
     expect(
-      clusterAlarms({ name: "orders", pitr: { enabled: false } }).filter((a) => a.id.startsWith("binlog")),
+      clusterAlarms({ name: "orders", pitr: { enabled: false } }).filter(
+        (a) => a.id.startsWith("binlog") || a.id.startsWith("pitr"),
+      ),
     ).toEqual([]);
   });
 
@@ -289,7 +333,7 @@ describe("alarms watch the metrics the host scripts emit", () => {
     expect(() => epochSeconds("yesterday")).toThrow(/not an RFC 3339 time/);
   });
 
-  test("the dashboard has a row per cluster: restore time, lock window, archive size, verdicts and failures, then the binlog archive's lag and window", () => {
+  test("the dashboard has a row per cluster: restore time, lock window, archive size, verdicts and failures, then the binlog archive's lag, window and proven point", () => {
     const body = JSON.parse(dashboardBody(["orders", "billing"], "eu-west-1")) as {
       start: string;
       widgets: Array<{
@@ -311,7 +355,7 @@ describe("alarms watch the metrics the host scripts emit", () => {
         `${cluster}: archive size (bytes)`,
         `${cluster}: verdicts and failed backups`,
         `${cluster}: binlog archive lag (s, the RPO now)`,
-        `${cluster}: point-in-time window archived (s)`,
+        `${cluster}: point-in-time window archived, and the age of the newest proven point (s)`,
       ]);
       const metrics = row.flatMap((w) => w.properties.metrics ?? []);
       expect(metrics.map((m) => [m[1], m[2], m[3], (m[4] as { stat: string }).stat])).toEqual([
@@ -323,6 +367,7 @@ describe("alarms watch the metrics the host scripts emit", () => {
         [ReplicaMetric.BackupFailed, Dimension.Cluster, cluster, "Sum"],
         [BinlogMetric.BinlogArchiveLagSeconds, Dimension.Cluster, cluster, "Minimum"],
         [BinlogMetric.PitrWindowSeconds, Dimension.Cluster, cluster, "Maximum"],
+        [VerifierMetric.PitrVerifiedUntilSeconds, Dimension.Cluster, cluster, "Minimum"],
       ]);
       // The header, the snapshots' line (daily points), the binlog archive's line (a point a minute).
       expect(new Set(row.map((w) => w.y)).size).toBe(3);

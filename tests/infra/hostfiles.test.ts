@@ -147,6 +147,8 @@ describe("rendered config files pass the contracts", () => {
       visibilityTimeoutSeconds: 7200,
     });
     expect(config.s3).toEqual({ kmsKeyId: dev.outputs.kmsKeyArn, tagObjects: true });
+    // The queue's redrive count is 3: a segment waits for its predecessor twice, the third receive judges it.
+    expect(config.segments).toEqual({ maxDeferrals: 2 });
   });
 });
 
@@ -476,7 +478,7 @@ describe("systemd units", () => {
     );
   });
 
-  test("each replica's backup.json tells its archiver the cluster's RPO, its state directory and the bucket's retention", () => {
+  test("each replica's backup.json tells its archiver the cluster's RPO, its state directory, the bucket's retention, and to announce every segment to the verifiers", () => {
     const byHost = Object.fromEntries(
       copyNamed(prod, "-copy-backup-json").map((r) => {
         const config = parseBackupConfig(JSON.parse(shipped(r).text!));
@@ -486,6 +488,7 @@ describe("systemd units", () => {
     expect(byHost["orders-db3"]).toEqual({
       rpoSeconds: 10,
       stateDir: "/var/lib/mysql-backup/binlog",
+      announce: true,
       retentionDays: 400,
     });
     expect(byHost["billing-db2"]).toMatchObject({ rpoSeconds: 5 });

@@ -18,7 +18,7 @@ const keyArn = `arn:aws:kms:${DEFAULT_REGION}:${ACCOUNT_ID}:key/test`;
 const queueArn = `arn:aws:sqs:${DEFAULT_REGION}:${ACCOUNT_ID}:q`;
 const logGroupArn = `arn:aws:logs:${DEFAULT_REGION}:${ACCOUNT_ID}:log-group:/mysql-backup/test`;
 const verifierArn = `arn:aws:iam::${ACCOUNT_ID}:role/verifier`;
-const future = [...VERDICT_OBJECTS, "*.segment-verification.json", "chain-verification.json"];
+const future = [...VERDICT_OBJECTS, "*.future-verdict.json", "future-verification.json"];
 
 function policies(verdictObjects: readonly string[]): Policies {
   const common = { bucketArn, keyArn, queueArn, region: DEFAULT_REGION, prefix: "backups", verdictObjects };
@@ -58,12 +58,12 @@ function policies(verdictObjects: readonly string[]): Policies {
 }
 
 const created = { "s3:if-none-match": "*" };
-const segmentVerdict = `${bucketArn}/backups/orders/binlogs/5f1e/mariadb-bin.000042.segment-verification.json`;
-const chainVerdict = `${bucketArn}/backups/orders/orders-db3/20261124T020000Z-3fa9c1/chain-verification.json`;
+const futureVerdict = `${bucketArn}/backups/orders/binlogs/5f1e/mariadb-bin.000042.future-verdict.json`;
+const futureBackupVerdict = `${bucketArn}/backups/orders/orders-db3/20261124T020000Z-3fa9c1/future-verification.json`;
 
 test.each([
-  ["a segment verdict in the binlog archive", segmentVerdict],
-  ["a chain verdict next to a backup", chainVerdict],
+  ["a wildcard verdict in the binlog archive", futureVerdict],
+  ["a new verdict next to a backup", futureBackupVerdict],
 ])("a new verdict kind added to the list is the verifier's alone: %s", async (_what, key) => {
   const listed = policies(future);
   expect(await decide(listed, { who: "orders", action: "PutObject", resource: key, context: created })).toBe(

@@ -239,6 +239,30 @@ const cases: Record<string, Case> = {
     context: created,
     expect: "Denied",
   },
+  // A segment's verdict lies beside it, under the prefix where the replica may create objects.
+  "binlogs: replica forges a segment's verdict beside its segment": {
+    who: "orders",
+    action: "PutObject",
+    resource: () =>
+      object(ordersBinlog("20261130T162631Z-3fa9c1/0000000042-20261130T163053Z.segment-verification.json")),
+    context: created,
+    expect: "Denied",
+  },
+  "binlogs: verifier writes a segment's verdict beside the segment": {
+    who: "verifier",
+    action: "PutObject",
+    resource: () =>
+      object(ordersBinlog("20261130T162631Z-3fa9c1/0000000042-20261130T163053Z.segment-verification.json")),
+    context: created,
+    expect: "Allowed",
+  },
+  "binlogs: verifier writes a segment (not a verdict)": {
+    who: "verifier",
+    action: "PutObject",
+    resource: () => object(ordersBinlog("20261130T162631Z-3fa9c1/0000000042-20261130T163053Z.binlog")),
+    context: created,
+    expect: "Denied",
+  },
   // Retention tags: set once by the replica when it creates the object, never changed afterwards.
   "replica tags what it creates retention=monthly": {
     who: "orders",

@@ -3,8 +3,8 @@
  * namespace is one the host scripts actually emit, with exactly the dimensions they emit it with
  * (CloudWatch matches a metric by name and its whole dimension set: an alarm on a set nobody emits stays
  * silent forever). What is emitted is collected by running the emitters themselves — the backup's success,
- * failure and abandonment, the verifier's verdicts with and without a recovery point, the binlog archiver's
- * minute — into a recording sink.
+ * failure and abandonment, the verifier's verdicts with and without a recovery point and on binlog segments,
+ * the binlog archiver's minute — into a recording sink.
  */
 import { METRIC_NAMESPACE, type MetricDatum, type BackupConfig } from "../../contracts";
 import { clusterAlarms, dashboardBody, type AlarmSpec } from "../../components";
@@ -13,6 +13,8 @@ import { ArchiveMetrics } from "../../hostscripts/binlog/metrics";
 import { memoryLogger } from "../../hostscripts/common/log";
 import type { MetricsSink } from "../../hostscripts/common/metrics";
 import { reportMetrics } from "../../hostscripts/verify/report";
+import { segmentMetrics } from "../../hostscripts/verify/segment";
+import { chainMetrics } from "../../hostscripts/verify/chain-compare";
 import { syntheticReport } from "../../lab/synthetic";
 
 /** `name|Dim1,Dim2`: how CloudWatch tells metrics apart. */
@@ -48,6 +50,29 @@ async function emitted(): Promise<Set<string>> {
     ),
   );
   data.push(...reportMetrics(syntheticReport(ref, "b", "failed"), new Date()));
+  for (const verdict of ["verified", "failed"] as const) {
+    data.push(...segmentMetrics({ verdict, cluster: "orders" }, new Date()));
+    const to = { backupId: ref.backupId, host: "db1", gtid: "0-1-5", takenAt: verified.verifiedAt };
+    data.push(
+      ...chainMetrics(
+        {
+          formatVersion: 1,
+          bucket: "b",
+          cluster: "orders",
+          from: to,
+          to,
+          verdict,
+          failure: null,
+          replay: null,
+          tablesCompared: 0,
+          seconds: 0,
+          verifiedAt: verified.verifiedAt,
+          verifier: { host: "v" },
+        },
+        new Date(),
+      ),
+    );
+  }
   return new Set(data.map((d) => signature(d.name, Object.keys(d.dimensions))));
 }
 

@@ -174,7 +174,7 @@ describe("resource tree", () => {
     );
   });
 
-  test("Alerting children: key, topic, policy, subscription, seven alarms per cluster (three of its binlog archive) and one per replica, two queue alarms, dashboard", () => {
+  test("Alerting children: key, topic, policy, subscription, ten alarms per cluster (four of its binlog archive, two of its point-in-time chain) and one per replica, two queue alarms, dashboard", () => {
     const a = `${P}-alerts`;
     expect(childrenOf(dev, "mysql-backup-pipeline:index:Alerting", a)).toEqual(
       [
@@ -190,6 +190,9 @@ describe("resource tree", () => {
         `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-orders-binlog-lag`,
         `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-orders-binlog-gap`,
         `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-orders-binlog-silent`,
+        `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-orders-binlog-segment-failed`,
+        `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-orders-pitr-chain-failed`,
+        `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-orders-pitr-chain-silent`,
         `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-dlq-not-empty`,
         `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-oldest-message-too-old`,
         `aws:cloudwatch/dashboard:Dashboard ${a}-dashboard`,
@@ -239,12 +242,17 @@ describe("resource tree", () => {
     expect(dev.outputs.dashboardName).toBe(`${P}-alerts`);
   });
 
-  test("statusConfig is the status.json of the stack: its bucket, and every cluster with its replicas", () => {
+  test("statusConfig is the status.json of the stack: its bucket, every cluster with its replicas and PITR", () => {
     const config = parseStatusConfig(JSON.parse(prod.outputs.statusConfig as string));
     expect(config.s3).toEqual({ bucket: prod.outputs.bucketName, prefix: "backups" });
     expect(config.clusters?.map((c) => [c.name, c.hosts])).toEqual([
       ["orders", ["orders-db3"]],
       ["billing", ["billing-db2"]],
+    ]);
+    // PITR is on by default; billing asks for an RPO of 5 s: status judges each archive's lag by its own.
+    expect(config.clusters?.map((c) => [c.name, c.pitr])).toEqual([
+      ["orders", { enabled: true, rpoSeconds: 10 }],
+      ["billing", { enabled: true, rpoSeconds: 5 }],
     ]);
   });
 });
@@ -981,7 +989,7 @@ describe("Alerting", () => {
     const alarms = dev.resources.filter(
       (r) => r.type === "aws:cloudwatch/metricAlarm:MetricAlarm" && r.name.startsWith(a),
     );
-    expect(alarms).toHaveLength(10);
+    expect(alarms).toHaveLength(13);
     for (const alarm of alarms) expect(alarm.inputs.alarmActions).toEqual([topicArn]);
     const resolving = alarms
       .filter((x) => x.inputs.okActions !== undefined)
@@ -994,6 +1002,7 @@ describe("Alerting", () => {
         "orders-orders-db2-backup-missing",
         "orders-binlog-lag",
         "orders-binlog-silent",
+        "orders-pitr-chain-silent",
       ].sort(),
     );
     for (const alarm of alarms.filter((x) => x.inputs.okActions !== undefined))

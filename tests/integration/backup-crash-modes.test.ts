@@ -21,7 +21,8 @@ import { EXTRAS_SCHEMA } from "../../lab/dataset";
 import { sql } from "../../lab/lab";
 import { withLab } from "../support/lab";
 
-jest.setTimeout(120_000);
+// Generous: on a saturated 2-core machine a backup can take a minute to reach its pause point.
+jest.setTimeout(300_000);
 
 const lab = withLab({ load: true });
 const PAUSING_CLI = resolve(__dirname, "..", "support", "pausing-cli.ts");
@@ -102,7 +103,7 @@ async function cliPausedAt(mode: LockMode, point: PausePoint): Promise<ChildProc
   );
   let stderr = "";
   child.stderr!.setEncoding("utf8").on("data", (t: string) => (stderr = (stderr + t).slice(-4000)));
-  const deadline = Date.now() + 60_000;
+  const deadline = Date.now() + 150_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null)
       throw new Error(`the CLI exited ${child.exitCode} before "${point}": ${stderr}`);
@@ -110,7 +111,7 @@ async function cliPausedAt(mode: LockMode, point: PausePoint): Promise<ChildProc
     await sleep(50);
   }
   child.kill("SIGKILL");
-  throw new Error(`the CLI did not reach "${point}" in mode ${mode} within 60 s: ${stderr}`);
+  throw new Error(`the CLI did not reach "${point}" in mode ${mode} within 150 s: ${stderr}`);
 }
 
 /** The replica's applied position in domain 0 (the lab writes only there). */

@@ -215,7 +215,7 @@ test("killed holding only the run lock: the stale lock is taken over", async () 
   await nextRunRepairsAndSucceeds();
 }, 90_000);
 
-test("a second run while one is alive exits AlreadyRunning (12); killed under FTWRL, the next run succeeds", async () => {
+test("a second run while one is alive exits AlreadyRunning (12); killed inside the lock window, the next run succeeds", async () => {
   const child = await cliPausedAt("locked");
   const second = await runBackup(config, deps).catch((e: unknown) => e);
   expect(second).toBeInstanceOf(PipelineError);

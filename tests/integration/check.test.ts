@@ -68,7 +68,26 @@ test("the lab replica is ready; the emulator's unconditional overwrite is the on
   const { code, report } = await check(backupConfig);
   expect(code).toBe(0);
   expect(report).toMatchObject({ role: "replica", subject: "replica lab/replica1", ok: true });
-  expect(report.findings.filter((f) => f.status !== "pass").map((f) => f.check)).toEqual(["s3.write"]);
+  // A first run creates the archiver's state directory.
+  expect(report.findings.filter((f) => f.status !== "pass").map((f) => f.check)).toEqual([
+    "s3.write",
+    "binlog.state-dir",
+    "binlog.s3.write",
+  ]);
+  expect(finding(report, "binlog.state-dir")).toMatchObject({
+    detail: expect.stringMatching(
+      /^binlog\.stateDir \S+ does not exist yet; \S+ is writable, so the run creates it$/,
+    ),
+    fix: `mkdir -p ${lab().binlogStateDir}`,
+  });
+  // The lab's backup.json has a binlog section: the archiver's prerequisites are proven its way.
+  expect(finding(report, "binlog.settings")?.detail).toMatch(
+    /^mariadb 10\.11\.\d+: log_bin ON, log_slave_updates ON, binlog_format ROW, binlog_checksum CRC32, not encrypted; binlogs in \//,
+  );
+  expect(finding(report, "binlog.privileges")?.detail).toBe(
+    "SHOW MASTER STATUS, SHOW BINARY LOGS and SHOW SLAVE STATUS answer (every poll runs them)",
+  );
+  expect(finding(report, "binlog.files")?.detail).toMatch(/mysql-bin\.\d{6} is readable and a binlog/);
   expect(finding(report, "s3.write")?.detail).toMatch(/second create-only write of it was accepted/);
   // The lab's replica holds MyISAM and Aria data: lockMode auto takes BACKUP STAGE (commit), which needs RELOAD.
   expect(finding(report, "mysql.lock-mode")?.detail).toMatch(
@@ -84,6 +103,7 @@ test("the lab replica is ready; the emulator's unconditional overwrite is the on
 });
 
 test("against S3's own answers (create-only writes enforced) the replica passes every check", async () => {
+  await mkdir(lab().binlogStateDir, { recursive: true, mode: 0o700 });
   const { code, report } = await check({
     ...backupConfig,
     aws: { ...backupConfig.aws, endpoint: proxy.endpoint },
@@ -92,6 +112,12 @@ test("against S3's own answers (create-only writes enforced) the replica passes 
   expect(report.findings.every((f) => f.status === "pass")).toBe(true);
   expect(finding(report, "s3.write")?.detail).toMatch(
     /^created s3:\/\/mysql-backups-lab\/backups\/lab\/replica1\/_check\/\d{8}T\d{6}Z-[0-9a-f]{6}\.json \(SSE-KMS with the bucket's default key, SHA-256 checksum\); writing it again was refused \(create-only\)$/,
+  );
+  expect(finding(report, "binlog.state-dir")?.detail).toBe(
+    `binlog.stateDir ${lab().binlogStateDir} is writable`,
+  );
+  expect(finding(report, "binlog.s3.write")?.detail).toMatch(
+    /^created s3:\/\/mysql-backups-lab\/backups\/lab\/binlogs\/replica1\/_check\/\d{8}T\d{6}Z-[0-9a-f]{6}\.json .*writing it again was refused \(create-only\)$/,
   );
 });
 
@@ -122,7 +148,16 @@ describe("a missing privilege is named, with the GRANT that fixes it", () => {
     const { code, report } = await check({ ...backupConfig, mysql: { optionFile } });
     expect(code).toBe(ExitCode.CheckFailed);
     // Choosing the lock mode reads the replica's status too: the backup would stop there first.
-    expect(failed(report)).toEqual(["mysql.lock-mode", "mysql.position", "mysql.privileges"]);
+    // The binlog archiver's first statements need SLAVE MONITOR too.
+    expect(failed(report)).toEqual([
+      "mysql.lock-mode",
+      "mysql.position",
+      "mysql.privileges",
+      "binlog.privileges",
+    ]);
+    expect(finding(report, "binlog.privileges")?.detail).toMatch(
+      /^the server refused the archiver's first statements: .*SLAVE MONITOR/,
+    );
     expect(finding(report, "mysql.lock-mode")?.detail).toMatch(
       /^choosing the lock mode needs `SHOW SLAVE STATUS`, which the server refused \(.*SLAVE MONITOR/,
     );
@@ -176,7 +211,7 @@ test("a bucket that does not exist is named", async () => {
     s3: { ...backupConfig.s3, bucket: "no-such-bucket-here" },
   });
   expect(code).toBe(ExitCode.CheckFailed);
-  expect(failed(report)).toEqual(["s3.write"]);
+  expect(failed(report)).toEqual(["s3.write", "binlog.s3.write"]);
   expect(finding(report, "s3.write")).toMatchObject({
     detail: expect.stringMatching(/^bucket no-such-bucket-here does not exist \(NoSuchBucket: /),
     fix: expect.stringContaining("pulumi stack output bucketName"),
@@ -184,12 +219,16 @@ test("a bucket that does not exist is named", async () => {
 });
 
 test("a prefix outside the role's grant is refused as IAM refuses it, and named", async () => {
-  proxy.rules = { conditionalWrites: true, writableKeyPrefix: "backups/lab/replica1/" };
+  // As the replica's role (components/hostPolicies.ts): its own host's prefix and its cluster's binlogs.
+  proxy.rules = {
+    conditionalWrites: true,
+    writableKeyPrefix: ["backups/lab/replica1/", "backups/lab/binlogs/"],
+  };
   try {
     const aws = { ...backupConfig.aws, endpoint: proxy.endpoint };
     const wrong = await check({ ...backupConfig, aws, s3: { ...backupConfig.s3, prefix: "backup" } });
     expect(wrong.code).toBe(ExitCode.CheckFailed);
-    expect(failed(wrong.report)).toEqual(["s3.write"]);
+    expect(failed(wrong.report)).toEqual(["s3.write", "binlog.s3.write"]);
     expect(finding(wrong.report, "s3.write")).toMatchObject({
       detail: expect.stringMatching(
         /^this host may not write under s3:\/\/mysql-backups-lab\/backup\/lab\/replica1\/ \(AccessDenied: .*s3:PutObject/,
@@ -198,6 +237,14 @@ test("a prefix outside the role's grant is refused as IAM refuses it, and named"
     });
     const right = await check({ ...backupConfig, aws });
     expect(finding(right.report, "s3.write")?.status).toBe("pass");
+    expect(finding(right.report, "binlog.s3.write")?.status).toBe("pass");
+    // A role without the binlog grant (PITR turned on in backup.json, not in the stack): named.
+    proxy.rules = { conditionalWrites: true, writableKeyPrefix: "backups/lab/replica1/" };
+    const noBinlogs = await check({ ...backupConfig, aws });
+    expect(failed(noBinlogs.report)).toEqual(["binlog.s3.write"]);
+    expect(finding(noBinlogs.report, "binlog.s3.write")?.detail).toMatch(
+      /^this host may not write under s3:\/\/mysql-backups-lab\/backups\/lab\/binlogs\/ \(AccessDenied: /,
+    );
   } finally {
     proxy.rules = { conditionalWrites: true };
   }
@@ -210,7 +257,7 @@ test("a KMS key the role cannot use is named", async () => {
     const aws = { ...backupConfig.aws, endpoint: proxy.endpoint };
     const { code, report } = await check({ ...backupConfig, aws, s3: { ...backupConfig.s3, kmsKeyId: key } });
     expect(code).toBe(ExitCode.CheckFailed);
-    expect(failed(report)).toEqual(["s3.write"]);
+    expect(failed(report)).toEqual(["s3.write", "binlog.s3.write"]);
     expect(finding(report, "s3.write")).toMatchObject({
       detail: expect.stringContaining(
         `S3 refused to encrypt with the KMS key ${key}: this host's role cannot use it`,
@@ -220,6 +267,48 @@ test("a KMS key the role cannot use is named", async () => {
   } finally {
     proxy.rules = { conditionalWrites: true };
   }
+});
+
+describe("the binlog archiver's prerequisites (backup.json has a binlog section)", () => {
+  test("settings it archives with but a restore suffers from are warnings, each with its fix", async () => {
+    await sql(lab(), "replica", "SET GLOBAL binlog_format = 'MIXED', GLOBAL gtid_strict_mode = 0");
+    try {
+      const { code, report } = await check(backupConfig);
+      expect(code).toBe(0);
+      expect(finding(report, "binlog.binlog-format")).toMatchObject({
+        status: "warn",
+        detail: expect.stringMatching(/^binlog_format is MIXED: a replay re-runs statements/),
+        fix: "set binlog_format=ROW in my.cnf under [mysqld], and restart the server",
+      });
+      expect(finding(report, "binlog.gtid-strict-mode")).toMatchObject({
+        status: "warn",
+        fix: expect.stringMatching(/^set gtid_strict_mode=ON /),
+      });
+    } finally {
+      await sql(lab(), "replica", "SET GLOBAL binlog_format = 'ROW', GLOBAL gtid_strict_mode = 1");
+    }
+  });
+
+  test("a state directory that cannot be created is named", async () => {
+    const file = join(lab().dir, "not-a-dir");
+    await writeFile(file, "");
+    const { code, report } = await check({
+      ...backupConfig,
+      binlog: { ...backupConfig.binlog, stateDir: join(file, "binlog") },
+    });
+    expect(code).toBe(ExitCode.CheckFailed);
+    expect(failed(report)).toEqual(["binlog.state-dir"]);
+    expect(finding(report, "binlog.state-dir")?.detail).toBe(
+      `${file} is not a directory, so binlog.stateDir ${file}/binlog cannot be created`,
+    );
+  });
+
+  test("without a binlog section, none of it is checked", async () => {
+    const { binlog: _binlog, ...withoutPitr } = backupConfig;
+    const { code, report } = await check(withoutPitr);
+    expect(code).toBe(0);
+    expect(report.findings.filter((f) => f.check.startsWith("binlog."))).toEqual([]);
+  });
 });
 
 test("no free space for the archive is named with the figures", async () => {

@@ -100,8 +100,9 @@ test("a healthy estate is ok, and only the newest manifest and verdict of each h
     ],
   ]);
   // 160 backups, 476 objects (the newest of each host has no verdict yet): every key listed once, 2 objects
-  // read per host (the newest manifest, the newest verdict).
-  expect(report.reads).toEqual({ listRequests: 1 + 2 + 4, keysListed: 2 + 4 + 476, objectsFetched: 8 });
+  // read per host (the newest manifest, the newest verdict), and one listing per cluster of its binlog archives.
+  expect(report.reads).toEqual({ listRequests: 1 + 2 + 2 + 4, keysListed: 2 + 4 + 476, objectsFetched: 8 });
+  expect(report.clusters.flatMap((c) => c.hosts.map((h) => h.binlog))).toEqual([null, null, null, null]);
   const host = report.clusters[1].hosts[0];
   expect(host.newestBackup).toMatchObject({ ageSeconds: 3600, lockMs: 42.5, verdict: null });
   expect(host.newestBackup?.archiveBytes).toBeGreaterThanOrEqual(512);
@@ -234,21 +235,33 @@ test("`npm run bench:status` runs end to end and writes its section, keeping the
   await writeFile(join(out, "BENCHMARKS.md"), "# Benchmarks\n\nthe pipeline's figures\n");
   const tsx = join(__dirname, "../../node_modules/.bin/tsx");
   const script = join(__dirname, "../../bench/status.ts");
-  await run(tsx, [script, "--clusters", "1", "--hosts", "2", "--backups", "3", "--runs", "1", "--out", out], {
-    timeout: 120_000,
-  });
+  const args = ["--clusters", "1", "--hosts", "2", "--backups", "3", "--archives", "1", "--segments", "1200"];
+  await run(tsx, [script, ...args, "--runs", "1", "--out", out], { timeout: 300_000 });
   const results = JSON.parse(await readFile(join(out, "results-status.json"), "utf8"));
   expect(results).toMatchObject({
     backups: 6,
     objects: 16,
-    ours: { objectsFetched: 4 },
-    naive: { objectsFetched: 10 },
+    // Per host 2 objects; the archive's epoch record, its first and newest ledger entries, and the manifest of
+    // the verified backup its window starts from (its verdict was read already).
+    ours: { objectsFetched: 4 + 3 + 1 },
+    // Every manifest, verdict, epoch record and ledger entry.
+    naive: { objectsFetched: 10 + 1 + 1200 },
+    archive: {
+      archives: 1,
+      segmentsPerArchive: 1200,
+      objects: 1 + 2 * 1200,
+      ours: { objectsFetched: 3 },
+      naive: { objectsFetched: 1 + 1200 },
+    },
   });
+  // 2,401 keys: a first page, then probes until one comes back short (never a listing of every page).
+  expect(results.archive.ours.listRequests).toBeLessThanOrEqual(1 + 1 + 4);
+  expect(results.archive.naive.listRequests).toBe(3);
   const report = await readFile(join(out, "BENCHMARKS.md"), "utf8");
   expect(report).toMatch(
     /^# Benchmarks\n\nthe pipeline's figures\n\n<!-- bench:status:start -->\n## `mysql-backup status` over 6 backups/,
   );
   expect(report).toMatch(
-    /Command: `npm run bench:status -- --clusters 1 --hosts 2 --backups 3 --runs 1`\.\n<!-- bench:status:end -->\n$/,
+    /Command: `npm run bench:status -- --clusters 1 --hosts 2 --backups 3 --archives 1 --segments 1200 --runs 1`\.\n<!-- bench:status:end -->\n$/,
   );
 });

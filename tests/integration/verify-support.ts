@@ -50,6 +50,8 @@ export async function runLabVerifier(
     s3?: S3Client;
     /** Stands in for the lab's metrics file. */
     metrics?: MetricsSink;
+    /** Receives the result of each binlog.archived message handled on the way. */
+    onSegment?: (result: VerificationResult) => void;
   } = {},
 ): Promise<{ result: VerificationResult; log: ReturnType<typeof memoryLogger> }> {
   const config = options.config ?? (await labVerifyConfig(lab));
@@ -68,7 +70,7 @@ export async function runLabVerifier(
   try {
     const result = await runVerifier(
       config,
-      { once: options.once ?? true, idleSeconds: options.idleSeconds ?? 30 },
+      { once: options.once ?? true, idleSeconds: options.idleSeconds ?? 30, onSegment: options.onSegment },
       deps,
     );
     return { result, log };

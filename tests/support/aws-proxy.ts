@@ -11,7 +11,7 @@ import type { AddressInfo } from "node:net";
 /** How the stand-in answers. */
 export interface AwsRules {
   /** Object keys the role may write: a PUT elsewhere is refused as IAM refuses it. Defaults to anywhere. */
-  writableKeyPrefix?: string;
+  writableKeyPrefix?: string | string[];
   /** KMS key ids (the `x-amz-server-side-encryption-aws-kms-key-id` header) the role may not use. */
   deniedKmsKeys?: string[];
   /** Refuse a PUT with `If-None-Match: *` of an object that exists (412), as S3 does. Defaults to false. */
@@ -79,7 +79,8 @@ async function refusalOf(
   const key = rest.join("/");
   // A part of a multipart upload carries no SSE header and was allowed at CreateMultipartUpload.
   const isPart = /[?&]partNumber=/.test(req.url ?? "");
-  if (rules.writableKeyPrefix !== undefined && !key.startsWith(rules.writableKeyPrefix)) {
+  const writable = rules.writableKeyPrefix === undefined ? undefined : [rules.writableKeyPrefix].flat();
+  if (writable !== undefined && !writable.some((p) => key.startsWith(p))) {
     return {
       status: 403,
       code: "AccessDenied",

@@ -8,12 +8,14 @@ import { execFile } from "node:child_process";
 import { mkdir, readdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
-import type { BinlogSegmentEntry } from "../../contracts";
-import { listArchive, readArchive } from "../../hostscripts/restore/archive";
-import { labAwsClients, type Lab } from "../../lab/lab";
+import { archivedSegments as ledger } from "../../lab/demo-pitr";
+import type { Lab } from "../../lab/lab";
 import { freePort } from "../../lab/emulator";
 import { chownToMysql, rootQuery, startServer, type ServerSpec } from "../../lab/mariadb";
 import { terminate, waitUntil } from "../../lab/processes";
+
+/** The ledger entries of the lab cluster's archive, by host, epoch and sequence. */
+export { ledger };
 
 const repo = resolve(__dirname, "..", "..");
 const run = promisify(execFile);
@@ -92,21 +94,6 @@ export async function failingTables(server: RestoredServer): Promise<string[]> {
       );
   }
   return failing;
-}
-
-/** The ledger entries of the lab cluster's archive, by host, epoch and sequence. */
-export async function ledger(lab: Lab): Promise<BinlogSegmentEntry[]> {
-  const { s3 } = labAwsClients(lab);
-  try {
-    const epochs = await readArchive(
-      s3,
-      lab.s3.bucket,
-      await listArchive(s3, lab.s3.bucket, "backups", "lab"),
-    );
-    return epochs.flatMap((e) => e.entries);
-  } finally {
-    s3.destroy();
-  }
 }
 
 /** Waits until the archive holds a transaction committed after `afterMs` (the archiver caught up past it). */

@@ -6,7 +6,7 @@
 import type { BinlogSegmentEntry } from "../../contracts";
 import { parseState } from "../../hostscripts/common/gtid-state";
 import type { ArchivedEpoch } from "../../hostscripts/restore/archive";
-import { planChain } from "../../hostscripts/restore/chain";
+import { planChain } from "../../hostscripts/common/pitr-chain";
 
 const T0 = Date.parse("2026-11-30T10:00:00Z");
 const at = (s: number) => new Date(T0 + s * 1000).toISOString();

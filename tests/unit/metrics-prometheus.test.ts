@@ -16,6 +16,7 @@ import {
   type MetricName,
 } from "../../contracts";
 import { emitFailed, emitSucceeded } from "../../hostscripts/backup/metrics";
+import { ArchiveMetrics } from "../../hostscripts/binlog/metrics";
 import { memoryLogger } from "../../hostscripts/common/log";
 import { sinkFromConfig } from "../../hostscripts/common/metrics";
 import { prometheusSink } from "../../hostscripts/common/prometheus";
@@ -71,11 +72,17 @@ test("every metric maps to a Prometheus name by the conventions: snake case, bas
     RestoreSeconds: ["mysql_backup_restore_seconds", "gauge", 1],
     BackupAgeAtVerificationSeconds: ["mysql_backup_backup_age_at_verification_seconds", "gauge", 1],
     RecoveryPointLagSeconds: ["mysql_backup_recovery_point_lag_seconds", "gauge", 1],
+    SegmentVerified: ["mysql_backup_segment_verified_total", "counter", 1],
+    SegmentFailed: ["mysql_backup_segment_failed_total", "counter", 1],
+    PitrChainVerified: ["mysql_backup_pitr_chain_verified_total", "counter", 1],
+    PitrChainFailed: ["mysql_backup_pitr_chain_failed_total", "counter", 1],
+    PitrVerifiedUntilSeconds: ["mysql_backup_pitr_verified_until_seconds", "gauge", 1],
     BinlogArchiveLagSeconds: ["mysql_backup_binlog_archive_lag_seconds", "gauge", 1],
-    BinlogArchivedBytes: ["mysql_backup_binlog_archived_bytes", "gauge", 1],
     BinlogGaps: ["mysql_backup_binlog_gaps_total", "counter", 1],
-    BinlogSegmentsArchived: ["mysql_backup_binlog_segments_archived_total", "counter", 1],
     PitrWindowSeconds: ["mysql_backup_pitr_window_seconds", "gauge", 1],
+    BinlogSegmentsArchived: ["mysql_backup_binlog_segments_archived_total", "counter", 1],
+    // Bytes uploaded in the minute: an amount added, so a counter whatever its unit.
+    BinlogArchivedBytes: ["mysql_backup_binlog_archived_bytes_total", "counter", 1],
   });
   for (const [name, [prom]] of Object.entries(mapped)) {
     expect(prom).toMatch(new RegExp(`^${PROMETHEUS_PREFIX}[a-z_]+$`));
@@ -144,6 +151,30 @@ test("counters go on from what the last run left in the file; gauges hold the ne
   expect(
     sample(all, "mysql_backup_backup_last_success_timestamp_seconds", { cluster: "orders", host: "db1" }),
   ).toBe(T1.getTime() / 1000 + 2);
+});
+
+test("the binlog archiver's minutes: bytes and segments add up, the lag and the window are the newest", async () => {
+  const path = join(dir, "mysql_backup_binlog.prom");
+  const sink = sinkFromConfig({ sink: "prometheus", path }, undefined as never);
+  const start = T1.getTime();
+  const archiver = new ArchiveMetrics(sink, { cluster: "orders", host: "db1" }, start);
+  archiver.archived(1000);
+  archiver.archived(500);
+  archiver.observe(start + 30_000, null, 2);
+  await archiver.flush(start + 60_000, 3600, true);
+  archiver.archived(250);
+  archiver.observe(start + 90_000, null, 0);
+  await archiver.flush(start + 120_000, 3660, true);
+  const all = await families(path);
+  const host = { cluster: "orders", host: "db1" };
+  expect(all.get("mysql_backup_binlog_archived_bytes_total")?.type).toBe("COUNTER");
+  expect(sample(all, "mysql_backup_binlog_archived_bytes_total", host)).toBe(1750);
+  expect(sample(all, "mysql_backup_binlog_segments_archived_total", host)).toBe(3);
+  expect(sample(all, "mysql_backup_binlog_gaps_total", host)).toBe(0);
+  expect(sample(all, "mysql_backup_pitr_window_seconds", host)).toBe(3660);
+  // The largest lag of the second minute: 32 s at its start (the first poll found the replica 2 s behind
+  // 30 s before the first flush), not the 30 s it ends with.
+  expect(sample(all, "mysql_backup_binlog_archive_lag_seconds", host)).toBe(32);
 });
 
 test("a verification's data points, as the verifier emits them", async () => {

@@ -31,6 +31,7 @@ function scan(made: Made[], opts: { invalidManifest?: boolean } = {}): HostScan 
         complete: m.complete ?? true,
         archiveBytes: 2048,
         hasVerdict: (m.verdict ?? null) !== null,
+        hasChainVerdict: false,
         made: m,
       };
     })

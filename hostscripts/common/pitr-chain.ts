@@ -1,6 +1,5 @@
-import type { BinlogSegmentEntry, ServerFlavor } from "../../contracts";
-import { parseState, type GtidState } from "../common/gtid-state";
-import type { ArchivedEpoch } from "./archive";
+import type { BinlogSegmentEntry, BinlogServer, ServerFlavor } from "../../contracts";
+import { parseState, type GtidState } from "./gtid-state";
 
 /**
  * The segments a point-in-time restore replays, chosen from the ledger alone (nothing downloaded yet): from
@@ -23,9 +22,17 @@ export type PitrTarget =
   /** The newest archived transaction that the chain reaches without a gap. */
   | { kind: "latest" };
 
+/**
+ * What the planner reads of a segment's ledger entry. `status` also passes one link per epoch (its first
+ * segment's `before` to its newest's `after`): the archiver proved the segments between continuous.
+ */
+export type ChainLink = Pick<BinlogSegmentEntry, "host" | "epoch" | "sequence" | "gtid" | "transactions"> & {
+  server: Pick<BinlogServer, "flavor">;
+};
+
 /** One segment of the chain and the state the chain holds when it begins. */
-export interface ChainStep {
-  entry: BinlogSegmentEntry;
+export interface ChainStep<L extends ChainLink = BinlogSegmentEntry> {
+  entry: L;
   from: string;
 }
 
@@ -47,8 +54,8 @@ export interface ChainGap {
 }
 
 /** The chosen segments. */
-export interface ChainPlan {
-  steps: ChainStep[];
+export interface ChainPlan<L extends ChainLink = BinlogSegmentEntry> {
+  steps: ChainStep<L>[];
   /** The state after the last step's transactions, and the commit time of its last. */
   reach: string;
   reachAt: string | null;
@@ -58,8 +65,8 @@ export interface ChainPlan {
   archiveEndsAt: string | null;
 }
 
-interface Candidate {
-  entry: BinlogSegmentEntry;
+interface Candidate<L extends ChainLink = ChainLink> {
+  entry: L;
   before: GtidState;
   after: GtidState;
   firstMs: number;
@@ -69,13 +76,13 @@ interface Candidate {
 const ms = (iso: string | null) => (iso === null ? NaN : Date.parse(iso));
 
 /** Chooses the segments from `start` towards `target`; see the module comment. */
-export function planChain(
+export function planChain<L extends ChainLink>(
   flavor: ServerFlavor,
-  epochs: ArchivedEpoch[],
+  epochs: ReadonlyArray<{ entries: L[] }>,
   start: GtidState,
   target: PitrTarget,
-): ChainPlan {
-  const candidates: Candidate[] = epochs
+): ChainPlan<L> {
+  const candidates: Candidate<L>[] = epochs
     .flatMap((e) => e.entries)
     .filter((entry) => entry.transactions.count > 0 && entry.server.flavor === flavor)
     .map((entry) => ({
@@ -87,12 +94,12 @@ export function planChain(
     }));
   const needed = (c: Candidate) => target.kind !== "time" || c.firstMs <= target.at.getTime();
   const current = start.clone();
-  const steps: ChainStep[] = [];
-  let last: Candidate | null = null;
+  const steps: ChainStep<L>[] = [];
+  let last: Candidate<L> | null = null;
   for (;;) {
     if (target.kind === "gtid" && current.covers(target.gtid)) break;
     if (target.kind === "time" && last !== null && last.lastMs > target.at.getTime()) break;
-    const next = choose(
+    const next: Candidate<L> | null = choose(
       candidates.filter((c) => needed(c) && current.covers(c.before) && ahead(c, current)),
       last,
     );
@@ -125,7 +132,7 @@ function ahead(c: Candidate, current: GtidState): boolean {
 }
 
 /** The next segment: the same epoch's next one when it qualifies, else the one that reaches furthest. */
-function choose(qualified: Candidate[], last: Candidate | null): Candidate | null {
+function choose<C extends Candidate>(qualified: C[], last: C | null): C | null {
   if (qualified.length === 0) return null;
   if (last !== null) {
     const same = qualified.find(
@@ -170,4 +177,51 @@ function gapAfter(
       before: first.entry.gtid.before,
     },
   };
+}
+
+/** A span of time any second of which `restore --until` can reach. */
+export interface PitrWindow {
+  from: string;
+  to: string;
+  /** The GTID state at `to`. */
+  toGtid: string;
+  /** The verified snapshots a restore into this window starts from, oldest first. */
+  snapshots: string[];
+}
+
+/** A verified snapshot a window can start from: when it completed and the GTID state its data holds. */
+export interface WindowSnapshot {
+  backupId: string;
+  completedAt: string;
+  flavor: ServerFlavor;
+  start: GtidState;
+}
+
+/**
+ * The restorable windows (`restore list`, `status`): from each verified snapshot, how far the archived chain
+ * reaches without a gap; overlapping spans merge into windows ("any second from … to …"), oldest first.
+ */
+export function restorableWindows<L extends ChainLink>(
+  epochs: ReadonlyArray<{ entries: L[] }>,
+  snapshots: WindowSnapshot[],
+): PitrWindow[] {
+  const spans = snapshots.map((s): PitrWindow => {
+    const plan = planChain(s.flavor, epochs, s.start, { kind: "latest" });
+    return {
+      from: s.completedAt,
+      to: plan.reachAt !== null && plan.reachAt > s.completedAt ? plan.reachAt : s.completedAt,
+      toGtid: plan.reach,
+      snapshots: [s.backupId],
+    };
+  });
+  const sorted = spans.sort((a, b) => a.from.localeCompare(b.from));
+  const merged: PitrWindow[] = [];
+  for (const span of sorted) {
+    const last = merged.at(-1);
+    if (last !== undefined && span.from <= last.to) {
+      if (span.to > last.to) Object.assign(last, { to: span.to, toGtid: span.toGtid });
+      last.snapshots.push(...span.snapshots);
+    } else merged.push(span);
+  }
+  return merged;
 }

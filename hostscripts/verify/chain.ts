@@ -1,0 +1,292 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import {
+  VERIFY_DEFAULTS,
+  backupIdTime,
+  chainVerdictKey,
+  type BackupCreatedMessage,
+  type BackupRef,
+  type ChainEnd,
+  type ChainFailure,
+  type ChainVerdict,
+  type RestoreConfig,
+  type ServerFlavor,
+  type VerificationReport,
+  type VerifyConfig,
+} from "../../contracts";
+import { PipelineError, messageOf } from "../common/errors";
+import { parseState, sameState } from "../common/gtid-state";
+import { isAlreadyWritten } from "../common/s3";
+import { listArchive, readArchive } from "../restore/archive";
+import { listBackups, type ListedBackup } from "../restore/list";
+import { restoreToPoint, type PitrResult } from "../restore/pitr";
+import {
+  chainMetrics,
+  compareChecksums,
+  readChainVerdict,
+  replayedChecksums,
+  writeChainVerdict,
+} from "./chain-compare";
+import { VERIFIER_S3_HINT } from "./objects";
+import type { VerificationDeps } from "./verification";
+
+/**
+ * The point-in-time chain proof (DESIGN §1 B4, issue 14): after snapshot B of a cluster is verified, the
+ * verified snapshot A before it is restored again into a scratch directory, the archived binlog is replayed
+ * onto it from exactly A's GTID state up to B's (restore/pitr.ts: the same planning, segment proofs and
+ * applier as `restore --until-gtid`), and the replayed server must hold B's GTID state and, table by table,
+ * the content checksums B's verification.json recorded. The verdict is written once beside B
+ * (`chain-verification.json`); a chain that already has one is not proven again.
+ *
+ * A is restored again rather than kept running since its own verification: snapshots are a backup interval
+ * apart (a day), and holding a scratch server and its disk that long on a fleet that scales to zero costs
+ * more, and is more fragile, than one more download and extract (docs/pitr-proof.md has the figures).
+ *
+ * Blame as for snapshots: the archive or the data failing the proof (a gap, a damaged segment, a replay the
+ * applier stops, tables that differ) is a failed verdict; the verifier's own trouble (S3 unreachable, the
+ * scratch disk) is a PipelineError that leaves B's message to be retried, which proves the chain again.
+ */
+
+/** How a chain proof ended. */
+export interface ChainResult {
+  verdict: ChainVerdict;
+  key: string;
+  /** True when the verdict was already written: nothing was restored. */
+  alreadyReported: boolean;
+}
+
+/** Proves the chain that ends at B (just verified); null when there is none to prove. */
+export async function proveChain(
+  config: VerifyConfig,
+  message: BackupCreatedMessage,
+  ref: BackupRef,
+  report: VerificationReport,
+  deps: VerificationDeps,
+): Promise<ChainResult | null> {
+  if (!(config.chain?.enabled ?? VERIFY_DEFAULTS.chain.enabled) || report.verdict !== "verified") return null;
+  const key = chainVerdictKey(ref);
+  const stored = await readChainVerdict(deps.s3, message.bucket, key);
+  if (stored !== null) return { verdict: stored, key, alreadyReported: true };
+  const to = endOf(report);
+  if (to === null || !report.tables.some((t) => typeof t.checksum === "number")) {
+    deps.log.info(
+      `no chain to prove up to ${ref.backupId}: its report records no GTID state or no checksums`,
+    );
+    return null;
+  }
+  const restoreConfig: RestoreConfig = {
+    ...config,
+    restore: { bucket: message.bucket, prefix: ref.prefix, cluster: ref.cluster },
+  };
+  // A cluster without point-in-time recovery has no archive, and no chain to prove.
+  if ((await listArchive(deps.s3, message.bucket, ref.prefix, ref.cluster)).length === 0) {
+    deps.log.info(`cluster ${ref.cluster} has no binlog archive: no chain to prove`);
+    return null;
+  }
+  const backups = await listBackups(deps.s3, restoreConfig.restore);
+  const from = backups.find(
+    (b) => b.complete && b.verdict === "verified" && b.backupId < ref.backupId && b.backupId !== ref.backupId,
+  );
+  if (from === undefined) {
+    deps.log.info(`no verified snapshot of ${ref.cluster} before ${ref.backupId}: no chain to prove`);
+    return null;
+  }
+  await waitForArchive(config, message.bucket, ref, to, deps);
+  const verdict = await prove(restoreConfig, backups, from, to.end, to.flavor, report, deps);
+  return publish(config, message.bucket, key, verdict, deps);
+}
+
+/**
+ * Waits (up to `chain.archiveWaitSeconds`) until an archived segment reaches B's GTID state: a verifier may
+ * finish B before the archiver has shipped the transactions up to B (its RPO, or a lagging archiver). Still
+ * short of it, the proof is the verifier's to retry: B's message stays and comes back after its visibility
+ * timeout, finds B's verdict and proves the chain then; the archiver's lag alarm says why.
+ */
+async function waitForArchive(
+  config: VerifyConfig,
+  bucket: string,
+  ref: BackupRef,
+  to: { end: ChainEnd; flavor: ServerFlavor },
+  deps: VerificationDeps,
+): Promise<void> {
+  const target = parseState(to.flavor, to.end.gtid);
+  const waitMs = (config.chain?.archiveWaitSeconds ?? VERIFY_DEFAULTS.chain.archiveWaitSeconds) * 1000;
+  const since = Date.parse(to.end.takenAt) - 3600_000;
+  const deadline = performance.now() + waitMs;
+  for (;;) {
+    const listed = await listArchive(deps.s3, bucket, ref.prefix, ref.cluster);
+    const epochs = await readArchive(deps.s3, bucket, listed, (s) => s.firstAt.getTime() >= since);
+    const reached = epochs.some((e) =>
+      e.entries.some((entry) => parseState(to.flavor, entry.gtid.after).covers(target)),
+    );
+    if (reached) return;
+    if (performance.now() >= deadline || deps.signal?.aborted)
+      throw new PipelineError(
+        "VerifierInfrastructure",
+        `the binlog archive of ${ref.cluster} does not reach snapshot ${ref.backupId}'s GTID state ${to.end.gtid} after ${waitMs / 1000}s: the chain cannot be proven yet`,
+        "the archiver lags (see BinlogArchiveLagSeconds and its alarm); the message comes back after its visibility timeout and the chain is proven then",
+      );
+    await sleep(5000);
+  }
+}
+
+/** B's end of the chain: the GTID state its verifier saw it recover to, and when it was taken. */
+function endOf(report: VerificationReport): { end: ChainEnd; flavor: ServerFlavor } | null {
+  const recovered = report.position.recovered;
+  const flavor: ServerFlavor = recovered?.gtidExecuted ? "mysql" : "mariadb";
+  const gtid = recovered?.gtidBinlogPos ?? recovered?.gtidExecuted ?? report.position.restored?.gtid ?? null;
+  if (gtid === null) return null;
+  const takenAt = backupIdTime(report.backupId).toISOString();
+  return { end: { backupId: report.backupId, host: report.host, gtid, takenAt }, flavor };
+}
+
+/** Restores A, replays to B's GTID state, compares; the verdict (not yet written). */
+async function prove(
+  config: RestoreConfig,
+  backups: ListedBackup[],
+  a: ListedBackup,
+  to: ChainEnd,
+  flavor: ServerFlavor,
+  report: VerificationReport,
+  deps: VerificationDeps,
+): Promise<ChainVerdict> {
+  const started = performance.now();
+  const log = deps.log.with({ chain: `${a.backupId} → ${to.backupId}` });
+  log.info("proving the point-in-time chain", { from: a.backupId, to: to.backupId, gtid: to.gtid });
+  const target = await mkdtemp(join(config.scratchDir, `chain-${to.backupId}-`));
+  let checksums = new Map<string, number | null>();
+  let replayed: PitrResult | null = null;
+  let failure: ChainVerdict["failure"] = null;
+  try {
+    replayed = await restoreToPoint(
+      config,
+      backups,
+      {
+        target,
+        until: { kind: "gtid", gtid: parseState(flavor, to.gtid) },
+        force: false,
+        backupId: a.backupId,
+        inspect: async (conn) => void (checksums = await replayedChecksums(conn)),
+      },
+      { s3: deps.s3, log, $: deps.$ },
+    );
+  } catch (error) {
+    failure = blame(error);
+  } finally {
+    await rm(target, { recursive: true, force: true, maxRetries: 3 });
+  }
+  const compared = compareChecksums(report.tables, checksums);
+  if (failure === null && replayed !== null)
+    failure = judge(flavor, replayed.pitr.reachedGtid, to.gtid, compared.differing);
+  return {
+    formatVersion: 1,
+    bucket: config.restore.bucket,
+    cluster: config.restore.cluster,
+    from: {
+      backupId: a.backupId,
+      host: a.host,
+      gtid: replayed?.pitr.startGtid ?? "",
+      takenAt: backupIdTime(a.backupId).toISOString(),
+    },
+    to,
+    verdict: failure === null ? "verified" : "failed",
+    failure,
+    replay: replayed && {
+      seconds: replayed.pitr.replaySeconds,
+      transactions: replayed.pitr.transactions,
+      segments: replayed.pitr.segments,
+      reachedGtid: replayed.pitr.reachedGtid,
+    },
+    tablesCompared: replayed === null ? 0 : compared.compared,
+    seconds: Math.round((performance.now() - started) / 10) / 100,
+    verifiedAt: deps.now().toISOString(),
+    verifier: { host: deps.hostname },
+  };
+}
+
+/** The replay's end and the tables against B: the first difference is the failure. */
+function judge(
+  flavor: ServerFlavor,
+  reached: string,
+  expected: string,
+  differing: string[],
+): ChainVerdict["failure"] {
+  if (!sameState(parseState(flavor, reached), parseState(flavor, expected)))
+    return failureOf("gtid", `the replay ended at ${reached}, snapshot B holds ${expected}`);
+  if (differing.length > 0)
+    return {
+      kind: "tables",
+      detail: `${differing.length} table(s) differ from snapshot B: ${differing.join("; ")}`,
+      missing: null,
+      tables: differing.map((d) => d.slice(0, d.indexOf(" (")) || d),
+    };
+  return null;
+}
+
+const failureOf = (kind: ChainFailure, detail: string, missing: string | null = null) => ({
+  kind,
+  detail,
+  missing,
+  tables: [],
+});
+
+/**
+ * What a failed restore or replay says about the chain. The archive's and the data's failures are verdicts;
+ * anything else (S3, the scratch disk, a missing server binary) is rethrown: the verifier's trouble.
+ */
+function blame(error: unknown): ChainVerdict["failure"] {
+  if (!(error instanceof PipelineError)) throw error;
+  const text = error.message;
+  if (error.kind === "PitrRefused") {
+    const gap = /missing: (.+?); archived transactions resume/.exec(text);
+    if (gap !== null) return failureOf("gap", text, gap[1]);
+    if (/segment s3:\/\//.test(text) || /not a valid binlog archive object/.test(text))
+      return failureOf("segment", text);
+    return failureOf("replay", text);
+  }
+  if (error.kind === "VerificationFailed") return failureOf("replay", text);
+  throw error;
+}
+
+/** Writes the verdict once (a duplicate's verdict stands), emits its metrics and logs it. */
+async function publish(
+  config: VerifyConfig,
+  bucket: string,
+  key: string,
+  verdict: ChainVerdict,
+  deps: VerificationDeps,
+): Promise<ChainResult> {
+  try {
+    await writeChainVerdict(deps.s3, verdict, key, config.s3?.kmsKeyId);
+  } catch (error) {
+    const raced = isAlreadyWritten(error) ? await readChainVerdict(deps.s3, bucket, key) : null;
+    if (raced === null)
+      throw new PipelineError(
+        "VerifierInfrastructure",
+        `cannot write s3://${bucket}/${key}: ${messageOf(error)}`,
+        VERIFIER_S3_HINT,
+        { cause: error },
+      );
+    return { verdict: raced, key, alreadyReported: true };
+  }
+  await deps.metrics.put(chainMetrics(verdict, deps.now())).catch((error: unknown) => {
+    throw new PipelineError(
+      "VerifierInfrastructure",
+      `cannot emit the chain verdict's metrics: ${messageOf(error)}`,
+      "check the metrics sink; the chain verdict is written",
+      { cause: error },
+    );
+  });
+  const line = `pitr-${verdict.verdict} ${verdict.from.backupId} → ${verdict.to.backupId}`;
+  if (verdict.failure === null)
+    deps.log.info(line, {
+      key,
+      replaySeconds: verdict.replay?.seconds,
+      transactions: verdict.replay?.transactions,
+      tablesCompared: verdict.tablesCompared,
+      seconds: verdict.seconds,
+    });
+  else deps.log.error(`${line}: ${verdict.failure.detail}`, { key, failure: verdict.failure.kind });
+  return { verdict, key, alreadyReported: false };
+}
