@@ -268,7 +268,10 @@ export class ChunkedTarWriter {
       };
     } catch (error) {
       const failure = new Error(`chunk ${chunk.index + 1}: ${messageOf(error)}`, { cause: error });
-      chunk.source.failed(failure);
+      // The whole feed fails, not only this chunk: the upload then knows the failure is the archive's, and
+      // does not report it as its own (a full disk is ArchiveFailed, not UploadFailed).
+      if (this.options.feed) this.options.feed.fail(failure);
+      else chunk.source.failed(failure);
       await chunk.stopWatching();
       await chunk.file.close().catch(() => undefined);
       await unlink(chunk.partial).catch(() => undefined);
