@@ -34,6 +34,7 @@ export async function renderReport(
     lockSection(results),
     lockModesSection(lockModes),
     limitSection(results),
+    scalingSection(results),
     restoreSection(results),
     notesSection(results),
     analysisSection(existing),
@@ -177,6 +178,44 @@ ${rows.join("\n")}
 `;
 }
 
+/**
+ * Issue 16: our restore of one backup with one chunk at a time (one zstd stream, as a format 1 archive
+ * unpacks) and with every core, next to plain `zstd -d | tar -x` of the same bytes from local disk.
+ */
+function scalingSection(r: BenchResults): string {
+  const runs = r.ours.restores ?? [];
+  const plain = r.ours.plainExtract;
+  if (runs.length === 0) return "";
+  const one = runs.find((run) => run.workers === 1);
+  const perCpu = (m: Measured) =>
+    m.bytes === undefined ? undefined : m.bytes / (m.cpuUserSeconds + m.cpuSysSeconds);
+  const rows = runs.map(
+    (run) =>
+      `| \`restore\`, download.workers ${run.workers} (${run.effectiveWorkers} of ${run.objects} chunks at once) | ${mb(run.bytes)} | ${s(run.wallSeconds)} | ${rate((run.bytes ?? 0) / run.wallSeconds)} | ${cpu(run)} | ${rate(perCpu(run))} | ${one ? `${(one.wallSeconds / run.wallSeconds).toFixed(2)}×` : "n/a"} | ${mib(run.peakRssBytes)} |`,
+  );
+  if (plain)
+    rows.push(
+      `| plain \`zstd -d \\| tar -x\` of the same chunks, local disk | ${mb(plain.bytes)} | ${s(plain.wallSeconds)} | ${rate((plain.bytes ?? 0) / plain.wallSeconds)} | ${cpu(plain)} | ${rate(perCpu(plain))} | ${one ? `${(one.wallSeconds / plain.wallSeconds).toFixed(2)}×` : "n/a"} | ${mib(plain.peakRssBytes)} |`,
+    );
+  const h = r.ours.hashRates;
+  const hashes = h
+    ? `\nOne core here hashes ${rate(h.sha256 * 1e6)} with SHA-256 and ${rate(h.crc32 * 1e6)} with CRC32 (${mb(h.bytes)} in 1 MiB buffers, best of 3):
+the S3 part checksums are CRC32 now, and request bodies are not hashed again for SigV4; the manifest's sha256s
+(every file, every chunk) are computed once each.\n`
+    : "";
+  return `## Restore on every core (format 2 chunks)
+
+Our \`restore\` of the last backup from the emulator (download, sha256 of every object and file, \`zstd -d\`,
+extraction), one chunk at a time and then on every core, beside plain \`zstd -d | tar -x\` of the same bytes
+from local disk. Rates are of the restored (raw) bytes; "per CPU-second" is raw bytes over the CPU of every
+process of the command (not the emulator's), the rate one more core buys when the disk and the network keep up.
+
+| path | raw bytes | wall s | throughput | CPU s | per CPU-second | speed-up over 1 worker | peak RSS |
+|---|---|---|---|---|---|---|---|
+${rows.join("\n")}
+${hashes}`;
+}
+
 function restoreSection(r: BenchResults): string {
   const v = r.ours.verify;
   const rows = [
@@ -282,6 +321,8 @@ function commandsSection(r: BenchResults): string {
     limit?.tarZstd.command ?? cmds.tarZstd,
   );
   if (r.ours.plainExtract) lines.push("# plain extract of our archive", r.ours.plainExtract.command);
+  for (const run of r.ours.restores ?? [])
+    lines.push(`# ours, restore with download.workers ${run.workers}`, run.command);
   for (const c of r.competitors) {
     if (c.backup) lines.push(`# ${c.name} backup`, c.backup.command);
     for (const st of c.restore?.steps ?? []) lines.push(`# ${c.name} restore: ${st.step}`, st.command);

@@ -1,5 +1,6 @@
 import type { CompetitorName, CompetitorRestore } from "./competitors";
 import type { Machine } from "./machine";
+import type { HashRates, RestoreRun } from "./scaling";
 import type { CommandRun } from "./measure";
 import { median, quantile, type StallMeasurement } from "./stall";
 
@@ -24,8 +25,12 @@ export interface BenchResults {
   ours: {
     backups: OurBackup[];
     verify?: OurVerify;
-    /** Plain `zstd -d | tar -x` of our last local archive, for the extract share. */
+    /** Plain `zstd -d | tar -x` of our last local archive (its chunks in order), for the extract share. */
     plainExtract?: Measured;
+    /** `restore` of the last backup from S3 with one chunk at a time, then every core (issue 16). */
+    restores?: RestoreRun[];
+    /** One core's SHA-256 and CRC32 rates (what the S3 part checksums cost before and now). */
+    hashRates?: HashRates;
   };
   competitors: CompetitorResult[];
   targets: TargetVerdict[];

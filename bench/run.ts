@@ -1,4 +1,4 @@
-import { mkdir, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, readFile, readdir, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
@@ -29,6 +29,7 @@ import { describeMachine, loadAverageNow } from "./machine";
 import { mustRunMeasured, type CommandRun } from "./measure";
 import { backupCommand, buildCli, numberAt, runPipeline, stringAt, verifyCommand } from "./pipeline";
 import { runPitrBench, writePitrResults } from "./pitr";
+import { hashRates, plainExtract, restoreScaling } from "./scaling";
 import { writePitrSection } from "./pitr-report";
 import { renderReport } from "./report";
 import {
@@ -212,6 +213,10 @@ async function main(opts: Options): Promise<void> {
   results.ours.plainExtract = await attempt(notes, "plain extract of our archive", () =>
     plainExtract(lab, work),
   );
+  results.ours.restores = await attempt(notes, "our restore, one chunk at a time and on every core", () =>
+    restoreScaling(lab, cli, work),
+  );
+  results.ours.hashRates = hashRates();
   for (const competitor of results.competitors) {
     if (competitor.backup === undefined) continue;
     say(`restoring ${competitor.name}`);
@@ -398,35 +403,6 @@ async function ourVerify(command: string): Promise<OurVerify> {
   };
   say(`verify: ${verify.verdict ?? "?"}, to queryable ${fmt(verify.toQueryableSeconds)} s`);
   return verify;
-}
-
-/** `zstd -d | tar -x` of our newest local archive into the bench's work dir (removed afterwards). */
-async function plainExtract(lab: Lab, work: string) {
-  const archive = await newestArchive(lab.backupsDir);
-  const target = join(work, "plain-extract");
-  await rm(target, { recursive: true, force: true });
-  await mkdir(target);
-  try {
-    const run = await mustRunMeasured("plain extract", `zstd -dc ${archive} | tar -x -C ${target}`);
-    return measured(run, await treeBytes(target));
-  } finally {
-    await rm(target, { recursive: true, force: true });
-  }
-}
-
-async function newestArchive(dir: string): Promise<string> {
-  const found: { path: string; mtime: number }[] = [];
-  const walk = async (path: string): Promise<void> => {
-    for (const entry of await readdir(path, { withFileTypes: true })) {
-      const full = join(path, entry.name);
-      if (entry.isDirectory()) await walk(full);
-      else if (entry.name.endsWith(".tar.zst")) found.push({ path: full, mtime: (await stat(full)).mtimeMs });
-    }
-  };
-  await walk(dir);
-  const newest = found.sort((a, b) => b.mtime - a.mtime)[0];
-  if (newest === undefined) throw new Error(`bench: no .tar.zst archive in ${dir} to extract`);
-  return newest.path;
 }
 
 /** Runs an optional step; a failure becomes a note in the results instead of ending the run. */

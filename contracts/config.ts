@@ -91,8 +91,12 @@ export interface BackupConfig {
   localDir: string;
   /** How many local archives to keep, for fast restores. Defaults to 2. */
   keepLocal?: number;
-  /** zstd level and threads (0 = one per core). Defaults to level 1, threads 0. */
-  compression?: { level?: number; threads?: number };
+  /**
+   * zstd level and threads (0 = one per core), and `chunkMiB`: the most tar bytes one archive object (chunk)
+   * holds; chunks are compressed on their own so a restore unpacks them on every core at once, and each
+   * stays well inside S3's and an emulator's object limits. Defaults to level 1, threads 0, chunkMiB 1024.
+   */
+  compression?: { level?: number; threads?: number; chunkMiB?: number };
   /**
    * The free-space check before archiving (refuses with DiskSpace, exit 13, instead of filling the
    * disk). `ratio`: archive bytes per data byte
@@ -188,11 +192,12 @@ export interface VerifyConfig {
    */
   drift?: { maxShrinkShare?: number; minRows?: number };
   /**
-   * How archives are downloaded: ranged GETs of `partSizeMiB`, `concurrency` at a time, fed in order into
-   * the one-pass hash + decompress + extract. Memory: about (concurrency + 1) parts. Defaults to
-   * partSizeMiB 8, concurrency 4 (at most 40 MiB of parts held: the verifier's 256 MiB target).
+   * How archives are downloaded and unpacked: `workers` archive objects (chunks) at once, each through its own
+   * hash + decompress + extract pass on its own core (0 = one per core); ranged GETs of `partSizeMiB`,
+   * `concurrency` in flight in all (shared among the workers, at least one each). Memory: about
+   * (concurrency + workers) parts. Defaults to partSizeMiB 8, concurrency 4, workers 0.
    */
-  download?: { partSizeMiB?: number; concurrency?: number };
+  download?: { partSizeMiB?: number; concurrency?: number; workers?: number };
   /**
    * Optional replication catch-up (check "replication"): the restored server replicates from this source
    * from the manifest's position and must apply what the source had logged when it started, within
@@ -315,6 +320,7 @@ export const backupConfigSchema = schemaFor<BackupConfig>()({
       properties: {
         level: { type: "integer", minimum: 1, maximum: 19 },
         threads: { type: "integer", minimum: 0, maximum: 256 },
+        chunkMiB: { type: "integer", minimum: 1, maximum: 16384 },
       },
     },
     diskSpace: {
@@ -403,6 +409,7 @@ export const verifyConfigSchema = schemaFor<VerifyConfig>()({
       properties: {
         partSizeMiB: { type: "integer", minimum: 1, maximum: 1024 },
         concurrency: { type: "integer", minimum: 1, maximum: 64 },
+        workers: { type: "integer", minimum: 0, maximum: 256 },
       },
     },
     segments: segmentCheckSettingsSchema,

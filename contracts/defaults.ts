@@ -25,7 +25,7 @@ export const VERIFY_DEFAULTS = {
   mysqld: { user: "mysql", startTimeoutSeconds: 600, bufferPoolMiB: 512 },
   checks: { extended: false },
   drift: { maxShrinkShare: 0.5, minRows: 100 },
-  download: { partSizeMiB: 8, concurrency: 4 },
+  download: { partSizeMiB: 8, concurrency: 4, workers: 0 },
   catchUp: { timeoutSeconds: 600 },
   segments: { maxDeferrals: 2, deferSeconds: 60, timeSkewSeconds: 60 },
   chain: { enabled: true, archiveWaitSeconds: 300 },

@@ -4,6 +4,7 @@ export * from "./check";
 export * from "./config";
 export * from "./defaults";
 export * from "./keys";
+export * from "./archive";
 export * from "./manifest";
 export * from "./message";
 export * from "./metrics";

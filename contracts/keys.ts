@@ -4,6 +4,7 @@ import { randomBytes } from "node:crypto";
  * The S3 key layout (DESIGN §3): `<prefix>/<cluster>/<host>/<backupId>/<object>`.
  * IAM policies in components/ are derived from these functions, so the layout lives only here.
  */
+/** The one archive object of a format 1 backup. */
 export const ARCHIVE_OBJECT = "archive.tar.zst";
 export const MANIFEST_OBJECT = "manifest.json";
 export const VERIFICATION_OBJECT = "verification.json";
@@ -120,6 +121,22 @@ export function backupPrefix(ref: BackupRef): string {
 }
 
 export const archiveKey = (ref: BackupRef): string => backupPrefix(ref) + ARCHIVE_OBJECT;
+
+/**
+ * The archive objects of a format 2 backup: `archive-0001.tar.zst`, `archive-0002.tar.zst`, … (numbered from
+ * 1, at least four digits so they sort in order up to 9,999 chunks; more digits after that).
+ */
+export const ARCHIVE_CHUNK_PATTERN = "^archive-\\d{4,}\\.tar\\.zst$";
+
+/** The object name of chunk `index` (0-based) of a format 2 archive. */
+export function archiveChunkObject(index: number): string {
+  if (!Number.isInteger(index) || index < 0) throw new Error(`chunk index ${index} must be a whole number`);
+  return `archive-${String(index + 1).padStart(4, "0")}.tar.zst`;
+}
+
+/** The key of chunk `index` (0-based) of a format 2 archive. */
+export const archiveChunkKey = (ref: BackupRef, index: number): string =>
+  backupPrefix(ref) + archiveChunkObject(index);
 export const manifestKey = (ref: BackupRef): string => backupPrefix(ref) + MANIFEST_OBJECT;
 export const verificationKey = (ref: BackupRef): string => backupPrefix(ref) + VERIFICATION_OBJECT;
 

@@ -1,9 +1,22 @@
+import {
+  archiveV1Schema,
+  archiveV2Schema,
+  manifestFileSchema,
+  splitFileSchema,
+  type ArchiveV1,
+  type ArchiveV2,
+  type ArchivedFile,
+  type ManifestFile,
+} from "./archive";
 import { BACKUP_ID_PATTERN, NAME_PATTERN } from "./keys";
 import { RETENTION_CLASSES, type RetentionClass } from "./objectTags";
 import { schemaFor } from "./schema";
-import { parser } from "./validate";
+import { ContractError, parser } from "./validate";
 
-export const MANIFEST_FORMAT_VERSION = 1;
+/** The format this release writes (contracts/archive.ts): chunks restored in parallel. */
+export const MANIFEST_FORMAT_VERSION = 2;
+/** The formats a restore reads: 1 (one archive object) and 2 (chunks). */
+export const READABLE_MANIFEST_FORMATS = [1, 2] as const;
 
 export type ServerFlavor = "mysql" | "mariadb";
 export type SnapshotDriverName = "btrfs" | "lvm" | "zfs";
@@ -56,13 +69,6 @@ export interface RestoreSettings {
   innodbDataFilePath: string | null;
 }
 
-/** One file of the snapshot as archived. */
-export interface ManifestFile {
-  path: string;
-  bytes: number;
-  sha256: string;
-}
-
 /** What `information_schema.TABLES.TABLE_TYPE` calls an object that holds data. */
 export type TableType = "BASE TABLE" | "SYSTEM VERSIONED" | "SEQUENCE";
 
@@ -95,9 +101,8 @@ export interface ManifestLock {
   reason?: string;
 }
 
-/** The single source of truth of a backup (DESIGN §3). Uploaded last: no manifest, no backup. */
-export interface BackupManifest {
-  formatVersion: typeof MANIFEST_FORMAT_VERSION;
+/** What every manifest format says of a backup besides its archive. */
+export interface ManifestCommon {
   backupId: string;
   cluster: string;
   host: string;
@@ -119,16 +124,6 @@ export interface BackupManifest {
    * the archive's root stands for: a restore maps datadir, binlog and log paths below it to its own root.
    */
   snapshot: { driver: SnapshotDriverName; name: string; sourceRoot: string };
-  archive: {
-    key: string;
-    bytes: number;
-    sha256: string;
-    compression: "zstd";
-    format: "tar";
-    /** Sum of the archived files' sizes, before compression. */
-    rawBytes: number;
-  };
-  files: ManifestFile[];
   tables: ManifestTable[];
   /**
    * The retention class the replica tagged the archive and this manifest with when it created them
@@ -139,7 +134,23 @@ export interface BackupManifest {
   retention?: RetentionClass;
 }
 
-const sha256 = { type: "string", pattern: "^[0-9a-f]{64}$" } as const;
+/** A manifest of format 1: one archive object, every file hashed whole. */
+export interface BackupManifestV1 extends ManifestCommon {
+  formatVersion: 1;
+  archive: ArchiveV1;
+  files: ManifestFile[];
+}
+
+/** A manifest of format 2: the archive in chunks, a file cut by a chunk boundary hashed in pieces. */
+export interface BackupManifestV2 extends ManifestCommon {
+  formatVersion: 2;
+  archive: ArchiveV2;
+  files: ArchivedFile[];
+}
+
+/** The single source of truth of a backup (DESIGN §3), in a format a restore reads. Uploaded last: no manifest, no backup. */
+export type BackupManifest = BackupManifestV1 | BackupManifestV2;
+
 const nullableString = { type: ["string", "null"] } as const;
 const count = { type: "integer", minimum: 0 } as const;
 const position = {
@@ -172,140 +183,133 @@ const position = {
   },
 } as const;
 
-export const manifestSchema = schemaFor<BackupManifest>()({
+const commonProperties = {
+  backupId: { type: "string", pattern: BACKUP_ID_PATTERN },
+  cluster: { type: "string", pattern: NAME_PATTERN },
+  host: { type: "string", pattern: NAME_PATTERN },
+  startedAt: { type: "string", format: "date-time" },
+  completedAt: { type: "string", format: "date-time" },
+  server: {
+    type: "object",
+    additionalProperties: false,
+    required: ["flavor", "version", "serverId"],
+    properties: {
+      flavor: { enum: ["mysql", "mariadb"] },
+      version: { type: "string", minLength: 1 },
+      serverId: count,
+    },
+  },
+  settings: {
+    type: "object",
+    additionalProperties: false,
+    required: [
+      "innodbPageSize",
+      "lowerCaseTableNames",
+      "logBinBasename",
+      "logBinIndex",
+      "datadir",
+      "innodbLogFileSize",
+      "innodbDataFilePath",
+    ],
+    properties: {
+      innodbPageSize: { enum: [4096, 8192, 16384, 32768, 65536] },
+      lowerCaseTableNames: { enum: [0, 1, 2] },
+      logBinBasename: nullableString,
+      logBinIndex: nullableString,
+      datadir: { type: "string", minLength: 1 },
+      innodbLogFileSize: { type: ["integer", "null"], minimum: 0 },
+      innodbDataFilePath: nullableString,
+    },
+  },
+  position,
+  positionAfter: position,
+  lock: {
+    type: "object",
+    additionalProperties: false,
+    required: ["method", "ms"],
+    properties: {
+      method: {
+        enum: [
+          "none",
+          "BACKUP STAGE BLOCK_COMMIT",
+          "LOCK INSTANCE FOR BACKUP",
+          "FLUSH TABLES WITH READ LOCK",
+        ],
+      },
+      ms: { type: "number", minimum: 0 },
+      mode: { enum: LOCK_MODES },
+      chosenBy: { enum: ["config", "auto"] },
+      reason: { type: "string", minLength: 1 },
+    },
+  },
+  snapshot: {
+    type: "object",
+    additionalProperties: false,
+    required: ["driver", "name", "sourceRoot"],
+    properties: {
+      driver: { enum: ["btrfs", "lvm", "zfs"] },
+      name: { type: "string", minLength: 1 },
+      sourceRoot: { type: "string", pattern: "^/" },
+    },
+  },
+  tables: {
+    type: "array",
+    items: {
+      type: "object",
+      additionalProperties: false,
+      required: ["schema", "table", "engine"],
+      properties: {
+        schema: { type: "string", minLength: 1 },
+        table: { type: "string", minLength: 1 },
+        engine: { type: "string" },
+        type: { enum: ["BASE TABLE", "SYSTEM VERSIONED", "SEQUENCE"] },
+        partitioned: { type: "boolean" },
+      },
+    },
+  },
+  retention: { enum: RETENTION_CLASSES },
+} as const;
+
+const commonRequired = [
+  "formatVersion",
+  "backupId",
+  "cluster",
+  "host",
+  "startedAt",
+  "completedAt",
+  "server",
+  "settings",
+  "position",
+  "lock",
+  "snapshot",
+  "archive",
+  "files",
+  "tables",
+] as const;
+
+export const manifestV1Schema = schemaFor<BackupManifestV1>()({
   $id: "https://mysql-backup-pipeline/manifest-v1.json",
   type: "object",
   additionalProperties: false,
-  required: [
-    "formatVersion",
-    "backupId",
-    "cluster",
-    "host",
-    "startedAt",
-    "completedAt",
-    "server",
-    "settings",
-    "position",
-    "lock",
-    "snapshot",
-    "archive",
-    "files",
-    "tables",
-  ],
+  required: commonRequired,
   properties: {
-    formatVersion: { const: MANIFEST_FORMAT_VERSION },
-    backupId: { type: "string", pattern: BACKUP_ID_PATTERN },
-    cluster: { type: "string", pattern: NAME_PATTERN },
-    host: { type: "string", pattern: NAME_PATTERN },
-    startedAt: { type: "string", format: "date-time" },
-    completedAt: { type: "string", format: "date-time" },
-    server: {
-      type: "object",
-      additionalProperties: false,
-      required: ["flavor", "version", "serverId"],
-      properties: {
-        flavor: { enum: ["mysql", "mariadb"] },
-        version: { type: "string", minLength: 1 },
-        serverId: count,
-      },
-    },
-    settings: {
-      type: "object",
-      additionalProperties: false,
-      required: [
-        "innodbPageSize",
-        "lowerCaseTableNames",
-        "logBinBasename",
-        "logBinIndex",
-        "datadir",
-        "innodbLogFileSize",
-        "innodbDataFilePath",
-      ],
-      properties: {
-        innodbPageSize: { enum: [4096, 8192, 16384, 32768, 65536] },
-        lowerCaseTableNames: { enum: [0, 1, 2] },
-        logBinBasename: nullableString,
-        logBinIndex: nullableString,
-        datadir: { type: "string", minLength: 1 },
-        innodbLogFileSize: { type: ["integer", "null"], minimum: 0 },
-        innodbDataFilePath: nullableString,
-      },
-    },
-    position,
-    positionAfter: position,
-    lock: {
-      type: "object",
-      additionalProperties: false,
-      required: ["method", "ms"],
-      properties: {
-        method: {
-          enum: [
-            "none",
-            "BACKUP STAGE BLOCK_COMMIT",
-            "LOCK INSTANCE FOR BACKUP",
-            "FLUSH TABLES WITH READ LOCK",
-          ],
-        },
-        ms: { type: "number", minimum: 0 },
-        mode: { enum: LOCK_MODES },
-        chosenBy: { enum: ["config", "auto"] },
-        reason: { type: "string", minLength: 1 },
-      },
-    },
-    snapshot: {
-      type: "object",
-      additionalProperties: false,
-      required: ["driver", "name", "sourceRoot"],
-      properties: {
-        driver: { enum: ["btrfs", "lvm", "zfs"] },
-        name: { type: "string", minLength: 1 },
-        sourceRoot: { type: "string", pattern: "^/" },
-      },
-    },
-    archive: {
-      type: "object",
-      additionalProperties: false,
-      required: ["key", "bytes", "sha256", "compression", "format", "rawBytes"],
-      properties: {
-        key: { type: "string", minLength: 1 },
-        bytes: count,
-        sha256,
-        compression: { const: "zstd" },
-        format: { const: "tar" },
-        rawBytes: count,
-      },
-    },
-    files: {
-      type: "array",
-      minItems: 1,
-      items: {
-        type: "object",
-        additionalProperties: false,
-        required: ["path", "bytes", "sha256"],
-        properties: {
-          // Relative, normalised paths only: an archive must never write outside its scratch directory.
-          path: { type: "string", minLength: 1, pattern: "^(?!/)(?!.*(^|/)\\.\\.(/|$)).+$" },
-          bytes: count,
-          sha256,
-        },
-      },
-    },
-    tables: {
-      type: "array",
-      items: {
-        type: "object",
-        additionalProperties: false,
-        required: ["schema", "table", "engine"],
-        properties: {
-          schema: { type: "string", minLength: 1 },
-          table: { type: "string", minLength: 1 },
-          engine: { type: "string" },
-          type: { enum: ["BASE TABLE", "SYSTEM VERSIONED", "SEQUENCE"] },
-          partitioned: { type: "boolean" },
-        },
-      },
-    },
-    retention: { enum: RETENTION_CLASSES },
+    formatVersion: { const: 1 },
+    ...commonProperties,
+    archive: archiveV1Schema,
+    files: { type: "array", minItems: 1, items: manifestFileSchema },
+  },
+});
+
+export const manifestV2Schema = schemaFor<BackupManifestV2>()({
+  $id: "https://mysql-backup-pipeline/manifest-v2.json",
+  type: "object",
+  additionalProperties: false,
+  required: commonRequired,
+  properties: {
+    formatVersion: { const: 2 },
+    ...commonProperties,
+    archive: archiveV2Schema,
+    files: { type: "array", minItems: 1, items: { oneOf: [manifestFileSchema, splitFileSchema] } },
   },
 });
 
@@ -315,5 +319,36 @@ export function lockModeOf(manifest: Pick<BackupManifest, "lock">): LockMode {
   return manifest.lock.method === "FLUSH TABLES WITH READ LOCK" ? "global" : "commit";
 }
 
-/** Validates a manifest (on write and on read); throws a ContractError naming every bad key. */
-export const parseManifest = parser("manifest.json", manifestSchema);
+const parsers = {
+  1: parser("manifest.json (format 1)", manifestV1Schema),
+  2: parser("manifest.json (format 2)", manifestV2Schema),
+} as const;
+
+/**
+ * Validates a manifest (on write and on read) against the schema of its `formatVersion`; throws a
+ * ContractError naming every bad key, or the format when it is not one this release reads.
+ */
+export function parseManifest(value: unknown): BackupManifest {
+  const version = (value as { formatVersion?: unknown } | null)?.formatVersion;
+  if (version === 1 || version === 2) return parsers[version](value);
+  throw new ContractError("manifest.json", [
+    `formatVersion must be one of ${READABLE_MANIFEST_FORMATS.join(", ")} (got ${JSON.stringify(version)}): ` +
+      "a newer release wrote it; upgrade this host's mysql-backup",
+  ]);
+}
+
+/** One object of a backup's archive: the single object of format 1, or a chunk of format 2. */
+export interface ArchiveObject {
+  key: string;
+  bytes: number;
+  sha256: string;
+}
+
+/** The objects of a manifest's archive, in order. */
+export function archiveObjectsOf(manifest: BackupManifest): ArchiveObject[] {
+  if (manifest.formatVersion === 1) {
+    const { key, bytes, sha256 } = manifest.archive;
+    return [{ key, bytes, sha256 }];
+  }
+  return manifest.archive.chunks.map(({ key, bytes, sha256 }) => ({ key, bytes, sha256 }));
+}

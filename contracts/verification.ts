@@ -85,10 +85,23 @@ export interface VerifiedObject {
   sha256: string | null;
 }
 
-/** The objects a verdict was reached on; null for one that was not read (missing, or the checks stopped first). */
+/**
+ * The objects a verdict was reached on; null for one that was not read (missing, or the checks stopped first).
+ * A format 1 backup has one `archive`; a format 2 backup has `chunks`, every one of them (`archive` null).
+ */
 export interface VerifiedObjects {
   manifest: VerifiedObject | null;
   archive: VerifiedObject | null;
+  /**
+   * The archive's chunks (format 2), in order, each as read (null for one not read). Absent in reports on
+   * format 1 backups and in reports written before format 2.
+   */
+  chunks?: Array<VerifiedObject | null>;
+}
+
+/** Every archive object a verdict binds, in order (the one object of format 1, the chunks of format 2). */
+export function boundArchiveObjects(objects: VerifiedObjects): Array<VerifiedObject | null> {
+  return objects.chunks ?? [objects.archive];
 }
 
 /** `verification.json`, written next to the backup it judges. */
@@ -327,7 +340,11 @@ export const verificationSchema = schemaFor<VerificationReport>()({
       type: "object",
       additionalProperties: false,
       required: ["manifest", "archive"],
-      properties: { manifest: verifiedObject, archive: verifiedObject },
+      properties: {
+        manifest: verifiedObject,
+        archive: verifiedObject,
+        chunks: { type: "array", minItems: 1, items: verifiedObject },
+      },
     },
     unsupportedReason: { type: "string", minLength: 1 },
     drift: {

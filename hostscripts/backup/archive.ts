@@ -1,60 +1,63 @@
-import { spawn, type ChildProcessByStdio } from "node:child_process";
-import { createHash, type Hash } from "node:crypto";
-import { once } from "node:events";
-import { createReadStream, type Stats } from "node:fs";
-import { lstat, open, readdir, readlink, rename, unlink, type FileHandle } from "node:fs/promises";
-import { dirname, join } from "node:path";
-import { Transform, Writable, type Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
-import { pack as tarPack, type Header, type Pack } from "tar-stream";
-import type { ManifestFile } from "../../contracts";
+import { lstat, open, readdir, readlink, type FileHandle } from "node:fs/promises";
+import type { Stats } from "node:fs";
+import { join } from "node:path";
+import { archiveChunkObject, type ArchivedFile } from "../../contracts";
 import { noCheckpoint, type Checkpoint } from "../common/checkpoint";
 import { PipelineError, messageOf } from "../common/errors";
 import type { Logger } from "../common/log";
-import { drainedOrClosed, writeAllAt } from "../common/streams";
+import { encodeHeader, type TarHeader } from "../common/tar";
+import { ChunkedTarWriter, type WrittenChunk } from "./chunks";
+import type { ChunkFeed } from "./growing";
+import { syncDirectory } from "./staging";
+
+export { SYNC_EVERY_BYTES } from "./chunks";
 
 /**
- * Step 5: the snapshot as one tar+zstd stream in a single pass over the data. Each file is read once; its
- * bytes go to its sha256 and into the tar stream, which `zstd` compresses in a child process; the
- * compressed bytes go to the archive's sha256 and to `<dest>.partial`, which is flushed to disk every
- * `SYNC_EVERY_BYTES` while it grows (so no burst of dirty pages lands on the database's disk at the end) and
- * renamed to `<dest>` only when complete. Backpressure runs end to end (file ← tar ← zstd ← disk), so memory
- * stays flat whatever the size of the data. A `GrowingFile` lets the upload follow the archive while it is
- * written, part by part from the page cache, instead of reading it again afterwards.
+ * Step 5: the snapshot as one tar stream in a single pass over the data, written as chunks of at most
+ * `chunkBytes` of tar (manifest format 2, contracts/archive.ts), each compressed by its own `zstd` straight
+ * into `<dir>/archive-NNNN.tar.zst` (`.partial` until complete). Each file is read once, into a few reused
+ * buffers; its bytes go to its sha256 (per piece where a chunk boundary cuts it) and into zstd's input.
+ * Backpressure runs end to end (file ← zstd ← disk), so memory stays flat whatever the size of the data. A
+ * `ChunkFeed` lets the upload follow each chunk while it is written, from the page cache, and hash it there:
+ * the compressed bytes are read exactly once, by the upload.
  */
 
 /** Inputs of `writeArchive`. */
 export interface ArchiveOptions {
   /** The directory to archive (the snapshot); paths in the archive are relative to it. */
   root: string;
-  /** The archive's final path; `<dest>.partial` until complete. */
-  dest: string;
+  /** The directory the chunk files go to. */
+  dir: string;
+  /** The most tar bytes per chunk. Defaults to DEFAULT_CHUNK_BYTES. */
+  chunkBytes?: number;
   /** zstd level. Defaults to 1. */
   level?: number;
   /** zstd threads, 0 = one per core. Defaults to 0. */
   threads?: number;
   log: Logger;
-  /** Told the bytes of every file chunk read (the progress bar). */
+  /** Told the bytes of every buffer read (the progress bar). */
   onBytes?: (bytes: number) => void;
-  /** Told how far the archive is written, for a reader that follows it (the upload). */
-  follow?: GrowingFile;
+  /** Told of every chunk as it starts, for a reader that follows them (the upload). */
+  feed?: ChunkFeed;
   /** Stops the archive (the follower failed); writeArchive then rejects with ArchiveFailed. */
   signal?: AbortSignal;
-  /** Called at the `archive` pause point, once the archive is half written. Defaults to `noCheckpoint`. */
+  /** Called at the `archive` pause point, once the archive is under way. Defaults to `noCheckpoint`. */
   checkpoint?: Checkpoint;
 }
 
-/** What was archived, as the manifest records it. */
+/** What was archived, as the manifest records it (each chunk's sha256 is the upload's). */
 export interface ArchiveResult {
-  path: string;
-  /** Compressed size. */
+  chunks: WrittenChunk[];
+  /** The most tar bytes per chunk. */
+  chunkBytes: number;
+  /** Compressed size of all chunks. */
   bytes: number;
-  /** sha256 of the compressed archive, hex. */
-  sha256: string;
   /** Sum of the archived files' sizes. */
   rawBytes: number;
-  /** Every regular file, with its size and sha256, in archive order. */
-  files: ManifestFile[];
+  /** Bytes of the whole tar stream. */
+  tarBytes: number;
+  /** Every regular file, with its size and sha256 (or its pieces), in archive order. */
+  files: ArchivedFile[];
   directories: number;
   symlinks: number;
   /** Sockets, FIFOs and devices, which a tar of a datadir cannot hold; logged too. */
@@ -66,233 +69,114 @@ export interface ArchiveResult {
 const DEFAULT_ZSTD_LEVEL = 1;
 /** One zstd thread per core: the archive runs at the database's leftover priority (priority.ts). */
 const DEFAULT_ZSTD_THREADS = 0;
-
-/** Read size per file chunk: large enough to keep per-chunk overhead low, small enough to stay flat. */
-const CHUNK_BYTES = 1024 * 1024;
-
 /**
- * The archive is flushed (fdatasync, in the background) every this many bytes written. Without it the whole
- * archive stays dirty in the page cache and one fsync at the end writes it in a burst, which stalls the
- * replica's applier for seconds when the archive shares the database's disk.
+ * 1 GiB of tar per chunk: a restore unpacks as many chunks at once as it has cores, and its work per chunk
+ * follows the tar bytes (decompressing, hashing, writing), so chunks bounded in tar bytes share it evenly; a
+ * chunk's object is at most that size too, far inside S3's limits and the lab emulator's (4 GiB per object).
  */
-export const SYNC_EVERY_BYTES = 32 * 1024 * 1024;
+export const DEFAULT_CHUNK_BYTES = 1024 * 1024 * 1024;
 
-/**
- * An archive while it is written, for one reader that follows it: `reach(n)` waits until `n` bytes are on
- * the file (or it is complete) and `read` reads them through a descriptor opened when the file was created,
- * so the rename of `<dest>.partial` to `<dest>` does not matter to the reader. The reader closes it.
- */
-export class GrowingFile {
-  private handle?: FileHandle;
-  private written = 0;
-  private complete = false;
-  private closed = false;
-  private failure?: Error;
-  private waiters: Array<() => void> = [];
+/** Bytes per read of a file, and how many such buffers are in flight (being read, or in zstd's input). */
+const READ_BYTES = 1024 * 1024;
+const READ_BUFFERS = 8;
 
-  /** An archive that is already complete on disk. */
-  static async ofComplete(path: string): Promise<GrowingFile> {
-    const file = new GrowingFile();
-    file.opened(await open(path, "r"));
-    file.completed((await file.handle!.stat()).size);
-    return file;
-  }
-
-  /** The writer created the file; `handle` reads it. */
-  opened(handle: FileHandle): void {
-    if (this.closed) {
-      void handle.close().catch(() => undefined);
-      return;
-    }
-    this.handle = handle;
-    this.notify();
-  }
-
-  /** The writer has `bytes` on the file. */
-  grew(bytes: number): void {
-    this.written = bytes;
-    this.notify();
-  }
-
-  /** The writer is done: the file is complete at `bytes`. */
-  completed(bytes: number): void {
-    this.written = bytes;
-    this.complete = true;
-    this.notify();
-  }
-
-  /** Whether the writer failed. */
-  get hasFailed(): boolean {
-    return this.failure !== undefined;
-  }
-
-  /** The writer failed: every wait rejects with this. */
-  failed(error: Error): void {
-    this.failure ??= error;
-    this.notify();
-  }
-
-  /** Waits until `bytes` are written or the file is complete; resolves with what is there. */
-  async reach(bytes: number): Promise<{ available: number; complete: boolean }> {
-    for (;;) {
-      if (this.failure) throw this.failure;
-      if (this.handle && (this.complete || this.written >= bytes))
-        return { available: this.written, complete: this.complete };
-      await new Promise<void>((resolve) => this.waiters.push(resolve));
-    }
-  }
-
-  /** Reads `length` bytes at `position` (which `reach` said are there) into the start of `buffer`. */
-  async read(buffer: Buffer, length: number, position: number): Promise<Buffer> {
-    if (!this.handle) throw new Error("the archive is not open yet");
-    let filled = 0;
-    while (filled < length) {
-      const { bytesRead } = await this.handle.read(buffer, filled, length - filled, position + filled);
-      if (bytesRead === 0)
-        throw new Error(`the archive ended at byte ${position + filled}, expected ${position + length}`);
-      filled += bytesRead;
-    }
-    return buffer.subarray(0, length);
-  }
-
-  /** Closes the reading descriptor. */
-  async close(): Promise<void> {
-    this.closed = true;
-    await this.handle?.close();
-    this.handle = undefined;
-  }
-
-  private notify(): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const wake of waiters) wake();
-  }
-}
-
-/** Writes the archive of `root` to `dest`; on failure removes the partial file and throws ArchiveFailed. */
+/** Writes the archive of `root` into `dir`; on failure removes every chunk file and throws ArchiveFailed. */
 export async function writeArchive(options: ArchiveOptions): Promise<ArchiveResult> {
   const started = performance.now();
-  const partial = `${options.dest}.partial`;
-  const level = options.level ?? DEFAULT_ZSTD_LEVEL;
-  const threads = options.threads ?? DEFAULT_ZSTD_THREADS;
-  const zstd = spawn("zstd", [`-${level}`, `-T${threads}`, "-q", "-c"], { stdio: ["pipe", "pipe", "pipe"] });
-  const tar = tarPack({ highWaterMark: 4 * CHUNK_BYTES });
-  const archiveHash = createHash("sha256");
-  const checkpoint = options.checkpoint ?? noCheckpoint;
-  let archiveBytes = 0;
-  let chunks = 0;
-  const tally = new Transform({
-    transform(chunk: Buffer, _encoding, done) {
-      archiveHash.update(chunk);
-      archiveBytes += chunk.length;
-      // With the first chunk already passed on to the file, the archive is half written here.
-      if (++chunks === 2) void checkpoint("archive").then(() => done(null, chunk), done);
-      else done(null, chunk);
-    },
+  const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+  const writer = new ChunkedTarWriter({
+    dir: options.dir,
+    name: archiveChunkObject,
+    chunkBytes,
+    level: options.level ?? DEFAULT_ZSTD_LEVEL,
+    threads: options.threads ?? DEFAULT_ZSTD_THREADS,
+    feed: options.feed,
   });
-  const contents: Contents = { files: [], rawBytes: 0, directories: 0, symlinks: 0, skipped: [] };
-  const { follow, signal } = options;
-  // Destroyed without an error: an error would also reach the tar entry being written, which has no listener.
-  const stop = () => {
-    tar.destroy();
-    zstd.kill("SIGKILL");
-  };
+  const { signal } = options;
+  const stop = () => void writer.stop(new Error(`the archive failed: stopped: ${messageOf(signal?.reason)}`));
   signal?.addEventListener("abort", stop, { once: true });
-
-  let file: FileHandle | undefined;
+  const walk: Walk = {
+    writer,
+    buffers: new BufferPool(READ_BUFFERS, READ_BYTES),
+    contents: { files: [], rawBytes: 0, directories: 0, symlinks: 0, skipped: [] },
+    log: options.log,
+    onBytes: options.onBytes ?? (() => undefined),
+    checkpoint: options.checkpoint ?? noCheckpoint,
+    paused: false,
+  };
   try {
-    file = await open(partial, "wx", 0o600);
-    if (follow) follow.opened(await open(partial, "r"));
     if (signal?.aborted) throw new Error(`stopped: ${messageOf(signal.reason)}`);
-    await Promise.all([
-      packTree(options.root, tar, contents, options.log, options.onBytes ?? (() => undefined)),
-      pipeline(tar as unknown as Readable, zstd.stdin),
-      pipeline(zstd.stdout, tally, new SyncingFileWriter(file, follow)),
-      zstdExit(zstd),
-    ]);
+    await packDirectory(options.root, "", walk);
+    const chunks = await writer.end();
+    await syncDirectory(options.dir);
+    options.feed?.end();
+    return {
+      chunks,
+      chunkBytes,
+      bytes: chunks.reduce((sum, chunk) => sum + chunk.bytes, 0),
+      tarBytes: writer.tarBytes,
+      ...walk.contents,
+      seconds: (performance.now() - started) / 1000,
+    };
   } catch (caught) {
-    tar.destroy();
-    zstd.kill("SIGKILL");
     const e = signal?.aborted ? new Error(`stopped: ${messageOf(signal.reason)}`, { cause: caught }) : caught;
-    follow?.failed(new Error(`the archive failed: ${messageOf(e)}`));
-    await file?.close().catch(() => undefined);
-    await unlink(partial).catch(() => undefined);
+    const failure = new Error(`the archive failed: ${messageOf(e)}`, { cause: e });
+    options.feed?.fail(failure);
+    await writer.stop(failure);
     throw new PipelineError(
       "ArchiveFailed",
-      `archiving ${options.root} into ${partial} failed: ${messageOf(e)}`,
+      `archiving ${options.root} into ${options.dir} failed: ${messageOf(e)}`,
       "check free space and permissions in the local backup directory; the snapshot was left intact for this run only",
       { cause: e },
     );
   } finally {
     signal?.removeEventListener("abort", stop);
   }
-  await file.close();
-  await rename(partial, options.dest);
-  await fsyncPath(dirname(options.dest));
-  follow?.completed(archiveBytes);
-  return {
-    path: options.dest,
-    bytes: archiveBytes,
-    sha256: archiveHash.digest("hex"),
-    ...contents,
-    seconds: (performance.now() - started) / 1000,
-  };
 }
 
 type Contents = Pick<ArchiveResult, "files" | "rawBytes" | "directories" | "symlinks" | "skipped">;
 
-/** Adds every entry below `root` to the tar stream, depth first in name order, then ends the stream. */
-async function packTree(
-  root: string,
-  tar: Pack,
-  contents: Contents,
-  log: Logger,
-  onBytes: (bytes: number) => void,
-): Promise<void> {
-  try {
-    await packDirectory(root, "", tar, contents, log, onBytes);
-    tar.finalize();
-  } catch (e) {
-    tar.destroy(e as Error);
-    throw e;
-  }
+/** What the walk over the snapshot carries along. */
+interface Walk {
+  writer: ChunkedTarWriter;
+  buffers: BufferPool;
+  contents: Contents;
+  log: Logger;
+  onBytes: (bytes: number) => void;
+  checkpoint: Checkpoint;
+  /** Whether the `archive` pause point was passed. */
+  paused: boolean;
 }
 
-async function packDirectory(
-  root: string,
-  relative: string,
-  tar: Pack,
-  contents: Contents,
-  log: Logger,
-  onBytes: (bytes: number) => void,
-): Promise<void> {
+/** Adds every entry below `relative` depth first in name order. */
+async function packDirectory(root: string, relative: string, walk: Walk): Promise<void> {
   const names = (await readdir(join(root, relative))).sort();
   for (const name of names) {
     const path = relative ? `${relative}/${name}` : name;
     const full = join(root, path);
     const stats = await lstat(full);
     if (stats.isDirectory()) {
-      await addEntry(tar, header(path, stats, "directory"));
-      contents.directories++;
-      await packDirectory(root, path, tar, contents, log, onBytes);
+      await walk.writer.header(encodeHeader(header(path, stats, "directory")));
+      walk.contents.directories++;
+      await packDirectory(root, path, walk);
     } else if (stats.isFile()) {
-      contents.files.push(await packFile(full, path, stats, tar, onBytes));
-      contents.rawBytes += stats.size;
+      walk.contents.files.push(await packFile(full, path, stats, walk));
+      walk.contents.rawBytes += stats.size;
     } else if (stats.isSymbolicLink()) {
-      await addEntry(tar, { ...header(path, stats, "symlink"), linkname: await readlink(full) });
-      contents.symlinks++;
+      const linkname = await readlink(full);
+      await walk.writer.header(encodeHeader({ ...header(path, stats, "symlink"), linkname }));
+      walk.contents.symlinks++;
     } else {
-      contents.skipped.push(path);
-      log.warn("skipped a file that tar cannot hold (socket, FIFO or device)", { path, mode: stats.mode });
+      walk.contents.skipped.push(path);
+      walk.log.warn("skipped a file that tar cannot hold (socket, FIFO or device)", {
+        path,
+        mode: stats.mode,
+      });
     }
   }
 }
 
-function header(
-  name: string,
-  stats: Stats,
-  type: "file" | "directory" | "symlink",
-): Partial<Header> & { name: string } {
+function header(name: string, stats: Stats, type: "file" | "directory" | "symlink"): TarHeader {
   return {
     name,
     type,
@@ -304,111 +188,75 @@ function header(
   };
 }
 
-/** Adds an entry without a body (directory, symlink). */
-function addEntry(tar: Pack, entry: Partial<Header> & { name: string }): Promise<void> {
-  return new Promise((resolve, reject) => {
-    tar.entry(entry, (error) => (error ? reject(error) : resolve()));
-  });
-}
-
-/** Streams one file into the tar entry, hashing its bytes on the way; waits when the tar stream is full. */
-async function packFile(
-  full: string,
-  name: string,
-  stats: Stats,
-  tar: Pack,
-  onBytes: (bytes: number) => void,
-): Promise<ManifestFile> {
-  const hash: Hash = createHash("sha256");
-  let entry!: ReturnType<Pack["entry"]>;
-  // The executor runs at once, so `entry` is set before it is used; `done` settles when tar took it all.
-  // The entry's own error event (it is destroyed when the tar stream is) settles `done` too; without a
-  // listener it would be an uncaught exception. Marked handled, as the loop below may throw first.
-  const done = new Promise<void>((resolve, reject) => {
-    entry = tar.entry(header(name, stats, "file"), (error) => (error ? reject(error) : resolve()));
-    entry.on("error", reject);
-  });
-  done.catch(() => undefined);
-  let bytes = 0;
-  for await (const chunk of createReadStream(full, { highWaterMark: CHUNK_BYTES })) {
-    const data = chunk as Buffer;
-    bytes += data.length;
-    if (bytes > stats.size) break;
-    hash.update(data);
-    onBytes(data.length);
-    // The entry is destroyed when the archive is stopped: then the wait ends too, and leaving the loop closes
-    // the file, so nothing in the snapshot stays open (it could not be unmounted).
-    if (!entry.write(data) && !(await drainedOrClosed(entry)))
-      throw new Error(`the archive stopped while ${name} was read`);
-  }
-  if (bytes !== stats.size) {
-    entry.destroy();
-    throw new Error(
-      `${full} changed size while it was archived (${stats.size} → ${bytes} bytes); a snapshot must not change`,
-    );
-  }
-  entry.end(null);
-  await done;
-  return { path: name, bytes, sha256: hash.digest("hex") };
-}
-
-/** Resolves when zstd exits 0; rejects with its stderr otherwise. */
-async function zstdExit(zstd: ChildProcessByStdio<Writable, Readable, Readable>): Promise<void> {
-  let stderr = "";
-  zstd.stderr.setEncoding("utf8").on("data", (text: string) => (stderr = (stderr + text).slice(-2000)));
-  const [code, signal] = (await once(zstd, "exit")) as [number | null, string | null];
-  if (code !== 0)
-    throw new Error(`zstd ${signal ? `was killed by ${signal}` : `exited ${code}`}: ${stderr.trim()}`);
-}
-
 /**
- * Writes the compressed stream to the archive file at increasing offsets, tells the follower how far it got,
- * and flushes the file every SYNC_EVERY_BYTES without waiting (the next flush waits for the previous one, so
- * the writer never runs more than two windows ahead of the disk); `final` waits for the last flush, so the
- * archive is durable when the pipeline ends.
+ * Streams one file into the archive, hashing it on the way: reads of READ_BYTES into the pool's buffers, the
+ * next read running while zstd takes the previous one. A snapshot must not change: a file that ends early or
+ * grows fails the archive.
  */
-class SyncingFileWriter extends Writable {
-  private position = 0;
-  private syncedTo = 0;
-  private syncing: Promise<void> = Promise.resolve();
-
-  constructor(
-    private readonly file: FileHandle,
-    private readonly follow?: GrowingFile,
-  ) {
-    super({ highWaterMark: 4 * CHUNK_BYTES });
-  }
-
-  override _writev(chunks: Array<{ chunk: Buffer }>, done: (error?: Error | null) => void): void {
-    this.append(chunks.map((c) => c.chunk)).then(() => done(), done);
-  }
-
-  override _final(done: (error?: Error | null) => void): void {
-    this.syncing.then(() => this.file.datasync()).then(() => done(), done);
-  }
-
-  private async append(buffers: Buffer[]): Promise<void> {
-    this.position = await writeAllAt(this.file, buffers, this.position);
-    this.follow?.grew(this.position);
-    if (this.position - this.syncedTo >= SYNC_EVERY_BYTES) {
-      await this.syncing;
-      this.syncedTo = this.position;
-      this.syncing = this.file.datasync();
-      // Awaited by the next window or by _final; marked handled here so it cannot go unobserved meanwhile.
-      this.syncing.catch(() => undefined);
-    }
-  }
-}
-
-/**
- * fsync of a path: for a file, through a new descriptor, which flushes its data too (Linux syncs the inode,
- * not the descriptor); for a directory, it makes a rename in it durable.
- */
-async function fsyncPath(path: string): Promise<void> {
-  const handle: FileHandle = await open(path, "r");
+async function packFile(full: string, name: string, stats: Stats, walk: Walk): Promise<ArchivedFile> {
+  const { writer, buffers } = walk;
+  let handle: FileHandle | undefined;
   try {
-    await handle.sync();
+    handle = await open(full, "r");
+    await writer.header(encodeHeader(header(name, stats, "file")), stats.size > 0);
+    writer.beginFile(name, stats.size);
+    for (let position = 0; position < stats.size;) {
+      const buffer = await buffers.take();
+      const { bytesRead } = await handle.read(
+        buffer,
+        0,
+        Math.min(buffer.length, stats.size - position),
+        position,
+      );
+      if (bytesRead === 0) {
+        buffers.give(buffer);
+        throw changed(full, stats.size, position);
+      }
+      position += bytesRead;
+      walk.onBytes(bytesRead);
+      await writer.fileData(buffer.subarray(0, bytesRead), () => buffers.give(buffer));
+      if (!walk.paused && writer.tarBytes >= 2 * READ_BYTES) {
+        walk.paused = true;
+        await walk.checkpoint("archive");
+      }
+    }
+    const { bytesRead: beyond } = await handle.read(Buffer.alloc(1), 0, 1, stats.size);
+    if (beyond > 0) throw changed(full, stats.size, stats.size + beyond);
+    return { path: name, bytes: stats.size, ...(await writer.endFile()) };
   } finally {
-    await handle.close();
+    // Closed in every case, so nothing in the snapshot stays open (it could not be unmounted).
+    await handle?.close();
+  }
+}
+
+function changed(full: string, size: number, bytes: number): Error {
+  return new Error(
+    `${full} changed size while it was archived (${size} → ${bytes === size ? "more than" : ""}${bytes} bytes); a snapshot must not change`,
+  );
+}
+
+/**
+ * A few buffers reused for every read: the archive makes no garbage per byte, so the garbage collector stays
+ * idle (a buffer per read made it mark the heap every few hundred MB).
+ */
+class BufferPool {
+  private readonly free: Buffer[];
+  private readonly waiting: Array<(buffer: Buffer) => void> = [];
+
+  constructor(count: number, bytes: number) {
+    this.free = Array.from({ length: count }, () => Buffer.allocUnsafeSlow(bytes));
+  }
+
+  /** A free buffer; waits for one while all are in flight. */
+  take(): Promise<Buffer> {
+    const buffer = this.free.pop();
+    return buffer ? Promise.resolve(buffer) : new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  /** Returns a buffer once nothing holds it any more. */
+  give(buffer: Buffer): void {
+    const next = this.waiting.shift();
+    if (next) next(buffer);
+    else this.free.push(buffer);
   }
 }

@@ -10,8 +10,9 @@ import { isAlreadyWritten, isNotFound } from "../common/s3";
  * that exists, and the bucket policy refuses replica writes without the header. A retry after a write whose
  * answer was lost then finds the key taken: S3 answers 412, or NoSuchUpload when the completion it retries
  * already went through. That is success when the object there is the one this host meant to write, which
- * HEAD tells by its size and SHA-256 checksum (the one S3 keeps since every write sends it; an ETag that is an
- * MD5 where S3 gives no checksum, as the lab's emulator). Someone else's object there is never success: the
+ * HEAD tells by its size and checksum (the one S3 keeps since every write sends it: SHA-256 of the manifest,
+ * the full-object CRC32 of an archive object; an ETag that is an MD5 where S3 gives no checksum, as the lab's
+ * emulator). Someone else's object there is never success: the
  * backup cannot be completed under that key, and it is tamper evidence. When HEAD cannot tell (no
  * s3:GetObject or kms:Decrypt on the host's prefix, or no checksum), the write counts as done and the log
  * says so: the verifier checks the archive against the manifest and the manifest against the message.
@@ -20,8 +21,11 @@ import { isAlreadyWritten, isNotFound } from "../common/s3";
 /** What this host meant to write at a key, as S3 will describe it. */
 export interface IntendedObject {
   bytes: number;
-  /** The base64 SHA-256 S3 keeps: of the body, or of the parts' checksums for a multipart upload. */
-  checksumSHA256: string;
+  /**
+   * The checksum S3 keeps, base64: the SHA-256 of a single PutObject's body, or the full-object CRC32 of a
+   * multipart upload.
+   */
+  checksum: { algorithm: "SHA256" | "CRC32"; value: string };
   /** The ETag S3 gives when it is an MD5 (no SSE-KMS), as the emulator gives it; a fallback only. */
   etag: string | null;
 }
@@ -41,30 +45,29 @@ export function intendedBody(body: string): IntendedObject {
   const bytes = Buffer.from(body, "utf8");
   return {
     bytes: bytes.length,
-    checksumSHA256: createHash("sha256").update(bytes).digest("base64"),
+    checksum: { algorithm: "SHA256", value: createHash("sha256").update(bytes).digest("base64") },
     etag: createHash("md5").update(bytes).digest("hex"),
   };
 }
 
 /**
- * The intended object of a multipart upload: S3's checksum of the parts' SHA-256 checksums (base64, in part
- * order), and its ETag when the parts' ETags are MD5s (the MD5 of their digests, then `-<parts>`).
+ * The intended object of a multipart upload: its full-object CRC32 (base64, as S3 keeps it), and its ETag
+ * when the parts' ETags are MD5s (the MD5 of their digests, then `-<parts>`).
  */
 export function intendedMultipart(
-  parts: Array<{ bytes: number; sha256: string; etag?: string }>,
+  parts: Array<{ bytes: number; etag?: string }>,
+  fullObjectCrc32: string,
 ): IntendedObject {
-  const checksums = createHash("sha256");
   const etags = createHash("md5");
   let md5s = true;
   for (const part of parts) {
-    checksums.update(Buffer.from(part.sha256, "base64"));
     const hex = part.etag?.replaceAll('"', "") ?? "";
     if (/^[0-9a-f]{32}$/.test(hex)) etags.update(Buffer.from(hex, "hex"));
     else md5s = false;
   }
   return {
     bytes: parts.reduce((sum, part) => sum + part.bytes, 0),
-    checksumSHA256: checksums.digest("base64"),
+    checksum: { algorithm: "CRC32", value: fullObjectCrc32 },
     etag: md5s ? `${etags.digest("hex")}-${parts.length}` : null,
   };
 }
@@ -90,15 +93,14 @@ export async function holderOf(
   }
   const size = `${head.ContentLength} bytes (this host wrote ${intended.bytes})`;
   if (head.ContentLength !== intended.bytes) return { holder: "foreign", detail: size };
-  // A multipart object's checksum reads `<checksum of checksums>-<parts>`.
-  const checksum = head.ChecksumSHA256?.replace(/-\d+$/, "");
+  const { algorithm, value } = intended.checksum;
+  // A composite checksum of a multipart object reads `<checksum of checksums>-<parts>`: not comparable.
+  const stored = algorithm === "SHA256" ? head.ChecksumSHA256 : head.ChecksumCRC32;
+  const checksum = stored !== undefined && !/-\d+$/.test(stored) ? stored : undefined;
   if (checksum !== undefined)
-    return checksum === intended.checksumSHA256
-      ? { holder: "ours", detail: `${size}, SHA-256 checksum ${checksum} matches` }
-      : {
-          holder: "foreign",
-          detail: `SHA-256 checksum ${checksum}, this host's is ${intended.checksumSHA256}`,
-        };
+    return checksum === value
+      ? { holder: "ours", detail: `${size}, ${algorithm} checksum ${checksum} matches` }
+      : { holder: "foreign", detail: `${algorithm} checksum ${checksum}, this host's is ${value}` };
   const etag = head.ETag?.replaceAll('"', "");
   if (intended.etag !== null && etag === intended.etag)
     return { holder: "ours", detail: `${size}, ETag ${etag} matches (S3 gave no checksum)` };

@@ -1,10 +1,13 @@
 import {
   BACKUP_CREATED,
   MANIFEST_FORMAT_VERSION,
+  archiveLayoutProblem,
+  chunkListDigest,
   parseManifest,
+  type ArchiveV2,
   type BackupConfig,
   type BackupCreatedMessage,
-  type BackupManifest,
+  type BackupManifestV2,
   type RetentionClass,
 } from "../../contracts";
 import type { Dialect, LockPlan, ServerFacts } from "../common/dialect";
@@ -12,6 +15,7 @@ import type { ArchiveResult } from "./archive";
 import { round } from "./durations";
 import type { Frozen } from "./freeze";
 import type { LockChoice } from "../common/lockmode";
+import type { UploadedChunk } from "./multipart";
 
 /**
  * What a backup publishes (steps 8–9): `manifest.json`, the single source of truth of the backup, and the
@@ -33,12 +37,16 @@ export function buildManifest(
     frozen: Pick<Frozen, "position" | "positionAfter" | "tables" | "snapshot">;
     sourceRoot: string;
     archive: ArchiveResult;
-    archiveKey: string;
+    /** Every chunk as uploaded: its key, size and sha256. */
+    uploaded: UploadedChunk[];
     /** The class the archive was tagged with at its creation; the manifest is tagged with it too. */
     retention: RetentionClass;
   },
-): BackupManifest {
-  return parseManifest({
+): BackupManifestV2 {
+  const archive = archiveOf(parts.archive, parts.uploaded);
+  const problem = archiveLayoutProblem(archive, parts.archive.files);
+  if (problem !== null) throw new Error(`the archive's layout is wrong (${problem}); this is a bug`);
+  const manifest = parseManifest({
     formatVersion: MANIFEST_FORMAT_VERSION,
     backupId: parts.backupId,
     cluster: config.cluster,
@@ -61,23 +69,49 @@ export function buildManifest(
       name: parts.frozen.snapshot.name,
       sourceRoot: parts.sourceRoot,
     },
-    archive: {
-      key: parts.archiveKey,
-      bytes: parts.archive.bytes,
-      sha256: parts.archive.sha256,
-      compression: "zstd",
-      format: "tar",
-      rawBytes: parts.archive.rawBytes,
-    },
+    archive,
     files: parts.archive.files,
     tables: parts.frozen.tables,
     retention: parts.retention,
   });
+  if (manifest.formatVersion !== 2)
+    throw new Error("buildManifest wrote another format than 2; this is a bug");
+  return manifest;
+}
+
+/** The manifest's archive: the chunks as written (tar offsets) and as uploaded (key, size, sha256). */
+function archiveOf(written: ArchiveResult, uploaded: UploadedChunk[]): ArchiveV2 {
+  if (uploaded.length !== written.chunks.length)
+    throw new Error(`${written.chunks.length} chunks written, ${uploaded.length} uploaded; this is a bug`);
+  const chunks = written.chunks.map((chunk, index) => {
+    const up = uploaded[index];
+    if (up.index !== chunk.index || up.bytes !== chunk.bytes)
+      throw new Error(
+        `chunk ${index + 1}: written ${chunk.bytes} bytes, uploaded ${up.bytes}; this is a bug`,
+      );
+    return {
+      key: up.key,
+      bytes: up.bytes,
+      sha256: up.sha256,
+      tarOffset: chunk.tarOffset,
+      tarBytes: chunk.tarBytes,
+      ...(chunk.continues ? { continues: chunk.continues } : {}),
+    };
+  });
+  return {
+    compression: "zstd",
+    format: "tar",
+    bytes: written.bytes,
+    rawBytes: written.rawBytes,
+    sha256: chunkListDigest(chunks),
+    chunkBytes: written.chunkBytes,
+    chunks,
+  };
 }
 
 /** The `backup.created` message of a manifest stored at `bucket`/`manifestKey`. */
 export function backupCreatedOf(
-  manifest: BackupManifest,
+  manifest: BackupManifestV2,
   bucket: string,
   manifestKey: string,
 ): BackupCreatedMessage {

@@ -1,4 +1,4 @@
-import { readFile, readdir, rm, unlink } from "node:fs/promises";
+import { readdir, rm, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import {
   AbortMultipartUploadCommand,
@@ -7,15 +7,25 @@ import {
   type S3Client,
 } from "@aws-sdk/client-s3";
 import type { SQSClient } from "@aws-sdk/client-sqs";
-import { BACKUP_ID_PATTERN, MANIFEST_OBJECT, type BackupManifest } from "../../contracts";
+import { BACKUP_ID_PATTERN, MANIFEST_OBJECT, archiveObjectsOf, type BackupManifest } from "../../contracts";
 import { messageOf } from "../common/errors";
 import type { Logger } from "../common/log";
 import type { MetricsSink } from "../common/metrics";
 import { isNotFound } from "../common/s3";
-import { ForeignObject } from "./create-only";
+import { ForeignObject, isTaken } from "./create-only";
 import { emitAbandoned } from "./metrics";
 import { PRUNING_SUFFIX } from "./retention";
-import { OUTBOX, UPLOAD_RECORD, readOutbox, writeDurably, type Outbox, type UploadRecord } from "./staging";
+import {
+  OUTBOX,
+  UPLOAD_RECORD,
+  readOutbox,
+  readUploadRecords,
+  writeDurably,
+  type Outbox,
+  type RecordedCompletion,
+  type UploadRecord,
+} from "./staging";
+import { completeUpload } from "./multipart";
 import { sendBackupCreated, uploadManifest, type UploadTarget } from "./upload";
 
 /**
@@ -23,15 +33,16 @@ import { sendBackupCreated, uploadManifest, type UploadTarget } from "./upload";
  * snapshot driver removes stale snapshots and mounts itself). A local backup directory says how far its run
  * got (staging.ts):
  *
- * - no `outbox.json`, no `manifest.json`: the backup never reached S3 whole. Its open multipart upload (if
- *   `upload.json` records one) is aborted and the directory removed: "incomplete".
- * - `outbox.json`: every part of the archive was up and the manifest and message were staged. If the upload
- *   is still open (aborting it succeeds), the archive never completed: "incomplete", as above. Otherwise the
- *   backup is completed: the manifest goes up (create-only: finding this backup's own manifest there is
- *   success) and the message is sent (again, maybe: the verifier gives a duplicate the same one verdict).
- *   One that cannot be completed — the archive in S3 has another size, the manifest key holds someone
- *   else's object, the outbox is unreadable — is "abandoned": an error in the log and BackupAbandoned, which
- *   pages; it is never left to silence.
+ * - no `outbox.json`, no `manifest.json`: the backup never reached S3 whole. Its open multipart uploads (the
+ *   archive chunks' that `upload.json` records) are aborted and the directory removed: "incomplete".
+ * - `outbox.json`: every part of every chunk was up, each upload's completion was recorded in `upload.json`,
+ *   and the manifest and message were staged. An upload the kill left open is completed with what was
+ *   recorded (create-only), so every chunk exists in S3 (an upload recorded without its completion, by an
+ *   earlier release, is aborted instead: "incomplete", as above). Then the backup is completed: the manifest
+ *   goes up (create-only: finding this backup's own manifest there is success) and the message is sent
+ *   (again, maybe: the verifier gives a duplicate the same one verdict). One that cannot be completed — an archive object in S3 has another size,
+ *   the manifest key holds someone else's object, the outbox is unreadable — is "abandoned": an error in the
+ *   log and BackupAbandoned, which pages; it is never left to silence.
  * - `manifest.json` alone: complete and announced; kept.
  * - `<backupId>.pruning`: a removal by the retention that was cut short; finished.
  *
@@ -46,6 +57,8 @@ export interface RepairReport {
   partialsRemoved: string[];
   /** Keys of open multipart uploads this repair aborted. */
   uploadsAborted: string[];
+  /** Keys of open multipart uploads of staged backups this repair completed. */
+  uploadsCompleted: string[];
   /** Staged backups completed: manifest in S3, `backup.created` sent. */
   messagesSent: string[];
   /** Backups that never reached S3 whole, removed. */
@@ -86,6 +99,7 @@ export async function repairAfterCrash(options: RepairOptions): Promise<RepairRe
   const report: RepairReport = {
     partialsRemoved: [],
     uploadsAborted: [],
+    uploadsCompleted: [],
     messagesSent: [],
     incompleteRemoved: [],
     abandoned: [],
@@ -133,8 +147,10 @@ async function repairBackupDir(
     report.partialsRemoved.push(`${backupId}/${partial}`);
   }
   const staged = files.includes(OUTBOX);
-  const upload = files.includes(UPLOAD_RECORD) ? await settleUpload(options, dir, report) : "none";
+  const upload = files.includes(UPLOAD_RECORD) ? await settleUpload(options, dir, staged, report) : "none";
   if (upload === "unknown") return;
+  if (upload === "foreign")
+    return abandon(options, backupId, report, "an archive key holds someone else's object");
   if (staged && upload !== "aborted") return completeStaged(options, backupId, report);
   if (!staged && files.includes(MANIFEST_OBJECT)) return;
   await rm(dir, { recursive: true, force: true });
@@ -146,20 +162,57 @@ async function repairBackupDir(
 }
 
 /**
- * The upload `upload.json` records: aborted now (it was still open), gone (S3 no longer knows it: completed,
- * or aborted before), or unknown (S3 could not be asked; the next run tries again).
+ * The uploads `upload.json` records, each settled: of a staged backup, completed with its recorded completion
+ * (an upload completed before, or aborted, is "gone"); otherwise aborted. The outcome: "aborted" when one was
+ * still open and is aborted now, "gone" when every one is completed (now or before) or gone, "foreign" when
+ * an archive key holds someone else's object, "unknown" when S3 could not be asked (the next run tries again).
  */
 async function settleUpload(
   options: RepairOptions,
   dir: string,
+  staged: boolean,
   report: RepairReport,
-): Promise<"aborted" | "gone" | "unknown"> {
-  const record = JSON.parse(await readFile(join(dir, UPLOAD_RECORD), "utf8")) as UploadRecord;
-  const outcome = await abortUpload(options, record);
-  if (outcome === "unknown") return outcome;
-  if (outcome === "aborted") report.uploadsAborted.push(record.key);
+): Promise<"aborted" | "gone" | "foreign" | "unknown"> {
+  const outcomes: string[] = [];
+  for (const record of await readUploadRecords(dir)) {
+    if (staged && record.completion) {
+      const outcome = await completeRecorded(options, record, record.completion);
+      if (outcome === "completed") report.uploadsCompleted.push(record.key);
+      outcomes.push(outcome === "completed" ? "gone" : outcome);
+      continue;
+    }
+    const outcome = await abortUpload(options, record);
+    if (outcome === "aborted") report.uploadsAborted.push(record.key);
+    outcomes.push(outcome);
+  }
+  for (const worst of ["foreign", "unknown"] as const) if (outcomes.includes(worst)) return worst;
   await unlink(join(dir, UPLOAD_RECORD));
-  return outcome;
+  return outcomes.includes("aborted") ? "aborted" : "gone";
+}
+
+/**
+ * Completes a staged backup's upload with its recorded completion: "completed" now, "gone" when S3 no longer
+ * knows the upload (completed before: settled create-only), "foreign" when the key holds someone else's
+ * object, or "unknown".
+ */
+async function completeRecorded(
+  options: RepairOptions,
+  record: UploadRecord,
+  completion: RecordedCompletion,
+): Promise<"completed" | "gone" | "foreign" | "unknown"> {
+  try {
+    await completeUpload(options.s3, record, completion, options.log, options.target.retry);
+    return "completed";
+  } catch (e) {
+    if (e instanceof ForeignObject) return "foreign";
+    if (isTaken(e)) return "gone";
+    options.log.warn("could not complete an earlier run's multipart upload; the next run tries again", {
+      key: record.key,
+      uploadId: record.uploadId,
+      error: messageOf(e),
+    });
+    return "unknown";
+  }
 }
 
 /**
@@ -180,7 +233,7 @@ async function completeStaged(options: RepairOptions, backupId: string, report: 
     await rm(dir, { recursive: true, force: true });
     report.incompleteRemoved.push(backupId);
     log.info("removed a staged backup whose archive never completed in S3", {
-      archiveKey: outbox.manifest.archive.key,
+      archiveKeys: archiveObjectsOf(outbox.manifest).map((o) => o.key),
     });
     return;
   }
@@ -211,25 +264,28 @@ async function completeStaged(options: RepairOptions, backupId: string, report: 
 }
 
 /**
- * Whether the staged backup's archive is in S3: "present" with the manifest's size, "absent", "unknown"
- * when HEAD is not allowed or fails (the backup is then announced and the verifier judges it), or why the
- * object there is not this backup's archive.
+ * Whether the staged backup's archive is in S3: "present" when every archive object is there with the
+ * manifest's size, "absent" when one is missing, "unknown" when HEAD is not allowed or fails (the backup is
+ * then announced and the verifier judges it), or why an object there is not this backup's.
  */
 async function archiveInS3(options: RepairOptions, manifest: BackupManifest): Promise<string> {
-  const { key, bytes } = manifest.archive;
-  try {
-    const head = await options.s3.send(new HeadObjectCommand({ Bucket: options.bucket, Key: key }));
-    if (head.ContentLength === bytes) return "present";
-    return `the archive s3://${options.bucket}/${key} holds ${head.ContentLength} bytes, its manifest says ${bytes}`;
-  } catch (e) {
-    if (isNotFound(e)) return "absent";
-    options.log.info("cannot tell whether a staged backup's archive is in S3; announcing it", {
-      key,
-      error: messageOf(e),
-      hint: "the verifier checks it; grant the replica s3:GetObject on its own prefix to have it checked here",
-    });
-    return "unknown";
+  let unknown = false;
+  for (const { key, bytes } of archiveObjectsOf(manifest)) {
+    try {
+      const head = await options.s3.send(new HeadObjectCommand({ Bucket: options.bucket, Key: key }));
+      if (head.ContentLength !== bytes)
+        return `the archive object s3://${options.bucket}/${key} holds ${head.ContentLength} bytes, its manifest says ${bytes}`;
+    } catch (e) {
+      if (isNotFound(e)) return "absent";
+      options.log.info("cannot tell whether a staged backup's archive is in S3; announcing it", {
+        key,
+        error: messageOf(e),
+        hint: "the verifier checks it; grant the replica s3:GetObject on its own prefix to have it checked here",
+      });
+      unknown = true;
+    }
   }
+  return unknown ? "unknown" : "present";
 }
 
 /** Gives a staged backup up for good: removed locally, logged as an error and counted for BackupAbandoned. */

@@ -1,11 +1,9 @@
-import { mkdir, rm, unlink } from "node:fs/promises";
+import { mkdir, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { SQSClient } from "@aws-sdk/client-sqs";
 import {
-  ARCHIVE_OBJECT,
   DEFAULT_PREFIX,
-  archiveKey,
   hostPrefix,
   manifestKey,
   newBackupId,
@@ -17,28 +15,21 @@ import {
 import { noCheckpoint, type Checkpoint } from "../common/checkpoint";
 import { PipelineError, messageOf } from "../common/errors";
 import type { MetricsSink } from "../common/metrics";
-import { logProgress, type ProgressBar, type ProgressView } from "../common/progress";
-import { GrowingFile, writeArchive, type ArchiveResult } from "./archive";
+import { logProgress, type ProgressView } from "../common/progress";
+import type { ArchiveResult } from "./archive";
 import { round, secondsSince } from "./durations";
-import { freeze, runThenRemoveSnapshot, type FreezeDeps, type LockWindow } from "./freeze";
+import { freeze, type FreezeDeps, type LockWindow } from "./freeze";
 import { backupCreatedOf, buildManifest } from "./manifest";
+import type { ArchiveUpload, UploadedChunk } from "./multipart";
 import { emitFailed, emitSucceeded } from "./metrics";
 import type { YieldOutcome } from "./priority";
 import { repairAfterCrash } from "./repair";
 import { DEFAULT_KEEP_LOCAL, pruneLocalBackups } from "./retention";
 import { decideRetention, recordCompleted } from "./retention-class";
 import { acquireRunLock } from "./runlock";
-import type { Snapshot } from "../common/snapshot";
-import { OUTBOX, UPLOAD_RECORD, stagePublication, writeProgressFile, type Outbox } from "./staging";
-import {
-  archiveBoundFor,
-  sendBackupCreated,
-  uploadArchive,
-  uploadManifest,
-  uploadTargetOf,
-  type ArchiveUpload,
-  type UploadTarget,
-} from "./upload";
+import { OUTBOX, stagePublication, type Outbox } from "./staging";
+import { archiveAndUpload } from "./transfer";
+import { sendBackupCreated, uploadManifest, uploadTargetOf, type UploadTarget } from "./upload";
 
 /**
  * `mysql-backup backup` (DESIGN §1 steps 1–9) on a replica: prove the server's files are on the snapshotted
@@ -76,7 +67,8 @@ export interface BackupResult {
   cluster: string;
   host: string;
   bucket: string;
-  archiveKey: string;
+  /** The archive's objects (chunks) in S3, in order. */
+  archiveKeys: string[];
   manifestKey: string;
   messageId: string;
   server: { flavor: string; version: string };
@@ -90,18 +82,24 @@ export interface BackupResult {
   snapshotMs: number;
   archiveBytes: number;
   rawBytes: number;
+  /** The archive's digest (manifest `archive.sha256`: of its chunks' sha256s). */
   archiveSha256: string;
+  /** Each archive object: key, size, sha256, and the tar bytes it holds. */
+  chunks: Array<{ key: string; bytes: number; sha256: string; tarBytes: number }>;
   files: number;
+  /** Files a chunk boundary cut (listed in pieces). */
+  splitFiles: number;
   directories: number;
   skipped: string[];
   tables: number;
   archiveSeconds: number;
   uploadSeconds: number;
-  /** How the archive went up: parts, part size (raised past 10,000 parts), parts in flight. */
+  /** How the archive went up: chunks, parts, part size (raised past 10,000 parts), parts in flight. */
   upload: ArchiveUpload;
   totalSeconds: number;
   position: CapturedPosition;
-  localArchive: string;
+  /** The archive's chunk files in the local backup directory, in order. */
+  localArchives: string[];
   removedLocal: string[];
   /** The priority the backup yielded to after the lock (absent when it kept its own). */
   priorityAfterLock?: YieldOutcome;
@@ -113,7 +111,7 @@ export interface BackupResult {
 export const RUN_LOCK_FILE = ".mysql-backup.lock";
 
 /** One run: its deps with their defaults filled in, and what names and locates this backup. */
-interface BackupRun {
+export interface BackupRun {
   config: BackupConfig;
   /** The log carries the backup id, cluster and host. */
   deps: BackupDeps & Required<Pick<BackupDeps, "clock" | "progress" | "checkpoint">>;
@@ -208,8 +206,8 @@ async function takeBackup(run: ClassifiedRun): Promise<BackupResult> {
   const yielded = await deps.afterUnlock?.();
   await deps.checkpoint("snapshot");
   const uploadStarted = performance.now();
-  const { archive, upload, sealed } = await archiveAndUpload(run, window, (archive) =>
-    stage(run, window, archive),
+  const { archive, upload, sealed } = await archiveAndUpload(run, window, (archive, uploaded) =>
+    stage(run, window, archive, uploaded),
   );
   const { message } = sealed;
   await uploadManifest(deps.s3, run.target, message.manifestKey, sealed.manifest, deps.log);
@@ -222,14 +220,28 @@ async function takeBackup(run: ClassifiedRun): Promise<BackupResult> {
   });
   const messageId = await announce(run, message);
   const removedLocal = await pruneLocal(run);
-  return resultOf(run, { window, archive, upload, uploadSeconds, messageId, removedLocal, yielded });
+  return resultOf(run, {
+    window,
+    archive,
+    upload,
+    manifest: sealed.manifest,
+    uploadSeconds,
+    messageId,
+    removedLocal,
+    yielded,
+  });
 }
 
 /**
  * Step 8 staged: the manifest of the finished archive and the message that announces it, written to the
  * backup's directory while the archive's multipart upload waits to be completed.
  */
-async function stage(run: ClassifiedRun, window: LockWindow, archive: ArchiveResult): Promise<Outbox> {
+async function stage(
+  run: ClassifiedRun,
+  window: LockWindow,
+  archive: ArchiveResult,
+  uploaded: UploadedChunk[],
+): Promise<Outbox> {
   const { config, deps } = run;
   const manifest = buildManifest(config, {
     backupId: run.backupId,
@@ -242,116 +254,13 @@ async function stage(run: ClassifiedRun, window: LockWindow, archive: ArchiveRes
     frozen: window.frozen,
     sourceRoot: deps.driver.sourceRoot,
     archive,
-    archiveKey: archiveKey(run.ref),
+    uploaded,
     retention: run.retention,
   });
   const outbox = { manifest, message: backupCreatedOf(manifest, run.target.bucket, manifestKey(run.ref)) };
   await stagePublication(run.dir, outbox);
   await deps.checkpoint("sealed");
   return outbox;
-}
-
-/**
- * Steps 5–7 run together: the upload follows the archive as it is written, and the snapshot goes as soon as
- * the archive is complete. Before the upload is completed, `seal` runs on the finished archive (it stages
- * the publication). Whichever fails first stops the other; its error is the one reported, and the backup's
- * directory goes with it.
- */
-async function archiveAndUpload<T>(
-  run: BackupRun,
-  window: LockWindow,
-  seal: (archive: ArchiveResult) => Promise<T>,
-): Promise<{ archive: ArchiveResult; upload: ArchiveUpload; sealed: T }> {
-  const { deps } = run;
-  const follow = new GrowingFile();
-  const stopArchive = new AbortController();
-  const archiveBar = deps.progress.start("archive", window.dataBytes);
-  const uploadBar = deps.progress.start("upload", window.dataBytes);
-  const archiving = archiveSnapshot(run, window.frozen.snapshot, follow, stopArchive.signal, archiveBar)
-    .catch((e: unknown) => {
-      follow.failed(e instanceof Error ? e : new Error(messageOf(e)));
-      throw e;
-    })
-    .finally(() => archiveBar.end());
-  const sealing: { value?: T } = {};
-  const sealAfterArchive = async () => {
-    sealing.value = await seal(await archiving);
-  };
-  const uploading = uploadFollowing(run, window.dataBytes, follow, uploadBar, sealAfterArchive)
-    .catch((e: unknown) => {
-      // A failed archive fails the follower first (synchronously), so this is the upload's own failure.
-      if (!follow.hasFailed) stopArchive.abort(e);
-      throw e;
-    })
-    .finally(() => uploadBar.end());
-  const [archived, uploaded] = await Promise.allSettled([archiving, uploading]);
-  if (archived.status === "rejected" || uploaded.status === "rejected") {
-    await rm(run.dir, { recursive: true, force: true });
-    throw stopArchive.signal.aborted || archived.status === "fulfilled"
-      ? (uploaded as PromiseRejectedResult).reason
-      : archived.reason;
-  }
-  const archive = archived.value;
-  const upload = uploaded.value;
-  if (!("value" in sealing))
-    throw new Error("the upload completed without staging the manifest; this is a bug");
-  deps.log.info("archive written and uploaded, snapshot removed", {
-    archiveBytes: archive.bytes,
-    rawBytes: archive.rawBytes,
-    files: archive.files.length,
-    archiveSeconds: archive.seconds,
-    parts: upload.parts,
-  });
-  return { archive, upload, sealed: sealing.value as T };
-}
-
-/** Steps 5 and 6: the snapshot into the local archive, which `follow` tells the upload about; then the snapshot goes. */
-function archiveSnapshot(
-  { config, deps, backupId, dir }: BackupRun,
-  snapshot: Snapshot,
-  follow: GrowingFile,
-  signal: AbortSignal,
-  bar: ProgressBar,
-): Promise<ArchiveResult> {
-  return runThenRemoveSnapshot(deps.driver, backupId, deps.log, async () =>
-    writeArchive({
-      root: (await deps.driver.open(snapshot)).path,
-      dest: join(dir, ARCHIVE_OBJECT),
-      level: config.compression?.level,
-      threads: config.compression?.threads,
-      log: deps.log,
-      onBytes: (bytes) => bar.advance(bytes),
-      follow,
-      signal,
-      checkpoint: deps.checkpoint,
-    }),
-  );
-}
-
-/**
- * Step 7: the archive as it grows, as a multipart upload recorded in the backup's directory while it is open
- * (so the next run can abort it after a crash); `beforeComplete` runs once every part is up.
- */
-function uploadFollowing(
-  { deps, dir, ref, target }: BackupRun,
-  dataBytes: number,
-  follow: GrowingFile,
-  bar: ProgressBar,
-  beforeComplete: () => Promise<void>,
-): Promise<ArchiveUpload> {
-  return uploadArchive(
-    deps.s3,
-    target,
-    { key: archiveKey(ref), source: follow, maxBytes: Math.ceil(archiveBoundFor(dataBytes) * 1.25) },
-    deps.log,
-    {
-      started: (record) => writeProgressFile(dir, UPLOAD_RECORD, record),
-      ended: () => unlink(join(dir, UPLOAD_RECORD)),
-      partDone: (bytes) => bar.advance(bytes),
-      checkpoint: deps.checkpoint,
-      beforeComplete,
-    },
-  );
 }
 
 /** Step 9: sends `backup.created`, then empties the outbox; returns the SQS message id. */
@@ -382,20 +291,22 @@ function resultOf(
     window: LockWindow;
     archive: ArchiveResult;
     upload: ArchiveUpload;
+    manifest: Outbox["manifest"];
     uploadSeconds: number;
     messageId: string;
     removedLocal: string[];
     yielded?: YieldOutcome;
   },
 ): BackupResult {
-  const { window, archive, yielded } = done;
+  const { window, archive, yielded, manifest } = done;
+  const chunks = manifest.formatVersion === 2 ? manifest.archive.chunks : [];
   return {
     ok: true,
     backupId: run.backupId,
     cluster: run.config.cluster,
     host: run.config.host,
     bucket: run.target.bucket,
-    archiveKey: archiveKey(run.ref),
+    archiveKeys: chunks.map((chunk) => chunk.key),
     manifestKey: manifestKey(run.ref),
     messageId: done.messageId,
     server: { flavor: window.dialect.flavor, version: window.dialect.version },
@@ -407,8 +318,10 @@ function resultOf(
     snapshotMs: round(window.frozen.snapshotMs),
     archiveBytes: archive.bytes,
     rawBytes: archive.rawBytes,
-    archiveSha256: archive.sha256,
+    archiveSha256: manifest.archive.sha256,
+    chunks: chunks.map(({ key, bytes, sha256, tarBytes }) => ({ key, bytes, sha256, tarBytes })),
     files: archive.files.length,
+    splitFiles: archive.files.filter((file) => "pieces" in file).length,
     directories: archive.directories,
     skipped: archive.skipped,
     tables: window.frozen.tables.length,
@@ -417,7 +330,7 @@ function resultOf(
     upload: done.upload,
     totalSeconds: round(secondsSince(run.started)),
     position: window.frozen.position,
-    localArchive: join(run.dir, ARCHIVE_OBJECT),
+    localArchives: archive.chunks.map((chunk) => chunk.path),
     removedLocal: done.removedLocal,
     retention: run.retention,
     ...(yielded ? { priorityAfterLock: yielded } : {}),

@@ -16,7 +16,10 @@ import {
  * or the host a progress file is either whole or absent (a leftover `.partial` is garbage).
  */
 
-/** An open multipart upload (bucket, key, upload id): written once it is created, removed once it is completed. */
+/**
+ * The open multipart uploads (bucket, key, upload id of each archive chunk): rewritten as each is created,
+ * removed once all are completed or aborted.
+ */
 export const UPLOAD_RECORD = "upload.json";
 
 /**
@@ -25,11 +28,39 @@ export const UPLOAD_RECORD = "upload.json";
  */
 export const OUTBOX = "outbox.json";
 
-/** The open multipart upload a backup records in `upload.json`. */
+/** One open multipart upload a backup records in `upload.json`. */
 export interface UploadRecord {
   bucket: string;
   key: string;
   uploadId: string;
+  /**
+   * Its completion, recorded once every part is up and before the publication is staged: the next run
+   * completes a staged backup's uploads with it when a crash left them open.
+   */
+  completion?: RecordedCompletion;
+}
+
+/** What completes a multipart upload: its parts as S3 confirmed them, and the object's size and full CRC32. */
+export interface RecordedCompletion {
+  bytes: number;
+  /** The full-object CRC32, base64. */
+  crc32: string;
+  parts: Array<{ PartNumber: number; ETag?: string; ChecksumCRC32?: string; bytes: number }>;
+}
+
+/** The uploads `upload.json` records: a list, or the single upload an earlier release recorded. */
+export async function readUploadRecords(dir: string): Promise<UploadRecord[]> {
+  const value = JSON.parse(await readFile(join(dir, UPLOAD_RECORD), "utf8")) as UploadRecord | UploadRecord[];
+  const records = Array.isArray(value) ? value : [value];
+  for (const record of records) {
+    if (
+      typeof record?.bucket !== "string" ||
+      typeof record.key !== "string" ||
+      typeof record.uploadId !== "string"
+    )
+      throw new Error(`${UPLOAD_RECORD} holds something that is not an upload: ${JSON.stringify(record)}`);
+  }
+  return records;
 }
 
 /** What `outbox.json` holds: everything the next run needs to complete the backup. */

@@ -1,5 +1,6 @@
 import { ListObjectsV2Command, type ListObjectsV2CommandOutput, type S3Client } from "@aws-sdk/client-s3";
 import {
+  ARCHIVE_CHUNK_PATTERN,
   ARCHIVE_OBJECT,
   BACKUP_ID_PATTERN,
   BINLOGS_SEGMENT,
@@ -27,7 +28,10 @@ export interface ScannedBackup {
   takenAt: Date;
   /** The manifest exists: the backup completed. */
   complete: boolean;
-  /** The archive's size from the listing, or null when there is no archive object. */
+  /**
+   * The archive's size from the listing (the one object of format 1, the sum of the chunks of format 2), or
+   * null when there is no archive object.
+   */
   archiveBytes: number | null;
   /** A `verification.json` exists. */
   hasVerdict: boolean;
@@ -46,6 +50,7 @@ export interface ReadCounts {
 }
 
 const backupIdPattern = new RegExp(BACKUP_ID_PATTERN);
+const chunkObject = new RegExp(ARCHIVE_CHUNK_PATTERN);
 const namePattern = new RegExp(NAME_PATTERN);
 
 /** Reads of one bucket and prefix, counted. */
@@ -92,7 +97,8 @@ export class BackupListing {
           hasChainVerdict: false,
         };
         if (name === MANIFEST_OBJECT) backup.complete = true;
-        if (name === ARCHIVE_OBJECT) backup.archiveBytes = object.Size ?? 0;
+        if (name === ARCHIVE_OBJECT || chunkObject.test(name))
+          backup.archiveBytes = (backup.archiveBytes ?? 0) + (object.Size ?? 0);
         if (name === VERIFICATION_OBJECT) backup.hasVerdict = true;
         if (name === CHAIN_VERDICT_OBJECT) backup.hasChainVerdict = true;
         found.set(backupId, backup);

@@ -8,11 +8,13 @@ import {
 /**
  * An S3 object's bytes, in order, fetched as ranged GETs of `partSizeMiB`, `concurrency` at a time: one TCP
  * stream rarely fills an instance's bandwidth to S3, several do. Parts are held in memory until their turn
- * (at most `concurrency + 1` parts). Each part is read straight into one buffer of its announced length, so
- * it is held once, never as its chunks and their concatenation (as the SDK's `transformToByteArray` holds
- * it): part size and concurrency bound the verifier's memory. Every part after the first is fetched with the
- * first one's version id (where the bucket versions objects) and `If-Match` on its ETag, so an object
- * replaced mid-download can neither mix two versions nor go unnoticed.
+ * (at most `concurrency + 1` parts). Each part is read straight into one of `concurrency + 1` buffers reused
+ * part after part, so it is held once, never as its chunks and their concatenation (as the SDK's
+ * `transformToByteArray` holds it), and the download makes no garbage per byte (a fresh buffer per part made
+ * the garbage collector mark the whole heap after every few parts): part size and concurrency bound the
+ * verifier's memory. A part yielded is valid until the next one is asked for. Every part after the first is
+ * fetched with the first one's version id (where the bucket versions objects) and `If-Match` on its ETag,
+ * so an object replaced mid-download can neither mix two versions nor go unnoticed.
  */
 
 /** How an archive is downloaded. */
@@ -22,6 +24,12 @@ export interface RangedDownloadOptions {
   /** Ranged GETs in flight at once. */
   concurrency: number;
   signal?: AbortSignal;
+  /**
+   * Free part buffers (each of the part size) shared by the downloads of one archive: a download takes from
+   * it and gives back, so the chunks of a format 2 archive reuse the same few buffers instead of allocating
+   * their own (a fresh set per chunk made the garbage collector a third of a restore's main thread).
+   */
+  buffers?: Buffer[];
 }
 
 /** The version to download: every part, the first included, asks for it. */
@@ -117,7 +125,11 @@ export async function openRanged(
   return {
     bytes: total,
     ...served,
-    body: inOrder(first, ranges, (range) => get(range, served), options.concurrency),
+    body: inOrder(first, ranges, (range) => get(range, served), {
+      concurrency: options.concurrency,
+      partBytes,
+      free: options.buffers ?? [],
+    }),
   };
 }
 
@@ -127,14 +139,22 @@ function streamOf(response: GetObjectCommandOutput): AsyncIterable<Uint8Array> {
   return response.Body as AsyncIterable<Uint8Array>;
 }
 
+/**
+ * The parts in order, each read into a buffer of `free` (or a new one) and given back once the consumer asks
+ * for the next; the first part too, so no byte goes through the SDK's stream chunks (garbage per byte).
+ */
 async function* inOrder(
   first: GetObjectCommandOutput,
   ranges: string[],
   get: (range: string) => Promise<GetObjectCommandOutput>,
-  concurrency: number,
+  layout: { concurrency: number; partBytes: number; free: Buffer[] },
 ): AsyncGenerator<Uint8Array> {
-  const fetchPart = (range: string) => get(range).then(collect);
-  const inFlight: Array<Promise<Uint8Array>> = [];
+  const { concurrency, partBytes, free } = layout;
+  const fetchPart = (range: string) => {
+    const buffer = free.pop() ?? Buffer.allocUnsafeSlow(partBytes);
+    return get(range).then(async (response) => ({ buffer, filled: await collect(response, buffer) }));
+  };
+  const inFlight: Array<Promise<{ buffer: Buffer; filled: number }>> = [];
   let next = 0;
   const refill = () => {
     while (inFlight.length < concurrency && next < ranges.length) {
@@ -145,22 +165,32 @@ async function* inOrder(
     }
   };
   refill();
-  yield* streamOf(first);
+  const head = free.pop() ?? Buffer.allocUnsafeSlow(partBytes);
+  try {
+    yield head.subarray(0, await collect(first, head));
+  } finally {
+    free.push(head);
+  }
   while (inFlight.length > 0) {
-    const part = await inFlight.shift()!;
+    const { buffer, filled } = await inFlight.shift()!;
     refill();
-    yield part;
+    try {
+      yield buffer.subarray(0, filled);
+    } finally {
+      // The consumer asked for the next part (or stopped): it is done with this one.
+      free.push(buffer);
+    }
   }
 }
 
 /**
- * A part's body as one buffer: chunks are copied into a buffer of the announced Content-Length as they arrive.
- * A body longer or shorter than announced is a broken download.
+ * Reads a part's body into `buffer` (chunks are copied in as they arrive) and returns its length. A body
+ * longer or shorter than announced, or than the part size, is a broken download.
  */
-async function collect(response: GetObjectCommandOutput): Promise<Uint8Array> {
-  const length = response.ContentLength;
-  if (length === undefined) return response.Body!.transformToByteArray();
-  const buffer = Buffer.allocUnsafe(length);
+async function collect(response: GetObjectCommandOutput, buffer: Buffer): Promise<number> {
+  const length = response.ContentLength ?? buffer.length;
+  if (length > buffer.length)
+    throw new Error(`a ranged GET announced ${length} bytes, more than the ${buffer.length} asked for`);
   let filled = 0;
   for await (const chunk of response.Body as AsyncIterable<Uint8Array>) {
     if (filled + chunk.length > length)
@@ -168,7 +198,7 @@ async function collect(response: GetObjectCommandOutput): Promise<Uint8Array> {
     buffer.set(chunk, filled);
     filled += chunk.length;
   }
-  if (filled !== length)
+  if (response.ContentLength !== undefined && filled !== length)
     throw new Error(`a ranged GET ended after ${filled} of the ${length} bytes it announced`);
-  return buffer;
+  return filled;
 }

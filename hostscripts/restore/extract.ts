@@ -1,17 +1,24 @@
 import { spawn, type ChildProcessByStdio } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdir, open, realpath, symlink } from "node:fs/promises";
-import { join, posix } from "node:path";
+import { posix } from "node:path";
 import type { Readable, Writable } from "node:stream";
-import { pipeline } from "node:stream/promises";
-import { extract as tarExtract } from "tar-stream";
-import type { ManifestFile } from "../../contracts";
-import { drainedOrClosed, writeAllAt } from "../common/streams";
+import { isSplit, type ArchivedFile } from "../../contracts";
 import { PipelineError, messageOf } from "../common/errors";
+import {
+  ArchiveUnpacker,
+  UnsafeEntryError,
+  type ChunkEnd,
+  type ChunkStart,
+  type ExtractedFile,
+} from "./untar";
+
+export { UnsafeEntryError, safeEntryPath, safeLinkTarget, type ExtractedFile } from "./untar";
 
 /**
- * Download → sha256 of the compressed bytes → `zstd -d` → tar → files under a scratch root, each hashed on
- * the way: one streamed pass, no copy of the archive on disk (DESIGN §1 steps 11–12).
+ * One archive object, downloaded → sha256 of its compressed bytes → `zstd -d` → tar → files under a scratch
+ * root, each hashed on the way: one streamed pass, no copy of the archive on disk (DESIGN §1 steps 11–12).
+ * A restore runs one such pass per chunk of a format 2 archive, several at once (objects.ts), each with its
+ * own zstd.
  *
  * A corrupt archive is a verdict, not a crash: when zstd or tar give up mid-stream the download is still
  * read to its end and hashed, so the report can say "the archive's sha256 differs" when that is the cause.
@@ -19,64 +26,50 @@ import { PipelineError, messageOf } from "../common/errors";
  * PipelineErrors of kind VerifierInfrastructure: the message is retried, no verdict is written.
  */
 
-/** What was written for one archived file. */
-export interface ExtractedFile {
-  bytes: number;
-  sha256: string;
-}
-
-/** The outcome of one extraction pass. */
-export interface Extraction {
+/** The outcome of one object's pass. */
+export interface ChunkExtraction {
   /** Size and sha256 of the compressed bytes as downloaded. */
   archive: { bytes: number; sha256: string };
+  /** How its tar stream ended, when it could be unpacked. */
+  end: ChunkEnd | null;
+  /** Why it could not be decompressed or unpacked (corrupt data, an unsafe entry), or null. */
+  unpackError: string | null;
+}
+
+/** The outcome of a whole archive's extraction. */
+export interface Extraction {
+  /** Size and sha256 of each object's compressed bytes as downloaded, in order. */
+  objects: Array<{ bytes: number; sha256: string }>;
   /** Every regular file written below the root, by its normalised relative path. */
   files: Map<string, ExtractedFile>;
   /** Why the archive could not be decompressed or unpacked (corrupt data, an unsafe entry), or null. */
   unpackError: string | null;
 }
 
-/** Options of `extractArchive`. */
+/** Options of the extraction. */
 export interface ExtractOptions {
   /** The zstd binary. Defaults to `zstd` on PATH. */
   zstd?: string;
 }
 
-/** Raised for an archive entry that would write outside the scratch root or is not a plain file/dir. */
-export class UnsafeEntryError extends Error {
-  constructor(entry: string, why: string) {
-    super(`archive entry "${entry}" refused: ${why}`);
-    this.name = "UnsafeEntryError";
-  }
-}
-
 /**
- * The relative path an entry may be written to, or null for the archive root itself (`./`).
- * Refuses absolute paths and any `..` segment: nothing in an archive may reach outside the scratch root.
+ * Streams `source` (one object's bytes) through zstd and tar into the unpacker's root, starting as `start`
+ * says. Each buffer of `source` is written into zstd before the next is asked for, so a source may reuse it.
  */
-export function safeEntryPath(name: string): string | null {
-  if (name.includes("\0")) throw new UnsafeEntryError(name, "the name holds a NUL byte");
-  if (name.startsWith("/")) throw new UnsafeEntryError(name, "absolute path");
-  if (name.split("/").includes(".."))
-    throw new UnsafeEntryError(name, 'a ".." segment climbs out of the root');
-  const normalised = posix.normalize(name).replace(/\/+$/, "");
-  if (normalised === "." || normalised === "") return null;
-  return normalised.replace(/^\.\//, "");
-}
-
-/**
- * Streams `source` (the archive's bytes) through zstd and tar into `root`, which must exist and be empty.
- * Hard links, devices and FIFOs are refused; symbolic links only when they stay inside `root`.
- */
-export async function extractArchive(
+export async function extractChunk(
   source: AsyncIterable<Uint8Array>,
-  root: string,
+  unpacker: ArchiveUnpacker,
+  start: ChunkStart,
   options: ExtractOptions = {},
-): Promise<Extraction> {
+): Promise<ChunkExtraction> {
   const zstd = spawn(options.zstd ?? "zstd", ["-d", "-c", "-q"], { stdio: ["pipe", "pipe", "pipe"] });
   const decompressor = watchDecompressor(zstd);
-  const files = new Map<string, ExtractedFile>();
-  const unpacking = unpack(zstd.stdout, root, files).then(
-    () => null,
+  let end: ChunkEnd | null = null;
+  const unpacking = unpacker.unpackChunk(zstd.stdout as AsyncIterable<Buffer>, start).then(
+    (ended) => {
+      end = ended;
+      return null;
+    },
     (error: unknown) => {
       if (error instanceof PipelineError) throw error;
       // zstd may still be writing: stop it so the download keeps flowing into the hash alone.
@@ -97,10 +90,67 @@ export async function extractArchive(
         "install zstd on the verifier host (apt-get install zstd); the message will be retried",
       );
     }
-    return { archive, files, unpackError: unpackError ?? describeZstdFailure(exit) };
+    const zstdError = describeZstdFailure(exit);
+    return { archive, end: zstdError ? null : end, unpackError: unpackError ?? zstdError };
   } finally {
     if (zstd.exitCode === null && zstd.signalCode === null) zstd.kill("SIGKILL");
     await decompressor;
+    // Nothing is written below the root once this returns or throws (a failed restore's caller may remove it).
+    await unpacking.catch(() => undefined);
+  }
+}
+
+/**
+ * Extracts a whole archive that is a single stream (a format 1 archive, or a tar+zstd stream made by hand):
+ * `root` must exist and be empty.
+ */
+export async function extractArchive(
+  source: AsyncIterable<Uint8Array>,
+  root: string,
+  options: ExtractOptions = {},
+): Promise<Extraction & { archive: { bytes: number; sha256: string } }> {
+  const unpacker = new ArchiveUnpacker(root);
+  try {
+    const chunk = await extractChunk(source, unpacker, {}, options);
+    const unpackError = chunk.unpackError ?? (await finishArchive(unpacker, [chunk.end], [{}]));
+    return { archive: chunk.archive, objects: [chunk.archive], files: unpacker.files, unpackError };
+  } finally {
+    await unpacker.close();
+  }
+}
+
+/**
+ * Once every chunk is unpacked: checks that the first chunk begins with an entry, each chunk's stream ends
+ * where the next one begins (`starts`, one per chunk) and the last with the end-of-archive blocks, then creates
+ * the symbolic links. Returns why the archive does not hold together, or null.
+ */
+export async function finishArchive(
+  unpacker: ArchiveUnpacker,
+  ends: Array<ChunkEnd | null>,
+  starts: ChunkStart[],
+): Promise<string | null> {
+  const first = starts[0]?.continues;
+  if (first)
+    return `the first chunk continues ${first.path} at byte ${first.offset}: chunks before it are missing`;
+  for (const [index, end] of ends.entries()) {
+    if (end === null) return `chunk ${index + 1} could not be read`;
+    const next = starts[index + 1]?.continues;
+    const inside = end.endsInside;
+    const last = index === ends.length - 1;
+    if (last && (inside !== null || !end.sawEnd))
+      return inside
+        ? `the archive ends inside ${inside.path} at byte ${inside.offset} (truncated)`
+        : "the archive ends without its end-of-archive blocks (truncated)";
+    if (!last && (inside?.path !== next?.path || inside?.offset !== next?.offset))
+      return `chunk ${index + 1} ends ${inside ? `inside ${inside.path} at byte ${inside.offset}` : "after a whole entry"}, but chunk ${index + 2} ${next ? `continues ${next.path} at byte ${next.offset}` : "starts with an entry"}`;
+    if (!last && end.sawEnd) return `chunk ${index + 1} ends the archive, but chunks follow it`;
+  }
+  try {
+    await unpacker.createLinks();
+    return null;
+  } catch (error) {
+    if (error instanceof UnsafeEntryError) return messageOf(error);
+    throw error;
   }
 }
 
@@ -134,8 +184,9 @@ function describeZstdFailure(exit: DecompressorExit): string | null {
 }
 
 /**
- * Reads the whole download, hashing every byte, and writes it to zstd while zstd still takes it.
- * A download that breaks off is the verifier's problem (network, S3), never a verdict on the backup.
+ * Reads the whole download, hashing every byte, and writes it to zstd while zstd still takes it; each buffer
+ * is in zstd's input (or zstd is gone) before the next is asked for. A download that breaks off is the
+ * verifier's problem (network, S3), never a verdict on the backup.
  */
 async function hashAndFeed(
   source: AsyncIterable<Uint8Array>,
@@ -152,7 +203,7 @@ async function hashAndFeed(
     for await (const chunk of source) {
       hash.update(chunk);
       bytes += chunk.length;
-      if (open && !sink.write(chunk)) open = await drainedOrClosed(sink);
+      if (open) open = await written(sink, chunk);
     }
   } catch (error) {
     throw new PipelineError(
@@ -167,124 +218,10 @@ async function hashAndFeed(
   return { bytes, sha256: hash.digest("hex") };
 }
 
-/**
- * Parses the tar stream and writes its entries below `root`; throws on corrupt or unsafe entries.
- * Symbolic links are created only after every file and directory is written, so no entry is ever written
- * through one; then each must resolve inside `root`.
- */
-async function unpack(tarStream: Readable, root: string, files: Map<string, ExtractedFile>): Promise<void> {
-  const extract = tarExtract();
-  // Errors reach us through the iterator below; this only keeps the pipeline's own rejection handled.
-  pipeline(tarStream, extract).catch(() => undefined);
-  const links: Array<{ path: string; target: string }> = [];
-  for await (const entry of extract) {
-    const path = safeEntryPath(entry.header.name);
-    const type = entry.header.type ?? "file";
-    if (type === "directory") {
-      if (path !== null)
-        await writeSafely(path, () => mkdir(join(root, path), { recursive: true, mode: 0o750 }));
-      entry.resume();
-    } else if (type === "file" || type === "contiguous-file") {
-      if (path === null) throw new UnsafeEntryError(entry.header.name, "a file entry without a name");
-      if (files.has(path)) throw new UnsafeEntryError(path, "the archive holds it twice");
-      // tar-stream yields Buffers; its typings leave the entry iterator untyped.
-      files.set(path, await writeEntry(entry as AsyncIterable<Buffer>, root, path));
-    } else if (type === "symlink" && path !== null) {
-      links.push({ path, target: safeLinkTarget(path, entry.header.linkname ?? "") });
-      entry.resume();
-    } else {
-      throw new UnsafeEntryError(
-        entry.header.name,
-        `a ${type} entry; a datadir snapshot holds only files, directories and symbolic links`,
-      );
-    }
-  }
-  await createLinks(root, links);
-}
-
-/** A symbolic link's target, refused when absolute or when it climbs out of the root by its text alone. */
-export function safeLinkTarget(path: string, target: string): string {
-  if (target === "" || target.includes("\0"))
-    throw new UnsafeEntryError(path, "an empty or invalid link target");
-  if (target.startsWith("/")) throw new UnsafeEntryError(path, `links to the absolute path ${target}`);
-  const resolved = posix.normalize(posix.join(posix.dirname(path), target));
-  if (resolved === ".." || resolved.startsWith("../")) {
-    throw new UnsafeEntryError(path, `links to ${target}, outside the archive`);
-  }
-  return target;
-}
-
-/** Creates the links, then proves each resolves inside `root` (chains of links could still climb out). */
-async function createLinks(root: string, links: Array<{ path: string; target: string }>): Promise<void> {
-  for (const link of links) {
-    const at = join(root, link.path);
-    await writeSafely(link.path, () => mkdir(join(at, ".."), { recursive: true, mode: 0o750 }));
-    await writeSafely(link.path, () => symlink(link.target, at));
-  }
-  const realRoot = await realpath(root);
-  for (const link of links) {
-    const resolved = await realpath(join(root, link.path)).catch(() => null);
-    if (resolved === null)
-      throw new UnsafeEntryError(link.path, `links to ${link.target}, which does not exist`);
-    if (resolved !== realRoot && !resolved.startsWith(realRoot + "/")) {
-      throw new UnsafeEntryError(link.path, `resolves to ${resolved}, outside the scratch root`);
-    }
-  }
-}
-
-/** Writes one file entry, hashing it on the way. */
-async function writeEntry(entry: AsyncIterable<Buffer>, root: string, path: string): Promise<ExtractedFile> {
-  const target = join(root, path);
-  await writeSafely(path, () => mkdir(join(target, ".."), { recursive: true, mode: 0o750 }));
-  // "wx": never follow or overwrite something that is already there.
-  const file = await writeSafely(path, () => open(target, "wx", 0o640));
-  const hash = createHash("sha256");
-  let bytes = 0;
-  // Chunks come at the pipe's 64 KiB; written one by one, each write is a trip through the thread pool
-  // that the extract waits for. Gathered into ~1 MiB writev calls, there are 16× fewer.
-  let batch: Buffer[] = [];
-  let batchBytes = 0;
-  const flush = async () => {
-    const pending = batch;
-    const position = bytes - batchBytes;
-    batch = [];
-    batchBytes = 0;
-    await writeSafely(path, () => writeAllAt(file, pending, position));
-  };
-  try {
-    for await (const chunk of entry) {
-      hash.update(chunk);
-      bytes += chunk.length;
-      batch.push(chunk);
-      batchBytes += chunk.length;
-      if (batchBytes >= WRITE_BATCH_BYTES) await flush();
-    }
-    await flush();
-  } finally {
-    await file.close();
-  }
-  return { bytes, sha256: hash.digest("hex") };
-}
-
-/** The extract writes a file in calls of at least this many bytes (but the last). */
-const WRITE_BATCH_BYTES = 1024 * 1024;
-
-/** Runs a filesystem write; its failure is the scratch disk's (full, read-only), not the backup's. */
-async function writeSafely<T>(path: string, write: () => Promise<T>): Promise<T> {
-  try {
-    return await write();
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === "EEXIST") throw new UnsafeEntryError(path, "it already exists in the scratch root");
-    throw new PipelineError(
-      "VerifierInfrastructure",
-      `cannot write ${path} into the scratch directory: ${messageOf(error)}`,
-      code === "ENOSPC"
-        ? "the scratch disk is full: give the verifier a bigger scratch volume; the message will be retried"
-        : "check the scratch directory's filesystem and permissions; the message will be retried",
-      { cause: error },
-    );
-  }
+/** Writes `chunk` and resolves once it is handed to zstd (true), or zstd's input failed (false). */
+function written(sink: Writable, chunk: Uint8Array): Promise<boolean> {
+  if (sink.destroyed || sink.writableEnded) return Promise.resolve(false);
+  return new Promise((resolve) => sink.write(chunk, (error) => resolve(!error)));
 }
 
 /** What differs between the manifest's file list and what the archive held. */
@@ -294,9 +231,13 @@ export interface FileComparison {
   different: string[];
 }
 
-/** Compares every file the manifest lists with what was extracted: missing, extra, different bytes. */
+/**
+ * Compares every file the manifest lists with what was extracted: missing, extra, different bytes. A file
+ * hashed whole must have been written as one run with its sha256; a file listed in pieces must have been
+ * written as exactly those pieces, each with its sha256.
+ */
 export function compareFiles(
-  expected: ManifestFile[],
+  expected: ArchivedFile[],
   extracted: Map<string, ExtractedFile>,
 ): FileComparison {
   const result: FileComparison = { missing: [], extra: [], different: [] };
@@ -308,11 +249,32 @@ export function compareFiles(
     if (got === undefined) result.missing.push(path);
     else if (got.bytes !== file.bytes)
       result.different.push(`${path} (${got.bytes} bytes, manifest ${file.bytes})`);
-    else if (got.sha256 !== file.sha256)
-      result.different.push(`${path} (sha256 ${got.sha256}, manifest ${file.sha256})`);
+    else {
+      const difference = piecesDiffer(isSplit(file) ? file.pieces : [{ offset: 0, ...file }], got);
+      if (difference !== null) result.different.push(`${path} (${difference})`);
+    }
   }
   for (const path of extracted.keys()) if (!listed.has(path)) result.extra.push(path);
   return result;
+}
+
+/** How the fragments written differ from the pieces expected, or null when they are the same. */
+function piecesDiffer(
+  pieces: ReadonlyArray<{ offset: number; bytes: number; sha256: string }>,
+  got: ExtractedFile,
+): string | null {
+  const byOffset = new Map(got.fragments.map((f) => [f.offset, f]));
+  if (got.fragments.length !== pieces.length || byOffset.size !== pieces.length)
+    return `written in ${got.fragments.length} runs, manifest lists ${pieces.length}`;
+  for (const piece of pieces) {
+    const fragment = byOffset.get(piece.offset);
+    const where = pieces.length > 1 ? ` of the piece at byte ${piece.offset}` : "";
+    if (fragment === undefined || fragment.bytes !== piece.bytes)
+      return `no run of ${piece.bytes} bytes at byte ${piece.offset}`;
+    if (fragment.sha256 !== piece.sha256)
+      return `sha256${where} ${fragment.sha256}, manifest ${piece.sha256}`;
+  }
+  return null;
 }
 
 /** One sentence naming what differs (at most a few paths of each kind), or null when nothing does. */

@@ -1,5 +1,6 @@
 import { ListObjectsV2Command, type S3Client } from "@aws-sdk/client-s3";
 import {
+  ARCHIVE_CHUNK_PATTERN,
   ARCHIVE_OBJECT,
   DEFAULT_PREFIX,
   MANIFEST_OBJECT,
@@ -39,6 +40,8 @@ export interface ListedBackup {
   objects: VerifiedObjects | null;
 }
 
+const chunkObject = new RegExp(ARCHIVE_CHUNK_PATTERN);
+
 /** Every backup of the cluster (all hosts), newest first, with its verdict. */
 export async function listBackups(s3: S3Client, source: RestoreSource): Promise<ListedBackup[]> {
   const root = source.prefix ?? DEFAULT_PREFIX;
@@ -62,7 +65,8 @@ export async function listBackups(s3: S3Client, source: RestoreSource): Promise<
 
   const backups: ListedBackup[] = [];
   for (const { host, backupId, objects } of found.values()) {
-    if (!objects.has(ARCHIVE_OBJECT) && !objects.has(MANIFEST_OBJECT)) continue;
+    const archived = objects.has(ARCHIVE_OBJECT) || [...objects].some((name) => chunkObject.test(name));
+    if (!archived && !objects.has(MANIFEST_OBJECT)) continue;
     const ref: BackupRef = { prefix: root, cluster: source.cluster, host, backupId };
     const report = objects.has(VERIFICATION_OBJECT)
       ? await s3Call(`read the verification report of ${backupId}`, () => readReport(s3, source.bucket, ref))

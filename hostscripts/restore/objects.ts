@@ -6,6 +6,8 @@ import {
   type S3Client,
 } from "@aws-sdk/client-s3";
 import {
+  archiveLayoutProblem,
+  archiveObjectsOf,
   parseManifest,
   type BackupManifest,
   type CheckName,
@@ -14,15 +16,14 @@ import {
 } from "../../contracts";
 import { messageOf } from "../common/errors";
 import { isNotFound } from "../common/s3";
-import { openRanged, type OpenedDownload, type RangedDownloadOptions } from "./download";
-import { compareFiles, describeComparison, extractArchive, type Extraction } from "./extract";
+import { compareFiles, describeComparison, type Extraction } from "./extract";
 
 /**
  * A backup's objects as both the verifier and `restore` read them (DESIGN §1 step 11): the manifest, parsed
- * and validated, and the archive, downloaded, hashed and extracted in one pass, each read once and described
- * exactly (version, ETag, size, sha256) so a verdict binds what it proved and `restore` fetches just that;
- * then the "objects" check of DESIGN §4 on what arrived: the archive's sha256 and size against the
- * manifest, then every extracted file against its manifest entry.
+ * and validated, and described exactly (version, ETag, size, sha256) so a verdict binds what it proved and
+ * `restore` fetches just that (the archive's objects: parallel.ts); then the "objects" check of DESIGN §4 on
+ * what arrived: each archive object's sha256 and size against the manifest, then every extracted file (or
+ * piece of one) against its manifest entry.
  */
 
 /** A verdict on the backup: the named check failed. The report says so and the message is deleted. */
@@ -61,6 +62,8 @@ export class ObjectProblem extends Error {
     cause: unknown,
     /** What was read of the object before the problem showed, when something was: a verdict binds it. */
     readonly read?: VerifiedObject,
+    /** Which archive object (0-based: the chunk of a format 2 archive). */
+    readonly index = 0,
   ) {
     super(`${object} ${where}: ${kind}: ${messageOf(cause)}`, { cause });
     this.name = "ObjectProblem";
@@ -114,82 +117,15 @@ export async function readManifest(
   };
   const differences = pin === undefined ? [] : differencesFrom(pin, object);
   if (differences.length > 0) throw problem("not as verified", new Error(differences.join("; ")), object);
+  let manifest: BackupManifest;
   try {
-    return { manifest: parseManifest(JSON.parse(Buffer.from(bytes).toString("utf8"))), object };
+    manifest = parseManifest(JSON.parse(Buffer.from(bytes).toString("utf8")));
   } catch (error) {
     throw problem("invalid", error, object);
   }
-}
-
-/** An archive as downloaded and extracted, with the size S3 announced for it and the object it came from. */
-export interface DownloadedArchive {
-  extraction: Extraction;
-  announcedBytes: number | undefined;
-  object: VerifiedObject;
-}
-
-/** How `downloadArchive` fetches and checks the archive. */
-export interface ArchiveDownloadOptions extends RangedDownloadOptions {
-  /** The size the manifest gives: an object of another size fails before its download ("size differs"). */
-  expectedBytes: number;
-  /** Exactly this version (ETag, size, sha256) is downloaded; anything else is "not as verified". */
-  pin?: VerifiedObject;
-}
-
-/**
- * Streams the archive at `key` through sha256, zstd and tar into `root`; throws an ObjectProblem when it
- * cannot be opened, when S3 holds an object of another size than the manifest's (told by the first ranged
- * GET, before the download), when the download ends short of the size S3 announced, or when it is not the
- * pinned object. Whether what arrived matches the manifest is for `judgeObjects` to say.
- */
-export async function downloadArchive(
-  s3: S3Client,
-  bucket: string,
-  key: string,
-  root: string,
-  options: ArchiveDownloadOptions,
-): Promise<DownloadedArchive> {
-  const where = `s3://${bucket}/${key}`;
-  const { pin, expectedBytes } = options;
-  const problem = (kind: ObjectProblemKind, cause: unknown, read?: VerifiedObject) =>
-    new ObjectProblem(kind, "archive", where, cause, read);
-  let download: OpenedDownload;
-  try {
-    download = await openRanged(s3, bucket, key, { ...options, pin });
-  } catch (error) {
-    if (pin !== undefined && isNotThatVersion(error)) throw problem("not as verified", error);
-    throw problem(isNotFound(error) ? "missing" : "get failed", error);
-  }
-  const announcedBytes = download.bytes;
-  const opened: VerifiedObject = {
-    key,
-    versionId: download.versionId,
-    etag: download.etag,
-    bytes: announcedBytes ?? expectedBytes,
-    sha256: null,
-  };
-  const refuse = (kind: ObjectProblemKind, why: string): never => {
-    download.discard();
-    throw problem(kind, new Error(why), opened);
-  };
-  const pinned = pin === undefined ? [] : differencesFrom({ ...pin, sha256: null }, opened);
-  if (pinned.length > 0) refuse("not as verified", pinned.join("; "));
-  if (announcedBytes !== undefined && announcedBytes !== expectedBytes)
-    refuse("size differs", `S3 holds ${announcedBytes} bytes, the manifest says ${expectedBytes}`);
-  const extraction = await extractArchive(download.body, root);
-  const object = { ...opened, bytes: extraction.archive.bytes, sha256: extraction.archive.sha256 };
-  // A body shorter than S3 announced is a broken download, not a broken backup.
-  if (announcedBytes !== undefined && extraction.archive.bytes !== announcedBytes) {
-    throw problem(
-      "read failed",
-      new Error(
-        `the download ended after ${extraction.archive.bytes} of the ${announcedBytes} bytes S3 announced`,
-      ),
-    );
-  }
-  const differences = pin === undefined ? [] : differencesFrom(pin, object);
-  if (differences.length > 0) throw problem("not as verified", new Error(differences.join("; ")), object);
-  return { extraction, announcedBytes, object };
+  const layout = manifest.formatVersion === 2 ? archiveLayoutProblem(manifest.archive, manifest.files) : null;
+  if (layout !== null) throw problem("invalid", new Error(`its archive layout is wrong: ${layout}`), object);
+  return { manifest, object };
 }
 
 /** What S3 said of the object it served: its key, version and ETag. */
@@ -201,7 +137,7 @@ function servedObject(
 }
 
 /** S3 refused the pinned version: it is gone (404, NoSuchVersion) or its ETag is another (412). */
-function isNotThatVersion(error: unknown): boolean {
+export function isNotThatVersion(error: unknown): boolean {
   const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
   return isNotFound(error) || e.name === "NoSuchVersion" || e.$metadata?.httpStatusCode === 412;
 }
@@ -251,26 +187,35 @@ export async function currentObject(
   }
 }
 
-/** The "objects" check: the archive's sha256 first (a corrupt download explains everything after it). */
+/** The "objects" check: each archive object's sha256 first (a corrupt download explains everything after it). */
 export function judgeObjects(manifest: BackupManifest, extraction: Extraction): CheckResult {
   const fail = (detail: string): never => {
     throw new CheckFailure("objects", detail);
   };
-  const { archive } = extraction;
-  if (archive.sha256 !== manifest.archive.sha256) {
-    fail(
-      `archive sha256 mismatch: downloaded ${archive.sha256} (${archive.bytes} bytes), manifest says ${manifest.archive.sha256} (${manifest.archive.bytes} bytes)`,
-    );
-  }
-  if (archive.bytes !== manifest.archive.bytes) {
-    fail(`archive size mismatch: downloaded ${archive.bytes} bytes, manifest says ${manifest.archive.bytes}`);
+  const expected = archiveObjectsOf(manifest);
+  const name = (index: number) =>
+    manifest.formatVersion === 1 ? "archive" : `archive chunk ${index + 1} of ${expected.length}`;
+  for (const [index, want] of expected.entries()) {
+    const got = extraction.objects[index];
+    if (got === undefined) fail(`${name(index)} ${want.key} was not read`);
+    if (got.sha256 !== want.sha256)
+      fail(
+        `${name(index)} sha256 mismatch: downloaded ${got.sha256} (${got.bytes} bytes), manifest says ${want.sha256} (${want.bytes} bytes)`,
+      );
+    if (got.bytes !== want.bytes)
+      fail(`${name(index)} size mismatch: downloaded ${got.bytes} bytes, manifest says ${want.bytes}`);
   }
   if (extraction.unpackError !== null) fail(`the archive cannot be unpacked: ${extraction.unpackError}`);
   const differences = describeComparison(compareFiles(manifest.files, extraction.files));
   if (differences !== null) fail(`files differ from the manifest: ${differences}`);
+  const bytes = expected.reduce((sum, object) => sum + object.bytes, 0);
+  const what =
+    manifest.formatVersion === 1
+      ? `archive sha256 ${expected[0].sha256} matches (${bytes} bytes)`
+      : `all ${expected.length} archive chunks match their sha256 (${bytes} bytes, digest ${manifest.archive.sha256})`;
   return {
     name: "objects",
     passed: true,
-    detail: `archive sha256 ${archive.sha256} matches (${archive.bytes} bytes); all ${manifest.files.length} files match their sha256`,
+    detail: `${what}; all ${manifest.files.length} files match their sha256`,
   };
 }

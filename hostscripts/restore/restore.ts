@@ -4,6 +4,8 @@ import type { S3Client } from "@aws-sdk/client-s3";
 import type { Shell } from "zx";
 import {
   VERIFY_DEFAULTS,
+  archiveObjectsOf,
+  boundArchiveObjects,
   type BackupManifest,
   type RestoreConfig,
   type Verdict,
@@ -18,10 +20,10 @@ import {
   ObjectProblem,
   currentObject,
   describeObject,
-  downloadArchive,
   judgeObjects,
   readManifest,
 } from "./objects";
+import { downloadArchive } from "./parallel";
 import {
   mapSourcePath,
   removeReplicationState,
@@ -91,16 +93,18 @@ export async function restoreBackup(
   await prepareTarget(target, force);
   const refuse = (error: unknown) => rethrowForRestore(error, deps.s3, bucket, chosen);
   const manifest = await readChosenManifest(deps.s3, bucket, chosen, pins.manifest, refuse);
+  const archive = archiveObjectsOf(manifest);
   log.info("downloading and extracting", {
-    archiveKey: manifest.archive.key,
+    archiveKeys: archive.map((object) => object.key),
     bytes: manifest.archive.bytes,
-    version: pins.archive ? describeObject(pins.archive) : "the current one",
+    versions: pins.archive
+      ? pins.archive.map((pin) => (pin ? describeObject(pin) : "?"))
+      : "the current ones",
   });
-  const { extraction } = await downloadArchive(deps.s3, bucket, manifest.archive.key, target, {
+  const { extraction } = await downloadArchive(deps.s3, bucket, manifest, target, {
     ...VERIFY_DEFAULTS.download,
     ...config.download,
-    expectedBytes: manifest.archive.bytes,
-    pin: pins.archive,
+    pins: pins.archive,
   }).catch(refuse);
   await warnIfSuperseded(deps.s3, bucket, pins, log);
   try {
@@ -138,7 +142,7 @@ export async function restoreBackup(
     datadir,
     serverOptions: restoredServerOptions(manifest, target),
     replicationStatements: replicationStatements(manifest),
-    archiveBytes: extraction.archive.bytes,
+    archiveBytes: extraction.objects.reduce((sum, object) => sum + object.bytes, 0),
     seconds: Math.round(performance.now() - started) / 1000,
   };
 }
@@ -161,14 +165,16 @@ async function prepareTarget(target: string, force: boolean): Promise<void> {
 /** The objects to fetch: the verified ones, when the chosen backup's verdict names them. */
 interface Pins {
   manifest?: VerifiedObject;
-  archive?: VerifiedObject;
+  /** Every archive object, in order (the one of format 1, the chunks of format 2). */
+  archive?: Array<VerifiedObject | null>;
 }
 
 /** The objects the chosen backup's verdict is bound to; none (with a warning) for a verdict without binding. */
 function verifiedPins(chosen: ListedBackup, log: Logger): Pins {
   if (chosen.verdict !== "verified") return {};
-  if (chosen.objects?.manifest && chosen.objects.archive)
-    return { manifest: chosen.objects.manifest, archive: chosen.objects.archive };
+  const archive = chosen.objects ? boundArchiveObjects(chosen.objects) : [];
+  if (chosen.objects?.manifest && archive.length > 0 && archive.every((object) => object !== null))
+    return { manifest: chosen.objects.manifest, archive };
   log.warn(`the verdict on ${chosen.backupId} predates object binding: it names no object version`, {
     hint: "restoring the current objects, checked against the manifest; nothing proves they are the ones verified",
   });
@@ -180,8 +186,8 @@ function verifiedPins(chosen: ListedBackup, log: Logger): Pins {
  * only create objects): the verified version was restored, and the newer one is named for on-call.
  */
 async function warnIfSuperseded(s3: S3Client, bucket: string, pins: Pins, log: Logger): Promise<void> {
-  for (const pin of [pins.manifest, pins.archive]) {
-    if (pin === undefined || pin.versionId === null) continue;
+  for (const pin of [pins.manifest, ...(pins.archive ?? [])]) {
+    if (pin === undefined || pin === null || pin.versionId === null) continue;
     const current = await currentObject(s3, bucket, pin.key).catch(() => undefined);
     if (current === undefined || current?.versionId === pin.versionId) continue;
     log.warn(
@@ -254,7 +260,10 @@ async function notAsVerified(
   bucket: string,
   chosen: ListedBackup,
 ): Promise<PipelineError> {
-  const verified = error.object === "archive" ? chosen.objects?.archive : chosen.objects?.manifest;
+  const verified =
+    error.object === "archive"
+      ? chosen.objects && boundArchiveObjects(chosen.objects)[error.index]
+      : chosen.objects?.manifest;
   const key = verified?.key ?? error.where;
   const current = await currentObject(s3, bucket, key).then(
     (object) => (object === null ? "no object at all" : describeObject(object)),

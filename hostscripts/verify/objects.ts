@@ -1,16 +1,19 @@
 import type { S3Client } from "@aws-sdk/client-s3";
 import {
+  archiveChunkKey,
   archiveKey,
+  archiveObjectsOf,
   type BackupCreatedMessage,
   type BackupManifest,
   type BackupRef,
+  type VerifiedObject,
   type VerifiedObjects,
 } from "../../contracts";
 import { messageOf } from "../common/errors";
 import { s3Failure } from "../common/s3";
-import type { RangedDownloadOptions } from "../restore/download";
 import type { Extraction } from "../restore/extract";
-import { CheckFailure, ObjectProblem, downloadArchive, readManifest } from "../restore/objects";
+import { CheckFailure, ObjectProblem, readManifest } from "../restore/objects";
+import { downloadArchive, type ArchiveDownloadOptions } from "../restore/parallel";
 
 /**
  * The backup's objects as the verifier fetches them (DESIGN §1 step 11), and whom it blames when they cannot
@@ -39,13 +42,16 @@ export async function fetchManifest(
     (error: unknown) => rethrowForVerifier(error, objects),
   );
   objects.manifest = object;
+  const keys = archiveObjectsOf(manifest).map((o) => o.key);
+  const expectedKeys =
+    manifest.formatVersion === 1 ? [archiveKey(ref)] : keys.map((_, index) => archiveChunkKey(ref, index));
   const problems = [
     ...(["backupId", "cluster", "host"] as const)
       .filter((k) => manifest[k] !== ref[k])
       .map((k) => `its ${k} is "${manifest[k]}", the key says "${ref[k]}"`),
-    ...(manifest.archive.key !== archiveKey(ref)
-      ? [`its archive key "${manifest.archive.key}" is not "${archiveKey(ref)}"`]
-      : []),
+    ...keys.flatMap((key, index) =>
+      key !== expectedKeys[index] ? [`its archive key "${key}" is not "${expectedKeys[index]}"`] : [],
+    ),
     ...(manifest.archive.sha256 !== message.archiveSha256
       ? [`its archive sha256 ${manifest.archive.sha256} differs from the message's ${message.archiveSha256}`]
       : []),
@@ -58,22 +64,27 @@ export async function fetchManifest(
 }
 
 /**
- * Streams the archive through the hash, zstd and tar into `root`, recording what was read in
- * `objects.archive`; a missing archive, or one whose size is not the manifest's, fails "objects".
+ * Streams the archive's objects through the hash, zstd and tar into `root`, several at once, recording each
+ * as it was read in `objects` (`archive` for format 1, `chunks` for format 2); a missing archive object, or
+ * one whose size is not the manifest's, fails "objects".
  */
 export async function downloadAndExtract(
   s3: S3Client,
   bucket: string,
   manifest: BackupManifest,
   root: string,
-  options: RangedDownloadOptions,
+  options: Omit<ArchiveDownloadOptions, "pins" | "onObject">,
   objects: VerifiedObjects,
 ): Promise<Extraction> {
-  const downloaded = await downloadArchive(s3, bucket, manifest.archive.key, root, {
+  if (manifest.formatVersion === 2) objects.chunks = manifest.archive.chunks.map(() => null);
+  const record = (index: number, object: VerifiedObject) => {
+    if (objects.chunks) objects.chunks[index] = object;
+    else objects.archive = object;
+  };
+  const downloaded = await downloadArchive(s3, bucket, manifest, root, {
     ...options,
-    expectedBytes: manifest.archive.bytes,
+    onObject: record,
   }).catch((error: unknown) => rethrowForVerifier(error, objects));
-  objects.archive = downloaded.object;
   return downloaded.extraction;
 }
 
@@ -84,7 +95,11 @@ export async function downloadAndExtract(
 function rethrowForVerifier(error: unknown, objects: VerifiedObjects): never {
   if (!(error instanceof ObjectProblem)) throw error;
   const { where, object } = error;
-  if (error.read !== undefined) objects[object === "archive" ? "archive" : "manifest"] = error.read;
+  if (error.read !== undefined) {
+    if (object === "manifest.json") objects.manifest = error.read;
+    else if (objects.chunks) objects.chunks[error.index] = error.read;
+    else objects.archive = error.read;
+  }
   switch (error.kind) {
     case "missing":
       throw new CheckFailure(

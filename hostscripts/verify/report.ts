@@ -11,6 +11,7 @@ import {
   VerifierMetric,
   lockModeOf,
   archiveKey,
+  boundArchiveObjects,
   manifestKey,
   metric,
   parseVerificationReport,
@@ -184,20 +185,21 @@ export function verdictTags(verdict: Verdict, existing: Tag[] = []): Tag[] {
   ];
 }
 
-/** Tags the backup's archive and manifest with its verdict, each keeping its retention tag (verdictTags). */
-export async function tagBackup(
-  s3: S3Client,
-  bucket: string,
-  ref: BackupRef,
-  verdict: Verdict,
-): Promise<void> {
-  for (const key of [archiveKey(ref), manifestKey(ref)]) {
-    const { TagSet } = await s3.send(new GetObjectTaggingCommand({ Bucket: bucket, Key: key }));
+/**
+ * Tags the backup's objects with its verdict, each keeping its retention tag (verdictTags): every archive
+ * object the report binds (the chunks of a format 2 backup) and the manifest; the layout's archive key when
+ * the report binds none.
+ */
+export async function tagBackup(s3: S3Client, report: VerificationReport, ref: BackupRef): Promise<void> {
+  const bound = report.objects ? boundArchiveObjects(report.objects).flatMap((o) => (o ? [o.key] : [])) : [];
+  const keys = [...(bound.length > 0 ? bound : [archiveKey(ref)]), manifestKey(ref)];
+  for (const key of keys) {
+    const { TagSet } = await s3.send(new GetObjectTaggingCommand({ Bucket: report.bucket, Key: key }));
     await s3.send(
       new PutObjectTaggingCommand({
-        Bucket: bucket,
+        Bucket: report.bucket,
         Key: key,
-        Tagging: { TagSet: verdictTags(verdict, TagSet) },
+        Tagging: { TagSet: verdictTags(report.verdict, TagSet) },
       }),
     );
   }

@@ -2,12 +2,14 @@ import {
   CHECKS,
   VerifierMetric,
   backupIdTime,
+  boundArchiveObjects,
   metric,
   verificationKey,
   type BackupCreatedMessage,
   type BackupRef,
   type CheckResult,
   type MetricDatum,
+  type VerifiedObject,
   type VerificationReport,
   type VerifyConfig,
 } from "../../contracts";
@@ -140,9 +142,17 @@ async function storedVerdict(
  * the report binds none (it predates the binding). Objects the verdict did not read are not compared.
  */
 async function changesSince(report: VerificationReport, deps: VerificationDeps): Promise<string[] | null> {
-  if (report.objects === undefined) return null;
+  const { objects } = report;
+  if (objects === undefined) return null;
   const changes: string[] = [];
-  for (const [name, bound] of Object.entries(report.objects)) {
+  const named: Array<[string, VerifiedObject | null]> = [
+    ["manifest", objects.manifest],
+    ...boundArchiveObjects(objects).map((object, index): [string, VerifiedObject | null] => [
+      objects.chunks ? `archive chunk ${index + 1}` : "archive",
+      object,
+    ]),
+  ];
+  for (const [name, bound] of named) {
     if (bound === null) continue;
     const where = `s3://${report.bucket}/${bound.key}`;
     const current = await s3Call(
@@ -230,7 +240,7 @@ async function publishVerdict(
 ): Promise<void> {
   if (config.s3?.tagObjects) {
     // The report is the verdict; a missing tag only makes it less visible, so it never blocks the message.
-    await tagBackup(deps.s3, report.bucket, ref, report.verdict).catch((error: unknown) =>
+    await tagBackup(deps.s3, report, ref).catch((error: unknown) =>
       deps.log.warn(
         `could not tag the objects of ${ref.backupId} verified=${report.verdict === "verified"}: ${messageOf(error)}`,
         {

@@ -16,14 +16,16 @@ import {
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListObjectsV2Command,
   UploadPartCommand,
   type S3Client,
 } from "@aws-sdk/client-s3";
 import { DeleteMessageCommand, ReceiveMessageCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import { $ } from "zx";
 import {
-  archiveKey,
+  archiveObjectsOf,
   backupIdTime,
+  backupPrefix,
   manifestKey,
   parseBackupConfig,
   parseBackupCreated,
@@ -38,7 +40,13 @@ import { RETENTION_STATE, utcMonth } from "../../hostscripts/backup/retention-cl
 import { RUN_LOCK_FILE, runBackup, type BackupDeps } from "../../hostscripts/backup/run";
 import { PipelineError } from "../../hostscripts/common/errors";
 import { memoryLogger } from "../../hostscripts/common/log";
-import { OUTBOX, UPLOAD_RECORD, readOutbox, type UploadRecord } from "../../hostscripts/backup/staging";
+import {
+  OUTBOX,
+  UPLOAD_RECORD,
+  readOutbox,
+  readUploadRecords,
+  type UploadRecord,
+} from "../../hostscripts/backup/staging";
 import { PAUSE_POINTS, type PausePoint } from "../../hostscripts/common/checkpoint";
 import { fileSink } from "../../hostscripts/common/metrics";
 import { checkManifestKey } from "../../hostscripts/verify/daemon";
@@ -182,7 +190,8 @@ async function drainMessages(sqs: SQSClient): Promise<string[]> {
 async function nextRunRepairsAndSucceeds(): Promise<string> {
   const result = await runBackup(config, deps);
   const manifest = await manifestOf(deps.s3, result.manifestKey);
-  expect(await sha256Of(deps.s3, result.archiveKey)).toBe(manifest.archive.sha256);
+  for (const object of archiveObjectsOf(manifest))
+    expect(await sha256Of(deps.s3, object.key)).toBe(object.sha256);
   expect(manifest.archive.sha256).toBe(result.archiveSha256);
   expect(await snapshotsLeft()).toEqual([]);
   expect(await exists(join(config.localDir, RUN_LOCK_FILE))).toBe(false);
@@ -229,30 +238,49 @@ test("killed with the snapshot present: the next run deletes it (only this tool'
   expect(await localBackups()).not.toContain(crashed);
 }, 90_000);
 
-test("killed with the archive half written: the partial archive, its directory and the upload following it go", async () => {
+test("killed with the archive half written: the partial chunk, its directory and the upload following it go", async () => {
   const child = await cliPausedAt("archive");
   await kill9(child);
   const crashed = (await localBackups()).at(-1)!;
-  // The upload follows the archive, so its multipart upload is already open and recorded.
-  expect((await filesOf(crashed)).sort()).toEqual(["archive.tar.zst.partial", UPLOAD_RECORD].sort());
-  const record = await uploadRecordOf(crashed);
+  // The upload follows the archive, so the first chunk's multipart upload is already open and recorded.
+  expect((await filesOf(crashed)).sort()).toEqual(["archive-0001.tar.zst.partial", UPLOAD_RECORD].sort());
+  const records = await uploadRecordsOf(crashed);
+  expect(records.map((r) => r.key)).toEqual([expect.stringMatching(/archive-0001\.tar\.zst$/)]);
   await nextRunRepairsAndSucceeds();
   expect(await localBackups()).not.toContain(crashed);
-  expect(await latePartError(record)).toBe("NoSuchUpload");
+  expect(await latePartError(records[0])).toBe("NoSuchUpload");
 }, 90_000);
 
-test("killed mid-upload: the open multipart upload is aborted", async () => {
+test("killed mid-upload: every open multipart upload is aborted", async () => {
   const child = await cliPausedAt("upload");
   await kill9(child);
   const crashed = (await localBackups()).at(-1)!;
-  const record = await uploadRecordOf(crashed);
+  const records = await uploadRecordsOf(crashed);
   await nextRunRepairsAndSucceeds();
   expect(await localBackups()).not.toContain(crashed);
-  expect(await latePartError(record)).toBe("NoSuchUpload");
+  for (const record of records) expect(await latePartError(record)).toBe("NoSuchUpload");
 }, 90_000);
 
-async function uploadRecordOf(backup: string): Promise<UploadRecord> {
-  return JSON.parse(await readFile(join(config.localDir, backup, UPLOAD_RECORD), "utf8")) as UploadRecord;
+test("killed once the publication is staged, before the uploads complete: the next run completes them and announces it", async () => {
+  const child = await cliPausedAt("sealed");
+  await kill9(child);
+  const crashed = (await localBackups()).at(-1)!;
+  expect(await filesOf(crashed)).toContain(OUTBOX);
+  const records = await uploadRecordsOf(crashed);
+  expect(records.length).toBeGreaterThan(1);
+  expect(records.every((r) => r.completion !== undefined)).toBe(true);
+  for (const record of records) expect(await objectExists(record.key)).toBe(false);
+  // Read before the next run: once it completes the backup, only manifest.json stays in the directory.
+  const outbox = (await readOutbox(join(config.localDir, crashed))).message;
+  const next = await nextRunRepairsAndSucceeds();
+  expect((await drainMessages(deps.sqs)).sort()).toEqual([crashed, next].sort());
+  const manifest = await manifestOf(deps.s3, outbox.manifestKey);
+  for (const object of archiveObjectsOf(manifest))
+    expect(await sha256Of(deps.s3, object.key)).toBe(object.sha256);
+}, 90_000);
+
+async function uploadRecordsOf(backup: string): Promise<UploadRecord[]> {
+  return readUploadRecords(join(config.localDir, backup));
 }
 
 /** The error name S3 gives a part sent to the recorded upload: an aborted upload takes no more parts. */
@@ -283,7 +311,8 @@ test("killed after the upload, before the message: the outbox delivers it, and t
   expect((await drainMessages(deps.sqs)).sort()).toEqual([crashed, next].sort());
   expect(await localBackups()).toContain(crashed);
   const manifest = await manifestOf(deps.s3, outbox.manifestKey);
-  expect(await sha256Of(deps.s3, manifest.archive.key)).toBe(manifest.archive.sha256);
+  for (const object of archiveObjectsOf(manifest))
+    expect(await sha256Of(deps.s3, object.key)).toBe(object.sha256);
   expect(outbox.archiveSha256).toBe(manifest.archive.sha256);
 }, 90_000);
 
@@ -295,7 +324,7 @@ test("killed once the archive is complete, before its manifest: the repair tags 
   const crashed = (await localBackups()).at(-1)!;
   const staged = await readOutbox(join(config.localDir, crashed));
   expect(staged.manifest.retention).toBe("monthly");
-  expect(await objectExists(staged.manifest.archive.key)).toBe(true);
+  for (const object of archiveObjectsOf(staged.manifest)) expect(await objectExists(object.key)).toBe(true);
   expect(await objectExists(staged.message.manifestKey)).toBe(false);
   expect(await exists(join(config.localDir, RETENTION_STATE))).toBe(false);
 
@@ -308,7 +337,7 @@ test("killed once the archive is complete, before its manifest: the repair tags 
   const month = (id: string) => utcMonth(backupIdTime(id));
   const expected = month(next.backupId) === month(crashed) ? "daily" : "monthly";
   expect(next.retention).toBe(expected);
-  expect(tagsSent.get(next.archiveKey)).toBe(`retention=${expected}`);
+  for (const key of next.archiveKeys) expect(tagsSent.get(key)).toBe(`retention=${expected}`);
   expect(tagsSent.get(next.manifestKey)).toBe(`retention=${expected}`);
   expect(JSON.parse(await readFile(join(config.localDir, RETENTION_STATE), "utf8"))).toEqual({
     month: month(expected === "daily" ? crashed : next.backupId),
@@ -372,11 +401,8 @@ async function killAndRecover(
     : null;
   const backupId = line?.backupId ?? (await localBackups()).find((id) => !before.has(id)) ?? null;
   const at = line ? `${point} "${line.message}"` : point;
-  const archive =
-    backupId === null
-      ? null
-      : archiveKey({ prefix: "backups", cluster: config.cluster, host: config.host, backupId });
-  const archiveAtKill = archive !== null && (await objectExists(archive));
+  const archive = backupId === null ? [] : await archiveObjectsIn(backupId);
+  const archiveAtKill = archive.length > 0;
   const sent = await drainMessageBodies(deps.sqs);
   const abandonedBefore = await abandonedMetrics();
 
@@ -393,14 +419,9 @@ async function killAndRecover(
   // Names what it did precisely: nothing complete in S3 counts as incomplete or aborted; a prune is a prune.
   if (archiveAtKill) {
     expect(report?.incompleteRemoved ?? []).not.toContain(backupId);
-    expect(report?.uploadsAborted ?? []).not.toContain(archive);
+    for (const key of archive) expect(report?.uploadsAborted ?? []).not.toContain(key);
   }
-  for (const removed of report?.incompleteRemoved ?? [])
-    expect(
-      await objectExists(
-        archiveKey({ prefix: "backups", cluster: config.cluster, host: config.host, backupId: removed }),
-      ),
-    ).toBe(false);
+  for (const removed of report?.incompleteRemoved ?? []) expect(await archiveObjectsIn(removed)).toEqual([]);
   if (point === "pruning") expect(report?.pruneFinished).toHaveLength(1);
 
   const announced = sent.filter((m) => m.backupId === backupId);
@@ -415,10 +436,19 @@ async function killAndRecover(
     expect(`${backupId}: ${verdict}`).toBe(`${backupId}: verified`);
     end = "verified";
   } else {
-    end = archive !== null && (await objectExists(archive)) ? "SILENT" : "never in S3";
+    end = backupId !== null && (await archiveObjectsIn(backupId)).length > 0 ? "SILENT" : "never in S3";
   }
   await removeObjects([backupId, next.backupId]);
   return { at, backupId, archiveAtKill, end, repair: mentions };
+}
+
+/** The archive objects (chunks) of a backup that exist in S3. */
+async function archiveObjectsIn(backupId: string): Promise<string[]> {
+  const prefix = backupPrefix({ prefix: "backups", cluster: config.cluster, host: config.host, backupId });
+  const listed = await deps.s3.send(new ListObjectsV2Command({ Bucket: config.s3.bucket, Prefix: prefix }));
+  return (listed.Contents ?? []).flatMap((o) =>
+    o.Key && /\/archive-\d{4,}\.tar\.zst$/.test(o.Key) ? [o.Key] : [],
+  );
 }
 
 async function objectExists(key: string): Promise<boolean> {
@@ -473,7 +503,7 @@ async function removeObjects(backupIds: Array<string | null>): Promise<void> {
   for (const backupId of backupIds) {
     if (backupId === null) continue;
     const ref = { prefix: "backups", cluster: config.cluster, host: config.host, backupId };
-    for (const Key of [archiveKey(ref), manifestKey(ref), verificationKey(ref)])
+    for (const Key of [...(await archiveObjectsIn(backupId)), manifestKey(ref), verificationKey(ref)])
       await deps.s3.send(new DeleteObjectCommand({ Bucket: config.s3.bucket, Key }));
   }
 }

@@ -144,11 +144,15 @@ test("a backup through an endpoint that fails 30 % of requests completes with th
         ).Body!.transformToString(),
       ),
     );
-    const local = createHash("sha256")
-      .update(await readFile(result.localArchive))
-      .digest("hex");
-    expect(manifest.archive.sha256).toBe(local);
-    expect(await sha256Of(direct.s3, config.s3.bucket, result.archiveKey)).toBe(manifest.archive.sha256);
+    expect(manifest.formatVersion).toBe(2);
+    if (manifest.formatVersion !== 2) throw new Error("unreachable");
+    for (const [index, chunk] of manifest.archive.chunks.entries()) {
+      const local = createHash("sha256")
+        .update(await readFile(result.localArchives[index]))
+        .digest("hex");
+      expect(chunk.sha256).toBe(local);
+      expect(await sha256Of(direct.s3, config.s3.bucket, chunk.key)).toBe(chunk.sha256);
+    }
     expect(result.upload.parts).toBeGreaterThanOrEqual(2);
 
     const got = await direct.sqs.send(
@@ -205,7 +209,7 @@ test("a part refused while the archive is being written stops the archive and le
     const error = await runBackup(config, await backupDeps(config, memoryLogger())).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(PipelineError);
     expect((error as PipelineError).kind).toBe("UploadFailed");
-    expect((error as PipelineError).message).toMatch(/archive\.tar\.zst failed: AccessDenied/);
+    expect((error as PipelineError).message).toMatch(/archive-\d{4}\.tar\.zst failed: AccessDenied/);
     expect((await readdir(lab().snapshotDir)).filter((n) => n.startsWith("mysql-backup-"))).toEqual([]);
     expect(await readdir(base.localDir)).toEqual(localBefore);
   } finally {

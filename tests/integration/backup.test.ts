@@ -5,6 +5,7 @@
  * client sends, and plays S3's answer to a create-only write on a taken key (tests/support/create-only-s3.ts).
  */
 import { createHash } from "node:crypto";
+import { crc32 } from "node:zlib";
 import { readFile, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -14,13 +15,16 @@ import { GetObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/clie
 import { DeleteMessageCommand, ReceiveMessageCommand } from "@aws-sdk/client-sqs";
 import {
   ReplicaMetric,
-  archiveKey,
+  archiveLayoutProblem,
   backupIdTime,
+  backupPrefix,
+  chunkListDigest,
   parseBackupConfig,
   parseBackupCreated,
   parseManifest,
   type BackupConfig,
 } from "../../contracts";
+import { crc32Base64 } from "../../hostscripts/backup/checksums";
 import { backupDeps } from "../../hostscripts/backup/command";
 import { RETENTION_STATE, utcMonth } from "../../hostscripts/backup/retention-class";
 import { runBackup, type BackupDeps, type BackupResult } from "../../hostscripts/backup/run";
@@ -145,7 +149,24 @@ describe("mysql-backup backup of a replica under write load", () => {
       ),
     );
     expect(manifest.backupId).toBe(first.backupId);
-    expect(manifest.archive.key).toBe(first.archiveKey);
+    // Format 2: the archive in chunks (the lab's are 64 MiB of tar), each object's sha256 in the manifest.
+    expect(manifest.formatVersion).toBe(2);
+    if (manifest.formatVersion !== 2) throw new Error("unreachable");
+    expect(manifest.archive.chunks.map((c) => c.key)).toEqual(first.archiveKeys);
+    expect(first.archiveKeys.length).toBeGreaterThan(1);
+    expect(archiveLayoutProblem(manifest.archive, manifest.files)).toBeNull();
+    for (const [index, chunk] of manifest.archive.chunks.entries()) {
+      expect(await sha256Of(deps.s3, config.s3.bucket, chunk.key)).toEqual({
+        sha256: chunk.sha256,
+        bytes: chunk.bytes,
+      });
+      expect(chunk.sha256).toBe(
+        createHash("sha256")
+          .update(await readFile(first.localArchives[index]))
+          .digest("hex"),
+      );
+    }
+    expect(manifest.archive.sha256).toBe(chunkListDigest(manifest.archive.chunks));
     // The host's first backup: no month is taken yet, so it is the month's monthly, and now the month is.
     expect(first.retention).toBe("monthly");
     expect(manifest.retention).toBe("monthly");
@@ -153,15 +174,6 @@ describe("mysql-backup backup of a replica under write load", () => {
       month: utcMonth(new Date(manifest.startedAt)),
       backupId: first.backupId,
     });
-    expect(await sha256Of(deps.s3, config.s3.bucket, first.archiveKey)).toEqual({
-      sha256: manifest.archive.sha256,
-      bytes: manifest.archive.bytes,
-    });
-    expect(manifest.archive.sha256).toBe(
-      createHash("sha256")
-        .update(await readFile(first.localArchive))
-        .digest("hex"),
-    );
 
     // The position was taken on a replica that had applied writes, under the lock. The lab's MyISAM and Aria
     // tables hold rows, so `auto` holds commits (BACKUP STAGE BLOCK_COMMIT) rather than taking no lock.
@@ -240,40 +252,58 @@ describe("mysql-backup backup of a replica under write load", () => {
     }
   }, 120_000);
 
-  test("sends SSE-KMS and SHA-256 checksum headers on every part and on the manifest, the manifest last", async () => {
+  test("sends SSE-KMS and checksum headers on every part (CRC32) and on the manifest (SHA-256), the manifest last", async () => {
     // The run first looks for uploads an earlier, crashed run left open (none here), then writes.
     expect(sent[0].command).toBe("ListMultipartUploadsCommand");
     const ofThisBackup = sent.filter(
       (r) => !["GetObjectCommand", "ListMultipartUploadsCommand"].includes(r.command),
     );
     const commands = ofThisBackup.map((r) => r.command);
+    const chunks = first.chunks.length;
     expect(commands[0]).toBe("CreateMultipartUploadCommand");
-    expect(commands.filter((c) => c === "UploadPartCommand").length).toBeGreaterThanOrEqual(2);
-    expect(commands.slice(-2)).toEqual(["CompleteMultipartUploadCommand", "PutObjectCommand"]);
+    expect(commands.filter((c) => c === "CreateMultipartUploadCommand")).toHaveLength(chunks);
+    expect(commands.filter((c) => c === "UploadPartCommand")).toHaveLength(first.upload.parts);
+    // Every upload stays open until every part of every chunk is up; then all complete, then the manifest.
+    expect(commands.slice(-chunks - 1)).toEqual([
+      ...Array.from({ length: chunks }, () => "CompleteMultipartUploadCommand"),
+      "PutObjectCommand",
+    ]);
 
-    const create = ofThisBackup[0].headers;
-    expect(create["x-amz-server-side-encryption"]).toBe("aws:kms");
-    expect(create["x-amz-checksum-algorithm"]).toBe("SHA256");
-    // Each part's checksum is the sha256 of exactly that slice of the local archive.
-    const local = await readFile(first.localArchive);
+    for (const create of ofThisBackup.filter((r) => r.command === "CreateMultipartUploadCommand")) {
+      expect(create.headers["x-amz-server-side-encryption"]).toBe("aws:kms");
+      expect(create.headers["x-amz-checksum-algorithm"]).toBe("CRC32");
+      expect(create.headers["x-amz-checksum-type"]).toBe("FULL_OBJECT");
+      // Every chunk is created with the backup's retention class, which the lifecycle keeps it by.
+      expect(create.headers["x-amz-tagging"]).toBe("retention=monthly");
+    }
+    // Each part's checksum is the CRC32 of exactly that slice of its local chunk, sent unsigned (no SHA-256
+    // of the body for SigV4); each completion carries the chunk's full CRC32 and size, and is create-only.
     const partSize = first.upload.partSizeBytes;
     const uploadParts = ofThisBackup.filter((r) => r.command === "UploadPartCommand");
-    expect(uploadParts.map((r) => r.partNumber).sort((a, b) => a! - b!)).toEqual(
-      Array.from({ length: first.upload.parts }, (_, i) => i + 1),
-    );
-    for (const part of uploadParts) {
-      const slice = local.subarray((part.partNumber! - 1) * partSize, part.partNumber! * partSize);
-      expect(part.headers["x-amz-checksum-sha256"]).toBe(createHash("sha256").update(slice).digest("base64"));
+    const completions = ofThisBackup.filter((r) => r.command === "CompleteMultipartUploadCommand");
+    for (const [index, path] of first.localArchives.entries()) {
+      const local = await readFile(path);
+      const parts = uploadParts.filter((r) => r.key === first.archiveKeys[index]);
+      expect(parts.map((r) => r.partNumber).sort((a, b) => a! - b!)).toEqual(
+        Array.from({ length: Math.ceil(local.length / partSize) }, (_, i) => i + 1),
+      );
+      for (const part of parts) {
+        const slice = local.subarray((part.partNumber! - 1) * partSize, part.partNumber! * partSize);
+        expect(part.headers["x-amz-checksum-crc32"]).toBe(crc32Base64(crc32(slice) >>> 0));
+        expect(part.headers["x-amz-content-sha256"]).toBe("UNSIGNED-PAYLOAD");
+      }
+      const completion = completions.find((r) => r.key === first.archiveKeys[index])!;
+      expect(completion.headers["x-amz-checksum-crc32"]).toBe(crc32Base64(crc32(local) >>> 0));
+      expect(completion.headers["x-amz-checksum-type"]).toBe("FULL_OBJECT");
+      expect(completion.headers["x-amz-mp-object-size"]).toBe(String(local.length));
+      // Create-only: S3 refuses to replace an object that exists (the bucket policy demands the header).
+      expect(completion.headers["if-none-match"]).toBe("*");
     }
-    // Create-only: S3 refuses to replace an object that exists (the bucket policy demands the header).
-    expect(ofThisBackup.at(-2)!.headers["if-none-match"]).toBe("*");
     const manifestPut = ofThisBackup[ofThisBackup.length - 1].headers;
     expect(manifestPut["if-none-match"]).toBe("*");
     expect(manifestPut["x-amz-server-side-encryption"]).toBe("aws:kms");
     expect(manifestPut["x-amz-checksum-sha256"]).toMatch(/^[A-Za-z0-9+/]{43}=$/);
     expect(manifestPut["content-type"]).toBe("application/json");
-    // Both objects are created with the backup's retention class, which the lifecycle keeps them by.
-    expect(create["x-amz-tagging"]).toBe("retention=monthly");
     expect(manifestPut["x-amz-tagging"]).toBe("retention=monthly");
   });
 
@@ -283,7 +313,8 @@ describe("mysql-backup backup of a replica under write load", () => {
       const result = await runBackup(config, deps);
       lockMs.push(result.lockMs);
       expect(result.retention).toBe(classAfter(first, result));
-      expect(tagsSent(sent, result.archiveKey)).toEqual([`retention=${result.retention}`]);
+      for (const key of result.archiveKeys)
+        expect(tagsSent(sent, key)).toEqual([`retention=${result.retention}`]);
       expect(tagsSent(sent, result.manifestKey)).toEqual([`retention=${result.retention}`]);
       expect(await snapshotsLeft(lab())).toEqual([]);
     }
@@ -366,12 +397,14 @@ describe("mysql-backup backup of a replica under write load", () => {
     const result = await runBackup(config, lossy);
     expect(lost).toEqual(["CompleteMultipartUploadCommand", "PutObjectCommand"]);
     const settled = log.lines.filter((l) => l.message.startsWith("the object was already written"));
+    // The first completion's answer is lost (the chunks complete at once, so any of them may be first).
     expect(settled.map((l) => l.where)).toEqual([
-      `s3://${config.s3.bucket}/${result.archiveKey}`,
+      expect.stringMatching(new RegExp(`^s3://${config.s3.bucket}/.*/archive-\\d{4}\\.tar\\.zst$`)),
       `s3://${config.s3.bucket}/${result.manifestKey}`,
     ]);
     expect(settled[0].detail).toMatch(/ETag [0-9a-f]{32}-\d+ matches/);
-    expect((await sha256Of(lossy.s3, config.s3.bucket, result.archiveKey)).sha256).toBe(result.archiveSha256);
+    for (const chunk of result.chunks)
+      expect((await sha256Of(lossy.s3, config.s3.bucket, chunk.key)).sha256).toBe(chunk.sha256);
     await drainQueue(config);
   }, 120_000);
 
@@ -409,7 +442,12 @@ describe("mysql-backup backup of a replica under write load", () => {
       .at(-1)!;
     expect(await readdir(join(config.localDir, crashed))).toContain("outbox.json");
     const crashedRef = { prefix: "backups", cluster: config.cluster, host: config.host, backupId: crashed };
-    expect(tagsSent(forgedSent, archiveKey(crashedRef))).toEqual(["retention=monthly"]);
+    const chunkKeys = [...new Set(forgedSent.flatMap((r) => (r.key?.includes("/archive-") ? [r.key] : [])))];
+    expect(chunkKeys.length).toBeGreaterThan(1);
+    for (const key of chunkKeys) {
+      expect(key.startsWith(backupPrefix(crashedRef))).toBe(true);
+      expect(tagsSent(forgedSent, key)).toEqual(["retention=monthly"]);
+    }
     expect(await readdir(config.localDir)).not.toContain(RETENTION_STATE);
 
     const nextLog = memoryLogger();

@@ -126,15 +126,16 @@ test("a host whose newest verified backup is older than the window is a warning 
 test("a failed verification makes its host critical, and status exits 2", async () => {
   const backup = await cli(["backup", "--config", lab().backupConfigPath, "--json"]);
   const taken = JSON.parse(backup.stdout) as BackupResult;
-  // One byte of the archive flipped in S3: the verifier's objects check must refuse it.
+  // One byte of the archive (its first chunk) flipped in S3: the verifier's objects check must refuse it.
+  const chunkKey = taken.archiveKeys[0];
   await withClients(lab(), async ({ s3 }) => {
-    const got = await s3.send(new GetObjectCommand({ Bucket: taken.bucket, Key: taken.archiveKey }));
+    const got = await s3.send(new GetObjectCommand({ Bucket: taken.bucket, Key: chunkKey }));
     const bytes = Buffer.from(await got.Body!.transformToByteArray());
     bytes[Math.floor(bytes.length / 2)] ^= 0xff;
     // In 5 MiB parts: the emulator refuses a single PUT of more than about 10 MB.
     await new Upload({
       client: s3,
-      params: { Bucket: taken.bucket, Key: taken.archiveKey, Body: bytes },
+      params: { Bucket: taken.bucket, Key: chunkKey, Body: bytes },
       partSize: 5 * 1024 * 1024,
     }).done();
   });

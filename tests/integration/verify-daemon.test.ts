@@ -256,60 +256,74 @@ test("with concurrency 2 the daemon restores two backups at once, each in its ow
   await expectNoScratchLeft(lab());
 });
 
-test("the archive is downloaded as ranged parts, several at once, and verified", async () => {
+test("the archive's chunks are downloaded as ranged parts, several chunks and parts at once, and verified", async () => {
   const backup = await takeBackup(lab());
   const base = await labVerifyConfig(lab());
-  // Observes (does not answer) the archive's GETs: their ranges, and how many were in flight at once.
-  const ranges: string[] = [];
-  let inFlight = 0;
+  // Observes (does not answer) the archive's GETs: their ranges per chunk, and how many were in flight at once.
+  const ranges = new Map<string, string[]>(backup.archiveKeys.map((key) => [key, []]));
+  const inFlight = new Map<string, number>();
   let mostInFlight = 0;
+  let mostChunksAtOnce = 0;
   const s3 = labAwsClients(lab()).s3;
-  // The emulator keeps no versions: this plays S3's version id on the first answer (what a versioned bucket
-  // sends), and records the version every later range asks for.
-  const VERSION = "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY";
-  const pinned: Array<string | undefined> = [];
+  // The emulator keeps no versions: this plays S3's version id on each chunk's first answer (what a versioned
+  // bucket sends), and records the version every later range asks for.
+  const versionOf = (key: string) => `3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY-${key.slice(-12, -8)}`;
+  const unpinned: string[] = [];
   s3.middlewareStack.add(
     (next) => async (args) => {
       const input = args.input as { Key?: string; Range?: string; VersionId?: string };
-      if (input.Key !== backup.archiveKey) return next(args);
-      ranges.push(input.Range ?? "(whole)");
-      pinned.push(input.VersionId);
-      mostInFlight = Math.max(mostInFlight, ++inFlight);
+      const key = input.Key ?? "";
+      if (!ranges.has(key)) return next(args);
+      ranges.get(key)!.push(input.Range ?? "(whole)");
+      if (!input.Range?.startsWith("bytes=0-") && input.VersionId !== versionOf(key)) unpinned.push(key);
+      inFlight.set(key, (inFlight.get(key) ?? 0) + 1);
+      mostInFlight = Math.max(
+        mostInFlight,
+        [...inFlight.values()].reduce((a, b) => a + b, 0),
+      );
+      mostChunksAtOnce = Math.max(mostChunksAtOnce, [...inFlight.values()].filter((n) => n > 0).length);
       try {
         const answer = await next(args);
         if (input.Range?.startsWith("bytes=0-"))
-          (answer.output as { VersionId?: string }).VersionId = VERSION;
+          (answer.output as { VersionId?: string }).VersionId = versionOf(key);
         return answer;
       } finally {
-        inFlight--;
+        inFlight.set(key, inFlight.get(key)! - 1);
       }
     },
     { step: "initialize", name: "observeRanges" },
   );
   try {
     const { result } = await runLabVerifier(lab(), {
-      config: { ...base, download: { partSizeMiB: 1, concurrency: 4 } },
+      config: { ...base, download: { partSizeMiB: 1, concurrency: 4, workers: 2 } },
       s3,
     });
     expect(result).toMatchObject({ outcome: "verified", backupId: backup.backupId });
-    console.log(`download+extract in 1 MiB parts, 4 at once: ${result.timings.downloadExtractSeconds}s`);
-    // Every range after the first is pinned to the version the first one was served from, and the verdict
-    // binds that version.
-    expect(pinned[0]).toBeUndefined();
-    expect(pinned.slice(1)).toEqual(ranges.slice(1).map(() => VERSION));
-    expect(result.report?.objects?.archive).toMatchObject({
-      versionId: VERSION,
-      sha256: backup.archiveSha256,
-    });
+    console.log(
+      `download+extract of ${backup.chunks.length} chunks in 1 MiB parts, 2 chunks and 4 parts at once: ${result.timings.downloadExtractSeconds}s`,
+    );
+    // Every range after a chunk's first is pinned to the version its first was served from, and the verdict
+    // binds that version of every chunk.
+    expect(unpinned).toEqual([]);
+    expect(result.report?.objects?.chunks).toEqual(
+      backup.chunks.map((chunk) =>
+        expect.objectContaining({ key: chunk.key, versionId: versionOf(chunk.key), sha256: chunk.sha256 }),
+      ),
+    );
   } finally {
     s3.destroy();
   }
   const mib = 1024 * 1024;
-  const parts = Math.ceil(backup.archiveBytes / mib);
-  expect(ranges).toHaveLength(parts);
-  expect(ranges[0]).toBe(`bytes=0-${mib - 1}`);
-  expect(ranges.at(-1)).toBe(`bytes=${(parts - 1) * mib}-${backup.archiveBytes - 1}`);
-  expect(mostInFlight).toBeGreaterThan(1);
+  for (const chunk of backup.chunks) {
+    const got = ranges.get(chunk.key)!;
+    const parts = Math.ceil(chunk.bytes / mib);
+    expect(got).toHaveLength(parts);
+    // The first range asks for a whole part (the size is not known yet); a later one ends at the chunk's end.
+    expect(got[0]).toBe(`bytes=0-${mib - 1}`);
+    if (parts > 1) expect(got.at(-1)).toBe(`bytes=${(parts - 1) * mib}-${chunk.bytes - 1}`);
+  }
+  expect(mostChunksAtOnce).toBe(2);
+  expect(mostInFlight).toBeGreaterThan(2);
   expect(mostInFlight).toBeLessThanOrEqual(4);
 });
 
@@ -324,12 +338,14 @@ test('a duplicate message for a backup written over after its verdict fails "obj
   );
   // Someone writes a new archive over the verified one (same size, one byte flipped), and the message comes again.
   await withClients(lab(), async ({ s3, sqs }) => {
-    const original = await s3.send(new GetObjectCommand({ Bucket: lab().s3.bucket, Key: backup.archiveKey }));
+    const original = await s3.send(
+      new GetObjectCommand({ Bucket: lab().s3.bucket, Key: backup.archiveKeys[1] }),
+    );
     const bytes = Buffer.from(await original.Body!.transformToByteArray());
     bytes[100] ^= 0xff;
     await new Upload({
       client: s3,
-      params: { Bucket: lab().s3.bucket, Key: backup.archiveKey, Body: bytes },
+      params: { Bucket: lab().s3.bucket, Key: backup.archiveKeys[1], Body: bytes },
       partSize: 5 * 1024 * 1024,
     }).done();
     await sqs.send(new SendMessageCommand({ QueueUrl: lab().sqs.queueUrl, MessageBody: body }));
@@ -346,7 +362,7 @@ test('a duplicate message for a backup written over after its verdict fails "obj
   });
   expect(second.result.checks[0].detail).toMatch(
     new RegExp(
-      `^the objects changed after the verdict "verified" of .*: archive s3://${lab().s3.bucket}/${backup.archiveKey}: ETag "[^"]+" is not the verified "[^"]+" \\(the verdict covers version \\(unversioned\\), ETag .*, sha256 ${backup.archiveSha256}\\)$`,
+      `^the objects changed after the verdict "verified" of .*: archive chunk 2 s3://${lab().s3.bucket}/${backup.archiveKeys[1]}: ETag "[^"]+" is not the verified "[^"]+" \\(the verdict covers version \\(unversioned\\), ETag .*, sha256 ${backup.chunks[1].sha256}\\)$`,
     ),
   );
   expect(second.result.timings.restoreSeconds).toBe(0);
@@ -433,6 +449,7 @@ async function messageBodyOf(backup: BackupResult): Promise<string> {
   return withClients(lab(), async ({ s3 }) => {
     const object = await s3.send(new GetObjectCommand({ Bucket: lab().s3.bucket, Key: backup.manifestKey }));
     const manifest = parseManifest(JSON.parse(await object.Body!.transformToString()));
+    if (manifest.formatVersion !== 2) throw new Error("the backup wrote a manifest of format 1");
     return JSON.stringify(backupCreatedOf(manifest, lab().s3.bucket, backup.manifestKey));
   });
 }

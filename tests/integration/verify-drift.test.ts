@@ -97,14 +97,13 @@ test("the recovery point comes from the heartbeat table and is emitted as Recove
   });
 });
 
-test("the verdict is tagged on the archive and the manifest, beside the retention class they were created with", async () => {
+test("the verdict is tagged on every archive chunk and the manifest, beside the retention class they were created with", async () => {
   // The emulator has no object tagging: S3's side of it is played on the wire (tests/support/s3-tagging.ts),
   // with the bucket policy's refusal to change or drop a retention tag; every other call goes to the emulator.
   const tags = new ObjectTags();
   const backup = await takeBackup(lab(), (s3) => playObjectTagging(s3, tags));
   const retention = { retention: backup.retention };
-  expect(tags.of(backup.archiveKey)).toEqual(retention);
-  expect(tags.of(backup.manifestKey)).toEqual(retention);
+  for (const key of [...backup.archiveKeys, backup.manifestKey]) expect(tags.of(key)).toEqual(retention);
 
   const base = await labVerifyConfig(lab());
   const s3 = playObjectTagging(labAwsClients(lab()).s3, tags);
@@ -119,6 +118,6 @@ test("the verdict is tagged on the archive and the manifest, beside the retentio
     s3.destroy();
   }
   expect(tags.refused).toEqual([]);
-  expect(tags.of(backup.archiveKey)).toEqual({ ...retention, verified: "true" });
-  expect(tags.of(backup.manifestKey)).toEqual({ ...retention, verified: "true" });
+  for (const key of [...backup.archiveKeys, backup.manifestKey])
+    expect(tags.of(key)).toEqual({ ...retention, verified: "true" });
 });

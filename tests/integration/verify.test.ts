@@ -72,9 +72,19 @@ test("a backup taken under write load is verified, with the GTID captured under 
       new GetObjectCommand({ Bucket: lab().s3.bucket, Key: backup.manifestKey }),
     );
     const manifestBytes = Buffer.from(await manifestObject.Body!.transformToByteArray());
-    const archiveHead = await clients.s3.send(
-      new HeadObjectCommand({ Bucket: lab().s3.bucket, Key: backup.archiveKey }),
-    );
+    const chunks = [];
+    for (const chunk of backup.chunks) {
+      const head = await clients.s3.send(new HeadObjectCommand({ Bucket: lab().s3.bucket, Key: chunk.key }));
+      chunks.push({
+        key: chunk.key,
+        versionId: null,
+        etag: head.ETag,
+        bytes: chunk.bytes,
+        sha256: chunk.sha256,
+      });
+    }
+    // The lab's archives come in several chunks, each bound on its own.
+    expect(chunks.length).toBeGreaterThan(1);
     expect(report.objects).toEqual({
       manifest: {
         key: backup.manifestKey,
@@ -83,13 +93,8 @@ test("a backup taken under write load is verified, with the GTID captured under 
         bytes: manifestBytes.length,
         sha256: createHash("sha256").update(manifestBytes).digest("hex"),
       },
-      archive: {
-        key: backup.archiveKey,
-        versionId: null,
-        etag: archiveHead.ETag,
-        bytes: backup.archiveBytes,
-        sha256: backup.archiveSha256,
-      },
+      archive: null,
+      chunks,
     });
     expect(await queueDepth(clients.sqs, lab().sqs.queueUrl)).toBe(0);
   } finally {
@@ -112,18 +117,19 @@ test("a backup taken under write load is verified, with the GTID captured under 
   expect(await sql(lab(), "replica", "SELECT 1 AS ok")).toEqual([{ ok: 1 }]);
 });
 
-test("one flipped byte in the uploaded archive fails the backup on its sha256", async () => {
+test("one flipped byte in an uploaded archive chunk fails the backup on its sha256", async () => {
   const backup = await takeBackup();
+  const key = backup.archiveKeys[1];
   const clients = labAwsClients(lab());
   try {
     const bucket = lab().s3.bucket;
-    const original = await clients.s3.send(new GetObjectCommand({ Bucket: bucket, Key: backup.archiveKey }));
+    const original = await clients.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
     const bytes = Buffer.from(await original.Body!.transformToByteArray());
     bytes[Math.floor(bytes.length / 2)] ^= 0xff;
     // In 5 MiB parts: the emulator refuses a single PUT of more than about 10 MB.
     await new Upload({
       client: clients.s3,
-      params: { Bucket: bucket, Key: backup.archiveKey, Body: bytes },
+      params: { Bucket: bucket, Key: key, Body: bytes },
       partSize: 5 * 1024 * 1024,
     }).done();
   } finally {
@@ -133,7 +139,11 @@ test("one flipped byte in the uploaded archive fails the backup on its sha256", 
   const { result } = await verifyOnce();
   expect(result).toMatchObject({ outcome: "failed", verdict: "failed", failedCheck: "objects" });
   expect(result.checks).toEqual([
-    { name: "objects", passed: false, detail: expect.stringContaining("archive sha256 mismatch") },
+    {
+      name: "objects",
+      passed: false,
+      detail: expect.stringContaining(`archive chunk 2 of ${backup.chunks.length} sha256 mismatch`),
+    },
   ]);
   await expectNoScratchLeft();
 });
@@ -141,17 +151,16 @@ test("one flipped byte in the uploaded archive fails the backup on its sha256", 
 test('an archive object of 0 bytes, or shorter than its manifest says, fails "objects" at once', async () => {
   for (const keep of [0, 0.5]) {
     const backup = await takeBackup();
+    const chunk = backup.chunks[0];
     const clients = labAwsClients(lab());
     try {
       const bucket = lab().s3.bucket;
-      const original = await clients.s3.send(
-        new GetObjectCommand({ Bucket: bucket, Key: backup.archiveKey }),
-      );
+      const original = await clients.s3.send(new GetObjectCommand({ Bucket: bucket, Key: chunk.key }));
       const bytes = Buffer.from(await original.Body!.transformToByteArray());
       const cut = bytes.subarray(0, Math.floor(bytes.length * keep));
       await new Upload({
         client: clients.s3,
-        params: { Bucket: bucket, Key: backup.archiveKey, Body: cut },
+        params: { Bucket: bucket, Key: chunk.key, Body: cut },
         partSize: 5 * 1024 * 1024,
       }).done();
       const { result } = await verifyOnce();
@@ -161,10 +170,10 @@ test('an archive object of 0 bytes, or shorter than its manifest says, fails "ob
         {
           name: "objects",
           passed: false,
-          detail: `the archive s3://${bucket}/${backup.archiveKey} is not the one the manifest names: S3 holds ${cut.length} bytes, the manifest says ${backup.archiveBytes}`,
+          detail: `the archive s3://${bucket}/${chunk.key} is not the one the manifest names: S3 holds ${cut.length} bytes, the manifest says ${chunk.bytes}`,
         },
       ]);
-      expect(result.report?.objects?.archive).toMatchObject({ bytes: cut.length, sha256: null });
+      expect(result.report?.objects?.chunks?.[0]).toMatchObject({ bytes: cut.length, sha256: null });
       expect(await queueDepth(clients.sqs, lab().sqs.queueUrl)).toBe(0);
     } finally {
       clients.s3.destroy();

@@ -1,6 +1,7 @@
 /**
  * The archive against the real tools: a temp tree goes through `writeArchive`, then real `zstd -d | tar -x`
- * must give back identical bytes, and `sha256sum` must agree with every hash the archive recorded.
+ * of its chunks (concatenated, as a person restores by hand) must give back identical bytes, and `sha256sum`
+ * must agree with every hash the archive recorded, whole or per piece where a chunk boundary cut a file.
  */
 import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
@@ -19,23 +20,29 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { GrowingFile, SYNC_EVERY_BYTES, writeArchive } from "../../hostscripts/backup/archive";
+import { archiveLayoutProblem, chunkListDigest, isSplit, type ArchiveV2 } from "../../contracts";
+import { SYNC_EVERY_BYTES, writeArchive, type ArchiveResult } from "../../hostscripts/backup/archive";
+import { ChunkFeed, GrowingFile } from "../../hostscripts/backup/growing";
 import { PipelineError } from "../../hostscripts/common/errors";
 import { memoryLogger } from "../../hostscripts/common/log";
 
 const run = promisify(execFile);
+const sha = (data: Buffer) => createHash("sha256").update(data).digest("hex");
+const MiB = 1024 * 1024;
 let work: string;
 let source: string;
 
 /** Files of several sizes, nested directories, an empty file and an empty directory. */
 const tree: Record<string, Buffer> = {
-  ibdata1: randomBytes(3 * 1024 * 1024 + 17),
+  ibdata1: randomBytes(3 * MiB + 17),
   "empty.flag": Buffer.alloc(0),
   "mysql-bin.index": Buffer.from("/srv/mysql/data/mysql-bin.000001\n"),
-  "sbtest/sbtest1.ibd": randomBytes(1024 * 1024),
+  "sbtest/sbtest1.ibd": randomBytes(MiB),
   "sbtest/db.opt": Buffer.from("default-character-set=utf8mb4\n"),
   "deep/a/b/c/one-byte": Buffer.from("x"),
-  "deep/a/b/zeros": Buffer.alloc(2 * 1024 * 1024 + 1),
+  "deep/a/b/zeros": Buffer.alloc(2 * MiB + 1),
+  [`long/${"n".repeat(120)}/${"m".repeat(110)}.ibd`]: randomBytes(700),
+  "unicodé/tëst.frm": Buffer.from("é"),
 };
 
 beforeAll(async () => {
@@ -59,47 +66,126 @@ async function sha256sum(path: string): Promise<string> {
   return stdout.split(" ")[0];
 }
 
-test("round-trips through real zstd and tar with every hash matching sha256sum", async () => {
-  const log = memoryLogger();
-  const dest = join(work, "archive.tar.zst");
-  const result = await writeArchive({ root: source, dest, level: 1, threads: 0, log });
-
-  expect(result.path).toBe(dest);
-  await expect(access(`${dest}.partial`)).rejects.toThrow();
-  expect(result.bytes).toBe((await stat(dest)).size);
-  expect(result.sha256).toBe(await sha256sum(dest));
-  expect(result.files.map((f) => f.path).sort()).toEqual(Object.keys(tree).sort());
-  expect(result.rawBytes).toBe(Object.values(tree).reduce((sum, b) => sum + b.length, 0));
-  expect(result.skipped).toEqual(["a.fifo"]);
-  expect(log.lines.some((l) => l.level === "warn" && l.path === "a.fifo")).toBe(true);
-
-  const out = join(work, "extracted");
-  await mkdir(out);
-  await run("bash", ["-c", 'zstd -d -c "$0" | tar -x -C "$1"', dest, out]);
-  for (const file of result.files) {
-    const restored = await readFile(join(out, file.path));
-    expect(restored.equals(tree[file.path])).toBe(true);
-    expect(file.bytes).toBe(tree[file.path].length);
-    expect(file.sha256).toBe(await sha256sum(join(out, file.path)));
+/** The manifest's archive for a written archive, with each chunk's sha256 taken by sha256sum. */
+async function archiveOf(result: ArchiveResult): Promise<ArchiveV2> {
+  const chunks = [];
+  for (const chunk of result.chunks) {
+    chunks.push({
+      key: chunk.path,
+      bytes: chunk.bytes,
+      sha256: await sha256sum(chunk.path),
+      tarOffset: chunk.tarOffset,
+      tarBytes: chunk.tarBytes,
+      ...(chunk.continues ? { continues: chunk.continues } : {}),
+    });
   }
-  expect(await readdir(join(out, "empty-dir"))).toEqual([]);
-  expect((await stat(join(out, "empty.flag"))).size).toBe(0);
-  expect(await readFile(join(out, "link-to-ibdata1"))).toEqual(tree.ibdata1);
-  const { stdout: listing } = await run("bash", ["-c", 'zstd -d -c "$0" | tar -tv', dest]);
-  expect(listing).toMatch(/^d.* empty-dir$/m);
-  expect(listing).not.toContain("a.fifo");
+  return {
+    compression: "zstd",
+    format: "tar",
+    bytes: result.bytes,
+    rawBytes: result.rawBytes,
+    sha256: chunkListDigest(chunks),
+    chunkBytes: result.chunkBytes,
+    chunks,
+  };
+}
+
+describe.each([
+  ["one chunk", 64 * MiB],
+  ["chunks of 1 MiB, files cut across them", MiB],
+])("an archive in %s", (_name, chunkBytes) => {
+  let dir: string;
+  let result: ArchiveResult;
+  const log = memoryLogger();
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(work, "chunks-"));
+    result = await writeArchive({ root: source, dir, chunkBytes, level: 1, threads: 0, log });
+  }, 60_000);
+
+  test("round-trips through real zstd and tar, the chunks concatenated, with every hash matching", async () => {
+    const names = (await readdir(dir)).sort();
+    expect(names).toEqual(result.chunks.map((_, i) => `archive-${String(i + 1).padStart(4, "0")}.tar.zst`));
+    expect(result.chunks.length).toBe(chunkBytes === MiB ? Math.ceil(result.tarBytes / MiB) : 1);
+    for (const chunk of result.chunks) {
+      expect(chunk.bytes).toBe((await stat(chunk.path)).size);
+      expect(chunk.tarBytes).toBeLessThanOrEqual(chunkBytes);
+    }
+    expect(result.files.map((f) => f.path).sort()).toEqual(Object.keys(tree).sort());
+    expect(result.rawBytes).toBe(Object.values(tree).reduce((sum, b) => sum + b.length, 0));
+    expect(result.skipped).toEqual(["a.fifo"]);
+    expect(log.lines.some((l) => l.level === "warn" && l.path === "a.fifo")).toBe(true);
+    expect(archiveLayoutProblem(await archiveOf(result), result.files)).toBeNull();
+
+    const out = await mkdtemp(join(work, "extracted-"));
+    const paths = result.chunks.map((c) => c.path);
+    await run("bash", ["-c", 'cat "${@:2}" | zstd -d -c | tar -x -C "$1"', "_", out, ...paths]);
+    for (const file of result.files) {
+      const restored = await readFile(join(out, file.path));
+      expect(restored.equals(tree[file.path])).toBe(true);
+      expect(file.bytes).toBe(tree[file.path].length);
+      if (isSplit(file)) {
+        let next = 0;
+        for (const piece of file.pieces) {
+          expect(piece.offset).toBe(next);
+          expect(piece.sha256).toBe(sha(restored.subarray(piece.offset, piece.offset + piece.bytes)));
+          next += piece.bytes;
+        }
+        expect(next).toBe(file.bytes);
+      } else {
+        expect(file.sha256).toBe(await sha256sum(join(out, file.path)));
+      }
+    }
+    expect(await readdir(join(out, "empty-dir"))).toEqual([]);
+    expect((await stat(join(out, "empty.flag"))).size).toBe(0);
+    expect(await readFile(join(out, "link-to-ibdata1"))).toEqual(tree.ibdata1);
+    const { stdout: listing } = await run("bash", ["-c", 'cat "$@" | zstd -d -c | tar -tv', "_", ...paths]);
+    expect(listing).toMatch(/^d.* empty-dir\/?$/m);
+    expect(listing).not.toContain("a.fifo");
+  }, 60_000);
+
+  if (chunkBytes === MiB) {
+    test("a file cut by a boundary is listed in pieces, and the next chunk says where it continues", () => {
+      const split = result.files.filter(isSplit);
+      expect(split.map((f) => f.path)).toContain("ibdata1");
+      for (const chunk of result.chunks.slice(1).filter((c) => c.continues)) {
+        const file = split.find((f) => f.path === chunk.continues!.path)!;
+        expect(file.pieces.map((p) => p.offset)).toContain(chunk.continues!.offset);
+      }
+      expect(result.chunks[0].continues).toBeUndefined();
+    });
+  }
+});
+
+test("a file whose header would end a chunk starts the next one: no chunk continues a file at its byte 0", async () => {
+  // "a" (header + data) leaves room for exactly one more header in the first 1 MiB chunk.
+  const root = await mkdtemp(join(work, "boundary-src-"));
+  const a = randomBytes(MiB - 1024);
+  const b = randomBytes(5000);
+  await writeFile(join(root, "a"), a);
+  await writeFile(join(root, "b"), b);
+  const dir = await mkdtemp(join(work, "boundary-"));
+  const result = await writeArchive({ root, dir, chunkBytes: MiB, log: memoryLogger() });
+  expect(result.chunks.map((c) => [c.tarOffset, c.continues])).toEqual([
+    [0, undefined],
+    [512 + a.length, undefined],
+  ]);
+  expect(result.files).toEqual([
+    { path: "a", bytes: a.length, sha256: sha(a) },
+    { path: "b", bytes: b.length, sha256: sha(b) },
+  ]);
+  expect(archiveLayoutProblem(await archiveOf(result), result.files)).toBeNull();
 }, 30_000);
 
-test("a failure removes the partial archive and says what failed", async () => {
-  const dest = join(work, "broken.tar.zst");
-  const error = await writeArchive({ root: join(work, "no-such-snapshot"), dest, log: memoryLogger() }).catch(
+test("a failure removes every chunk file and says what failed", async () => {
+  const dir = await mkdtemp(join(work, "broken-"));
+  const error = await writeArchive({ root: join(work, "no-such-snapshot"), dir, log: memoryLogger() }).catch(
     (e: unknown) => e,
   );
   expect(error).toBeInstanceOf(PipelineError);
   expect((error as PipelineError).kind).toBe("ArchiveFailed");
   expect((error as PipelineError).message).toContain("no-such-snapshot");
-  await expect(access(`${dest}.partial`)).rejects.toThrow();
-  await expect(access(dest)).rejects.toThrow();
+  expect(await readdir(dir)).toEqual([]);
 }, 30_000);
 
 /** The files below `dir` this process has open. */
@@ -109,23 +195,19 @@ async function openFilesUnder(dir: string): Promise<string[]> {
   return targets.filter((t) => t.startsWith(dir + "/"));
 }
 
-/** Reads a growing archive the way the upload does: fixed-size parts, each as soon as it is on the file. */
+/** Reads a growing file the way the upload does: fixed-size parts, each as soon as it is on the file. */
 async function follow(
   file: GrowingFile,
   partBytes: number,
 ): Promise<{ bytes: Buffer; partsBeforeEnd: number }> {
   const parts: Buffer[] = [];
   let partsBeforeEnd = 0;
-  try {
-    for (let offset = 0; ; offset += partBytes) {
-      const { available, complete } = await file.reach(offset + partBytes);
-      if (complete && offset >= available) break;
-      if (!complete) partsBeforeEnd++;
-      const length = Math.min(partBytes, available - offset);
-      parts.push(Buffer.from(await file.read(Buffer.alloc(partBytes), length, offset)));
-    }
-  } finally {
-    await file.close();
+  for (let offset = 0; ; offset += partBytes) {
+    const { available, complete } = await file.reach(offset + partBytes);
+    if (complete && offset >= available) break;
+    if (!complete) partsBeforeEnd++;
+    const length = Math.min(partBytes, available - offset);
+    parts.push(Buffer.from(await file.read(Buffer.alloc(partBytes), length, offset)));
   }
   return { bytes: Buffer.concat(parts), partsBeforeEnd };
 }
@@ -141,50 +223,68 @@ describe("an archive followed while it is written", () => {
       await writeFile(join(big, "db", `t${i}.ibd`), randomBytes(SYNC_EVERY_BYTES / 2 + i));
   });
 
-  test("the follower reads exactly the bytes of the finished archive, most of them before it ends", async () => {
-    const file = new GrowingFile();
-    const dest = join(work, "followed.tar.zst");
-    const [result, followed] = await Promise.all([
-      writeArchive({ root: big, dest, log: memoryLogger(), follow: file }),
-      follow(file, 5 * 1024 * 1024),
-    ]);
+  test("the follower reads exactly the bytes of every chunk, in order, most of them before each ends", async () => {
+    const feed = new ChunkFeed();
+    const dir = await mkdtemp(join(work, "followed-"));
+    const followed: Array<{ bytes: Buffer; partsBeforeEnd: number }> = [];
+    const reading = (async () => {
+      try {
+        for await (const chunk of feed) followed.push(await follow(chunk.source, 5 * MiB));
+      } finally {
+        await feed.close();
+      }
+    })();
+    const result = await writeArchive({ root: big, dir, chunkBytes: 32 * MiB, log: memoryLogger(), feed });
+    await reading;
     expect(result.bytes).toBeGreaterThan(SYNC_EVERY_BYTES);
-    expect(followed.bytes.length).toBe(result.bytes);
-    expect(createHash("sha256").update(followed.bytes).digest("hex")).toBe(result.sha256);
-    expect(result.sha256).toBe(await sha256sum(dest));
-    expect(followed.partsBeforeEnd).toBeGreaterThan(0);
+    expect(followed.length).toBe(result.chunks.length);
+    expect(followed.length).toBeGreaterThan(1);
+    for (const [index, chunk] of result.chunks.entries()) {
+      expect(followed[index].bytes.length).toBe(chunk.bytes);
+      expect(sha(followed[index].bytes)).toBe(await sha256sum(chunk.path));
+    }
+    expect(followed.reduce((n, f) => n + f.partsBeforeEnd, 0)).toBeGreaterThan(0);
   }, 60_000);
 
-  test("an archive already on disk can be followed too", async () => {
-    const dest = join(work, "complete.tar.zst");
-    await writeArchive({ root: big, dest, log: memoryLogger() });
-    const followed = await follow(await GrowingFile.ofComplete(dest), 5 * 1024 * 1024);
-    expect(createHash("sha256").update(followed.bytes).digest("hex")).toBe(await sha256sum(dest));
+  test("a chunk already on disk can be followed too", async () => {
+    const dir = await mkdtemp(join(work, "complete-"));
+    const result = await writeArchive({ root: big, dir, log: memoryLogger() });
+    const file = await GrowingFile.ofComplete(result.chunks[0].path);
+    const followed = await follow(file, 5 * MiB);
+    await file.close();
+    expect(sha(followed.bytes)).toBe(await sha256sum(result.chunks[0].path));
   }, 30_000);
 
-  test("stopping it removes the partial archive and fails the follower instead of leaving it waiting", async () => {
-    const file = new GrowingFile();
-    const dest = join(work, "stopped.tar.zst");
+  test("stopping it removes every chunk file and fails the follower instead of leaving it waiting", async () => {
+    const feed = new ChunkFeed();
+    const dir = await mkdtemp(join(work, "stopped-"));
     const stop = new AbortController();
+    let read = 0;
     const archived = writeArchive({
       root: big,
-      dest,
+      dir,
+      chunkBytes: 8 * MiB,
       log: memoryLogger(),
-      follow: file,
+      feed,
       signal: stop.signal,
-      onBytes: () => stop.abort(new Error("the upload failed")),
+      onBytes: (bytes) => {
+        read += bytes;
+        if (read > 12 * MiB) stop.abort(new Error("the upload failed"));
+      },
     }).catch((e: unknown) => e);
-    const waiting = file.reach(Number.MAX_SAFE_INTEGER).catch((e: unknown) => e);
+    const waiting = (async () => {
+      for await (const chunk of feed) await chunk.source.reach(Number.MAX_SAFE_INTEGER);
+    })().catch((e: unknown) => e);
     const error = await archived;
     expect(error).toBeInstanceOf(PipelineError);
     expect((error as PipelineError).kind).toBe("ArchiveFailed");
     expect((error as PipelineError).message).toContain("the upload failed");
     expect(String(await waiting)).toContain("the archive failed");
-    await file.close();
+    await feed.close();
     // No file of the snapshot stays open: a snapshot with an open file cannot be unmounted.
     await new Promise((resolve) => setTimeout(resolve, 200));
     expect(await openFilesUnder(big)).toEqual([]);
-    await expect(access(`${dest}.partial`)).rejects.toThrow();
-    await expect(access(dest)).rejects.toThrow();
+    expect(await readdir(dir)).toEqual([]);
+    await expect(access(join(dir, "archive-0001.tar.zst"))).rejects.toThrow();
   }, 30_000);
 });

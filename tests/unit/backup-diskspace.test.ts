@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { BackupConfig } from "../../contracts";
 import { buildManifest } from "../../hostscripts/backup/manifest";
+import { oneChunkArchive } from "../support/archive";
 import { dialectFor, readServerFacts, type Query } from "../../hostscripts/common/dialect";
 import { checkDiskSpace, treeBytes } from "../../hostscripts/common/diskspace";
 import { PipelineError } from "../../hostscripts/common/errors";
@@ -62,18 +63,10 @@ async function writeLocalManifest(backupId: string, bytes: number, rawBytes: num
       snapshot: { name: `mysql-backup-${backupId}`, path: "/var/lib/.s/x" },
     },
     sourceRoot: "/var/lib",
-    archive: {
-      path: "/x",
-      bytes,
-      sha256: "a".repeat(64),
-      rawBytes,
-      files: [{ path: "data/ibdata1", bytes: rawBytes, sha256: "b".repeat(64) }],
-      directories: 0,
-      symlinks: 0,
-      skipped: [],
-      seconds: 1,
-    },
-    archiveKey: `backups/c/h/${backupId}/archive.tar.zst`,
+    ...oneChunkArchive(
+      { cluster: "c", host: "h", backupId },
+      { bytes, rawBytes, files: [{ path: "data/ibdata1", bytes: rawBytes, sha256: "b".repeat(64) }] },
+    ),
     retention: "daily",
   });
   await mkdir(join(localDir, backupId));

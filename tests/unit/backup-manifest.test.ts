@@ -2,8 +2,7 @@
 import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ContractError, type BackupConfig, type LockMode } from "../../contracts";
-import type { ArchiveResult } from "../../hostscripts/backup/archive";
+import { ContractError, type ArchivedFile, type BackupConfig, type LockMode } from "../../contracts";
 import { buildManifest } from "../../hostscripts/backup/manifest";
 import { dialectFor, readServerFacts, type Query } from "../../hostscripts/common/dialect";
 import { memoryLogger } from "../../hostscripts/common/log";
@@ -14,6 +13,7 @@ import {
   encryptionOf,
   partSizeFor,
 } from "../../hostscripts/backup/upload";
+import { oneChunkArchive } from "../support/archive";
 
 const config: BackupConfig = {
   cluster: "prod-eu",
@@ -66,17 +66,9 @@ const replay: Query = async (sql) => {
   throw new Error(`unexpected statement ${sql}`);
 };
 
-const archive: ArchiveResult = {
-  path: "/var/backups/mysql/20261124T020000Z-3fa9c1/archive.tar.zst",
-  bytes: 1234,
-  sha256: "a".repeat(64),
-  rawBytes: 5678,
-  files: [{ path: "data/ibdata1", bytes: 5678, sha256: "b".repeat(64) }],
-  directories: 1,
-  symlinks: 0,
-  skipped: [],
-  seconds: 0.5,
-};
+const where = { cluster: "prod-eu", host: "db-replica-1", backupId: "20261124T020000Z-3fa9c1" };
+const archive = (files: ArchivedFile[]) =>
+  oneChunkArchive(where, { bytes: 1234, rawBytes: files.reduce((n, f) => n + f.bytes, 0), files });
 
 async function parts(mode: LockMode = "global") {
   const facts = await readServerFacts(replay);
@@ -111,8 +103,7 @@ async function parts(mode: LockMode = "global") {
       },
     },
     sourceRoot: "/srv/mysql",
-    archive,
-    archiveKey: "backups/prod-eu/db-replica-1/20261124T020000Z-3fa9c1/archive.tar.zst",
+    ...archive([{ path: "data/ibdata1", bytes: 5678, sha256: "b".repeat(64) }]),
     retention: "monthly" as const,
   };
 }
@@ -160,7 +151,7 @@ test("a manifest built from MariaDB's answers validates and carries the position
 
 test("a manifest with a path escaping the archive is refused before upload", async () => {
   const bad = await parts();
-  bad.archive = { ...archive, files: [{ path: "../etc/passwd", bytes: 1, sha256: "c".repeat(64) }] };
+  Object.assign(bad, archive([{ path: "../etc/passwd", bytes: 1, sha256: "c".repeat(64) }]));
   expect(() => buildManifest(config, bad)).toThrow(ContractError);
 });
 

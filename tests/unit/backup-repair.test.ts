@@ -68,6 +68,7 @@ test("deletes partials, incomplete backups and cut-short prunes; keeps complete 
       "20261122T020000Z-cccccc/manifest.json.partial",
     ],
     uploadsAborted: [],
+    uploadsCompleted: [],
     messagesSent: [],
     incompleteRemoved: ["20261121T020000Z-bbbbbb", "20261122T020000Z-cccccc"],
     abandoned: [

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { BackupConfig } from "../../contracts";
 import { backupCreatedOf, buildManifest } from "../../hostscripts/backup/manifest";
+import { oneChunkArchive } from "../support/archive";
 import { OUTBOX, readOutbox, stagePublication, writeDurably } from "../../hostscripts/backup/staging";
 import { dialectFor, readServerFacts, type Query } from "../../hostscripts/common/dialect";
 
@@ -55,18 +56,10 @@ async function publication() {
       snapshot: { name: `mysql-backup-${backupId}`, path: "/var/lib/.s/x" },
     },
     sourceRoot: "/var/lib",
-    archive: {
-      path: "/x",
-      bytes: 10,
-      sha256: "a".repeat(64),
-      rawBytes: 20,
-      files: [{ path: "data/ibdata1", bytes: 20, sha256: "b".repeat(64) }],
-      directories: 0,
-      symlinks: 0,
-      skipped: [],
-      seconds: 1,
-    },
-    archiveKey: `backups/c/h/${backupId}/archive.tar.zst`,
+    ...oneChunkArchive(
+      { cluster: "c", host: "h", backupId },
+      { bytes: 10, rawBytes: 20, files: [{ path: "data/ibdata1", bytes: 20, sha256: "b".repeat(64) }] },
+    ),
     retention: "daily",
   });
   return {

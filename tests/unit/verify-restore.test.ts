@@ -187,10 +187,11 @@ describe("archive entry paths", () => {
 
 describe("comparing extracted files with the manifest", () => {
   test("names missing, extra and different files", () => {
+    const whole = (data: string) => ({ bytes: 1, fragments: [{ offset: 0, bytes: 1, sha256: sha(data) }] });
     const extracted = new Map([
-      ["data/a", { bytes: 1, sha256: sha("a") }],
-      ["data/b", { bytes: 1, sha256: sha("x") }],
-      ["data/extra", { bytes: 1, sha256: sha("e") }],
+      ["data/a", whole("a")],
+      ["data/b", whole("x")],
+      ["data/extra", whole("e")],
     ]);
     const comparison = compareFiles(
       [
@@ -207,6 +208,25 @@ describe("comparing extracted files with the manifest", () => {
       /missing from the archive: data\/gone; not in the manifest: data\/extra; content differs \(sha256 mismatch\): data\/b/,
     );
     expect(describeComparison({ missing: [], extra: [], different: [] })).toBeNull();
+  });
+
+  test("a file listed in pieces must have been written as exactly those pieces", () => {
+    const pieces = [
+      { offset: 0, bytes: 3, sha256: sha("abc") },
+      { offset: 3, bytes: 2, sha256: sha("de") },
+    ];
+    const expected = [{ path: "data/t.ibd", bytes: 5, pieces }];
+    const written = (fragments: typeof pieces) =>
+      new Map([["data/t.ibd", { bytes: fragments.reduce((n, f) => n + f.bytes, 0), fragments }]]);
+    // Pieces arrive in any order (chunks are unpacked in parallel).
+    expect(compareFiles(expected, written([pieces[1], pieces[0]])).different).toEqual([]);
+    expect(
+      compareFiles(expected, written([pieces[0], { ...pieces[1], sha256: sha("xx") }])).different,
+    ).toEqual([`data/t.ibd (sha256 of the piece at byte 3 ${sha("xx")}, manifest ${sha("de")})`]);
+    // Hashed whole where the manifest has pieces: not the same evidence, so not accepted.
+    expect(
+      compareFiles(expected, written([{ offset: 0, bytes: 5, sha256: sha("abcde") }])).different,
+    ).toEqual(["data/t.ibd (written in 1 runs, manifest lists 2)"]);
   });
 });
 
