@@ -22,12 +22,6 @@ const lab = withLab({ load: true, pitr: true });
 async function snapshot(): Promise<{ backupId: string; result: VerificationResult }> {
   const backup = await takeBackup(lab());
   const { result } = await runLabVerifier(lab(), { idleSeconds: 120 });
-  if (result.outcome !== "verified") {
-    const failed = result.checks.filter((c) => !c.passed);
-    console.log(
-      `${backup.backupId}: ${result.outcome} (${result.failedCheck}): ${JSON.stringify({ error: result.error, failed, chain: result.chain?.verdict.failure })}`,
-    );
-  }
   expect(result).toMatchObject({ outcome: "verified", backupId: backup.backupId });
   return { backupId: backup.backupId, result };
 }

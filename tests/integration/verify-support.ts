@@ -73,6 +73,13 @@ export async function runLabVerifier(
       { once: options.once ?? true, idleSeconds: options.idleSeconds ?? 30, onSegment: options.onSegment },
       deps,
     );
+    if (result.outcome === "failed" || result.outcome === "infrastructure") {
+      // Said where a test's diff shows only the outcome: which check failed, and why.
+      const failed = result.checks.filter((c) => !c.passed);
+      console.log(
+        `verifier: ${result.backupId ?? "?"} ${result.outcome} (${result.failedCheck ?? "-"}): ${JSON.stringify({ failed, error: result.error })}`,
+      );
+    }
     return { result, log };
   } finally {
     clients.s3.destroy();
