@@ -8,7 +8,7 @@ import type { Logger } from "../common/log";
 import { encodeHeader, type TarHeader } from "../common/tar";
 import { ChunkedTarWriter, type WrittenChunk } from "./chunks";
 import type { ChunkFeed } from "./growing";
-import { syncDirectory } from "./staging";
+import { syncDirectory } from "../common/durable";
 
 export { SYNC_EVERY_BYTES } from "./chunks";
 

@@ -12,6 +12,7 @@ import { messageOf } from "../common/errors";
 import type { Logger } from "../common/log";
 import type { MetricsSink } from "../common/metrics";
 import { isNotFound } from "../common/s3";
+import { writeDurably } from "../common/durable";
 import { ForeignObject, isTaken } from "./create-only";
 import { emitAbandoned } from "./metrics";
 import { PRUNING_SUFFIX } from "./retention";
@@ -20,7 +21,6 @@ import {
   UPLOAD_RECORD,
   readOutbox,
   readUploadRecords,
-  writeDurably,
   type Outbox,
   type RecordedCompletion,
   type UploadRecord,

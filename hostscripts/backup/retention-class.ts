@@ -10,7 +10,7 @@ import {
 } from "../../contracts";
 import { messageOf } from "../common/errors";
 import type { Logger } from "../common/log";
-import { writeDurably } from "./staging";
+import { writeDurably } from "../common/durable";
 
 /**
  * Grandfather-father-son on the replica (docs/infrastructure.md): every backup's archive and manifest are

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { BACKUP_ID_PATTERN } from "../../contracts";
 import { noCheckpoint, type Checkpoint } from "../common/checkpoint";
 import type { Logger } from "../common/log";
-import { syncDirectory } from "./staging";
+import { syncDirectory } from "../common/durable";
 
 const backupId = new RegExp(BACKUP_ID_PATTERN);
 

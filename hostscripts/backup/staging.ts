@@ -1,5 +1,5 @@
-import { open, readFile, rename } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
 import {
   BACKUP_CREATED,
   MANIFEST_OBJECT,
@@ -8,6 +8,7 @@ import {
   type BackupCreatedMessage,
   type BackupManifest,
 } from "../../contracts";
+import { writeDurably } from "../common/durable";
 
 /**
  * The files a backup keeps in its local directory to say how far it got, so the next run can finish or
@@ -67,30 +68,6 @@ export async function readUploadRecords(dir: string): Promise<UploadRecord[]> {
 export interface Outbox {
   message: BackupCreatedMessage;
   manifest: BackupManifest;
-}
-
-/** Writes `text` to `path` (mode 0600) atomically and durably (see the module comment). */
-export async function writeDurably(path: string, text: string): Promise<void> {
-  const partial = `${path}.partial`;
-  const file = await open(partial, "w", 0o600);
-  try {
-    await file.writeFile(text);
-    await file.sync();
-  } finally {
-    await file.close();
-  }
-  await rename(partial, path);
-  await syncDirectory(dirname(path));
-}
-
-/** Fsyncs a directory, so a rename or removal in it outlives a crash of the host. */
-export async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, "r");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 /** Writes a progress file (one JSON line). */

@@ -1,19 +1,13 @@
 import { mkdir } from "node:fs/promises";
 import { newEpochId, parseEpochRecord, type BinlogEpochRecord, type BinlogServer } from "../../contracts";
 import { noCheckpoint, type Checkpoint } from "../common/checkpoint";
+import { writeDurably } from "../common/durable";
 import { parseState } from "../common/gtid-state";
 import type { Logger } from "../common/log";
 import type { Continuation } from "./continuity";
 import type { EventRun, FileCursor } from "./cursor";
 import { PendingSegment } from "./segment";
-import {
-  STATE_FORMAT_VERSION,
-  saveState,
-  spoolFiles,
-  writeAtomically,
-  type ArchiverState,
-  type SpoolItem,
-} from "./state";
+import { STATE_FORMAT_VERSION, saveState, spoolFiles, type ArchiverState, type SpoolItem } from "./state";
 
 /**
  * The chain the archiver writes: its saved state, the open segment and the spool queue. Every change that
@@ -104,7 +98,7 @@ export class ArchiveChain {
     });
     const files = spoolFiles(stateDir, epoch, 1);
     await mkdir(files.dir, { recursive: true, mode: 0o700 });
-    await writeAtomically(files.epoch, JSON.stringify(record, null, 2) + "\n");
+    await writeDurably(files.epoch, JSON.stringify(record, null, 2) + "\n");
     this.state = {
       formatVersion: STATE_FORMAT_VERSION,
       cluster,

@@ -11,7 +11,8 @@ import type { BinlogEvent } from "../common/binlog-events";
 import type { BinlogTransaction } from "../common/binlog-transactions";
 import { formatGtid, setDifference, type Gtid, type GtidState } from "../common/gtid-state";
 import type { BinlogFileHeader } from "./binlog-file";
-import { spoolFiles, syncDirectory, writeAtomically, type LedgerDraft } from "./state";
+import { syncDirectory, writeDurably } from "../common/durable";
+import { spoolFiles, type LedgerDraft } from "./state";
 
 /**
  * The segment being filled: whole events of one binlog file, appended to a spool file as they are read
@@ -250,7 +251,7 @@ export class PendingSegment {
       bytes: this.bytes,
       sha256: this.hash.digest("hex"),
     };
-    await writeAtomically(paths.ledger, JSON.stringify(draft, null, 2) + "\n");
+    await writeDurably(paths.ledger, JSON.stringify(draft, null, 2) + "\n");
     return {
       draft,
       binlogPath: paths.binlog,

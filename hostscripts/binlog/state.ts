@@ -1,6 +1,7 @@
-import { mkdir, open, readFile, readdir, rename, rm } from "node:fs/promises";
+import { mkdir, readFile, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { BinlogEpochRecord, BinlogSegmentEntry, BinlogServer } from "../../contracts";
+import { writeDurably } from "../common/durable";
 import { PipelineError, messageOf } from "../common/errors";
 
 /**
@@ -82,30 +83,6 @@ export function spoolFiles(stateDir: string, epoch: string, sequence: number) {
   };
 }
 
-/** Writes `text` to `path` so that a crash leaves either the old or the new content, never a mix. */
-export async function writeAtomically(path: string, text: string | Buffer): Promise<void> {
-  const temp = `${path}.tmp`;
-  const file = await open(temp, "w", 0o600);
-  try {
-    await file.writeFile(text);
-    await file.sync();
-  } finally {
-    await file.close();
-  }
-  await rename(temp, path);
-  await syncDirectory(join(path, ".."));
-}
-
-/** fsync of a directory, so a rename or a new file in it survives a power loss. */
-export async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, "r");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
 /** The saved state, or null when there is none (a first run). A state that cannot be read stops the archiver. */
 export async function loadState(stateDir: string): Promise<ArchiverState | null> {
   const path = statePaths(stateDir).state;
@@ -132,7 +109,7 @@ export async function loadState(stateDir: string): Promise<ArchiverState | null>
 /** Saves the state (the commit point of a cut). */
 export async function saveState(stateDir: string, state: ArchiverState): Promise<void> {
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
-  await writeAtomically(statePaths(stateDir).state, JSON.stringify(state, null, 2) + "\n");
+  await writeDurably(statePaths(stateDir).state, JSON.stringify(state, null, 2) + "\n");
 }
 
 /**

@@ -10,7 +10,8 @@ import { join } from "node:path";
 import type { BackupConfig } from "../../contracts";
 import { backupCreatedOf, buildManifest } from "../../hostscripts/backup/manifest";
 import { oneChunkArchive } from "../support/archive";
-import { OUTBOX, readOutbox, stagePublication, writeDurably } from "../../hostscripts/backup/staging";
+import { writeDurably } from "../../hostscripts/common/durable";
+import { OUTBOX, readOutbox, stagePublication } from "../../hostscripts/backup/staging";
 import { dialectFor, readServerFacts, type Query } from "../../hostscripts/common/dialect";
 
 let dir: string;
