@@ -57,6 +57,8 @@ export interface VerificationDeps extends RestoreAndCheckDeps {
   now: () => Date;
   /** This verifier's name in reports. */
   hostname: string;
+  /** Draws the PITR drill's seed (drill.ts); tests inject one to choose the point. Defaults to a random one. */
+  drillSeed?: () => number;
 }
 
 /** Verifies, writes the report and the metrics; returns the result. Throws PipelineError for infrastructure. */
