@@ -5,7 +5,7 @@ import { PipelineError, messageOf } from "../common/errors";
 import { mariadbBetween, mysqlBetween } from "../common/gtid";
 import { findServerBinary } from "../common/server-binary";
 import { formatGtid, lastPerDomain, parseState, sameState, type GtidState } from "../common/gtid-state";
-import { listArchive, readArchive } from "./archive";
+import { listArchive, readArchive, type ListedEpoch, type ListedSegment } from "./archive";
 import { planChain, type ChainPlan, type PitrTarget } from "../common/pitr-chain";
 import type { ListedBackup } from "./list";
 import { chooseStartingSnapshot, prefixOf, type StartingSnapshot } from "./point";
@@ -140,9 +140,7 @@ async function planFor(
   const { bucket, cluster } = config.restore;
   const listed = await listArchive(deps.s3, bucket, prefixOf(config), cluster);
   const until = request.until;
-  const wanted =
-    until.kind === "time" ? (s: { firstAt: Date }) => s.firstAt.getTime() <= until.at.getTime() : () => true;
-  const epochs = await readArchive(deps.s3, bucket, listed, wanted);
+  const epochs = await readArchive(deps.s3, bucket, listed, segmentsUpTo(listed, until));
   const plan = planChain(snapshot.flavor, epochs, snapshot.start, until);
   deps.log.info("chain planned", {
     snapshot: snapshot.backup.backupId,
@@ -176,6 +174,17 @@ async function planFor(
       "check the GTID, or `restore list`",
     );
   return plan;
+}
+
+/**
+ * The segments worth reading for a point: for a time, those begun at or before it and each epoch's first one
+ * after it (without it, a missing segment just before the point would look like the archive's end).
+ */
+function segmentsUpTo(listed: ListedEpoch[], until: PitrTarget): (s: ListedSegment) => boolean {
+  if (until.kind !== "time") return () => true;
+  const at = until.at.getTime();
+  const next = new Set(listed.map((e) => e.segments.find((s) => s.firstAt.getTime() > at)));
+  return (s) => s.firstAt.getTime() <= at || next.has(s);
 }
 
 /** Where the replay stops: the point, or with --force past a gap the end of what the chain reaches. */

@@ -42,8 +42,8 @@ export interface ExpectedState {
   segmentsFromLedger: number;
   segmentsRead: number;
   /**
-   * Null when the archive reaches T; else why not (no segment continues the state while archived
-   * transactions at or before T remain beyond it: a gap).
+   * Null when the archive reaches T; else why not (before any transaction after T, no segment continues the
+   * state while archived transactions lie beyond it: a gap, whose transactions may be at or before T).
    */
   short: string | null;
 }
@@ -89,13 +89,14 @@ export async function expectedStateAt(
       found.lastGtid = formatGtid(t.gtid);
     }
   }
-  const beyond = pending.filter(
-    (e) =>
-      Date.parse(e.transactions.firstCommitAt ?? "") <= atMs &&
-      !state.covers(parseState(flavor, e.gtid.after)),
-  );
+  // No transaction after the point was met, and no segment continues the state: archived transactions
+  // ahead of it (whenever they committed) mean the ones between are missing, and may be at or before the point.
+  const beyond = pending.filter((e) => {
+    const after = parseState(flavor, e.gtid.after);
+    return after.covers(state) && !state.covers(after);
+  });
   if (beyond.length > 0)
-    found.short = `no archived segment continues ${state.toString()}, yet ${beyond.length} segment(s) hold transactions at or before the point (the first: ${beyond[0].segmentKey}, from ${beyond[0].gtid.before})`;
+    found.short = `no archived segment continues ${state.toString()} towards the point, yet ${beyond.length} segment(s) lie beyond it (the first: ${beyond[0].segmentKey}, from ${beyond[0].gtid.before})`;
   return found;
 }
 

@@ -66,32 +66,45 @@ export async function runDrill(
 ): Promise<DrillResult | null> {
   if (!(config.pitrDrill?.enabled ?? VERIFY_DEFAULTS.pitrDrill.enabled) || chain.verdict !== "verified")
     return null;
+  return drillBetween(config, ref, chain, deps);
+}
+
+/**
+ * The drill between two snapshots of a cluster, A (`from`, with the GTID state its data holds) and B (`to`,
+ * `ref`), whatever proved them: its verdict beside B, or the stored one.
+ */
+export async function drillBetween(
+  config: VerifyConfig,
+  ref: BackupRef,
+  ends: Pick<ChainVerdict, "bucket" | "cluster" | "from" | "to">,
+  deps: DrillDeps,
+): Promise<DrillResult | null> {
   const key = drillVerdictKey(ref);
-  const stored = await readDrillVerdict(deps.s3, chain.bucket, key);
+  const stored = await readDrillVerdict(deps.s3, ends.bucket, key);
   if (stored !== null) return { verdict: stored, key, alreadyReported: true };
   const restoreConfig: RestoreConfig = {
     ...config,
-    restore: { bucket: chain.bucket, prefix: ref.prefix, cluster: chain.cluster },
+    restore: { bucket: ends.bucket, prefix: ref.prefix, cluster: ends.cluster },
   };
   const backups = await listBackups(deps.s3, restoreConfig.restore);
-  const a = backups.find((b) => b.backupId === chain.from.backupId && b.host === chain.from.host);
+  const a = backups.find((b) => b.backupId === ends.from.backupId && b.host === ends.from.host);
   if (a === undefined) {
-    deps.log.warn(`snapshot ${chain.from.backupId} of the proven chain is gone: no drill`);
+    deps.log.warn(`snapshot ${ends.from.backupId} is gone: no PITR drill up to ${ends.to.backupId}`);
     return null;
   }
-  const { manifest } = await readManifest(deps.s3, chain.bucket, a.manifestKey, verifiedManifest(a)).catch(
+  const { manifest } = await readManifest(deps.s3, ends.bucket, a.manifestKey, verifiedManifest(a)).catch(
     (error: unknown) => {
       throw s3Failure(`read ${a.manifestKey}`, error);
     },
   );
-  const window = { from: manifest.completedAt, to: chain.to.takenAt };
-  const seed = deps.drillSeed?.() ?? randomInt(0, 2 ** 31 - 1);
+  const window = { from: manifest.completedAt, to: ends.to.takenAt };
+  const seed = deps.drillSeed?.(window) ?? randomInt(0, 2 ** 31 - 1);
   const at = drillPoint(seed, window);
   if (at === null) {
-    deps.log.info(`no whole second between ${window.from} and ${window.to}: no drill`);
+    deps.log.info(`no whole second between ${window.from} and ${window.to}: no PITR drill`);
     return null;
   }
-  const verdict = await drill(restoreConfig, chain, manifest.server.flavor, { seed, window, at }, deps);
+  const verdict = await drill(restoreConfig, ends, manifest.server.flavor, { seed, window, at }, deps);
   return publish(config, key, verdict, deps);
 }
 
@@ -105,7 +118,7 @@ interface Draw {
 /** Computes the expected state, restores to T, checks; the verdict (not yet written). */
 async function drill(
   config: RestoreConfig,
-  chain: ChainVerdict,
+  chain: Pick<ChainVerdict, "from" | "to">,
   flavor: ServerFlavor,
   draw: Draw,
   deps: DrillDeps,
@@ -203,19 +216,22 @@ async function inspect(conn: Session, flavor: ServerFlavor, seen: Seen): Promise
  */
 async function expectedAt(
   config: RestoreConfig,
-  chain: ChainVerdict,
+  chain: Pick<ChainVerdict, "from">,
   flavor: ServerFlavor,
   at: Date,
   deps: DrillDeps,
 ): Promise<ExpectedState> {
   const { bucket, cluster } = config.restore;
   const listed = await listArchive(deps.s3, bucket, prefixOf(config), cluster);
-  const since = Date.parse(chain.from.takenAt) - 3600_000;
+  // From each epoch's segment that began last before A (it holds A's position) on: up to now, not only to T
+  // (a segment after T shows whether one before it is missing).
+  const since = Date.parse(chain.from.takenAt);
+  const first = new Set(listed.map((e) => e.segments.filter((s) => s.firstAt.getTime() <= since).at(-1)));
   const epochs = await readArchive(
     deps.s3,
     bucket,
     listed,
-    (s) => s.firstAt.getTime() >= since && s.firstAt.getTime() <= at.getTime(),
+    (s) => s.firstAt.getTime() > since || first.has(s),
   );
   const skewMs = (config.segments?.timeSkewSeconds ?? VERIFY_DEFAULTS.segments.timeSkewSeconds) * 1000 + 999;
   return expectedStateAt(
@@ -251,6 +267,11 @@ export function judge(
   seen: Pick<Seen, "reached" | "tables">,
 ): DrillVerdict["failure"] {
   if (seen.reached === null) return failureOf("restore", "the restored server never answered at the point");
+  if (expected.short !== null)
+    return failureOf(
+      "gtid",
+      `the restore to the point answered at ${seen.reached}, but the archive does not reach the point: ${expected.short}`,
+    );
   if (!sameState(parseState(flavor, seen.reached), expected.state))
     return failureOf(
       "gtid",

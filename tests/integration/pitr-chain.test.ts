@@ -3,16 +3,38 @@
  * replica: snapshot A, load, snapshot B — the verifier proves A → B (A restored, the archive replayed to B's
  * GTID state, every table's checksum equal to B's). A write on the replica that its binlog does not record
  * (`SET sql_log_bin = 0`) before snapshot C fails B → C naming the table. A segment deleted from S3 before
- * snapshot D fails C → D as a gap naming the missing GTIDs. Nothing of a restore is left after each.
+ * snapshot D fails C → D as a gap naming the missing GTIDs. After the proven chain A → B, the restore drill to
+ * a random second between A and B passes at the GTID state `mariadb-binlog` (the oracle) says was committed
+ * then; a drill across the deleted segment fails, naming the state the archive holds at its point and the
+ * restore's refusal. Nothing of a restore is left after each.
  */
+import { hostname } from "node:os";
 import { DeleteObjectCommand } from "@aws-sdk/client-s3";
-import type { ChainVerdict, StatusReport } from "../../contracts";
+import { $ } from "zx";
+import {
+  drillVerdictKey,
+  parseDrillVerdict,
+  type BinlogSegmentEntry,
+  type ChainVerdict,
+  type StatusReport,
+} from "../../contracts";
+import { memoryLogger } from "../../hostscripts/common/log";
+import { fileSink } from "../../hostscripts/common/metrics";
+import { drillBetween } from "../../hostscripts/verify/drill";
+import { drillPoint, drillSeconds } from "../../hostscripts/verify/drill-point";
 import type { VerificationResult } from "../../hostscripts/verify/result";
 import type { PitrSummary } from "../../hostscripts/restore/window";
 import { rootScript } from "../../lab/mariadb";
 import { withLab } from "../support/lab";
-import { cli, ledger, waitForArchive } from "../support/pitr";
-import { expectNoScratchLeft, runLabVerifier, takeBackup, withClients } from "./verify-support";
+import { binlogOracle, cli, lastCommittedAtOrBefore, ledger, waitForArchive } from "../support/pitr";
+import {
+  expectNoScratchLeft,
+  labVerifyConfig,
+  readMetrics,
+  runLabVerifier,
+  takeBackup,
+  withClients,
+} from "./verify-support";
 
 jest.setTimeout(900_000);
 
@@ -33,6 +55,7 @@ const chainOf = (result: VerificationResult): ChainVerdict => {
 
 let a: { backupId: string; result: VerificationResult };
 let b: { backupId: string; result: VerificationResult };
+let c: { backupId: string; result: VerificationResult };
 
 test("snapshot A, load, snapshot B: the chain A → B is proven, every table's checksum equal", async () => {
   a = await snapshot();
@@ -57,9 +80,16 @@ test("snapshot A, load, snapshot B: the chain A → B is proven, every table's c
   expect(chain.tablesCompared).toBe(report.tables.filter((t) => typeof t.checksum === "number").length);
   expect(chain.tablesCompared).toBeGreaterThan(5);
   await expectNoScratchLeft(lab());
-  // A duplicate of B's message finds both verdicts and proves nothing again.
+  await expectDrillPassed(chain);
   const listed = await cli(["restore", "--config", lab().restoreConfigPath, "list"]);
-  const proven = (listed.json.pitr as PitrSummary).proven;
+  const pitr = listed.json.pitr as PitrSummary;
+  expect(pitr.drill).toMatchObject({
+    backupId: b.backupId,
+    fromBackupId: a.backupId,
+    verdict: "passed",
+    at: b.result.drill!.verdict.point.at,
+  });
+  const proven = pitr.proven;
   expect(proven).toEqual([expect.objectContaining({ from: chain.from.takenAt, to: chain.to.takenAt })]);
   // status shows the same proven window on the archiving host.
   const binlog = (await labStatus()).json.clusters[0].hosts[0].binlog;
@@ -69,6 +99,52 @@ test("snapshot A, load, snapshot B: the chain A → B is proven, every table's c
     fromBackupId: a.backupId,
   });
 });
+
+/**
+ * B's drill: a point strictly between A's completion and B, drawn again from its seed; the server answered at
+ * the state the verifier computed, which is `mariadb-binlog`'s last transaction at or before the point; CHECK
+ * TABLE passed on every table; its verdict in S3 and its RTO in the metrics.
+ */
+async function expectDrillPassed(chain: ChainVerdict): Promise<void> {
+  expect(b.result.drill).toBeTruthy();
+  const drill = b.result.drill!.verdict;
+  const at = Date.parse(drill.point.at);
+  console.log(
+    `drill to ${drill.point.at} (seed ${drill.point.seed}, window ${drill.point.window.from} … ${drill.point.window.to}): ` +
+      `${drill.verdict}, queryable after ${drill.restore?.secondsToQueryable}s, ${drill.restore?.transactions} transactions ` +
+      `replayed in ${drill.restore?.replaySeconds}s, expected ${drill.expected.gtid} (${drill.expected.segmentsFromLedger} segments from the ledger, ` +
+      `${drill.expected.segmentsRead} read); ${drill.tablesChecked} tables checked; ${drill.seconds}s in all`,
+  );
+  expect(drill).toMatchObject({
+    verdict: "passed",
+    failure: null,
+    from: { backupId: a.backupId, gtid: chain.from.gtid },
+    to: { backupId: b.backupId },
+  });
+  expect(at).toBeGreaterThan(Date.parse(drill.point.window.from));
+  expect(at).toBeLessThan(Date.parse(chain.to.takenAt));
+  expect(drillPoint(drill.point.seed, drill.point.window)?.toISOString()).toBe(drill.point.at);
+  expect(drill.restore!.reachedGtid).toBe(drill.expected.gtid);
+  expect(drill.expected.gtid).toBe(lastCommittedAtOrBefore(await binlogOracle(lab().primary.datadir), at));
+  expect(drill.tablesChecked).toBeGreaterThan(5);
+  expect(drill.restore!.secondsToQueryable).toBeGreaterThan(0);
+  const stored = await withClients(lab(), async ({ s3 }) => {
+    const { GetObjectCommand } = await import("@aws-sdk/client-s3");
+    const key = drillVerdictKey({
+      prefix: "backups",
+      cluster: chain.cluster,
+      host: chain.to.host,
+      backupId: b.backupId,
+    });
+    const object = await s3.send(new GetObjectCommand({ Bucket: lab().s3.bucket, Key: key }));
+    return parseDrillVerdict(JSON.parse(await object.Body!.transformToString()));
+  });
+  expect(stored).toEqual(drill);
+  const metrics = await readMetrics(lab());
+  expect(metrics).toContainEqual(
+    expect.objectContaining({ name: "PitrRestoreSeconds", value: drill.restore!.secondsToQueryable }),
+  );
+}
 
 /** `mysql-backup status --json` over the lab's bucket. */
 async function labStatus(): Promise<{ code: number; json: StatusReport }> {
@@ -81,8 +157,9 @@ test("a write on the replica its binlog does not record fails the next chain, na
     "SET SESSION sql_log_bin = 0",
     "UPDATE lab_pitr.marker SET committed_at = committed_at - INTERVAL 1 DAY ORDER BY id LIMIT 1",
   ]);
-  const c = await snapshot();
+  c = await snapshot();
   const chain = chainOf(c.result);
+  expect(c.result.drill ?? null).toBeNull();
   expect(chain).toMatchObject({
     verdict: "failed",
     from: { backupId: b.backupId },
@@ -124,4 +201,45 @@ test("a segment deleted from S3 fails the next chain as a gap, naming the missin
   expect(chain.failure!.detail).toContain("missing:");
   console.log(`deleted ${victim.segmentKey} (${victim.gtid.first}..${last}): ${chain.failure!.missing}`);
   await expectNoScratchLeft(lab());
+  await expectDrillAcrossGapFails(chain, victim);
 });
+
+/**
+ * A drill from C to a point just after the deleted segment (the seed injected to draw it): the restore is
+ * refused, and the verdict names the gap and the state the archive reaches at the point.
+ */
+async function expectDrillAcrossGapFails(chain: ChainVerdict, victim: BinlogSegmentEntry): Promise<void> {
+  const point = Math.ceil(Date.parse(victim.transactions.lastCommitAt!) / 1000) + 1;
+  const report = c.result.report!;
+  const from = { ...chain.from, gtid: report.position.recovered!.gtidBinlogPos! };
+  const config = await labVerifyConfig(lab());
+  const result = await withClients(lab(), ({ s3 }) =>
+    drillBetween(
+      config,
+      { prefix: "backups", cluster: chain.cluster, host: chain.to.host, backupId: chain.to.backupId },
+      { ...chain, from },
+      {
+        s3,
+        $: $({ quiet: true }),
+        metrics: fileSink(lab().metricsPath),
+        log: memoryLogger(),
+        now: () => new Date(),
+        hostname: hostname(),
+        drillSeed: (window) => point - drillSeconds(window.from, window.to)!.first,
+      },
+    ),
+  );
+  const drill = result!.verdict;
+  console.log(`drill across the gap: ${drill.failure?.kind}: ${drill.failure?.detail}`);
+  expect(drill).toMatchObject({
+    verdict: "failed",
+    point: { at: new Date(point * 1000).toISOString() },
+    failure: { kind: "restore" },
+    restore: null,
+  });
+  expect(drill.failure!.detail).toContain("missing:");
+  expect(drill.failure!.detail).toContain(`the archive holds ${drill.expected.gtid} at the point`);
+  expect(drill.failure!.detail).toMatch(/no archived segment continues/);
+  expect(await readMetrics(lab())).toContainEqual(expect.objectContaining({ name: "PitrDrillFailed" }));
+  await expectNoScratchLeft(lab());
+}

@@ -184,8 +184,23 @@ describe("the GTID state a restore to T must reach", () => {
     const [one, , three] = archive();
     const found = await expected([one, three], "0-1-10", 145);
     expect(found.gtid).toBe("0-1-12");
-    expect(found.short).toMatch(/no archived segment continues 0-1-12, yet 1 segment\(s\) hold transactions/);
+    expect(found.short).toMatch(
+      /no archived segment continues 0-1-12 towards the point, yet 1 segment\(s\) lie beyond it/,
+    );
     expect(found.short).toContain("from 0-1-15");
+  });
+
+  it("falls short too when the missing segment is the last before T and the next begins after it", async () => {
+    // Segment 2 (30–50 s) is gone and segment 3 begins at 130 s: at T = 45 nothing after T was met.
+    const [one, , three] = archive();
+    const found = await expected([one, three], "0-1-10", 45);
+    expect(found.gtid).toBe("0-1-12");
+    expect(found.short).toContain("from 0-1-15");
+    // With segment 2 there, T = 45 stops inside it, and the archive's end after T is no gap.
+    const whole = await expected(archive(), "0-1-10", 45);
+    expect([whole.gtid, whole.short]).toEqual(["0-1-14", null]);
+    const [a1, a2] = archive();
+    expect((await expected([a1, a2], "0-1-10", 200)).short).toBeNull();
   });
 
   it("follows the same epoch's next sequence, and moves to another epoch only where it must", async () => {
