@@ -101,7 +101,9 @@ export async function restoreToPoint(
     // The selection made from the snapshot's recorded state proves the chain (and refuses a bad target)
     // before anything is restored; it is made again from the state the restored server recovers to.
     selectTransactions(snapshot.flavor, segments, snapshot.start, stop);
+    deps.signal?.throwIfAborted();
     const restored = await restoreBackup(config, snapshot.backup, request.target, request.force, deps);
+    deps.signal?.throwIfAborted();
     const replayed = await replay(config, snapshot, segments, stop, request, work, deps);
     const reached = parseState(snapshot.flavor, replayed.reached);
     return {
@@ -235,8 +237,9 @@ async function replay(
       flavor: snapshot.flavor,
       target: selection.reached,
       log: deps.log,
+      signal: deps.signal,
     }).catch(async (error: unknown) => {
-      if (error instanceof PipelineError) throw error;
+      if (error instanceof PipelineError || deps.signal?.aborted) throw error;
       throw new ReplayFailed(
         `${messageOf(error)}; the server's error log ends with:\n${await tailFile(plan.errorLog)}`,
       );
@@ -248,6 +251,7 @@ async function replay(
         `the replay ended at ${reached.toString()}, not at ${selection.reached.toString()}`,
         "the target directory is not at the point: do not use it; report this with the log",
       );
+    deps.signal?.throwIfAborted();
     await inspect?.(conn);
     return { selection, seconds: applied.seconds, reached: reached.toString(), start };
   });
@@ -271,8 +275,8 @@ async function withServer<T>(
   await mkdir(plan.tmpdir, { recursive: true, mode: 0o750 });
   await deps.$`chown -R ${plan.user}: ${work}`;
   const timeout = (config.mysqld?.startTimeoutSeconds ?? VERIFY_DEFAULTS.mysqld.startTimeoutSeconds) * 1000;
-  const server = await startScratchServer(plan, timeout).catch((error: unknown) => {
-    if (!(error instanceof StartupFailure)) throw error;
+  const server = await startScratchServer(plan, timeout, deps.signal).catch((error: unknown) => {
+    if (!(error instanceof StartupFailure) || deps.signal?.aborted) throw error;
     throw new PipelineError(
       "VerificationFailed",
       `the restored snapshot ${snapshot.backup.backupId} does not start, so nothing was replayed: ${error.message}`,

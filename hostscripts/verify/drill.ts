@@ -79,6 +79,7 @@ export async function drillBetween(
   ends: Pick<ChainVerdict, "bucket" | "cluster" | "from" | "to">,
   deps: DrillDeps,
 ): Promise<DrillResult | null> {
+  deps.signal?.throwIfAborted();
   const key = drillVerdictKey(ref);
   const stored = await readDrillVerdict(deps.s3, ends.bucket, key);
   if (stored !== null) return { verdict: stored, key, alreadyReported: true };
@@ -142,9 +143,11 @@ async function drill(
         backupId: chain.from.backupId,
         inspect: (conn) => inspect(conn, flavor, seen),
       },
-      { s3: deps.s3, log, $: deps.$ },
+      { s3: deps.s3, log, $: deps.$, signal: deps.signal },
     );
   } catch (error) {
+    // SIGTERM: whatever the cut restore threw says nothing about the archive (B's message stays).
+    if (deps.signal?.aborted) throw error;
     failure = blame(error, expected);
   } finally {
     await rm(target, { recursive: true, force: true, maxRetries: 3 });
@@ -223,16 +226,10 @@ async function expectedAt(
 ): Promise<ExpectedState> {
   const { bucket, cluster } = config.restore;
   const listed = await listArchive(deps.s3, bucket, prefixOf(config), cluster);
-  // From each epoch's segment that began last before A (it holds A's position) on: up to now, not only to T
-  // (a segment after T shows whether one before it is missing).
-  const since = Date.parse(chain.from.takenAt);
-  const first = new Set(listed.map((e) => e.segments.filter((s) => s.firstAt.getTime() <= since).at(-1)));
-  const epochs = await readArchive(
-    deps.s3,
-    bucket,
-    listed,
-    (s) => s.firstAt.getTime() > since || first.has(s),
-  );
+  // Every ledger entry, as `restore --until` reads them up to T: a segment's key stamps when the archiver began
+  // it, not its transactions (catching up, it stamps old ones late), so no time bound finds A's reliably;
+  // and those after T show whether one before it is missing.
+  const epochs = await readArchive(deps.s3, bucket, listed);
   const skewMs = (config.segments?.timeSkewSeconds ?? VERIFY_DEFAULTS.segments.timeSkewSeconds) * 1000 + 999;
   return expectedStateAt(
     flavor,

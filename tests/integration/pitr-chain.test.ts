@@ -6,12 +6,14 @@
  * snapshot D fails C → D as a gap naming the missing GTIDs. After the proven chain A → B, the restore drill to
  * a random second between A and B passes at the GTID state `mariadb-binlog` (the oracle) says was committed
  * then; a drill across the deleted segment fails, naming the state the archive holds at its point and the
- * restore's refusal. Nothing of a restore is left after each.
+ * restore's refusal. SIGTERM during the next chain proof stops it and releases the message, with no verdict.
+ * Nothing of a restore is left after each.
  */
 import { hostname } from "node:os";
-import { DeleteObjectCommand } from "@aws-sdk/client-s3";
+import { DeleteObjectCommand, HeadObjectCommand } from "@aws-sdk/client-s3";
 import { $ } from "zx";
 import {
+  chainVerdictKey,
   drillVerdictKey,
   parseDrillVerdict,
   type BinlogSegmentEntry,
@@ -25,6 +27,7 @@ import { drillPoint, drillSeconds } from "../../hostscripts/verify/drill-point";
 import type { VerificationResult } from "../../hostscripts/verify/result";
 import type { PitrSummary } from "../../hostscripts/restore/window";
 import { rootScript } from "../../lab/mariadb";
+import { processesUsing } from "../../lab/processes";
 import { withLab } from "../support/lab";
 import { binlogOracle, cli, lastCommittedAtOrBefore, ledger, waitForArchive } from "../support/pitr";
 import {
@@ -243,3 +246,34 @@ async function expectDrillAcrossGapFails(chain: ChainVerdict, victim: BinlogSegm
   expect(await readMetrics(lab())).toContainEqual(expect.objectContaining({ name: "PitrDrillFailed" }));
   await expectNoScratchLeft(lab());
 }
+
+test("SIGTERM during a chain proof stops its replay, removes its scratch server and releases the message", async () => {
+  const e = await takeBackup(lab());
+  const controller = new AbortController();
+  let seen: string | null = null;
+  // Aborts the verifier once the chain proof's server (on the scratch copy of D) runs: the replay's phase.
+  const watcher = (async () => {
+    while (!controller.signal.aborted) {
+      const server = (await processesUsing(lab().dir)).find((p) => p.command.includes("/scratch/chain-"));
+      if (server !== undefined) {
+        seen = server.command;
+        controller.abort();
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
+  const { result, log } = await runLabVerifier(lab(), { idleSeconds: 120, signal: controller.signal });
+  controller.abort();
+  await watcher;
+  expect(seen).not.toBeNull();
+  expect(result).toMatchObject({ outcome: "interrupted", backupId: e.backupId });
+  expect(log.lines.some((l) => /proving the point-in-time chain/.test(l.message))).toBe(true);
+  const { cluster, to } = b.result.chain!.verdict;
+  const ref = { prefix: "backups", cluster, host: to.host, backupId: e.backupId };
+  await withClients(lab(), async ({ s3 }) => {
+    for (const key of [chainVerdictKey(ref), drillVerdictKey(ref)])
+      await expect(s3.send(new HeadObjectCommand({ Bucket: lab().s3.bucket, Key: key }))).rejects.toThrow();
+  });
+  await expectNoScratchLeft(lab());
+});
