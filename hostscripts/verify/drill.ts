@@ -158,7 +158,12 @@ async function drill(
     formatVersion: 1,
     bucket: config.restore.bucket,
     cluster: config.restore.cluster,
-    from: { ...chain.from, completedAt: draw.window.from },
+    from: {
+      backupId: chain.from.backupId,
+      host: chain.from.host,
+      gtid: chain.from.gtid,
+      completedAt: draw.window.from,
+    },
     to: { backupId: chain.to.backupId, host: chain.to.host, takenAt: chain.to.takenAt },
     point: { seed: draw.seed, window: draw.window, at: draw.at.toISOString() },
     expected: {
@@ -342,6 +347,7 @@ async function publish(
   verdict: DrillVerdict,
   deps: DrillDeps,
 ): Promise<DrillResult> {
+  parseDrillVerdict(verdict);
   try {
     await createJsonOnce(deps.s3, verdict.bucket, key, verdict, config.s3?.kmsKeyId);
   } catch (error) {

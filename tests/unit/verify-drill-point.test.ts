@@ -4,9 +4,10 @@
  * whole seconds (a transaction's GTID event carries its last statement's start), the `restore --until T` rule
  * (binlog order up to the first transaction committed after T; one stamped T is in).
  */
-import type { BinlogSegmentEntry } from "../../contracts";
+import { drillVerdictKey, parseDrillVerdict, type BinlogSegmentEntry } from "../../contracts";
 import type { BinlogTransaction } from "../../hostscripts/common/binlog-transactions";
 import { parseState } from "../../hostscripts/common/gtid-state";
+import { judge } from "../../hostscripts/verify/drill";
 import { drillPoint, drillSeconds, expectedStateAt } from "../../hostscripts/verify/drill-point";
 
 const BASE = Date.parse("2026-11-30T10:00:00Z");
@@ -222,5 +223,77 @@ describe("the GTID state a restore to T must reach", () => {
     const next = segment(2, 14, [[15, 90]], "20261130T110000Z-bbbbbb");
     const found = await expected([other, first, next, second], "0-1-10", 95);
     expect(found.gtid).toBe("0-1-15");
+  });
+});
+
+describe("the drill verdict's contract", () => {
+  const verdict = {
+    formatVersion: 1,
+    bucket: "b",
+    cluster: "lab",
+    from: { backupId: "20261130T100000Z-aaaaaa", host: "r1", gtid: "0-1-10", completedAt: at(0) },
+    to: { backupId: "20261130T110000Z-bbbbbb", host: "r1", takenAt: at(3600) },
+    point: { seed: 41, window: { from: at(0), to: at(3600) }, at: at(42) },
+    expected: { gtid: "0-1-20", segmentsFromLedger: 1, segmentsRead: 1, lastGtid: "0-1-20" },
+    verdict: "failed",
+    failure: {
+      kind: "gtid",
+      detail: "the restore to the point answered at 0-1-19; the archive holds 0-1-20",
+      tables: [],
+    },
+    restore: {
+      secondsToQueryable: 6.2,
+      reachedGtid: "0-1-19",
+      transactions: 9,
+      segments: 2,
+      replaySeconds: 0.4,
+    },
+    tablesChecked: 9,
+    seconds: 7.1,
+    verifiedAt: at(3700),
+    verifier: { host: "v1" },
+  };
+
+  it("accepts a verdict and refuses one with a key it does not know, or without the point", () => {
+    expect(parseDrillVerdict(verdict)).toEqual(verdict);
+    expect(() => parseDrillVerdict({ ...verdict, from: { ...verdict.from, takenAt: at(0) } })).toThrow(
+      /from: unknown key "takenAt"/,
+    );
+    const { point: _point, ...withoutPoint } = verdict;
+    expect(() => parseDrillVerdict(withoutPoint)).toThrow(/point/);
+    expect(
+      drillVerdictKey({ prefix: "backups", cluster: "lab", host: "r1", backupId: verdict.to.backupId }),
+    ).toBe(`backups/lab/r1/${verdict.to.backupId}/pitr-drill.json`);
+  });
+
+  it("judges the server against the archive: a state the archive does not hold there names both", () => {
+    const expected = {
+      state: parseState("mariadb", "0-1-20"),
+      lastGtid: "0-1-20",
+      segmentsFromLedger: 0,
+      segmentsRead: 1,
+      short: null,
+    };
+    expect(judge("mariadb", expected, { reached: "0-1-20", tables: [] })).toBeNull();
+    expect(judge("mariadb", expected, { reached: "0-1-19", tables: [] })).toEqual({
+      kind: "gtid",
+      detail:
+        "the restore to the point answered at 0-1-19; the archive holds 0-1-20 there (last transaction 0-1-20)",
+      tables: [],
+    });
+    expect(
+      judge(
+        "mariadb",
+        { ...expected, short: "no segment continues 0-1-12" },
+        { reached: "0-1-20", tables: [] },
+      ),
+    ).toMatchObject({
+      kind: "gtid",
+      detail: expect.stringContaining("does not reach the point: no segment continues 0-1-12"),
+    });
+    expect(judge("mariadb", expected, { reached: "0-1-20", tables: ["`s`.`t`: Corrupt"] })).toMatchObject({
+      kind: "tables",
+      tables: ["`s`.`t`"],
+    });
   });
 });
