@@ -101,6 +101,13 @@ test("snapshot A, load, snapshot B: the chain A → B is proven, every table's c
     to: chain.to.takenAt,
     fromBackupId: a.backupId,
   });
+  expect(binlog?.lastDrill).toEqual({
+    backupId: b.backupId,
+    verifiedAt: b.result.drill!.verdict.verifiedAt,
+    at: b.result.drill!.verdict.point.at,
+    verdict: "passed",
+    rtoSeconds: b.result.drill!.verdict.restore!.secondsToQueryable,
+  });
 });
 
 /**
