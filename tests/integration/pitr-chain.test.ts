@@ -193,7 +193,8 @@ test("a write on the replica its binlog does not record fails the next chain, na
 
 test("a segment deleted from S3 fails the next chain as a gap, naming the missing GTIDs", async () => {
   const after = Date.now();
-  await waitForArchive(lab(), after + 5_000);
+  // A saturated machine lets the replica (and so its archive) fall minutes behind the primary's commit times.
+  await waitForArchive(lab(), after + 5_000, 300_000);
   const victim = (await ledger(lab())).find(
     (e) => e.transactions.count > 0 && Date.parse(e.transactions.firstCommitAt ?? "") > after,
   )!;
@@ -201,7 +202,7 @@ test("a segment deleted from S3 fails the next chain as a gap, naming the missin
   await withClients(lab(), ({ s3 }) =>
     s3.send(new DeleteObjectCommand({ Bucket: lab().s3.bucket, Key: victim.segmentKey })),
   );
-  await waitForArchive(lab(), Date.now() + 3_000);
+  await waitForArchive(lab(), Date.now() + 3_000, 300_000);
   const d = await snapshot();
   const chain = chainOf(d.result);
   expect(chain).toMatchObject({ verdict: "failed", failure: { kind: "gap" } });
