@@ -27,7 +27,10 @@ export type DrillFailure =
 export interface DrillPoint {
   /** The draw: T = window.from + 1 s + (seed mod the number of whole seconds strictly inside the window). */
   seed: number;
-  /** A's completion (a restore to T can start from A only from then) and B's snapshot time. */
+  /**
+   * A's completion (a restore to T can start from A only from then) and B's snapshot time, or the archive's
+   * newest commit when that is earlier (a lagging replica's archive carries the primary's commit times).
+   */
   window: { from: string; to: string };
   /** T, a whole second. */
   at: string;

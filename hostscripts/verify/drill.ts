@@ -98,14 +98,26 @@ export async function drillBetween(
       throw s3Failure(`read ${a.manifestKey}`, error);
     },
   );
-  const window = { from: manifest.completedAt, to: ends.to.takenAt };
+  const entries = await archiveEntries(restoreConfig, deps);
+  // Never past the archive's newest commit: a lagging replica's archive (stamped with the primary's commit
+  // times) may not have reached B's snapshot time yet, and `restore --until` refuses a point beyond it.
+  const newest = entries.reduce(
+    (max, e) => Math.max(max, Date.parse(e.transactions.lastCommitAt ?? "") || -Infinity),
+    -Infinity,
+  );
+  const to =
+    Number.isFinite(newest) && newest < Date.parse(ends.to.takenAt)
+      ? new Date(newest).toISOString()
+      : ends.to.takenAt;
+  const window = { from: manifest.completedAt, to };
   const seed = deps.drillSeed?.(window) ?? randomInt(0, 2 ** 31 - 1);
   const at = drillPoint(seed, window);
   if (at === null) {
     deps.log.info(`no whole second between ${window.from} and ${window.to}: no PITR drill`);
     return null;
   }
-  const verdict = await drill(restoreConfig, ends, manifest.server.flavor, { seed, window, at }, deps);
+  const draw = { seed, window, at };
+  const verdict = await drill(restoreConfig, ends, manifest.server.flavor, draw, entries, deps);
   return publish(config, key, verdict, deps);
 }
 
@@ -122,12 +134,13 @@ async function drill(
   chain: Pick<ChainVerdict, "from" | "to">,
   flavor: ServerFlavor,
   draw: Draw,
+  entries: BinlogSegmentEntry[],
   deps: DrillDeps,
 ): Promise<DrillVerdict> {
   const started = performance.now();
   const log = deps.log.with({ drill: draw.at.toISOString(), from: chain.from.backupId });
   log.info("point-in-time restore drill", { seed: draw.seed, window: draw.window });
-  const expected = await expectedAt(config, chain, flavor, draw.at, deps);
+  const expected = await expectedAt(config, chain, flavor, draw.at, entries, deps);
   const target = await mkdtemp(join(config.scratchDir, `drill-${chain.to.backupId}-`));
   const seen: Seen = { queryableMs: null, reached: null, tables: [], checked: 0 };
   let restored: PitrResult | null = null;
@@ -219,6 +232,17 @@ async function inspect(conn: Session, flavor: ServerFlavor, seen: Seen): Promise
 }
 
 /**
+ * Every ledger entry of the cluster's archive, as `restore --until` reads them up to T: a segment's key stamps
+ * when the archiver began it, not its transactions (catching up, it stamps old ones late), so no time bound
+ * finds A's segment reliably; and those after T show whether one before it is missing.
+ */
+async function archiveEntries(config: RestoreConfig, deps: DrillDeps): Promise<BinlogSegmentEntry[]> {
+  const { bucket, cluster } = config.restore;
+  const listed = await listArchive(deps.s3, bucket, prefixOf(config), cluster);
+  return (await readArchive(deps.s3, bucket, listed)).flatMap((e) => e.entries);
+}
+
+/**
  * The state a restore to T must reach, from A's state (the chain proof's start) through the archive's ledger
  * and, where T may fall, the segments' events (each segment's sha256 and CRC32s checked on the way).
  */
@@ -227,19 +251,15 @@ async function expectedAt(
   chain: Pick<ChainVerdict, "from">,
   flavor: ServerFlavor,
   at: Date,
+  entries: BinlogSegmentEntry[],
   deps: DrillDeps,
 ): Promise<ExpectedState> {
-  const { bucket, cluster } = config.restore;
-  const listed = await listArchive(deps.s3, bucket, prefixOf(config), cluster);
-  // Every ledger entry, as `restore --until` reads them up to T: a segment's key stamps when the archiver began
-  // it, not its transactions (catching up, it stamps old ones late), so no time bound finds A's reliably;
-  // and those after T show whether one before it is missing.
-  const epochs = await readArchive(deps.s3, bucket, listed);
+  const { bucket } = config.restore;
   const skewMs = (config.segments?.timeSkewSeconds ?? VERIFY_DEFAULTS.segments.timeSkewSeconds) * 1000 + 999;
   return expectedStateAt(
     flavor,
     parseState(flavor, chain.from.gtid),
-    epochs.flatMap((e) => e.entries),
+    entries,
     at.getTime(),
     skewMs,
     (entry) => readTransactions(deps.s3, bucket, entry),
