@@ -195,10 +195,15 @@ test("a segment deleted from S3 fails the next chain as a gap, naming the missin
   const after = Date.now();
   // A saturated machine lets the replica (and so its archive) fall minutes behind the primary's commit times.
   await waitForArchive(lab(), after + 5_000, 300_000);
-  const victim = (await ledger(lab())).find(
-    (e) => e.transactions.count > 0 && Date.parse(e.transactions.firstCommitAt ?? "") > after,
-  )!;
-  expect(victim).toBeDefined();
+  // A segment that begins after `after` (a catching-up archiver cuts segments spanning more than 5 s).
+  const firstAfter = async () =>
+    (await ledger(lab())).find(
+      (e) => e.transactions.count > 0 && Date.parse(e.transactions.firstCommitAt ?? "") > after,
+    );
+  let victim = await firstAfter();
+  for (const deadline = Date.now() + 300_000; victim === undefined && Date.now() < deadline;)
+    victim = await new Promise((r) => setTimeout(r, 2000)).then(firstAfter);
+  if (victim === undefined) throw new Error("no archived segment began after the marker within 300 s");
   await withClients(lab(), ({ s3 }) =>
     s3.send(new DeleteObjectCommand({ Bucket: lab().s3.bucket, Key: victim.segmentKey })),
   );
