@@ -232,7 +232,7 @@ export function clusterAlarms(cluster: WatchedCluster): AlarmSpec[] {
 }
 
 /**
- * The point-in-time chain proof of a cluster with PITR on: any failed chain pages, and so does a cluster
+ * The point-in-time chain proof of a cluster with PITR on: any failed chain or restore drill pages, and so does a cluster
  * with no chain proven for two windows (a chain needs two verified snapshots, and comes after the second's
  * verification: one window would page on a new cluster's first day).
  */
@@ -244,6 +244,12 @@ function chainAlarms(cluster: WatchedCluster, hours: number): AlarmSpec[] {
       "pitr-chain-failed",
       `The point-in-time chain of cluster ${cluster.name} failed its proof: the chain-verification.json beside the newer snapshot names the gap, the segment or the tables that differ (docs/pitr-proof.md)`,
       VerifierMetric.PitrChainFailed,
+      dimensions,
+    ),
+    failure(
+      "pitr-drill-failed",
+      `A point-in-time restore drill of cluster ${cluster.name} failed: the pitr-drill.json beside the newer snapshot names the point, the GTID state the archive holds there and what the restore did instead (docs/pitr-proof.md)`,
+      VerifierMetric.PitrDrillFailed,
       dimensions,
     ),
     silence({

@@ -79,8 +79,10 @@ export function clusterWidgets(cluster: string, region: string, y: number): Arra
   const binlog = [true, MINUTE, 12] as [boolean, number, number];
   return [
     { type: "text", x: 0, y, width: 24, height: 1, properties: { markdown: `## Cluster ${cluster}` } },
-    widget(0, `${cluster}: restore time (s)`, [
+    widget(0, `${cluster}: restore time and measured PITR RTO (s)`, [
       line(VerifierMetric.RestoreSeconds, "Maximum", "slowest restore"),
+      // Emitted by each passed restore drill (a snapshot interval apart): time to queryable at a random point.
+      line(VerifierMetric.PitrRestoreSeconds, "Maximum", "PITR drill, time to queryable"),
     ]),
     widget(6, `${cluster}: lock window (ms)`, [
       line(ReplicaMetric.LockMilliseconds, "Maximum", "longest lock"),

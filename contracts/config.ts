@@ -1,4 +1,5 @@
 import { chainCheckSettingsSchema, type ChainCheckSettings } from "./chain-verdict";
+import { drillSettingsSchema, type DrillSettings } from "./drill-verdict";
 import { binlogArchiveConfigSchema, type BinlogArchiveConfig } from "./binlog-config";
 import { NAME_PATTERN } from "./keys";
 import { LOCK_MODES, type LockMode } from "./manifest";
@@ -209,6 +210,8 @@ export interface VerifyConfig {
   segments?: SegmentCheckSettings;
   /** Whether the chain from the previous verified snapshot is proven (contracts/chain-verdict.ts). */
   chain?: ChainCheckSettings;
+  /** Whether a restore to a random point between A and B follows each proven chain (contracts/drill-verdict.ts). */
+  pitrDrill?: DrillSettings;
   /**
    * Where `mysql-backup restore` finds a cluster's backups. The verify daemon ignores it (it learns the
    * bucket from each message), so one file on a verifier host serves both commands. Required by `restore`.
@@ -414,6 +417,7 @@ export const verifyConfigSchema = schemaFor<VerifyConfig>()({
     },
     segments: segmentCheckSettingsSchema,
     chain: chainCheckSettingsSchema,
+    pitrDrill: drillSettingsSchema,
     drift: {
       type: "object",
       additionalProperties: false,

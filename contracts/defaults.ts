@@ -13,6 +13,7 @@ interface VerifyDefaults {
   catchUp: Required<Pick<NonNullable<VerifyConfig["catchUp"]>, "timeoutSeconds">>;
   segments: Required<NonNullable<VerifyConfig["segments"]>>;
   chain: Required<NonNullable<VerifyConfig["chain"]>>;
+  pitrDrill: Required<NonNullable<VerifyConfig["pitrDrill"]>>;
 }
 
 /**
@@ -29,4 +30,5 @@ export const VERIFY_DEFAULTS = {
   catchUp: { timeoutSeconds: 600 },
   segments: { maxDeferrals: 2, deferSeconds: 60, timeSkewSeconds: 60 },
   chain: { enabled: true, archiveWaitSeconds: 300 },
+  pitrDrill: { enabled: true },
 } as const satisfies VerifyDefaults;

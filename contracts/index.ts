@@ -16,3 +16,4 @@ export * from "./verification";
 export * from "./tags";
 export * from "./segment-verdict";
 export * from "./chain-verdict";
+export * from "./drill-verdict";

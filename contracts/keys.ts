@@ -15,6 +15,8 @@ export const VERIFICATION_OBJECT = "verification.json";
 export const SEGMENT_VERDICT_SUFFIX = ".segment-verification.json";
 /** The proof of the point-in-time chain that ends at a snapshot, beside its `verification.json`. */
 export const CHAIN_VERDICT_OBJECT = "chain-verification.json";
+/** The point-in-time restore drill between the previous verified snapshot and this one, beside it too. */
+export const DRILL_VERDICT_OBJECT = "pitr-drill.json";
 
 /**
  * The names of every object only the verifier may write (its verdicts), as the last segment of their
@@ -27,6 +29,7 @@ export const VERDICT_OBJECTS: readonly string[] = [
   VERIFICATION_OBJECT,
   `*${SEGMENT_VERDICT_SUFFIX}`,
   CHAIN_VERDICT_OBJECT,
+  DRILL_VERDICT_OBJECT,
 ];
 
 /** Whether an object key names a verdict (its last segment matches one of {@link VERDICT_OBJECTS}). */

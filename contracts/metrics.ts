@@ -52,6 +52,12 @@ export const VerifierMetric = {
    * chain is proven. Alarm on silence of PitrChainVerified rather than on this gauge.
    */
   PitrVerifiedUntilSeconds: "PitrVerifiedUntilSeconds",
+  /** A point-in-time restore drill that passed (contracts/drill-verdict.ts). */
+  PitrDrillPassed: "PitrDrillPassed",
+  /** A drill that failed: refused, not started, another GTID state than the archive's, CHECK TABLE. Alarm on any. */
+  PitrDrillFailed: "PitrDrillFailed",
+  /** The passed drill's time to queryable (download, extract, recovery, replay): the measured PITR RTO. */
+  PitrRestoreSeconds: "PitrRestoreSeconds",
 } as const;
 
 /**
@@ -105,6 +111,9 @@ export const METRIC_UNITS: Record<MetricName, MetricUnit> = {
   PitrChainVerified: "Count",
   PitrChainFailed: "Count",
   PitrVerifiedUntilSeconds: "Seconds",
+  PitrDrillPassed: "Count",
+  PitrDrillFailed: "Count",
+  PitrRestoreSeconds: "Seconds",
   BinlogArchiveLagSeconds: "Seconds",
   BinlogGaps: "Count",
   PitrWindowSeconds: "Seconds",
@@ -152,6 +161,12 @@ export const METRIC_HELP: Record<MetricName, string> = {
     "Point-in-time chains proven: snapshot A replayed to snapshot B gives B's GTIDs and checksums.",
   PitrChainFailed: "Point-in-time chains that failed their proof (gap, damaged segment, tables that differ).",
   PitrVerifiedUntilSeconds: "Age of the newest point the point-in-time chain is proven up to.",
+  PitrDrillPassed:
+    "Point-in-time restore drills passed: a random point between two snapshots restored at the archive's GTID state, CHECK TABLE OK.",
+  PitrDrillFailed:
+    "Point-in-time restore drills that failed (refused, not started, wrong GTID state, CHECK TABLE).",
+  PitrRestoreSeconds:
+    "The newest passed drill's time to queryable (download, extract, recovery, replay): the measured PITR RTO.",
   BinlogArchiveLagSeconds:
     "Seconds a committed transaction has waited, at most, to be in S3 (the binlog archive's RPO now).",
   BinlogGaps: "Gaps found in the binlog archive: transactions purged before they were archived.",
@@ -234,4 +249,5 @@ export const PROMETHEUS_COUNTER_FAMILIES: MetricName[][] = [
   [VerifierMetric.VerificationSucceeded, VerifierMetric.VerificationFailed],
   [VerifierMetric.SegmentVerified, VerifierMetric.SegmentFailed],
   [VerifierMetric.PitrChainVerified, VerifierMetric.PitrChainFailed],
+  [VerifierMetric.PitrDrillPassed, VerifierMetric.PitrDrillFailed],
 ];

@@ -111,6 +111,18 @@ export interface RecoveryWindow {
   toGtid: string;
 }
 
+/** The newest point-in-time restore drill of a cluster (contracts/drill-verdict.ts), as `status` shows it. */
+export interface DrillStatus {
+  /** The snapshot beside which it lies (B), and when it ran. */
+  backupId: string;
+  verifiedAt: string;
+  /** The point restored to. */
+  at: string;
+  verdict: "passed" | "failed";
+  /** Seconds to queryable at the point (the measured PITR RTO); null when the restore never answered. */
+  rtoSeconds: number | null;
+}
+
 /** A gap an epoch record names: transactions purged before the archiver read them. */
 export interface BinlogGap {
   epoch: string;
@@ -148,6 +160,8 @@ export interface BinlogArchiveStatus {
    * The cluster's, on each of its archiving hosts. Same shape as `archivedWindow`.
    */
   provenWindow: RecoveryWindow | null;
+  /** The cluster's newest restore drill (on each of its archiving hosts); null until one ran. */
+  lastDrill: DrillStatus | null;
   /** Every gap an epoch record of this host names, oldest first. */
   gaps: BinlogGap[];
 }
@@ -229,6 +243,7 @@ const binlogArchive = {
     "epochs",
     "archivedWindow",
     "provenWindow",
+    "lastDrill",
     "gaps",
   ],
   properties: {
@@ -246,6 +261,18 @@ const binlogArchive = {
     epochs: { type: "integer", minimum: 0 },
     archivedWindow: recoveryWindow,
     provenWindow: recoveryWindow,
+    lastDrill: {
+      type: ["object", "null"],
+      additionalProperties: false,
+      required: ["backupId", "verifiedAt", "at", "verdict", "rtoSeconds"],
+      properties: {
+        backupId: { type: "string", pattern: BACKUP_ID_PATTERN },
+        verifiedAt: time,
+        at: time,
+        verdict: { enum: ["passed", "failed"] },
+        rtoSeconds: { type: ["number", "null"], minimum: 0 },
+      },
+    },
     gaps: {
       type: "array",
       items: {

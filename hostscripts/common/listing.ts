@@ -5,6 +5,7 @@ import {
   BACKUP_ID_PATTERN,
   BINLOGS_SEGMENT,
   CHAIN_VERDICT_OBJECT,
+  DRILL_VERDICT_OBJECT,
   MANIFEST_OBJECT,
   NAME_PATTERN,
   VERIFICATION_OBJECT,
@@ -37,6 +38,8 @@ export interface ScannedBackup {
   hasVerdict: boolean;
   /** A `chain-verification.json` exists: the point-in-time chain to this backup was judged. */
   hasChainVerdict: boolean;
+  /** A `pitr-drill.json` exists: the verifier drilled a restore to a point before this backup. */
+  hasDrillVerdict?: boolean;
 }
 
 /** An object read and validated, or why it could not be used (it exists but is not a valid document). */
@@ -101,6 +104,7 @@ export class BackupListing {
           backup.archiveBytes = (backup.archiveBytes ?? 0) + (object.Size ?? 0);
         if (name === VERIFICATION_OBJECT) backup.hasVerdict = true;
         if (name === CHAIN_VERDICT_OBJECT) backup.hasChainVerdict = true;
+        if (name === DRILL_VERDICT_OBJECT) backup.hasDrillVerdict = true;
         found.set(backupId, backup);
       }
     }

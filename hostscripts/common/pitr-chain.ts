@@ -109,12 +109,21 @@ export function planChain<L extends ChainLink>(
     last = next;
   }
   const beyond = candidates.filter((c) => needed(c) && ahead(c, current));
+  // A time target the chain has not passed, which nothing continues, yet with archived transactions ahead of
+  // it: the segments between are missing (their transactions may be at or before the point), so stopping
+  // here would claim the point without reaching it. Seen through the first segment listed after the point.
+  const short =
+    target.kind === "time" &&
+    beyond.length === 0 &&
+    (last === null || last.lastMs <= target.at.getTime()) &&
+    !candidates.some((c) => ahead(c, current) && current.covers(c.before));
+  const unreached = short ? candidates.filter((c) => ahead(c, current)) : [];
   const newest = Math.max(...candidates.map((c) => c.lastMs), -Infinity);
   return {
     steps,
     reach: current.toString(),
     reachAt: last?.entry.transactions.lastCommitAt ?? null,
-    gap: gapAfter(current, last, beyond, target),
+    gap: gapAfter(current, last, beyond.length > 0 ? beyond : unreached, target),
     archiveEndsAt:
       target.kind === "time" && newest < target.at.getTime() && Number.isFinite(newest)
         ? new Date(newest).toISOString()

@@ -3,6 +3,7 @@ import {
   ARCHIVE_CHUNK_PATTERN,
   ARCHIVE_OBJECT,
   DEFAULT_PREFIX,
+  DRILL_VERDICT_OBJECT,
   MANIFEST_OBJECT,
   VERIFICATION_OBJECT,
   clusterPrefix,
@@ -38,6 +39,8 @@ export interface ListedBackup {
    * verdict, or when the verdict predates the binding.
    */
   objects: VerifiedObjects | null;
+  /** A `pitr-drill.json` lies beside it: the verifier drilled a restore to a point before it. */
+  drilled?: boolean;
 }
 
 const chunkObject = new RegExp(ARCHIVE_CHUNK_PATTERN);
@@ -80,6 +83,7 @@ export async function listBackups(s3: S3Client, source: RestoreSource): Promise<
       verifiedAt: report?.verifiedAt ?? null,
       drift: report?.drift ? describeDrift(report.drift) : null,
       objects: report?.objects ?? null,
+      drilled: objects.has(DRILL_VERDICT_OBJECT),
     });
   }
   return backups.sort((a, b) => b.backupId.localeCompare(a.backupId) || a.host.localeCompare(b.host));

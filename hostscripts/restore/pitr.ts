@@ -5,7 +5,7 @@ import { PipelineError, messageOf } from "../common/errors";
 import { mariadbBetween, mysqlBetween } from "../common/gtid";
 import { findServerBinary } from "../common/server-binary";
 import { formatGtid, lastPerDomain, parseState, sameState, type GtidState } from "../common/gtid-state";
-import { listArchive, readArchive } from "./archive";
+import { listArchive, readArchive, type ListedEpoch, type ListedSegment } from "./archive";
 import { planChain, type ChainPlan, type PitrTarget } from "../common/pitr-chain";
 import type { ListedBackup } from "./list";
 import { chooseStartingSnapshot, prefixOf, type StartingSnapshot } from "./point";
@@ -101,7 +101,9 @@ export async function restoreToPoint(
     // The selection made from the snapshot's recorded state proves the chain (and refuses a bad target)
     // before anything is restored; it is made again from the state the restored server recovers to.
     selectTransactions(snapshot.flavor, segments, snapshot.start, stop);
+    deps.signal?.throwIfAborted();
     const restored = await restoreBackup(config, snapshot.backup, request.target, request.force, deps);
+    deps.signal?.throwIfAborted();
     const replayed = await replay(config, snapshot, segments, stop, request, work, deps);
     const reached = parseState(snapshot.flavor, replayed.reached);
     return {
@@ -140,9 +142,7 @@ async function planFor(
   const { bucket, cluster } = config.restore;
   const listed = await listArchive(deps.s3, bucket, prefixOf(config), cluster);
   const until = request.until;
-  const wanted =
-    until.kind === "time" ? (s: { firstAt: Date }) => s.firstAt.getTime() <= until.at.getTime() : () => true;
-  const epochs = await readArchive(deps.s3, bucket, listed, wanted);
+  const epochs = await readArchive(deps.s3, bucket, listed, segmentsUpTo(listed, until));
   const plan = planChain(snapshot.flavor, epochs, snapshot.start, until);
   deps.log.info("chain planned", {
     snapshot: snapshot.backup.backupId,
@@ -176,6 +176,17 @@ async function planFor(
       "check the GTID, or `restore list`",
     );
   return plan;
+}
+
+/**
+ * The segments worth reading for a point: for a time, those begun at or before it and each epoch's first one
+ * after it (without it, a missing segment just before the point would look like the archive's end).
+ */
+function segmentsUpTo(listed: ListedEpoch[], until: PitrTarget): (s: ListedSegment) => boolean {
+  if (until.kind !== "time") return () => true;
+  const at = until.at.getTime();
+  const next = new Set(listed.map((e) => e.segments.find((s) => s.firstAt.getTime() > at)));
+  return (s) => s.firstAt.getTime() <= at || next.has(s);
 }
 
 /** Where the replay stops: the point, or with --force past a gap the end of what the chain reaches. */
@@ -226,8 +237,9 @@ async function replay(
       flavor: snapshot.flavor,
       target: selection.reached,
       log: deps.log,
+      signal: deps.signal,
     }).catch(async (error: unknown) => {
-      if (error instanceof PipelineError) throw error;
+      if (error instanceof PipelineError || deps.signal?.aborted) throw error;
       throw new ReplayFailed(
         `${messageOf(error)}; the server's error log ends with:\n${await tailFile(plan.errorLog)}`,
       );
@@ -239,6 +251,7 @@ async function replay(
         `the replay ended at ${reached.toString()}, not at ${selection.reached.toString()}`,
         "the target directory is not at the point: do not use it; report this with the log",
       );
+    deps.signal?.throwIfAborted();
     await inspect?.(conn);
     return { selection, seconds: applied.seconds, reached: reached.toString(), start };
   });
@@ -262,8 +275,8 @@ async function withServer<T>(
   await mkdir(plan.tmpdir, { recursive: true, mode: 0o750 });
   await deps.$`chown -R ${plan.user}: ${work}`;
   const timeout = (config.mysqld?.startTimeoutSeconds ?? VERIFY_DEFAULTS.mysqld.startTimeoutSeconds) * 1000;
-  const server = await startScratchServer(plan, timeout).catch((error: unknown) => {
-    if (!(error instanceof StartupFailure)) throw error;
+  const server = await startScratchServer(plan, timeout, deps.signal).catch((error: unknown) => {
+    if (!(error instanceof StartupFailure) || deps.signal?.aborted) throw error;
     throw new PipelineError(
       "VerificationFailed",
       `the restored snapshot ${snapshot.backup.backupId} does not start, so nothing was replayed: ${error.message}`,

@@ -125,6 +125,8 @@ export interface ApplyOptions {
   /** Fails the replay when the applied state has not moved for this long. Defaults to 10 minutes. */
   stallMs?: number;
   log: Logger;
+  /** Stops watching at once (the verifier's SIGTERM), with the signal's reason. */
+  signal?: AbortSignal;
 }
 
 /** What the applier did. */
@@ -167,6 +169,7 @@ export async function applyRelayLogs(
   let movedAt = performance.now();
   let lastLog = performance.now();
   for (;;) {
+    options.signal?.throwIfAborted();
     const [position] = await rows(conn, stateSql);
     const text = String(position?.pos ?? "");
     const state = parseState(options.flavor, text);

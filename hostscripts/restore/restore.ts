@@ -68,6 +68,11 @@ export interface RestoreDeps {
   s3: S3Client;
   log: Logger;
   $: Shell;
+  /**
+   * The verifier's SIGTERM (its chain proof and drill restore with this machinery): cuts the download and
+   * stops the server at once; what was found then says nothing about the backup or the archive.
+   */
+  signal?: AbortSignal;
 }
 
 /** Restores `chosen` into `target`; see the module comment. */
@@ -105,6 +110,7 @@ export async function restoreBackup(
     ...VERIFY_DEFAULTS.download,
     ...config.download,
     pins: pins.archive,
+    signal: deps.signal,
   }).catch(refuse);
   await warnIfSuperseded(deps.s3, bucket, pins, log);
   try {

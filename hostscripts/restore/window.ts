@@ -1,5 +1,12 @@
 import type { S3Client } from "@aws-sdk/client-s3";
-import { chainVerdictKey, parseChainVerdict, type ChainVerdict, type RestoreConfig } from "../../contracts";
+import {
+  chainVerdictKey,
+  drillVerdictKey,
+  parseChainVerdict,
+  parseDrillVerdict,
+  type ChainVerdict,
+  type RestoreConfig,
+} from "../../contracts";
 import { getObjectOrNull, s3Call } from "../common/s3";
 import { listArchive, readArchive, type ArchivedEpoch } from "./archive";
 import { restorableWindows, type PitrWindow, type WindowSnapshot } from "../common/pitr-chain";
@@ -42,11 +49,30 @@ export interface ProvenWindow {
   snapshots: string[];
 }
 
+/** The newest PITR drill (contracts/drill-verdict.ts): when, to which point, how long, and its verdict. */
+export interface DrillSummary {
+  /** The snapshot beside which it lies (B), and the one restored (A). */
+  backupId: string;
+  fromBackupId: string;
+  verifiedAt: string;
+  /** The point T restored to, and the seed that drew it. */
+  at: string;
+  seed: number;
+  verdict: "passed" | "failed";
+  /** The measured PITR RTO (seconds to queryable at T), when the restore answered. */
+  rtoSeconds: number | null;
+  /** The GTID state the archive holds at T; what failed, if it did. */
+  expectedGtid: string;
+  failure: string | null;
+}
+
 /** What `restore list` shows about point-in-time recovery. */
 export interface PitrSummary {
   windows: PitrWindow[];
   /** The proven windows (chains the verifier replayed and compared), oldest first. */
   proven: ProvenWindow[];
+  /** The newest restore drill, or null when none has run. */
+  drill: DrillSummary | null;
   chains: ArchivedChainSummary[];
 }
 
@@ -79,6 +105,7 @@ export async function pitrSummary(
   return {
     windows: restorableWindows(epochs, snapshots),
     proven: await provenWindows(s3, config, backups),
+    drill: await newestDrill(s3, config, backups),
     chains: epochs.map(summarize),
   };
 }
@@ -119,6 +146,45 @@ async function provenWindows(
   return proven;
 }
 
+/** The newest drill verdict the listing shows (one read). */
+async function newestDrill(
+  s3: S3Client,
+  config: RestoreConfig,
+  backups: ListedBackup[],
+): Promise<DrillSummary | null> {
+  const { bucket, cluster } = config.restore;
+  const newest = backups.find((b) => b.drilled === true);
+  if (newest === undefined) return null;
+  const key = drillVerdictKey({
+    prefix: prefixOf(config),
+    cluster,
+    host: newest.host,
+    backupId: newest.backupId,
+  });
+  const response = await s3Call(`read s3://${bucket}/${key}`, () => getObjectOrNull(s3, bucket, key));
+  if (response === null) return null;
+  const v = parseDrillVerdict(JSON.parse((await response.Body?.transformToString()) ?? ""));
+  return {
+    backupId: v.to.backupId,
+    fromBackupId: v.from.backupId,
+    verifiedAt: v.verifiedAt,
+    at: v.point.at,
+    seed: v.point.seed,
+    verdict: v.verdict,
+    rtoSeconds: v.restore?.secondsToQueryable ?? null,
+    expectedGtid: v.expected.gtid,
+    failure: v.failure === null ? null : `${v.failure.kind}: ${v.failure.detail}`,
+  };
+}
+
+/** The line `restore list` prints about the newest drill. */
+export function describeDrillSummary(d: DrillSummary | null): string {
+  if (d === null) return "  restore drill: none yet (one follows each proven chain)";
+  return d.verdict === "passed"
+    ? `  restore drill ${d.verifiedAt}: to ${d.at} from ${d.fromBackupId} passed, queryable after ${d.rtoSeconds}s (the measured PITR RTO) at ${d.expectedGtid}`
+    : `  restore drill ${d.verifiedAt}: to ${d.at} from ${d.fromBackupId} FAILED (${d.failure})`;
+}
+
 function summarize(epoch: ArchivedEpoch): ArchivedChainSummary {
   const firsts = epoch.entries
     .map((e) => e.transactions.firstCommitAt)
@@ -153,6 +219,7 @@ export function describePitr(summary: PitrSummary): string {
       : "  proven by the verifier (snapshot replayed to the next one, every table's checksum equal):",
   );
   for (const p of summary.proven) lines.push(`    from ${p.from} to ${p.to} (${p.snapshots.join(" → ")})`);
+  lines.push(describeDrillSummary(summary.drill));
   lines.push(
     "",
     `${"ARCHIVE (HOST/EPOCH)".padEnd(42)} ${"SEGMENTS".padStart(8)} ${"MIB".padStart(9)}  FROM → TO`,

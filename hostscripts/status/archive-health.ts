@@ -115,6 +115,7 @@ function emptyStatus(ctx: ArchiveContext, epochs: number): BinlogArchiveStatus {
     epochs,
     archivedWindow: null,
     provenWindow: null,
+    lastDrill: null,
     gaps: [],
   };
 }

@@ -13,7 +13,7 @@ import type { WindowSnapshot } from "../common/pitr-chain";
 import { archiveHosts, scanArchive, type ArchiveScan } from "./archive";
 import { judgeArchive, type ArchiveJudgement } from "./archive-health";
 import { worst } from "./health";
-import { chainFailure, readProvenChain } from "./proven";
+import { chainFailure, drillFailure, readLastDrill, readProvenChain } from "./proven";
 import type { HostScan, StatusReader } from "./scan";
 
 /**
@@ -61,6 +61,7 @@ export async function judgeArchives(
     starts.length === 0 ? [] : await windowSnapshots(reader, cluster, scans, starts.sort()[0]);
   const newestVerified = newestVerifiedOf(scans);
   const chain = archives.size === 0 ? null : await readProvenChain(reader, cluster, scans);
+  const drill = archives.size === 0 ? null : await readLastDrill(reader, cluster, scans);
   const judged = new Map<string, ArchiveJudgement>();
   for (const scan of scans) {
     const url = `s3://${reader.bucket}/${binlogArchivePrefix(reader.prefix, cluster)}${scan.host}/`;
@@ -73,6 +74,17 @@ export async function judgeArchives(
       // The proof is the cluster's (A and B may be on different replicas); its failure shows on B's host.
       judgement.status.provenWindow = chain.window;
       if (chain.host === scan.host) judgement.reasons.push(...chainFailure(chain));
+    }
+    if (drill !== null && judgement.status !== null) {
+      const v = drill.verdict;
+      judgement.status.lastDrill = {
+        backupId: v.to.backupId,
+        verifiedAt: v.verifiedAt,
+        at: v.point.at,
+        verdict: v.verdict,
+        rtoSeconds: v.restore?.secondsToQueryable ?? null,
+      };
+      if (drill.host === scan.host) judgement.reasons.push(...drillFailure(drill));
     }
     judged.set(scan.host, judgement);
   }

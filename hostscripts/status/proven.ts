@@ -1,6 +1,9 @@
 import {
   chainVerdictKey,
+  drillVerdictKey,
   parseChainVerdict,
+  parseDrillVerdict,
+  type DrillVerdict,
   type ChainVerdict,
   type HealthReason,
   type RecoveryWindow,
@@ -91,6 +94,35 @@ export function chainFailure(chain: ProvenChain): HealthReason[] {
     {
       state: "critical",
       message: `point-in-time chain ${f.from.backupId} → ${f.to.backupId} failed its proof${detail} — a restore between them may not give the data B holds; read ${chain.url} and docs/pitr-proof.md`,
+    },
+  ];
+}
+
+/** The cluster's newest drill (one read, where the listing shows `pitr-drill.json`), and its host and URL. */
+export async function readLastDrill(
+  reader: StatusReader,
+  cluster: string,
+  scans: HostScan[],
+): Promise<{ verdict: DrillVerdict; host: string; url: string } | null> {
+  const newest = scans
+    .flatMap((s) =>
+      s.backups.filter((b) => b.hasDrillVerdict).map((b) => ({ host: s.host, backupId: b.backupId })),
+    )
+    .sort((a, b) => b.backupId.localeCompare(a.backupId))[0];
+  if (newest === undefined) return null;
+  const key = drillVerdictKey({ prefix: reader.prefix, cluster, ...newest });
+  const verdict = valid(await reader.read(key, parseDrillVerdict));
+  return verdict === null ? null : { verdict, host: newest.host, url: `s3://${reader.bucket}/${key}` };
+}
+
+/** The finding of a failed newest drill, as the `pitr-drill-failed` alarm pages it. */
+export function drillFailure(drill: { verdict: DrillVerdict; url: string }): HealthReason[] {
+  const v = drill.verdict;
+  if (v.failure === null) return [];
+  return [
+    {
+      state: "critical",
+      message: `point-in-time restore drill to ${v.point.at} from ${v.from.backupId} failed: ${v.failure.kind}: ${v.failure.detail} — read ${drill.url} and docs/pitr-proof.md`,
     },
   ];
 }

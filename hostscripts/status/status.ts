@@ -230,13 +230,27 @@ function pitrTable(hosts: Array<HostStatus & { cluster: string }>): string | nul
         window === null ? "none" : `${window.from} (${window.fromBackupId})`,
         window === null ? "-" : humanDuration(window.seconds),
         binlog.provenWindow === null ? "not proven yet" : humanDuration(binlog.provenWindow.seconds),
+        binlog.lastDrill === null
+          ? "none yet"
+          : `${binlog.lastDrill.verdict} ${binlog.lastDrill.verifiedAt}${binlog.lastDrill.rtoSeconds === null ? "" : `, RTO ${binlog.lastDrill.rtoSeconds} s`}`,
         `${binlog.gaps.filter((g) => g.resolvedBy === null).length} open / ${binlog.gaps.length}`,
       ],
     ];
   });
   if (rows.length === 0) return null;
   return renderTable(
-    ["CLUSTER", "HOST", "BINLOG LAG", "RPO", "LAST UPLOAD", "RESTORABLE FROM", "WINDOW", "PROVEN", "GAPS"],
+    [
+      "CLUSTER",
+      "HOST",
+      "BINLOG LAG",
+      "RPO",
+      "LAST UPLOAD",
+      "RESTORABLE FROM",
+      "WINDOW",
+      "PROVEN",
+      "LAST DRILL",
+      "GAPS",
+    ],
     rows,
   );
 }

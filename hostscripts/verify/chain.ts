@@ -169,9 +169,11 @@ async function prove(
         backupId: a.backupId,
         inspect: async (conn) => void (checksums = await replayedChecksums(conn)),
       },
-      { s3: deps.s3, log, $: deps.$ },
+      { s3: deps.s3, log, $: deps.$, signal: deps.signal },
     );
   } catch (error) {
+    // SIGTERM: whatever the cut restore or replay threw says nothing about the archive (B's message stays).
+    if (deps.signal?.aborted) throw error;
     failure = blame(error);
   } finally {
     await rm(target, { recursive: true, force: true, maxRetries: 3 });

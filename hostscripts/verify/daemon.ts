@@ -19,6 +19,7 @@ import {
 import { PipelineError, messageOf } from "../common/errors";
 import { emptyResult, segmentResult, type VerificationResult } from "./result";
 import { proveChain } from "./chain";
+import { runDrill } from "./drill";
 import { checkSegmentKeys, verifySegmentMessage } from "./segment";
 import { verifyAndReport, type VerificationDeps } from "./verification";
 
@@ -206,6 +207,9 @@ async function handleMessage(
     // The chain from the previous verified snapshot, proven while the message is still held (chain.ts).
     if (result.verdict === "verified" && result.report !== null)
       result.chain = await proveChain(config, message, ref, result.report, { ...deps, log: backupLog });
+    // Once per snapshot interval: a restore to a random second inside the chain just proven (drill.ts).
+    if (result.chain?.verdict.verdict === "verified")
+      result.drill = await runDrill(config, ref, result.chain.verdict, { ...deps, log: backupLog });
     heartbeat.stop();
     await deps.sqs.send(
       new DeleteMessageCommand({ QueueUrl: config.sqs.queueUrl, ReceiptHandle: sqsMessage.ReceiptHandle }),

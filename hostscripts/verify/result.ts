@@ -1,4 +1,5 @@
 import type {
+  DrillVerdict,
   CapturedPosition,
   CheckName,
   CheckResult,
@@ -11,6 +12,7 @@ import { describeDrift } from "../restore/verdicts";
 import type { RestoredPosition } from "./checks";
 import type { RestoreTimings } from "./report";
 import type { ChainResult } from "./chain";
+import type { DrillResult } from "./drill";
 import type { SegmentResult } from "./segment";
 
 /**
@@ -53,6 +55,8 @@ export interface VerificationResult {
   segment: SegmentResult | null;
   /** For a verified backup: the proof of the chain from the verified snapshot before it, if there is one. */
   chain?: ChainResult | null;
+  /** After a proven chain: the restore drill to a random point inside it, if one ran or was stored. */
+  drill?: DrillResult | null;
 }
 
 /** Timings of a restore that has not run (yet). */
@@ -184,6 +188,7 @@ function summarizeVerdict(result: VerificationResult): string {
         ]
       : []),
     ...(result.chain ? [describeChain(result.chain)] : []),
+    ...(result.drill ? [describeDrill(result.drill.verdict)] : []),
   ].join("\n");
 }
 
@@ -196,4 +201,13 @@ export function describeChain(chain: ChainResult): string {
   return v.failure === null
     ? `pitr-verified ${v.from.backupId} → ${v.to.backupId} (${replay}${v.tablesCompared} table checksums equal, ${v.seconds}s in all)`
     : `pitr-FAILED ${v.from.backupId} → ${v.to.backupId} (${v.failure.kind}): ${v.failure.detail}`;
+}
+
+/** `pitr-drill passed: … at T (seed …) in …s to queryable`, or what failed. */
+export function describeDrill(v: DrillVerdict): string {
+  const point = `${v.point.at} (seed ${v.point.seed}) from ${v.from.backupId}`;
+  return v.failure === null
+    ? `pitr-drill passed: restored to ${point}, queryable after ${v.restore?.secondsToQueryable}s at ${v.expected.gtid}, ` +
+        `${v.restore?.transactions} transactions replayed, CHECK TABLE OK on ${v.tablesChecked} tables`
+    : `pitr-drill FAILED (${v.failure.kind}) restoring to ${point}: ${v.failure.detail}`;
 }

@@ -57,6 +57,11 @@ export interface VerificationDeps extends RestoreAndCheckDeps {
   now: () => Date;
   /** This verifier's name in reports. */
   hostname: string;
+  /**
+   * Draws the PITR drill's seed for its window (A's completion to B's snapshot, drill.ts); tests inject one to
+   * choose the point. Defaults to a random one.
+   */
+  drillSeed?: (window: { from: string; to: string }) => number;
 }
 
 /** Verifies, writes the report and the metrics; returns the result. Throws PipelineError for infrastructure. */

@@ -60,6 +60,7 @@ describe("BackupBucket defaults and retention", () => {
       `${bucket}/backups/*/verification.json`,
       `${bucket}/backups/*/*.segment-verification.json`,
       `${bucket}/backups/*/chain-verification.json`,
+      `${bucket}/backups/*/pitr-drill.json`,
     ]);
   });
 
@@ -245,6 +246,14 @@ describe("alarms watch the metrics the host scripts emit", () => {
         "notBreaching",
       ],
       [
+        "pitr-drill-failed",
+        "event",
+        METRIC_NAMESPACE,
+        VerifierMetric.PitrDrillFailed,
+        { [Dimension.Cluster]: "orders" },
+        "notBreaching",
+      ],
+      [
         "pitr-chain-silent",
         "state",
         METRIC_NAMESPACE,
@@ -277,6 +286,7 @@ describe("alarms watch the metrics the host scripts emit", () => {
       "binlog-silent",
       "binlog-segment-failed",
       "pitr-chain-failed",
+      "pitr-drill-failed",
       "pitr-chain-silent",
     ]);
     expect(alarms[5].metric).toMatchObject({
@@ -333,7 +343,7 @@ describe("alarms watch the metrics the host scripts emit", () => {
     expect(() => epochSeconds("yesterday")).toThrow(/not an RFC 3339 time/);
   });
 
-  test("the dashboard has a row per cluster: restore time, lock window, archive size, verdicts and failures, then the binlog archive's lag, window and proven point", () => {
+  test("the dashboard has a row per cluster: restore time and PITR RTO, lock window, archive size, verdicts and failures, then the binlog archive's lag, window and proven point", () => {
     const body = JSON.parse(dashboardBody(["orders", "billing"], "eu-west-1")) as {
       start: string;
       widgets: Array<{
@@ -350,7 +360,7 @@ describe("alarms watch the metrics the host scripts emit", () => {
       const cluster = ["orders", "billing"][i];
       expect(row.map((w) => w.properties.title ?? w.properties.markdown)).toEqual([
         `## Cluster ${cluster}`,
-        `${cluster}: restore time (s)`,
+        `${cluster}: restore time and measured PITR RTO (s)`,
         `${cluster}: lock window (ms)`,
         `${cluster}: archive size (bytes)`,
         `${cluster}: verdicts and failed backups`,
@@ -360,6 +370,7 @@ describe("alarms watch the metrics the host scripts emit", () => {
       const metrics = row.flatMap((w) => w.properties.metrics ?? []);
       expect(metrics.map((m) => [m[1], m[2], m[3], (m[4] as { stat: string }).stat])).toEqual([
         [VerifierMetric.RestoreSeconds, Dimension.Cluster, cluster, "Maximum"],
+        [VerifierMetric.PitrRestoreSeconds, Dimension.Cluster, cluster, "Maximum"],
         [ReplicaMetric.LockMilliseconds, Dimension.Cluster, cluster, "Maximum"],
         [ReplicaMetric.ArchiveBytes, Dimension.Cluster, cluster, "Maximum"],
         [VerifierMetric.VerificationSucceeded, Dimension.Cluster, cluster, "Sum"],

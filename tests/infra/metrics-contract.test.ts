@@ -15,6 +15,7 @@ import type { MetricsSink } from "../../hostscripts/common/metrics";
 import { reportMetrics } from "../../hostscripts/verify/report";
 import { segmentMetrics } from "../../hostscripts/verify/segment";
 import { chainMetrics } from "../../hostscripts/verify/chain-compare";
+import { drillMetrics } from "../../hostscripts/verify/drill";
 import { syntheticReport } from "../../lab/synthetic";
 
 /** `name|Dim1,Dim2`: how CloudWatch tells metrics apart. */
@@ -73,6 +74,38 @@ async function emitted(): Promise<Set<string>> {
       ),
     );
   }
+  for (const verdict of ["passed", "failed"] as const)
+    data.push(
+      ...drillMetrics(
+        {
+          formatVersion: 1,
+          bucket: "b",
+          cluster: "orders",
+          from: { backupId: ref.backupId, host: "db1", gtid: "0-1-5", completedAt: verified.verifiedAt },
+          to: { backupId: ref.backupId, host: "db1", takenAt: verified.verifiedAt },
+          point: {
+            seed: 1,
+            window: { from: verified.verifiedAt, to: verified.verifiedAt },
+            at: verified.verifiedAt,
+          },
+          expected: { gtid: "0-1-5", segmentsFromLedger: 0, segmentsRead: 0, lastGtid: null },
+          verdict,
+          failure: verdict === "failed" ? { kind: "gtid", detail: "x", tables: [] } : null,
+          restore: {
+            secondsToQueryable: 3,
+            reachedGtid: "0-1-5",
+            transactions: 0,
+            segments: 0,
+            replaySeconds: 0,
+          },
+          tablesChecked: 0,
+          seconds: 4,
+          verifiedAt: verified.verifiedAt,
+          verifier: { host: "v" },
+        },
+        new Date(),
+      ),
+    );
   return new Set(data.map((d) => signature(d.name, Object.keys(d.dimensions))));
 }
 

@@ -174,7 +174,7 @@ describe("resource tree", () => {
     );
   });
 
-  test("Alerting children: key, topic, policy, subscription, ten alarms per cluster (four of its binlog archive, two of its point-in-time chain) and one per replica, two queue alarms, dashboard", () => {
+  test("Alerting children: key, topic, policy, subscription, eleven alarms per cluster (four of its binlog archive, three of its point-in-time chain and drill) and one per replica, two queue alarms, dashboard", () => {
     const a = `${P}-alerts`;
     expect(childrenOf(dev, "mysql-backup-pipeline:index:Alerting", a)).toEqual(
       [
@@ -193,6 +193,7 @@ describe("resource tree", () => {
         `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-orders-binlog-segment-failed`,
         `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-orders-pitr-chain-failed`,
         `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-orders-pitr-chain-silent`,
+        `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-orders-pitr-drill-failed`,
         `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-dlq-not-empty`,
         `aws:cloudwatch/metricAlarm:MetricAlarm ${a}-oldest-message-too-old`,
         `aws:cloudwatch/dashboard:Dashboard ${a}-dashboard`,
@@ -989,7 +990,7 @@ describe("Alerting", () => {
     const alarms = dev.resources.filter(
       (r) => r.type === "aws:cloudwatch/metricAlarm:MetricAlarm" && r.name.startsWith(a),
     );
-    expect(alarms).toHaveLength(13);
+    expect(alarms).toHaveLength(14);
     for (const alarm of alarms) expect(alarm.inputs.alarmActions).toEqual([topicArn]);
     const resolving = alarms
       .filter((x) => x.inputs.okActions !== undefined)

@@ -3,16 +3,41 @@
  * replica: snapshot A, load, snapshot B — the verifier proves A → B (A restored, the archive replayed to B's
  * GTID state, every table's checksum equal to B's). A write on the replica that its binlog does not record
  * (`SET sql_log_bin = 0`) before snapshot C fails B → C naming the table. A segment deleted from S3 before
- * snapshot D fails C → D as a gap naming the missing GTIDs. Nothing of a restore is left after each.
+ * snapshot D fails C → D as a gap naming the missing GTIDs. After the proven chain A → B, the restore drill to
+ * a random second between A and B passes at the GTID state `mariadb-binlog` (the oracle) says was committed
+ * then; a drill across the deleted segment fails, naming the state the archive holds at its point and the
+ * restore's refusal. SIGTERM during the next chain proof stops it and releases the message, with no verdict.
+ * Nothing of a restore is left after each.
  */
-import { DeleteObjectCommand } from "@aws-sdk/client-s3";
-import type { ChainVerdict, StatusReport } from "../../contracts";
+import { hostname } from "node:os";
+import { DeleteObjectCommand, HeadObjectCommand } from "@aws-sdk/client-s3";
+import { $ } from "zx";
+import {
+  chainVerdictKey,
+  drillVerdictKey,
+  parseDrillVerdict,
+  type BinlogSegmentEntry,
+  type ChainVerdict,
+  type StatusReport,
+} from "../../contracts";
+import { memoryLogger } from "../../hostscripts/common/log";
+import { fileSink } from "../../hostscripts/common/metrics";
+import { drillBetween } from "../../hostscripts/verify/drill";
+import { drillPoint, drillSeconds } from "../../hostscripts/verify/drill-point";
 import type { VerificationResult } from "../../hostscripts/verify/result";
 import type { PitrSummary } from "../../hostscripts/restore/window";
 import { rootScript } from "../../lab/mariadb";
+import { processesUsing } from "../../lab/processes";
 import { withLab } from "../support/lab";
-import { cli, waitForArchive, waitForSegment } from "../support/pitr";
-import { expectNoScratchLeft, runLabVerifier, takeBackup, withClients } from "./verify-support";
+import { binlogOracle, cli, lastCommittedAtOrBefore, waitForArchive, waitForSegment } from "../support/pitr";
+import {
+  expectNoScratchLeft,
+  labVerifyConfig,
+  readMetrics,
+  runLabVerifier,
+  takeBackup,
+  withClients,
+} from "./verify-support";
 
 jest.setTimeout(900_000);
 
@@ -33,6 +58,7 @@ const chainOf = (result: VerificationResult): ChainVerdict => {
 
 let a: { backupId: string; result: VerificationResult };
 let b: { backupId: string; result: VerificationResult };
+let c: { backupId: string; result: VerificationResult };
 
 test("snapshot A, load, snapshot B: the chain A → B is proven, every table's checksum equal", async () => {
   a = await snapshot();
@@ -57,9 +83,16 @@ test("snapshot A, load, snapshot B: the chain A → B is proven, every table's c
   expect(chain.tablesCompared).toBe(report.tables.filter((t) => typeof t.checksum === "number").length);
   expect(chain.tablesCompared).toBeGreaterThan(5);
   await expectNoScratchLeft(lab());
-  // A duplicate of B's message finds both verdicts and proves nothing again.
+  await expectDrillPassed(chain);
   const listed = await cli(["restore", "--config", lab().restoreConfigPath, "list"]);
-  const proven = (listed.json.pitr as PitrSummary).proven;
+  const pitr = listed.json.pitr as PitrSummary;
+  expect(pitr.drill).toMatchObject({
+    backupId: b.backupId,
+    fromBackupId: a.backupId,
+    verdict: "passed",
+    at: b.result.drill!.verdict.point.at,
+  });
+  const proven = pitr.proven;
   expect(proven).toEqual([expect.objectContaining({ from: chain.from.takenAt, to: chain.to.takenAt })]);
   // status shows the same proven window on the archiving host.
   const binlog = (await labStatus()).json.clusters[0].hosts[0].binlog;
@@ -68,7 +101,60 @@ test("snapshot A, load, snapshot B: the chain A → B is proven, every table's c
     to: chain.to.takenAt,
     fromBackupId: a.backupId,
   });
+  expect(binlog?.lastDrill).toEqual({
+    backupId: b.backupId,
+    verifiedAt: b.result.drill!.verdict.verifiedAt,
+    at: b.result.drill!.verdict.point.at,
+    verdict: "passed",
+    rtoSeconds: b.result.drill!.verdict.restore!.secondsToQueryable,
+  });
 });
+
+/**
+ * B's drill: a point strictly between A's completion and B, drawn again from its seed; the server answered at
+ * the state the verifier computed, which is `mariadb-binlog`'s last transaction at or before the point; CHECK
+ * TABLE passed on every table; its verdict in S3 and its RTO in the metrics.
+ */
+async function expectDrillPassed(chain: ChainVerdict): Promise<void> {
+  expect(b.result.drill).toBeTruthy();
+  const drill = b.result.drill!.verdict;
+  const at = Date.parse(drill.point.at);
+  console.log(
+    `drill to ${drill.point.at} (seed ${drill.point.seed}, window ${drill.point.window.from} … ${drill.point.window.to}): ` +
+      `${drill.verdict}, queryable after ${drill.restore?.secondsToQueryable}s, ${drill.restore?.transactions} transactions ` +
+      `replayed in ${drill.restore?.replaySeconds}s, expected ${drill.expected.gtid} (${drill.expected.segmentsFromLedger} segments from the ledger, ` +
+      `${drill.expected.segmentsRead} read); ${drill.tablesChecked} tables checked; ${drill.seconds}s in all`,
+  );
+  expect(drill).toMatchObject({
+    verdict: "passed",
+    failure: null,
+    from: { backupId: a.backupId, gtid: chain.from.gtid },
+    to: { backupId: b.backupId },
+  });
+  expect(at).toBeGreaterThan(Date.parse(drill.point.window.from));
+  expect(at).toBeLessThan(Date.parse(chain.to.takenAt));
+  expect(drillPoint(drill.point.seed, drill.point.window)?.toISOString()).toBe(drill.point.at);
+  expect(drill.restore!.reachedGtid).toBe(drill.expected.gtid);
+  expect(drill.expected.gtid).toBe(lastCommittedAtOrBefore(await binlogOracle(lab().primary.datadir), at));
+  expect(drill.tablesChecked).toBeGreaterThan(5);
+  expect(drill.restore!.secondsToQueryable).toBeGreaterThan(0);
+  const stored = await withClients(lab(), async ({ s3 }) => {
+    const { GetObjectCommand } = await import("@aws-sdk/client-s3");
+    const key = drillVerdictKey({
+      prefix: "backups",
+      cluster: chain.cluster,
+      host: chain.to.host,
+      backupId: b.backupId,
+    });
+    const object = await s3.send(new GetObjectCommand({ Bucket: lab().s3.bucket, Key: key }));
+    return parseDrillVerdict(JSON.parse(await object.Body!.transformToString()));
+  });
+  expect(stored).toEqual(drill);
+  const metrics = await readMetrics(lab());
+  expect(metrics).toContainEqual(
+    expect.objectContaining({ name: "PitrRestoreSeconds", value: drill.restore!.secondsToQueryable }),
+  );
+}
 
 /** `mysql-backup status --json` over the lab's bucket. */
 async function labStatus(): Promise<{ code: number; json: StatusReport }> {
@@ -81,8 +167,9 @@ test("a write on the replica its binlog does not record fails the next chain, na
     "SET SESSION sql_log_bin = 0",
     "UPDATE lab_pitr.marker SET committed_at = committed_at - INTERVAL 1 DAY ORDER BY id LIMIT 1",
   ]);
-  const c = await snapshot();
+  c = await snapshot();
   const chain = chainOf(c.result);
+  expect(c.result.drill ?? null).toBeNull();
   expect(chain).toMatchObject({
     verdict: "failed",
     from: { backupId: b.backupId },
@@ -117,7 +204,7 @@ test("a segment deleted from S3 fails the next chain as a gap, naming the missin
   await withClients(lab(), ({ s3 }) =>
     s3.send(new DeleteObjectCommand({ Bucket: lab().s3.bucket, Key: victim.segmentKey })),
   );
-  await waitForArchive(lab(), Date.now() + 3_000);
+  await waitForArchive(lab(), Date.now() + 3_000, 300_000);
   const d = await snapshot();
   const chain = chainOf(d.result);
   expect(chain).toMatchObject({ verdict: "failed", failure: { kind: "gap" } });
@@ -126,5 +213,77 @@ test("a segment deleted from S3 fails the next chain as a gap, naming the missin
   expect(chain.failure!.missing).toContain(`${domain}-*-${beforeSeq + 1}..`);
   expect(chain.failure!.detail).toContain("missing:");
   console.log(`deleted ${victim.segmentKey} (${victim.gtid.first}..${last}): ${chain.failure!.missing}`);
+  await expectNoScratchLeft(lab());
+  await expectDrillAcrossGapFails(chain, victim);
+});
+
+/**
+ * A drill from C to a point just after the deleted segment (the seed injected to draw it): the restore is
+ * refused, and the verdict names the gap and the state the archive reaches at the point.
+ */
+async function expectDrillAcrossGapFails(chain: ChainVerdict, victim: BinlogSegmentEntry): Promise<void> {
+  const point = Math.ceil(Date.parse(victim.transactions.lastCommitAt!) / 1000) + 1;
+  const report = c.result.report!;
+  const from = { ...chain.from, gtid: report.position.recovered!.gtidBinlogPos! };
+  const config = await labVerifyConfig(lab());
+  const result = await withClients(lab(), ({ s3 }) =>
+    drillBetween(
+      config,
+      { prefix: "backups", cluster: chain.cluster, host: chain.to.host, backupId: chain.to.backupId },
+      { ...chain, from },
+      {
+        s3,
+        $: $({ quiet: true }),
+        metrics: fileSink(lab().metricsPath),
+        log: memoryLogger(),
+        now: () => new Date(),
+        hostname: hostname(),
+        drillSeed: (window) => point - drillSeconds(window.from, window.to)!.first,
+      },
+    ),
+  );
+  const drill = result!.verdict;
+  console.log(`drill across the gap: ${drill.failure?.kind}: ${drill.failure?.detail}`);
+  expect(drill).toMatchObject({
+    verdict: "failed",
+    point: { at: new Date(point * 1000).toISOString() },
+    failure: { kind: "restore" },
+    restore: null,
+  });
+  expect(drill.failure!.detail).toContain("missing:");
+  expect(drill.failure!.detail).toContain(`the archive holds ${drill.expected.gtid} at the point`);
+  expect(drill.failure!.detail).toMatch(/no archived segment continues/);
+  expect(await readMetrics(lab())).toContainEqual(expect.objectContaining({ name: "PitrDrillFailed" }));
+  await expectNoScratchLeft(lab());
+}
+
+test("SIGTERM during a chain proof stops its replay, removes its scratch server and releases the message", async () => {
+  const e = await takeBackup(lab());
+  const controller = new AbortController();
+  let seen: string | null = null;
+  // Aborts the verifier once the chain proof's server (on the scratch copy of D) runs: the replay's phase.
+  const watcher = (async () => {
+    while (!controller.signal.aborted) {
+      const server = (await processesUsing(lab().dir)).find((p) => p.command.includes("/scratch/chain-"));
+      if (server !== undefined) {
+        seen = server.command;
+        controller.abort();
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
+  const { result, log } = await runLabVerifier(lab(), { idleSeconds: 120, signal: controller.signal });
+  controller.abort();
+  await watcher;
+  expect(seen).not.toBeNull();
+  expect(result).toMatchObject({ outcome: "interrupted", backupId: e.backupId });
+  expect(log.lines.some((l) => /proving the point-in-time chain/.test(l.message))).toBe(true);
+  const { cluster, to } = b.result.chain!.verdict;
+  const ref = { prefix: "backups", cluster, host: to.host, backupId: e.backupId };
+  await withClients(lab(), async ({ s3 }) => {
+    for (const key of [chainVerdictKey(ref), drillVerdictKey(ref)])
+      await expect(s3.send(new HeadObjectCommand({ Bucket: lab().s3.bucket, Key: key }))).rejects.toThrow();
+  });
   await expectNoScratchLeft(lab());
 });

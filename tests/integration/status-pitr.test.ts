@@ -73,6 +73,7 @@ test("after a verified backup the archive is ok: lag, the window from that backu
     epochs: 1,
     gaps: [],
     provenWindow: null,
+    lastDrill: null,
     archivedWindow: { fromBackupId: backupId },
   });
   expect(archive.lagSeconds).toEqual(expect.any(Number));

@@ -104,6 +104,25 @@ describe("planChain", () => {
     });
   });
 
+  it("sees a gap when the missing segment is the last before the time and the next begins after it", () => {
+    // Segment 2 (11–20 s) is gone; segment 3 begins at 21 s, after the point (15.5 s): stopping at 0-1-10
+    // would claim 15.5 s without its transactions.
+    const holed = epochOf("r1", E1, [entry("r1", E1, 1, 0, 10), entry("r1", E1, 3, 20, 30)]);
+    const plan = planChain("mariadb", [holed], start("0-1-5"), { kind: "time", at: new Date(T0 + 15_500) });
+    expect(steps(plan)).toEqual(["r1#1"]);
+    expect(plan.gap).toMatchObject({
+      reachedGtid: "0-1-10",
+      missing: "0-*-11..0-1-20 (10 transactions of domain 0)",
+    });
+    // Whole, the same point needs no segment after it, and the archive going on after the point is no gap.
+    expect(
+      planChain("mariadb", [one], start("0-1-5"), { kind: "time", at: new Date(T0 + 15_500) }).gap,
+    ).toBeNull();
+    expect(
+      planChain("mariadb", [one], start("0-1-5"), { kind: "time", at: new Date(T0 + 10_500) }).gap,
+    ).toBeNull();
+  });
+
   it("crosses to another archiving host where the first one has a hole, and back to no gap", () => {
     const r1 = epochOf("r1", E1, [entry("r1", E1, 1, 0, 10), entry("r1", E2, 5, 25, 40)]);
     const r2 = epochOf("r2", E1, [entry("r2", E1, 1, 0, 12), entry("r2", E1, 2, 12, 27)]);

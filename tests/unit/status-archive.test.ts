@@ -141,6 +141,7 @@ describe("judgeArchive", () => {
       lagSeconds: null,
       archivedWindow: null,
       provenWindow: null,
+      lastDrill: null,
     });
   });
 
@@ -163,6 +164,7 @@ describe("judgeArchive", () => {
       },
       // Issue 14 fills it; until then the verifier has proven no chain.
       provenWindow: null,
+      lastDrill: null,
     });
   });
 

@@ -5,9 +5,21 @@
  * the contract's parser as `status` reads them; only S3 is replaced (a map of keys).
  */
 import type { S3Client } from "@aws-sdk/client-s3";
-import { chainVerdictKey, newBackupId, type ChainVerdict } from "../../contracts";
+import {
+  chainVerdictKey,
+  drillVerdictKey,
+  newBackupId,
+  type ChainVerdict,
+  type DrillVerdict,
+} from "../../contracts";
 import type { Read, ScannedBackup } from "../../hostscripts/common/listing";
-import { MAX_CHAIN_LINKS, chainFailure, readProvenChain } from "../../hostscripts/status/proven";
+import {
+  MAX_CHAIN_LINKS,
+  chainFailure,
+  drillFailure,
+  readLastDrill,
+  readProvenChain,
+} from "../../hostscripts/status/proven";
 import { StatusReader, type HostScan } from "../../hostscripts/status/scan";
 
 const T0 = Date.parse("2026-11-20T02:00:00Z");
@@ -138,4 +150,55 @@ test(`a long run is followed back ${MAX_CHAIN_LINKS} links at most`, async () =>
     to: takenAt(20),
     fromBackupId: backup(20 - MAX_CHAIN_LINKS).backupId,
   });
+});
+
+/** A drill verdict beside backup `b`, from backup `a`. */
+function drill(a: number, b: number, verdict: "passed" | "failed"): DrillVerdict {
+  return {
+    formatVersion: 1,
+    bucket: "b",
+    cluster: "orders",
+    from: { ...backup(a), gtid: `0-1-${a * 1000}`, completedAt: takenAt(a) },
+    to: { ...backup(b), takenAt: takenAt(b) },
+    point: { seed: 7, window: { from: takenAt(a), to: takenAt(b) }, at: takenAt(a + 0.5) },
+    expected: { gtid: `0-1-${a * 1000 + 500}`, segmentsFromLedger: 3, segmentsRead: 1, lastGtid: null },
+    verdict,
+    failure: verdict === "passed" ? null : { kind: "gtid", detail: "answered at 0-1-1400", tables: [] },
+    restore: {
+      secondsToQueryable: 61.5,
+      reachedGtid: `0-1-${a * 1000 + 500}`,
+      transactions: 500,
+      segments: 2,
+      replaySeconds: 3,
+    },
+    tablesChecked: 9,
+    seconds: 70,
+    verifiedAt: takenAt(b),
+    verifier: { host: "verifier-1" },
+  };
+}
+
+test("the newest drill is read where the listing shows one; a failed one is critical on its B's host", async () => {
+  const { reader, scans } = estate(4, []);
+  const drills = [drill(1, 2, "passed"), drill(2, 3, "failed")];
+  for (const d of drills)
+    (reader as unknown as { stored: Map<string, unknown> }).stored.set(
+      drillVerdictKey({ prefix: "backups", cluster: "orders", ...d.to }),
+      d,
+    );
+  for (const scan of scans)
+    for (const b of scan.backups) b.hasDrillVerdict = drills.some((d) => d.to.backupId === b.backupId);
+  const newest = await readLastDrill(reader, "orders", scans);
+  expect(reader.reads).toHaveLength(1);
+  expect(newest).toMatchObject({ host: backup(3).host, verdict: { point: { at: takenAt(2.5) } } });
+  expect(drillFailure(newest!)).toEqual([
+    {
+      state: "critical",
+      message: expect.stringContaining(
+        `restore drill to ${takenAt(2.5)} from ${backup(2).backupId} failed: gtid:`,
+      ),
+    },
+  ]);
+  expect(drillFailure({ verdict: drills[0], url: "s3://b/k" })).toEqual([]);
+  expect(await readLastDrill(estate(4, []).reader, "orders", estate(4, []).scans)).toBeNull();
 });
