@@ -70,7 +70,8 @@ export function renderLarge(r: LargeResults): string {
         "verify (restore, checks, checksums)",
         size,
         size.verify,
-        `verdict ${size.verify?.verdict ?? "n/a"}`,
+        `verdict ${size.verify?.verdict ?? "n/a"}: ${size.verify?.tables ?? "?"} tables ` +
+          `(${size.verify?.copies ?? "?"} copies), ${size.verify?.rows ?? "?"} rows, ${size.verify?.checksums ?? "?"} checksums`,
       ),
       row("restore", size, size.restore, `restored ${gb(size.restore?.bytes)}`),
     );

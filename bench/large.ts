@@ -53,7 +53,15 @@ export interface LargeSize {
     rawBytes?: number;
     archiveSeconds?: number;
   };
-  verify?: Measured & { verdict?: string; timings?: Record<string, number> };
+  verify?: Measured & {
+    verdict?: string;
+    timings?: Record<string, number>;
+    /** Tables the verification restored, the copies among them, rows counted, and content checksums taken. */
+    tables?: number;
+    copies?: number;
+    rows?: number;
+    checksums?: number;
+  };
   restore?: Measured;
   /** The emulator's resident memory after the size's restore, and its peak since it started. */
   emulatorRssBytes?: number;
@@ -273,6 +281,7 @@ async function measureSize(
     ...measured(verify.run),
     verdict: stringAt(verify.result, "verdict"),
     timings: timingsOf(verify.result),
+    ...tablesOf(verify.result),
   };
   say(`large ${gb} GB: verdict ${size.verify.verdict} in ${verify.run.wallSeconds.toFixed(0)} s; restore`);
   await save();
@@ -312,6 +321,24 @@ function timingsOf(result: Record<string, unknown>): Record<string, number> {
   return Object.fromEntries(
     Object.entries(timings ?? {}).filter((e): e is [string, number] => typeof e[1] === "number"),
   );
+}
+
+/** What the verification restored and checked, from its result's tables. */
+function tablesOf(result: Record<string, unknown>): {
+  tables: number;
+  copies: number;
+  rows: number;
+  checksums: number;
+} {
+  const tables = Array.isArray(result.tables)
+    ? (result.tables as { schema?: string; rows?: number | null; checksum?: unknown }[])
+    : [];
+  return {
+    tables: tables.length,
+    copies: tables.filter((t) => t.schema === COPY_SCHEMA).length,
+    rows: tables.reduce((sum, t) => sum + (t.rows ?? 0), 0),
+    checksums: tables.filter((t) => t.checksum !== null && t.checksum !== undefined).length,
+  };
 }
 
 /** VmRSS and VmHWM (peak) of a process, in bytes. */

@@ -24,7 +24,7 @@ import {
   type CompetitorName,
 } from "./competitors";
 import { benchSnapshotDir, deleteSnapshot, measureLimit, treeBytes } from "./limit";
-import { runLargeSuite } from "./large";
+import { runLargeSuite, type LargeResults } from "./large";
 import { writeLargeSection } from "./large-report";
 import { measureLockModes, type LockModesResults } from "./lockmodes";
 import { describeMachine, loadAverageNow } from "./machine";
@@ -75,7 +75,8 @@ const USAGE = `usage: npm run bench -- [--lock-modes [--mariabackups N]] [--size
               table data (copies of sysbench tables), each backed up, verified in full and restored; writes
               bench/results-large.json and the large-run section of BENCHMARKS.md. Needs about 2.5 × --gb of free disk
   --gb        the large size in GB (default 20)
-  --base-gb   the small size measured first in the same run, for the scaling ratio (default 2)`;
+  --base-gb   the small size measured first in the same run, for the scaling ratio (default 2)
+              (--large --render: only re-render its section from results-large.json)`;
 
 /** sysbench tables × rows and the btrfs image size per dataset size. */
 const SIZES: Record<SizeName, { tables: number; tableSize: number; imageSizeGiB: number }> = {
@@ -484,7 +485,7 @@ if (require.main === module) {
     process.exit(2);
   }
   if (opts.render) {
-    rerender(opts).then(
+    (opts.large ? rerenderLarge(opts) : rerender(opts)).then(
       () => process.exit(0),
       (error: Error) => {
         console.error(`bench: ${error.message}`);
@@ -554,12 +555,22 @@ async function largeSuite(opts: Options): Promise<void> {
       command: opts.command,
     });
   } finally {
-    const results = await readFile(resultsPath, "utf8").then(JSON.parse, () => undefined);
+    const results = await readFile(resultsPath, "utf8").then(
+      (text) => JSON.parse(text) as LargeResults,
+      () => undefined,
+    );
     if (results !== undefined) {
       await writeLargeSection(opts.reportPath, results);
       say(`wrote ${resultsPath} and the large-run section of ${opts.reportPath}`);
     }
   }
+}
+
+/** `--large --render`: the large-run section from an existing results-large.json (no lab is touched). */
+async function rerenderLarge(opts: Options): Promise<void> {
+  const resultsPath = join(resolve(opts.resultsPath, ".."), "results-large.json");
+  await writeLargeSection(opts.reportPath, JSON.parse(await readFile(resultsPath, "utf8")) as LargeResults);
+  say(`rendered the large-run section of ${opts.reportPath} from ${resultsPath}`);
 }
 
 /** `--render`: BENCHMARKS.md from an existing results.json, targets judged again. */
