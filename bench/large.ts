@@ -21,7 +21,8 @@ import { measured, type Measured } from "./results";
  * as transportable tablespaces — FLUSH … FOR EXPORT, a file copy, IMPORT TABLESPACE — until the replica's
  * datadir holds the size asked for. Each copy is real sysbench rows (they compress as the base does, 2.7:1,
  * not as zeros); copies repeat the same rows, which zstd's window (≤ 8 MiB at level 1) cannot see across
- * 250 MB tables. Making 20 GB this way takes minutes where `sysbench prepare` plus replication took an hour.
+ * 250 MB tables. Making 20 GB this way takes minutes; `sysbench prepare` of 0.5 GB took about one here, and the
+ * replica then applies it again. No write load runs: the large run measures size, the main suite measures load.
  *
  * Objects go to the lab's emulator (fauxqs, in memory): format 2 keeps each object at most a chunk
  * (`compression.chunkMiB`, the product's 1024 MiB here), and the emulator's peak memory is recorded.
