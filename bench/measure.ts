@@ -153,14 +153,21 @@ export async function treeRss(root: number, exclude: Set<string> = new Set()): P
   return total;
 }
 
+/**
+ * The processes of a tree, without `exclude`d names and without a child that has not exec'd yet: between
+ * fork and exec a child maps its parent's pages copy-on-write, so its RSS would count the parent's memory a
+ * second time (a 200 MiB node spawning often showed a 350 MiB peak). Such a child has its parent's command line.
+ */
 async function descendantsAndSelf(root: number, exclude: Set<string>): Promise<number[]> {
   const all: number[] = [];
-  const pending = [root];
+  const pending: { pid: number; parentCmdline?: string }[] = [{ pid: root }];
   while (pending.length > 0) {
-    const pid = pending.pop() as number;
+    const { pid, parentCmdline } = pending.pop() as { pid: number; parentCmdline?: string };
     if (exclude.size > 0 && exclude.has(await commOf(pid))) continue;
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+    if (parentCmdline !== undefined && cmdline === parentCmdline) continue;
     all.push(pid);
-    pending.push(...(await childrenOf(pid)));
+    for (const child of await childrenOf(pid)) pending.push({ pid: child, parentCmdline: cmdline });
   }
   return all;
 }

@@ -1,4 +1,4 @@
-import { mkdir, readFile, readdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
@@ -24,6 +24,8 @@ import {
   type CompetitorName,
 } from "./competitors";
 import { benchSnapshotDir, deleteSnapshot, measureLimit, treeBytes } from "./limit";
+import { runLargeSuite, type LargeResults } from "./large";
+import { writeLargeSection } from "./large-report";
 import { measureLockModes, type LockModesResults } from "./lockmodes";
 import { describeMachine, loadAverageNow } from "./machine";
 import { mustRunMeasured, type CommandRun } from "./measure";
@@ -52,6 +54,7 @@ import { lockStall, placeGap, withStallWatch } from "./watch";
  */
 
 const USAGE = `usage: npm run bench -- [--lock-modes [--mariabackups N]] [--size tiny|small|2g|8g] [--backups N] [--rate TPS] [--dir DIR] [--out DIR] [--keep-lab]
+       npm run bench -- --large [--gb 20] [--base-gb 2] [--dir DIR] [--out DIR]
 
   --lock-modes    run only the lock-modes suite (bench/lockmodes.ts): applier blocked per backup in each lock mode,
                   at 200 tx/s and at the lab's maximum rate, next to mariabackup; writes results-lockmodes.json and
@@ -67,7 +70,13 @@ const USAGE = `usage: npm run bench -- [--lock-modes [--mariabackups N]] [--size
   --pitr      run the point-in-time recovery suite instead (bench/pitr.ts): RPO lag at 200 tx/s and at the lab's
               fastest rate, the archiver's CPU and RSS, replay next to mariadb-binlog | mariadb; writes
               bench/results-pitr.json and the PITR section of BENCHMARKS.md
-  --pitr-seconds  length of each PITR load phase (default 120)`;
+  --pitr-seconds  length of each PITR load phase (default 120)
+  --large     run the large-run suite instead (bench/large.ts): the replica grown to --base-gb and then --gb GB of
+              table data (copies of sysbench tables), each backed up, verified in full and restored; writes
+              bench/results-large.json and the large-run section of BENCHMARKS.md. Needs about 2.5 × --gb of free disk
+  --gb        the large size in GB (default 20)
+  --base-gb   the small size measured first in the same run, for the scaling ratio (default 2)
+              (--large --render: only re-render its section from results-large.json)`;
 
 /** sysbench tables × rows and the btrfs image size per dataset size. */
 const SIZES: Record<SizeName, { tables: number; tableSize: number; imageSizeGiB: number }> = {
@@ -110,6 +119,11 @@ interface Options {
   pitr: boolean;
   /** Seconds of each PITR load phase. */
   pitrSeconds: number;
+  /** Run the large-run suite instead of the backup suite. */
+  large: boolean;
+  /** Its large and small sizes in GB. */
+  gb: number;
+  baseGb: number;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -127,6 +141,9 @@ function parseOptions(argv: string[]): Options {
       render: { type: "boolean", default: false },
       pitr: { type: "boolean", default: false },
       "pitr-seconds": { type: "string", default: "120" },
+      large: { type: "boolean", default: false },
+      gb: { type: "string", default: "20" },
+      "base-gb": { type: "string", default: "2" },
       help: { type: "boolean", default: false },
     },
   });
@@ -144,6 +161,10 @@ function parseOptions(argv: string[]): Options {
     throw new Error(`--backups must be a positive integer\n${USAGE}`);
   const rate = Number(values.rate);
   if (!Number.isInteger(rate) || rate < 1) throw new Error(`--rate must be a positive integer\n${USAGE}`);
+  const gb = Number(values.gb);
+  const baseGb = Number(values["base-gb"]);
+  if (!(gb > 0) || !(baseGb > 0) || baseGb >= gb)
+    throw new Error(`--gb and --base-gb must be positive numbers, --base-gb the smaller\n${USAGE}`);
   const repo = resolve(__dirname, "..");
   const out = values.out === undefined ? undefined : resolve(values.out);
   const resultsPath = out ? join(out, "results.json") : join(repo, "bench", "results.json");
@@ -162,6 +183,9 @@ function parseOptions(argv: string[]): Options {
     command: ["npm run bench --", ...argv].join(" "),
     pitr: values.pitr,
     pitrSeconds: Number(values["pitr-seconds"]),
+    large: values.large,
+    gb,
+    baseGb,
   };
 }
 
@@ -461,7 +485,7 @@ if (require.main === module) {
     process.exit(2);
   }
   if (opts.render) {
-    rerender(opts).then(
+    (opts.large ? rerenderLarge(opts) : rerender(opts)).then(
       () => process.exit(0),
       (error: Error) => {
         console.error(`bench: ${error.message}`);
@@ -516,6 +540,39 @@ async function pitrSuite(opts: Options): Promise<void> {
   say(`wrote ${resultsPath} and the PITR section of ${opts.reportPath}`);
 }
 
+/** `--large`: the large-run suite (bench/large.ts); its section of BENCHMARKS.md is written even when a step failed. */
+async function largeSuite(opts: Options): Promise<void> {
+  const resultsPath = join(resolve(opts.resultsPath, ".."), "results-large.json");
+  await mkdir(resolve(resultsPath, ".."), { recursive: true });
+  // A previous run's file must not be rendered as this one's when this one fails before its first step.
+  await rm(resultsPath, { force: true });
+  try {
+    await runLargeSuite({
+      dir: opts.dir,
+      gb: opts.gb,
+      baseGb: opts.baseGb,
+      resultsPath,
+      command: opts.command,
+    });
+  } finally {
+    const results = await readFile(resultsPath, "utf8").then(
+      (text) => JSON.parse(text) as LargeResults,
+      () => undefined,
+    );
+    if (results !== undefined) {
+      await writeLargeSection(opts.reportPath, results);
+      say(`wrote ${resultsPath} and the large-run section of ${opts.reportPath}`);
+    }
+  }
+}
+
+/** `--large --render`: the large-run section from an existing results-large.json (no lab is touched). */
+async function rerenderLarge(opts: Options): Promise<void> {
+  const resultsPath = join(resolve(opts.resultsPath, ".."), "results-large.json");
+  await writeLargeSection(opts.reportPath, JSON.parse(await readFile(resultsPath, "utf8")) as LargeResults);
+  say(`rendered the large-run section of ${opts.reportPath} from ${resultsPath}`);
+}
+
 /** `--render`: BENCHMARKS.md from an existing results.json, targets judged again. */
 async function rerender(opts: Options): Promise<void> {
   const results = JSON.parse(await readFile(opts.resultsPath, "utf8")) as BenchResults;
@@ -525,7 +582,7 @@ async function rerender(opts: Options): Promise<void> {
 
 /** The whole run with its cleanup, also on Ctrl-C; exits with 0 when all went well. */
 function measureAll(opts: Options): void {
-  const run = opts.lockModes ? lockModesRun : opts.pitr ? pitrSuite : main;
+  const run = opts.lockModes ? lockModesRun : opts.pitr ? pitrSuite : opts.large ? largeSuite : main;
   let cleaning: Promise<void> | undefined;
   const cleanOnce = () => (cleaning ??= cleanUp(opts));
   for (const signal of ["SIGINT", "SIGTERM"] as const) {

@@ -63,6 +63,13 @@ export interface VerifierFleetArgs extends PipelineEndpoints {
    */
   scratchVolumeGiB?: number;
   /**
+   * Write throughput of the scratch volume in MiB/s (gp3: 125–1000; IOPS raised to match, 4 per MiB/s). A
+   * verification writes the whole datadir there and reads it back for the checks: a 1 TB restore within an
+   * hour needs ≥ 300, on an instance type whose EBS baseline carries it (BENCHMARKS.md, the model).
+   * Defaults to gp3's included 125 MiB/s and 3000 IOPS.
+   */
+  scratchVolumeMiBps?: number;
+  /**
    * The AMI. A new image (or a new bundle) changes the launch template, which rolls the group through
    * an instance refresh. Its root device name is read from the image. Defaults to the newest Debian 12
    * amd64 image.
@@ -103,6 +110,7 @@ export type VerifierSpec = Pick<
   | "maxInstances"
   | "warmupSeconds"
   | "scratchVolumeGiB"
+  | "scratchVolumeMiBps"
   | "idleMinutes"
   | "ami"
   | "nodeMajorVersion"
@@ -136,6 +144,7 @@ export const verifierSpecSchema = schemaFor<pulumi.Unwrap<VerifierSpec>>()({
     maxInstances: { type: "integer", minimum: 1, maximum: 100 },
     warmupSeconds: { type: "integer", minimum: 60, maximum: 3600 },
     scratchVolumeGiB: { type: "integer", minimum: 20, maximum: 16384 },
+    scratchVolumeMiBps: { type: "integer", minimum: 125, maximum: 1000 },
     idleMinutes: { type: "integer", minimum: 5, maximum: 1440 },
     nodeMajorVersion: { type: "integer", minimum: 20, maximum: 99 },
     logRetentionDays: { enum: LOG_RETENTION_DAYS },
@@ -158,9 +167,21 @@ interface FleetSettings {
   maxInstances: number;
   warmupSeconds: number;
   scratchVolumeGiB: number;
+  /** Unset: gp3's included throughput, and the template says nothing (no change for existing stacks). */
+  scratchVolumeMiBps?: number;
   idleMinutes: number;
   logRetentionDays: number;
   image: VerifierImage;
+}
+
+/** gp3's included throughput (MiB/s) and IOPS. */
+const GP3_BASELINE_MIBPS = 125;
+const GP3_BASELINE_IOPS = 3000;
+
+/** A gp3 volume's throughput and IOPS for `mibps`; gp3 allows at most 0.25 MiB/s per provisioned IOPS. */
+function scratchThroughput(mibps: number | undefined): { throughput?: number; iops?: number } {
+  if (mibps === undefined) return {};
+  return { throughput: mibps, iops: Math.max(GP3_BASELINE_IOPS, mibps * 4) };
 }
 
 /** Applies the defaults of {@link VerifierFleetArgs}; throws a ConfigError naming the first bad field. */
@@ -197,6 +218,8 @@ function resolveFleetSettings(args: VerifierFleetArgs): FleetSettings {
     maxInstances: int("maxInstances", 2),
     warmupSeconds: int("warmupSeconds", 600),
     scratchVolumeGiB: int("scratchVolumeGiB", 200),
+    scratchVolumeMiBps:
+      args.scratchVolumeMiBps === undefined ? undefined : int("scratchVolumeMiBps", GP3_BASELINE_MIBPS),
     idleMinutes: int("idleMinutes", 15),
     logRetentionDays,
     image: args.ami?.baked
@@ -396,6 +419,7 @@ function launchTemplate(parent: pulumi.Resource, name: string, t: TemplateInput)
           deviceName: t.image.rootDeviceName,
           ebs: {
             volumeSize: t.settings.scratchVolumeGiB,
+            ...scratchThroughput(t.settings.scratchVolumeMiBps),
             volumeType: "gp3",
             encrypted: "true",
             deleteOnTermination: "true",

@@ -605,6 +605,19 @@ describe("VerifierFleet security and scaling", () => {
     ]);
   });
 
+  test("the scratch volume's throughput is raised only where configured, with the IOPS gp3 requires for it", () => {
+    const prodTemplate = one(
+      prod,
+      "aws:ec2/launchTemplate:LaunchTemplate",
+      "mysql-backups-prod-verifier-template",
+    );
+    const ebs = (t: RegisteredResource) =>
+      (t.inputs.blockDeviceMappings as Array<{ ebs: Record<string, unknown> }>)[0].ebs;
+    expect(ebs(prodTemplate)).toMatchObject({ volumeSize: 500, throughput: 150, iops: 3000 });
+    expect(ebs(template())).not.toHaveProperty("throughput");
+    expect(ebs(template())).not.toHaveProperty("iops");
+  });
+
   test("no public IP, detailed monitoring, and a shutdown from inside terminates the instance", () => {
     const nics = template().inputs.networkInterfaces as Array<Record<string, unknown>>;
     expect(nics).toHaveLength(1);

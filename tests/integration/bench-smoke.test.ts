@@ -70,6 +70,19 @@ describe("measuring a command", () => {
     expect(measured.peakRssBytes).toBeLessThan(200 * 2 ** 20);
   }, 30_000);
 
+  test("a child between fork and exec does not count its parent's memory twice", async () => {
+    // A 150 MiB node spawning 200 short children: before the fix the peak read ~350 MiB for ~200 MiB.
+    const script =
+      "const b = []; for (let i = 0; i < 150; i++) b.push(Buffer.alloc(1 << 20, 1)); " +
+      'const { execFileSync } = require("child_process"); for (let i = 0; i < 200; i++) execFileSync("true"); ' +
+      "console.log(process.memoryUsage().rss)";
+    const measured = await runMeasured(`node -e '${script}'`);
+    expect(measured.exitCode).toBe(0);
+    const own = Number(measured.stdout.trim());
+    expect(measured.peakRssBytes).toBeGreaterThan(own * 0.8);
+    expect(measured.peakRssBytes).toBeLessThan(own * 1.2);
+  }, 60_000);
+
   test("a failing pipeline reports its exit code (pipefail)", async () => {
     const measured = await runMeasured("false | cat");
     expect(measured.exitCode).toBe(1);
