@@ -7,11 +7,10 @@ import {
   type MetricDatum,
   type RestoredTable,
 } from "../../contracts";
-import { PipelineError, messageOf } from "../common/errors";
-import { createJsonOnce, getObjectOrNull, s3Call } from "../common/s3";
+import { createJsonOnce } from "../common/s3";
 import type { Session } from "../restore/pitr";
 import { quoteIdentifier, readRestoredTables, tableChecksum } from "./checks";
-import { VERIFIER_S3_HINT } from "./objects";
+import { readStoredVerdict } from "./objects";
 
 /**
  * The parts of the chain proof (chain.ts) that do not restore: the checksums of the replayed server and their
@@ -52,30 +51,11 @@ export function compareChecksums(
 }
 
 /** The chain verdict already written, or null; one that is not valid throws (someone must look at it). */
-export async function readChainVerdict(
-  s3: S3Client,
-  bucket: string,
-  key: string,
-): Promise<ChainVerdict | null> {
-  const text = await s3Call(
-    `read s3://${bucket}/${key}`,
-    async () => {
-      const response = await getObjectOrNull(s3, bucket, key);
-      return response === null ? null : ((await response.Body?.transformToString()) ?? "");
-    },
-    VERIFIER_S3_HINT,
-  );
-  if (text === null) return null;
-  try {
-    return parseChainVerdict(JSON.parse(text));
-  } catch (error) {
-    throw new PipelineError(
-      "VerifierInfrastructure",
-      `s3://${bucket}/${key} exists but is not a valid chain verdict: ${messageOf(error)}`,
-      "delete it (or restore its previous version) to have the chain proven again",
-      { cause: error },
-    );
-  }
+export function readChainVerdict(s3: S3Client, bucket: string, key: string): Promise<ChainVerdict | null> {
+  return readStoredVerdict(s3, bucket, key, parseChainVerdict, {
+    name: "chain verdict",
+    redo: "the chain proven again",
+  });
 }
 
 /** Creates the chain verdict with SSE-KMS, only when none is there yet (S3 refuses with 412 otherwise). */

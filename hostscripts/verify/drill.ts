@@ -20,7 +20,7 @@ import {
 } from "../../contracts";
 import { PipelineError, messageOf } from "../common/errors";
 import { parseState, sameState } from "../common/gtid-state";
-import { createJsonOnce, getObjectOrNull, isAlreadyWritten, s3Call, s3Failure } from "../common/s3";
+import { createJsonOnce, isAlreadyWritten, s3Call, s3Failure } from "../common/s3";
 import { listArchive, readArchive } from "../restore/archive";
 import { listBackups } from "../restore/list";
 import { readManifest } from "../restore/objects";
@@ -29,7 +29,7 @@ import { prefixOf, verifiedManifest } from "../restore/point";
 import { verifySegment } from "../restore/segments";
 import { judgeCheckTable, quoteIdentifier, readRestoredTables, type CheckTableRow } from "./checks";
 import { drillPoint, expectedStateAt, type ExpectedState } from "./drill-point";
-import { VERIFIER_S3_HINT } from "./objects";
+import { VERIFIER_S3_HINT, readStoredVerdict } from "./objects";
 import { describeDrill } from "./result";
 import type { VerificationDeps } from "./verification";
 
@@ -323,30 +323,11 @@ function blame(error: unknown, expected: ExpectedState): DrillVerdict["failure"]
 }
 
 /** The drill verdict already written, or null; one that is not valid throws (someone must look at it). */
-export async function readDrillVerdict(
-  s3: S3Client,
-  bucket: string,
-  key: string,
-): Promise<DrillVerdict | null> {
-  const text = await s3Call(
-    `read s3://${bucket}/${key}`,
-    async () => {
-      const response = await getObjectOrNull(s3, bucket, key);
-      return response === null ? null : ((await response.Body?.transformToString()) ?? "");
-    },
-    VERIFIER_S3_HINT,
-  );
-  if (text === null) return null;
-  try {
-    return parseDrillVerdict(JSON.parse(text));
-  } catch (error) {
-    throw new PipelineError(
-      "VerifierInfrastructure",
-      `s3://${bucket}/${key} exists but is not a valid PITR drill verdict: ${messageOf(error)}`,
-      "delete it (or restore its previous version) to have the drill run again",
-      { cause: error },
-    );
-  }
+export function readDrillVerdict(s3: S3Client, bucket: string, key: string): Promise<DrillVerdict | null> {
+  return readStoredVerdict(s3, bucket, key, parseDrillVerdict, {
+    name: "PITR drill verdict",
+    redo: "the drill run again",
+  });
 }
 
 /** PitrDrillPassed with PitrRestoreSeconds (the measured RTO), or PitrDrillFailed; dimension Cluster. */

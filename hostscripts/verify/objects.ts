@@ -9,8 +9,8 @@ import {
   type VerifiedObject,
   type VerifiedObjects,
 } from "../../contracts";
-import { messageOf } from "../common/errors";
-import { s3Failure } from "../common/s3";
+import { PipelineError, messageOf } from "../common/errors";
+import { getObjectOrNull, s3Call, s3Failure } from "../common/s3";
 import type { Extraction } from "../restore/extract";
 import { CheckFailure, ObjectProblem, readManifest } from "../restore/objects";
 import { downloadArchive, type ArchiveDownloadOptions } from "../restore/parallel";
@@ -127,5 +127,42 @@ function rethrowForVerifier(error: unknown, objects: VerifiedObjects): never {
       );
     case "read failed":
       throw s3Failure(`read ${where}`, error.cause, VERIFIER_S3_HINT);
+  }
+}
+
+/** An object's text, or null when it does not exist; S3 failing to answer is the verifier's infrastructure. */
+export async function readObjectText(s3: S3Client, bucket: string, key: string): Promise<string | null> {
+  return s3Call(
+    `read s3://${bucket}/${key}`,
+    async () => {
+      const response = await getObjectOrNull(s3, bucket, key);
+      return response === null ? null : ((await response.Body?.transformToString()) ?? "");
+    },
+    VERIFIER_S3_HINT,
+  );
+}
+
+/**
+ * A verdict this verifier (or another) already wrote (segment, chain, drill), or null when there is none. One
+ * that does not parse as `what` throws: someone must look at it, and deleting it has the work done again.
+ */
+export async function readStoredVerdict<T>(
+  s3: S3Client,
+  bucket: string,
+  key: string,
+  parse: (value: unknown) => T,
+  what: { name: string; redo: string },
+): Promise<T | null> {
+  const text = await readObjectText(s3, bucket, key);
+  if (text === null) return null;
+  try {
+    return parse(JSON.parse(text));
+  } catch (error) {
+    throw new PipelineError(
+      "VerifierInfrastructure",
+      `s3://${bucket}/${key} exists but is not a valid ${what.name}: ${messageOf(error)}`,
+      `delete it (or restore its previous version) to have ${what.redo}`,
+      { cause: error },
+    );
   }
 }

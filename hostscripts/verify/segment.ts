@@ -21,7 +21,7 @@ import { messageOf, PipelineError } from "../common/errors";
 import type { Logger } from "../common/log";
 import type { MetricsSink } from "../common/metrics";
 import { createJsonOnce, getObjectOrNull, isAlreadyWritten, s3Call } from "../common/s3";
-import { VERIFIER_S3_HINT } from "./objects";
+import { VERIFIER_S3_HINT, readObjectText, readStoredVerdict } from "./objects";
 import { checkSegment, type Predecessor, type SegmentEvidence } from "./segment-checks";
 
 /**
@@ -146,7 +146,7 @@ interface Gathered {
 /** Reads the ledger entry, the object and the predecessor; a failure to reach S3 is the verifier's. */
 async function gather(message: BinlogArchivedMessage, skew: number, s3: S3Client): Promise<Gathered> {
   const { bucket } = message;
-  const ledgerText = await readText(s3, bucket, message.ledgerKey);
+  const ledgerText = await readObjectText(s3, bucket, message.ledgerKey);
   let entry: SegmentEvidence["entry"];
   try {
     if (ledgerText === null) throw new Error("it is missing from S3, yet its segment was announced");
@@ -187,7 +187,7 @@ async function predecessorOf(s3: S3Client, bucket: string, entry: BinlogSegmentE
   const key =
     entry.previousLedgerKey ??
     epochRecordKey({ prefix, cluster: entry.cluster, host: entry.host, epoch: entry.epoch });
-  const text = await readText(s3, bucket, key);
+  const text = await readObjectText(s3, bucket, key);
   if (text === null) return { kind: "missing", key };
   try {
     return entry.previousLedgerKey === null
@@ -197,17 +197,6 @@ async function predecessorOf(s3: S3Client, bucket: string, entry: BinlogSegmentE
     // A damaged predecessor is judged (its own verdict fails too); waiting for it would not mend it.
     return { kind: "missing", key, problem: `cannot be used: ${messageOf(error)}` };
   }
-}
-
-async function readText(s3: S3Client, bucket: string, key: string): Promise<string | null> {
-  return s3Call(
-    `read s3://${bucket}/${key}`,
-    async () => {
-      const response = await getObjectOrNull(s3, bucket, key);
-      return response === null ? null : ((await response.Body?.transformToString()) ?? "");
-    },
-    VERIFIER_S3_HINT,
-  );
 }
 
 function buildVerdict(message: BinlogArchivedMessage, gathered: Gathered, deps: SegmentDeps): SegmentVerdict {
@@ -236,19 +225,11 @@ function buildVerdict(message: BinlogArchivedMessage, gathered: Gathered, deps: 
 }
 
 /** The verdict already written, or null; one that is not a valid verdict throws (someone must look at it). */
-async function readStored(s3: S3Client, bucket: string, key: string): Promise<SegmentVerdict | null> {
-  const text = await readText(s3, bucket, key);
-  if (text === null) return null;
-  try {
-    return parseSegmentVerdict(JSON.parse(text));
-  } catch (error) {
-    throw new PipelineError(
-      "VerifierInfrastructure",
-      `s3://${bucket}/${key} exists but is not a valid segment verdict: ${messageOf(error)}`,
-      "delete it (or restore its previous version) to have the segment checked again",
-      { cause: error },
-    );
-  }
+function readStored(s3: S3Client, bucket: string, key: string): Promise<SegmentVerdict | null> {
+  return readStoredVerdict(s3, bucket, key, parseSegmentVerdict, {
+    name: "segment verdict",
+    redo: "the segment checked again",
+  });
 }
 
 /** Creates the verdict with SSE-KMS, only when none is there yet. */
