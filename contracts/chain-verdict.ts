@@ -1,6 +1,7 @@
 import { BACKUP_ID_PATTERN, CHAIN_VERDICT_OBJECT, NAME_PATTERN, backupPrefix, type BackupRef } from "./keys";
 import { schemaFor } from "./schema";
 import { parser } from "./validate";
+import { verdictAuthorSchema } from "./verification";
 
 /**
  * The verifier's proof of the point-in-time chain between two verified snapshots of a cluster (DESIGN §1 B4,
@@ -144,12 +145,7 @@ export const chainVerdictSchema = schemaFor<ChainVerdict>()({
     tablesCompared: { type: "integer", minimum: 0 },
     seconds,
     verifiedAt: { type: "string", format: "date-time" },
-    verifier: {
-      type: "object",
-      additionalProperties: false,
-      required: ["host"],
-      properties: { host: { type: "string", minLength: 1 } },
-    },
+    verifier: verdictAuthorSchema,
   },
 });
 

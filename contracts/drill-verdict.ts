@@ -1,6 +1,7 @@
 import { BACKUP_ID_PATTERN, DRILL_VERDICT_OBJECT, NAME_PATTERN, backupPrefix, type BackupRef } from "./keys";
 import { schemaFor } from "./schema";
 import { parser } from "./validate";
+import { verdictAuthorSchema } from "./verification";
 
 /**
  * The verifier's point-in-time restore drill (DESIGN §1 B4, issue 14 item 3): once per snapshot interval of a
@@ -187,12 +188,7 @@ export const drillVerdictSchema = schemaFor<DrillVerdict>()({
     tablesChecked: count,
     seconds,
     verifiedAt: time,
-    verifier: {
-      type: "object",
-      additionalProperties: false,
-      required: ["host"],
-      properties: { host: { type: "string", minLength: 1 } },
-    },
+    verifier: verdictAuthorSchema,
   },
 });
 

@@ -2,7 +2,7 @@ import { EPOCH_PATTERN, GTID_TEXT_PATTERN, LEDGER_SUFFIX, ledgerKey, type Binlog
 import { NAME_PATTERN, SEGMENT_VERDICT_SUFFIX } from "./keys";
 import { schemaFor } from "./schema";
 import { parser } from "./validate";
-import type { VerifiedObject } from "./verification";
+import { verdictAuthorSchema, type VerifiedObject } from "./verification";
 
 /**
  * The verifier's verdict on one binlog segment (DESIGN §1 B3), written once beside the segment:
@@ -154,12 +154,7 @@ export const segmentVerdictSchema = schemaFor<SegmentVerdict>()({
     events: count,
     transactions: count,
     verifiedAt: { type: "string", format: "date-time" },
-    verifier: {
-      type: "object",
-      additionalProperties: false,
-      required: ["host"],
-      properties: { host: { type: "string", minLength: 1 } },
-    },
+    verifier: verdictAuthorSchema,
   },
 });
 

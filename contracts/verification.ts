@@ -18,6 +18,14 @@ export type CheckName = (typeof CHECKS)[number] | (typeof OPTIONAL_CHECKS)[numbe
 
 export type Verdict = "verified" | "failed" | "unsupported";
 
+/** The verifier host that wrote a segment, chain or drill verdict, as their schemas accept it. */
+export const verdictAuthorSchema = {
+  type: "object",
+  additionalProperties: false,
+  required: ["host"],
+  properties: { host: { type: "string", minLength: 1 } },
+} as const;
+
 /** The outcome of one check, with a sentence a person can act on. */
 export interface CheckResult {
   name: CheckName;
