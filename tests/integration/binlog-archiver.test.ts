@@ -80,6 +80,18 @@ function archiver(config: string, extra: string[] = [], pauseAt?: { point: strin
   return { child, exited };
 }
 
+/** The run's exit, or (after `ms`) the run killed and a failure that shows the end of what it logged. */
+async function exitWithin(run: ReturnType<typeof archiver>, ms: number, what: string) {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<null>((done) => (timer = setTimeout(() => done(null), ms)));
+  const ended = await Promise.race([run.exited, late]);
+  clearTimeout(timer);
+  if (ended !== null) return ended;
+  run.child.kill("SIGKILL");
+  const { stderr } = await run.exited;
+  throw new Error(`${what} did not end within ${ms / 1000}s; its log ends with:\n${stderr.slice(-4000)}`);
+}
+
 /** The complete segments of an archive prefix, with their ledger entries, by epoch and sequence. */
 async function archived(prefix: string) {
   const { s3 } = labAwsClients(lab());
@@ -144,7 +156,7 @@ test("kill -9 at every step of a cut and at random moments: one continuous chain
     run.child.kill("SIGKILL");
     await run.exited;
   }
-  const last = await archiver(config, ["--once"]).exited;
+  const last = await exitWithin(archiver(config, ["--once"]), 240_000, "the final binlog --once");
   expect(last.code).toBe(0);
 
   const puts = guard.puts.filter((p) => p.key.startsWith("killtest/"));
@@ -187,7 +199,8 @@ test("kill -9 at every step of a cut and at random moments: one continuous chain
   console.log(
     `kill -9 ×10: ${entries.length} segments, ${all.length} transactions, ${puts.filter((p) => p.status === 412).length} uploads refused as already done`,
   );
-});
+  // Four pauses of up to 90 s, six kills and the final run's 240 s.
+}, 900_000);
 
 /** The main archiver: the lab cluster's archive (`backups/`), which `restore` reads. */
 let mainConfig: string;
