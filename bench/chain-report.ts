@@ -111,14 +111,14 @@ export function renderChain(r: ChainBenchResults): string {
       "reported apart (the drill and the chain replay through the server's own applier; no `mariadb-binlog` ran " +
       "when its column is 0). The primary's rate is its committed GTIDs between A's and B's backups over that time.",
     "",
-    "| round | B verify s | chain s | replay s | replayed tx | replay tx/s | primary tx/s | × primary | drill RTO s | manifest → chain verdict s | budget s | over budget s | A restored again s | verifier peak RSS MiB (node alone) | scratch server MiB |",
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| round | B verify s | chain s | replay s | replayed tx | replay tx/s | primary tx/s | × primary | drill RTO s | drill s | verify --once s | manifest → chain verdict s | budget s | over budget s | A restored again s | verifier peak RSS MiB (node alone) | scratch server MiB |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ...r.rounds.map((x, i) => {
       const f = figures[i]!;
       return (
         `| ${i + 1}${x.chain?.verdict === "verified" ? "" : ` (chain ${x.chain?.verdict ?? "none"})`}${x.drill && x.drill.verdict !== "passed" ? ` (drill ${x.drill.verdict})` : ""} ` +
         `| ${x.verification.seconds} | ${cell(x.chain?.seconds)} | ${cell(x.chain?.replaySeconds)} | ${cell(x.chain?.transactions)} ` +
-        `| ${cell(x.chain?.replayTps)} | ${x.primary.tps} | ${cell(x.chain?.replayOverPrimary, "×")} | ${cell(x.drill?.rtoSeconds)} ` +
+        `| ${cell(x.chain?.replayTps)} | ${x.primary.tps} | ${cell(x.chain?.replayOverPrimary, "×")} | ${cell(x.drill?.rtoSeconds)} | ${cell(x.drill?.seconds)} | ${x.verifyWallSeconds} ` +
         `| ${cell(x.manifestToChainSeconds)} | ${cell(f.budgetSeconds)} | ${cell(f.overBudgetSeconds)} | ${cell(f.restoreOfASeconds)} ` +
         `| ${x.memory.verifierPeakMiB} (${x.memory.nodePeakMiB}) | ${x.memory.serverPeakMiB} |`
       );
