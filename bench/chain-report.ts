@@ -101,7 +101,8 @@ export function renderChain(r: ChainBenchResults): string {
       `load average ${r.machine.loadAverageAtStart.toFixed(1)} → ${(r.machine.loadAverageAtEnd ?? NaN).toFixed(1)} ` +
       `(a shared machine: compare within this run); dataset ${r.dataset.tables} × ${r.dataset.tableSize} rows; ` +
       `${r.load.tool} at ${r.load.rate} tx/s (${r.load.threads} threads) on the primary throughout, the lab's marker ` +
-      `(1 row/s) beside it; ${r.loadSeconds} s of load between snapshots; the binlog archiver on the replica.`,
+      `(1 row/s) beside it; ${r.loadSeconds} s of load between snapshots; the binlog archiver on the replica; ` +
+      `the verifier with ${r.verifierNodeOptions ? `NODE_OPTIONS=\`${r.verifierNodeOptions}\`` : "no NODE_OPTIONS (as its unit runs it)"}.`,
     "",
     "Each round: snapshot B, then the shipped CLI `verify --once` in a child handles B's message as the daemon " +
       "does: B's verification, the chain proof A → B (A restored again, the archive replayed to B's GTID state, " +

@@ -96,6 +96,8 @@ export interface ChainBenchResults {
   load: { tool: string; rate: number; threads: number };
   /** Seconds of load between two snapshots. */
   loadSeconds: number;
+  /** NODE_OPTIONS the verifier ran with ("" for none, as its unit runs it today). */
+  verifierNodeOptions?: string;
   rounds: ChainRound[];
   notes: string[];
 }
@@ -107,6 +109,8 @@ export interface ChainBenchOptions {
   rate: number;
   rounds: number;
   loadSeconds: number;
+  /** NODE_OPTIONS for the verifier child (an experiment; its unit sets none). */
+  verifierNodeOptions: string;
   command: string;
   say: (message: string) => void;
 }
@@ -125,6 +129,7 @@ export async function runChainBench(opts: ChainBenchOptions): Promise<ChainBench
     dataset: { tables: opts.size.tables, tableSize: opts.size.tableSize },
     load: { tool: "sysbench oltp_write_only", rate: opts.rate, threads: LOAD_THREADS },
     loadSeconds: opts.loadSeconds,
+    verifierNodeOptions: opts.verifierNodeOptions,
     rounds: [],
     notes: [],
   };
@@ -140,13 +145,13 @@ export async function runChainBench(opts: ChainBenchOptions): Promise<ChainBench
   try {
     opts.say("snapshot A, verified (no chain before it)");
     let previous = await snapshot(lab, cli);
-    await verifyOnce(lab, cli);
+    await verifyOnce(lab, cli, opts.verifierNodeOptions);
     for (let i = 1; i <= opts.rounds; i++) {
       opts.say(`round ${i}/${opts.rounds}: ${opts.loadSeconds} s of load at ${opts.rate} tx/s`);
       await sleep(opts.loadSeconds * 1000);
       const next = await snapshot(lab, cli);
       opts.say(`round ${i}: verify --once over ${next.backupId} (chain from ${previous.backupId}, drill)`);
-      const verified = await verifyOnce(lab, cli);
+      const verified = await verifyOnce(lab, cli, opts.verifierNodeOptions);
       const measured = roundOf(previous, next, verified);
       results.rounds.push(measured);
       opts.say(describeRound(measured));
@@ -208,10 +213,11 @@ interface Verified {
  * `verify --once --json` in a child, its process tree sampled every 100 ms and summed per name: the
  * verifier's own (node and every helper it runs) apart from the scratch servers and binlog tools.
  */
-async function verifyOnce(lab: Lab, cli: string): Promise<Verified> {
+async function verifyOnce(lab: Lab, cli: string, nodeOptions: string): Promise<Verified> {
   const [command, ...args] = verifyCommand(cli, lab.verifyConfigPath).split(" ");
   const started = performance.now();
-  const child = spawn(command!, args, { cwd: lab.dir, stdio: ["ignore", "pipe", "pipe"] });
+  const env = { ...process.env, NODE_OPTIONS: nodeOptions };
+  const child = spawn(command!, args, { cwd: lab.dir, env, stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
   // The verifier's last log message, to say which step its memory peaked in.

@@ -80,6 +80,7 @@ const USAGE = `usage: npm run bench -- [--lock-modes [--mariabackups N]] [--size
               Defaults: --size small, --rate 100
   --rounds    chain rounds (default 3)
   --chain-seconds  seconds of load between two snapshots in the chain suite (default 60)
+  --verifier-node-options  NODE_OPTIONS for the chain suite's verifier (default none, as its unit runs it)
   --large     run the large-run suite instead (bench/large.ts): the replica grown to --base-gb and then --gb GB of
               table data (copies of sysbench tables), each backed up, verified in full and restored; writes
               bench/results-large.json and the large-run section of BENCHMARKS.md. Needs about 2.5 × --gb of free disk
@@ -133,6 +134,7 @@ interface Options {
   /** Its rounds, and seconds of load between two snapshots. */
   rounds: number;
   chainSeconds: number;
+  verifierNodeOptions: string;
   /** Run the large-run suite instead of the backup suite. */
   large: boolean;
   /** Its large and small sizes in GB. */
@@ -158,6 +160,7 @@ function parseOptions(argv: string[]): Options {
       chain: { type: "boolean", default: false },
       rounds: { type: "string", default: "3" },
       "chain-seconds": { type: "string", default: "60" },
+      "verifier-node-options": { type: "string", default: "" },
       large: { type: "boolean", default: false },
       gb: { type: "string", default: "20" },
       "base-gb": { type: "string", default: "2" },
@@ -207,6 +210,7 @@ function parseOptions(argv: string[]): Options {
     chain: values.chain,
     rounds,
     chainSeconds,
+    verifierNodeOptions: values["verifier-node-options"],
     large: values.large,
     gb,
     baseGb,
@@ -573,7 +577,8 @@ async function chainSuite(opts: Options): Promise<void> {
     rate: opts.rate,
     rounds: opts.rounds,
     loadSeconds: opts.chainSeconds,
-    command: `npm run bench -- --chain --size ${opts.size} --rate ${opts.rate} --rounds ${opts.rounds} --chain-seconds ${opts.chainSeconds}`,
+    verifierNodeOptions: opts.verifierNodeOptions,
+    command: `npm run bench -- --chain --size ${opts.size} --rate ${opts.rate} --rounds ${opts.rounds} --chain-seconds ${opts.chainSeconds}${opts.verifierNodeOptions ? ` --verifier-node-options="${opts.verifierNodeOptions}"` : ""}`,
     say,
   });
   await writeFile(resultsPath, `${JSON.stringify(results, null, 2)}\n`);
