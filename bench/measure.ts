@@ -154,6 +154,19 @@ export async function treeRss(root: number, exclude: Set<string> = new Set()): P
 }
 
 /**
+ * The RSS of a process tree summed per process name (`comm`), so one poll can tell a program's own memory from
+ * its children's (the verifier's scratch mariadbd, a mariadb-binlog): same rules as `treeRss`.
+ */
+export async function treeRssByName(root: number): Promise<Map<string, number>> {
+  const byName = new Map<string, number>();
+  for (const pid of await descendantsAndSelf(root, new Set())) {
+    const name = await commOf(pid);
+    byName.set(name, (byName.get(name) ?? 0) + (await rssOf(pid)));
+  }
+  return byName;
+}
+
+/**
  * The processes of a tree, without `exclude`d names and without a child that has not exec'd yet: between
  * fork and exec a child maps its parent's pages copy-on-write, so its RSS would count the parent's memory a
  * second time (a 200 MiB node spawning often showed a 350 MiB peak). Such a child has its parent's command line.

@@ -31,6 +31,8 @@ import { describeMachine, loadAverageNow } from "./machine";
 import { mustRunMeasured, type CommandRun } from "./measure";
 import { backupCommand, buildCli, numberAt, runPipeline, stringAt, verifyCommand } from "./pipeline";
 import { runPitrBench, writePitrResults } from "./pitr";
+import { runChainBench, type ChainBenchResults } from "./chain";
+import { writeChainSection } from "./chain-report";
 import { hashRates, plainExtract, restoreScaling } from "./scaling";
 import { writePitrSection } from "./pitr-report";
 import { renderReport } from "./report";
@@ -71,6 +73,14 @@ const USAGE = `usage: npm run bench -- [--lock-modes [--mariabackups N]] [--size
               fastest rate, the archiver's CPU and RSS, replay next to mariadb-binlog | mariadb; writes
               bench/results-pitr.json and the PITR section of BENCHMARKS.md
   --pitr-seconds  length of each PITR load phase (default 120)
+  --chain     run the PITR-proof suite instead (bench/chain.ts): snapshot A, then per round load, snapshot B and
+              \`verify --once\` over B with the chain proof A → B and the drill; B's verification, the chain and its
+              replay against the primary's rate, the drill's RTO, the verifier's peak RSS; writes
+              bench/results-chain.json and its section of BENCHMARKS.md (--chain --render: only re-render it).
+              Defaults: --size small, --rate 100
+  --rounds    chain rounds (default 3)
+  --chain-seconds  seconds of load between two snapshots in the chain suite (default 60)
+  --verifier-node-options  NODE_OPTIONS for the chain suite's verifier (default none, as its unit runs it)
   --large     run the large-run suite instead (bench/large.ts): the replica grown to --base-gb and then --gb GB of
               table data (copies of sysbench tables), each backed up, verified in full and restored; writes
               bench/results-large.json and the large-run section of BENCHMARKS.md. Needs about 2.5 × --gb of free disk
@@ -119,6 +129,12 @@ interface Options {
   pitr: boolean;
   /** Seconds of each PITR load phase. */
   pitrSeconds: number;
+  /** Run the PITR-proof (chain) suite instead. */
+  chain: boolean;
+  /** Its rounds, and seconds of load between two snapshots. */
+  rounds: number;
+  chainSeconds: number;
+  verifierNodeOptions: string;
   /** Run the large-run suite instead of the backup suite. */
   large: boolean;
   /** Its large and small sizes in GB. */
@@ -141,6 +157,10 @@ function parseOptions(argv: string[]): Options {
       render: { type: "boolean", default: false },
       pitr: { type: "boolean", default: false },
       "pitr-seconds": { type: "string", default: "120" },
+      chain: { type: "boolean", default: false },
+      rounds: { type: "string", default: "3" },
+      "chain-seconds": { type: "string", default: "60" },
+      "verifier-node-options": { type: "string", default: "" },
       large: { type: "boolean", default: false },
       gb: { type: "string", default: "20" },
       "base-gb": { type: "string", default: "2" },
@@ -151,7 +171,7 @@ function parseOptions(argv: string[]): Options {
     console.log(USAGE);
     process.exit(0);
   }
-  const size = values.size ?? (values["lock-modes"] ? "small" : "2g");
+  const size = values.size ?? (values["lock-modes"] ? "small" : values.chain ? "small" : "2g");
   if (!(size in SIZES)) throw new Error(`--size must be one of ${Object.keys(SIZES).join(", ")}\n${USAGE}`);
   const mariabackups = Number(values.mariabackups);
   if (!Number.isInteger(mariabackups) || mariabackups < 0)
@@ -161,6 +181,10 @@ function parseOptions(argv: string[]): Options {
     throw new Error(`--backups must be a positive integer\n${USAGE}`);
   const rate = Number(values.rate);
   if (!Number.isInteger(rate) || rate < 1) throw new Error(`--rate must be a positive integer\n${USAGE}`);
+  const rounds = Number(values.rounds);
+  const chainSeconds = Number(values["chain-seconds"]);
+  if (!Number.isInteger(rounds) || rounds < 1 || !(chainSeconds > 0))
+    throw new Error(`--rounds must be a positive integer and --chain-seconds a positive number\n${USAGE}`);
   const gb = Number(values.gb);
   const baseGb = Number(values["base-gb"]);
   if (!(gb > 0) || !(baseGb > 0) || baseGb >= gb)
@@ -183,6 +207,10 @@ function parseOptions(argv: string[]): Options {
     command: ["npm run bench --", ...argv].join(" "),
     pitr: values.pitr,
     pitrSeconds: Number(values["pitr-seconds"]),
+    chain: values.chain,
+    rounds,
+    chainSeconds,
+    verifierNodeOptions: values["verifier-node-options"],
     large: values.large,
     gb,
     baseGb,
@@ -485,7 +513,7 @@ if (require.main === module) {
     process.exit(2);
   }
   if (opts.render) {
-    (opts.large ? rerenderLarge(opts) : rerender(opts)).then(
+    (opts.large ? rerenderLarge(opts) : opts.chain ? rerenderChain(opts) : rerender(opts)).then(
       () => process.exit(0),
       (error: Error) => {
         console.error(`bench: ${error.message}`);
@@ -540,6 +568,36 @@ async function pitrSuite(opts: Options): Promise<void> {
   say(`wrote ${resultsPath} and the PITR section of ${opts.reportPath}`);
 }
 
+/** `--chain`: the PITR-proof suite (bench/chain.ts); its section is written also when a round failed. */
+async function chainSuite(opts: Options): Promise<void> {
+  const resultsPath = join(resolve(opts.resultsPath, ".."), "results-chain.json");
+  const results = await runChainBench({
+    dir: opts.dir,
+    size: SIZES[opts.size],
+    rate: opts.rate,
+    rounds: opts.rounds,
+    loadSeconds: opts.chainSeconds,
+    verifierNodeOptions: opts.verifierNodeOptions,
+    command: `npm run bench -- --chain --size ${opts.size} --rate ${opts.rate} --rounds ${opts.rounds} --chain-seconds ${opts.chainSeconds}${opts.verifierNodeOptions ? ` --verifier-node-options="${opts.verifierNodeOptions}"` : ""}`,
+    say,
+  });
+  await writeFile(resultsPath, `${JSON.stringify(results, null, 2)}\n`);
+  await writeChainSection(opts.reportPath, results);
+  say(`wrote ${resultsPath} and the chain section of ${opts.reportPath}`);
+  if (results.rounds.length < opts.rounds)
+    throw new Error(`only ${results.rounds.length} of ${opts.rounds} rounds ran (see the notes)`);
+}
+
+/** `--chain --render`: the chain section from an existing results-chain.json (no lab is touched). */
+async function rerenderChain(opts: Options): Promise<void> {
+  const resultsPath = join(resolve(opts.resultsPath, ".."), "results-chain.json");
+  await writeChainSection(
+    opts.reportPath,
+    JSON.parse(await readFile(resultsPath, "utf8")) as ChainBenchResults,
+  );
+  say(`rendered the chain section of ${opts.reportPath} from ${resultsPath}`);
+}
+
 /** `--large`: the large-run suite (bench/large.ts); its section of BENCHMARKS.md is written even when a step failed. */
 async function largeSuite(opts: Options): Promise<void> {
   const resultsPath = join(resolve(opts.resultsPath, ".."), "results-large.json");
@@ -582,7 +640,15 @@ async function rerender(opts: Options): Promise<void> {
 
 /** The whole run with its cleanup, also on Ctrl-C; exits with 0 when all went well. */
 function measureAll(opts: Options): void {
-  const run = opts.lockModes ? lockModesRun : opts.pitr ? pitrSuite : opts.large ? largeSuite : main;
+  const run = opts.lockModes
+    ? lockModesRun
+    : opts.pitr
+      ? pitrSuite
+      : opts.chain
+        ? chainSuite
+        : opts.large
+          ? largeSuite
+          : main;
   let cleaning: Promise<void> | undefined;
   const cleanOnce = () => (cleaning ??= cleanUp(opts));
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
