@@ -1,5 +1,8 @@
 import type { VerifyConfig } from "./config";
 
+/** How long a backup waits for its server lock before it gives up (`BackupConfig.lockTimeoutMs`). */
+export const DEFAULT_LOCK_TIMEOUT_MS = 5000;
+
 /** Every setting of `VerifyConfig` that has a default, with the type of its value. */
 interface VerifyDefaults {
   sqs: Required<Pick<VerifyConfig["sqs"], "waitTimeSeconds" | "visibilityTimeoutSeconds">>;

@@ -1,5 +1,10 @@
 import { mkdir, rm } from "node:fs/promises";
-import type { BackupConfig, CapturedPosition, ManifestTable } from "../../contracts";
+import {
+  DEFAULT_LOCK_TIMEOUT_MS,
+  type BackupConfig,
+  type CapturedPosition,
+  type ManifestTable,
+} from "../../contracts";
 import type { Checkpoint } from "../common/checkpoint";
 import {
   dialectFor,
@@ -77,7 +82,6 @@ export interface LockWindow {
 }
 
 /** How long the server may stay locked when the config does not say (`lockTimeoutMs`). */
-const DEFAULT_LOCK_TIMEOUT_MS = 5000;
 
 /**
  * Steps 1–4: read the server, prove its paths and choose the lock mode (before any lock), then lock, capture

@@ -26,7 +26,7 @@ import type { YieldOutcome } from "./priority";
 import { repairAfterCrash } from "./repair";
 import { DEFAULT_KEEP_LOCAL, pruneLocalBackups } from "./retention";
 import { decideRetention, recordCompleted } from "./retention-class";
-import { acquireRunLock } from "./runlock";
+import { acquireRunLock } from "../common/runlock";
 import { OUTBOX, stagePublication, type Outbox } from "./staging";
 import { archiveAndUpload } from "./transfer";
 import { sendBackupCreated, uploadManifest, uploadTargetOf, type UploadTarget } from "./upload";

@@ -1,6 +1,6 @@
 import { PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { GetQueueAttributesCommand, type SQSClient } from "@aws-sdk/client-sqs";
-import { checkProbeKey, hostPrefix, type BackupConfig } from "../../contracts";
+import { DEFAULT_PREFIX, checkProbeKey, hostPrefix, type BackupConfig } from "../../contracts";
 import { messageOf } from "../common/errors";
 import { isAlreadyWritten } from "../common/s3";
 import type { Checklist } from "./findings";
@@ -71,7 +71,7 @@ export async function checkS3Write(
   version: string,
   target?: ProbeTarget,
 ): Promise<void> {
-  const prefix = config.s3.prefix ?? "backups";
+  const prefix = config.s3.prefix ?? DEFAULT_PREFIX;
   const { check, key } = target ?? {
     check: "s3.write",
     key: checkProbeKey(prefix, config.cluster, config.host, now),

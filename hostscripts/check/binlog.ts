@@ -4,6 +4,7 @@ import { join } from "node:path";
 import type { S3Client } from "@aws-sdk/client-s3";
 import {
   BINLOG_DEFAULTS,
+  DEFAULT_PREFIX,
   binlogArchivePrefix,
   binlogCheckProbeKey,
   type BackupConfig,
@@ -77,7 +78,7 @@ export async function checkBinlogArchiver(
     list.skip("binlog.s3.write", "no AWS clients");
     return;
   }
-  const prefix = config.s3.prefix ?? "backups";
+  const prefix = config.s3.prefix ?? DEFAULT_PREFIX;
   await checkS3Write(list, deps.s3, config, deps.now, deps.version, {
     check: "binlog.s3.write",
     key: binlogCheckProbeKey(prefix, config.cluster, config.host, deps.now),

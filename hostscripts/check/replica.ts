@@ -1,7 +1,12 @@
 import { dirname } from "node:path";
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { SQSClient } from "@aws-sdk/client-sqs";
-import type { BackupConfig, MetricsSink } from "../../contracts";
+import {
+  DEFAULT_LOCK_TIMEOUT_MS,
+  DEFAULT_PREFIX,
+  type BackupConfig,
+  type MetricsSink,
+} from "../../contracts";
 import { checkDiskSpace } from "../common/diskspace";
 import { humanBytes } from "../common/output";
 import type { SnapshotDriver } from "../common/snapshot";
@@ -52,7 +57,7 @@ export async function checkReplica(config: BackupConfig, deps: ReplicaCheckDeps)
   const list = new Checklist();
   list.pass(
     "config",
-    `backup of ${config.cluster}/${config.host}: ${config.snapshot.driver} snapshots, s3://${config.s3.bucket}/${config.s3.prefix ?? "backups"}/, lock timeout ${config.lockTimeoutMs ?? 5000} ms`,
+    `backup of ${config.cluster}/${config.host}: ${config.snapshot.driver} snapshots, s3://${config.s3.bucket}/${config.s3.prefix ?? DEFAULT_PREFIX}/, lock timeout ${config.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS} ms`,
   );
   const server = await checkMysql(list, {
     optionFile: config.mysql.optionFile,

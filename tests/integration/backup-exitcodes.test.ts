@@ -10,7 +10,7 @@ import { chmod, mkdir, readFile, readdir, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { parseBackupConfig, type BackupConfig } from "../../contracts";
 import { ExitCode, type ExitCodeName } from "../../hostscripts/common/errors";
-import { ownerOf } from "../../hostscripts/backup/runlock";
+import { ownerOf } from "../../hostscripts/common/runlock";
 import { OUTBOX } from "../../hostscripts/backup/staging";
 import { RUN_LOCK_FILE } from "../../hostscripts/backup/run";
 import { rootSession } from "../../lab/mariadb";

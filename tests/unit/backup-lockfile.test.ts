@@ -8,7 +8,7 @@ import { mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PipelineError } from "../../hostscripts/common/errors";
-import { acquireRunLock, ownerOf } from "../../hostscripts/backup/runlock";
+import { acquireRunLock, ownerOf } from "../../hostscripts/common/runlock";
 
 let dir: string;
 let path: string;
