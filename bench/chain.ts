@@ -1,8 +1,8 @@
 import { spawn } from "node:child_process";
-import { mkdir } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { ChainVerdict, DrillVerdict, VerificationReport } from "../contracts";
+import type { ChainVerdict, DrillVerdict, VerificationReport, VerifyConfig } from "../contracts";
 import { labUp, primaryGtid, startLoad, stopLoad, type Lab } from "../lab/lab";
 import { describeMachine, loadAverageNow, type Machine } from "./machine";
 import { treeRssByName } from "./measure";
@@ -16,7 +16,9 @@ import { backupCommand, buildCli, lastJsonLine, runPipeline, stringAt, verifyCom
  * to a random point between them, exactly as the daemon handles B's message. B becomes the next round's A.
  * Per round, side by side: B's own verification, the chain proof and its replay (rate against the primary's
  * commit rate measured over the same interval), the drill's RTO, the time from B's manifest to its chain
- * verdict against the issue's budget, and the verifier's peak RSS with the scratch servers' apart.
+ * verdict against the issue's budget, and the verifier's peak RSS with the scratch servers' apart. Rounds
+ * alternate A's restore alongside B's verification (odd, the default) and after B's verdict (even), so the
+ * two are compared in one run on a shared machine.
  */
 
 /** Process names whose memory is the scratch database's, not the verifier's. */
@@ -46,6 +48,11 @@ export interface VerifierMemory {
 export interface ChainRound {
   from: string;
   to: string;
+  /**
+   * Whether A was restored alongside B's verification (`chain.restoreAlongside`, the default) or after B's
+   * verdict; rounds alternate, odd ones alongside. Absent in results recorded before the setting (after).
+   */
+  restoreAlongside?: boolean;
   /** Transactions the primary committed between A's and B's snapshot starts, and per second. */
   primary: { transactions: number; seconds: number; tps: number };
   /** The `verify --once` child: wall seconds and its memory. */
@@ -143,16 +150,21 @@ export async function runChainBench(opts: ChainBenchOptions): Promise<ChainBench
   if (problem !== undefined) results.notes.push(problem);
   await startLoad(lab, { rate: opts.rate, threads: LOAD_THREADS });
   try {
+    const configs = await chainConfigs(lab, work);
     opts.say("snapshot A, verified (no chain before it)");
     let previous = await snapshot(lab, cli);
-    await verifyOnce(lab, cli, opts.verifierNodeOptions);
+    await verifyOnce(lab, cli, opts.verifierNodeOptions, configs.alongside);
     for (let i = 1; i <= opts.rounds; i++) {
+      const alongside = i % 2 === 1;
       opts.say(`round ${i}/${opts.rounds}: ${opts.loadSeconds} s of load at ${opts.rate} tx/s`);
       await sleep(opts.loadSeconds * 1000);
       const next = await snapshot(lab, cli);
-      opts.say(`round ${i}: verify --once over ${next.backupId} (chain from ${previous.backupId}, drill)`);
-      const verified = await verifyOnce(lab, cli, opts.verifierNodeOptions);
-      const measured = roundOf(previous, next, verified);
+      opts.say(
+        `round ${i}: verify --once over ${next.backupId} (chain from ${previous.backupId}, A restored ${alongside ? "alongside B" : "after B"}, drill)`,
+      );
+      const config = alongside ? configs.alongside : configs.after;
+      const verified = await verifyOnce(lab, cli, opts.verifierNodeOptions, config);
+      const measured = { ...roundOf(previous, next, verified), restoreAlongside: alongside };
       results.rounds.push(measured);
       opts.say(describeRound(measured));
       previous = next;
@@ -166,6 +178,18 @@ export async function runChainBench(opts: ChainBenchOptions): Promise<ChainBench
   results.machine.loadAverageAtEnd = loadAverageNow();
   results.finishedAt = new Date().toISOString();
   return results;
+}
+
+/**
+ * The lab's verifier config as it is (A restored alongside B's verification) and with
+ * `chain.restoreAlongside: false` (A restored after B's verdict), for the rounds side by side.
+ */
+async function chainConfigs(lab: Lab, work: string): Promise<{ alongside: string; after: string }> {
+  const config = JSON.parse(await readFile(lab.verifyConfigPath, "utf8")) as VerifyConfig;
+  const after = join(work, "verify-after.json");
+  const changed = { ...config, chain: { ...config.chain, restoreAlongside: false } };
+  await writeFile(after, `${JSON.stringify(changed, null, 2)}\n`, { mode: 0o600 });
+  return { alongside: lab.verifyConfigPath, after };
 }
 
 interface Snapshot {
@@ -213,8 +237,8 @@ interface Verified {
  * `verify --once --json` in a child, its process tree sampled every 100 ms and summed per name: the
  * verifier's own (node and every helper it runs) apart from the scratch servers and binlog tools.
  */
-async function verifyOnce(lab: Lab, cli: string, nodeOptions: string): Promise<Verified> {
-  const [command, ...args] = verifyCommand(cli, lab.verifyConfigPath).split(" ");
+async function verifyOnce(lab: Lab, cli: string, nodeOptions: string, configPath: string): Promise<Verified> {
+  const [command, ...args] = verifyCommand(cli, configPath).split(" ");
   const started = performance.now();
   const env = { ...process.env, NODE_OPTIONS: nodeOptions };
   const child = spawn(command!, args, { cwd: lab.dir, env, stdio: ["ignore", "pipe", "pipe"] });

@@ -12,6 +12,7 @@ import {
   waitForReplicaCatchUp,
   type Lab,
 } from "../lab/lab";
+import { VERIFIER_NODE_OPTIONS } from "../contracts/units";
 import { rootQuery } from "../lab/mariadb";
 import { benchBackupConfig, clearRemote, freshLab, say } from "./benchlab";
 import {
@@ -80,7 +81,8 @@ const USAGE = `usage: npm run bench -- [--lock-modes [--mariabackups N]] [--size
               Defaults: --size small, --rate 100
   --rounds    chain rounds (default 3)
   --chain-seconds  seconds of load between two snapshots in the chain suite (default 60)
-  --verifier-node-options  NODE_OPTIONS for the chain suite's verifier (default none, as its unit runs it)
+  --verifier-node-options  NODE_OPTIONS for the chain suite's verifier (default "${VERIFIER_NODE_OPTIONS}", as its unit
+              runs it; "" for V8's defaults)
   --large     run the large-run suite instead (bench/large.ts): the replica grown to --base-gb and then --gb GB of
               table data (copies of sysbench tables), each backed up, verified in full and restored; writes
               bench/results-large.json and the large-run section of BENCHMARKS.md. Needs about 2.5 × --gb of free disk
@@ -160,7 +162,7 @@ function parseOptions(argv: string[]): Options {
       chain: { type: "boolean", default: false },
       rounds: { type: "string", default: "3" },
       "chain-seconds": { type: "string", default: "60" },
-      "verifier-node-options": { type: "string", default: "" },
+      "verifier-node-options": { type: "string", default: VERIFIER_NODE_OPTIONS },
       large: { type: "boolean", default: false },
       gb: { type: "string", default: "20" },
       "base-gb": { type: "string", default: "2" },
@@ -578,7 +580,7 @@ async function chainSuite(opts: Options): Promise<void> {
     rounds: opts.rounds,
     loadSeconds: opts.chainSeconds,
     verifierNodeOptions: opts.verifierNodeOptions,
-    command: `npm run bench -- --chain --size ${opts.size} --rate ${opts.rate} --rounds ${opts.rounds} --chain-seconds ${opts.chainSeconds}${opts.verifierNodeOptions ? ` --verifier-node-options="${opts.verifierNodeOptions}"` : ""}`,
+    command: `npm run bench -- --chain --size ${opts.size} --rate ${opts.rate} --rounds ${opts.rounds} --chain-seconds ${opts.chainSeconds}${opts.verifierNodeOptions === VERIFIER_NODE_OPTIONS ? "" : ` --verifier-node-options="${opts.verifierNodeOptions}"`}`,
     say,
   });
   await writeFile(resultsPath, `${JSON.stringify(results, null, 2)}\n`);

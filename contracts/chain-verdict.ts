@@ -48,7 +48,10 @@ export interface ChainVerdict {
   replay: { seconds: number; transactions: number; segments: number; reachedGtid: string } | null;
   /** Tables whose checksums were compared, and how many of them B recorded without a checksum. */
   tablesCompared: number;
-  /** Seconds of the whole proof: restoring A, replaying, comparing. */
+  /**
+   * Seconds of the whole proof: restoring A (begun alongside B's verification unless
+   * `chain.restoreAlongside` is false), replaying, comparing.
+   */
   seconds: number;
   verifiedAt: string;
   verifier: { host: string };
@@ -67,6 +70,12 @@ export interface ChainCheckSettings {
    * RPO, or lags); after that B's message is retried later. Defaults to 300.
    */
   archiveWaitSeconds?: number;
+  /**
+   * Restore A while B is being verified (two restores at once for that while: twice the scratch disk and the
+   * download's memory), so that B's chain verdict follows B's own by the replay and the comparison alone.
+   * False restores A after B's verdict, one restore at a time. Defaults to true.
+   */
+  restoreAlongside?: boolean;
 }
 
 /** The JSON Schema of {@link ChainCheckSettings}; `verifyConfigSchema` embeds it. */
@@ -76,6 +85,7 @@ export const chainCheckSettingsSchema = {
   properties: {
     enabled: { type: "boolean" },
     archiveWaitSeconds: { type: "integer", minimum: 0, maximum: 3600 },
+    restoreAlongside: { type: "boolean" },
   },
 } as const;
 

@@ -45,6 +45,12 @@ export interface PitrRequest {
    * tables there). Defaults to none.
    */
   inspect?: (conn: Session) => Promise<void>;
+  /**
+   * The named snapshot's restore into `target`, already under way (the verifier's chain proof begins it
+   * while B is verified): awaited in place of restoring it here. The caller owns it, and the target, when
+   * this throws before awaiting it.
+   */
+  prepared?: Promise<RestoreResult>;
 }
 
 /** What `restore --until` did, as `--json` prints it. */
@@ -102,7 +108,8 @@ export async function restoreToPoint(
     // before anything is restored; it is made again from the state the restored server recovers to.
     selectTransactions(snapshot.flavor, segments, snapshot.start, stop);
     deps.signal?.throwIfAborted();
-    const restored = await restoreBackup(config, snapshot.backup, request.target, request.force, deps);
+    const restored = await (request.prepared ??
+      restoreBackup(config, snapshot.backup, request.target, request.force, deps));
     deps.signal?.throwIfAborted();
     const replayed = await replay(config, snapshot, segments, stop, request, work, deps);
     const reached = parseState(snapshot.flavor, replayed.reached);

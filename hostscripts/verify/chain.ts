@@ -21,6 +21,7 @@ import { isAlreadyWritten } from "../common/s3";
 import { listArchive, readArchive } from "../restore/archive";
 import { listBackups, type ListedBackup } from "../restore/list";
 import { restoreToPoint, type PitrResult } from "../restore/pitr";
+import { restoreBackup, type RestoreResult } from "../restore/restore";
 import {
   chainMetrics,
   compareChecksums,
@@ -41,7 +42,9 @@ import type { VerificationDeps } from "./verification";
  *
  * A is restored again rather than kept running since its own verification: snapshots are a backup interval
  * apart (a day), and holding a scratch server and its disk that long on a fleet that scales to zero costs
- * more, and is more fragile, than one more download and extract (docs/pitr-proof.md has the figures).
+ * more, and is more fragile, than one more download and extract (docs/pitr-proof.md has the figures). That
+ * restore begins when B's message arrives and runs alongside B's verification (beginChain), so that B's chain
+ * verdict follows B's own by the replay and the comparison alone.
  *
  * Blame as for snapshots: the archive or the data failing the proof (a gap, a damaged segment, a replay the
  * applier stops, tables that differ) is a failed verdict; the verifier's own trouble (S3 unreachable, the
@@ -56,29 +59,78 @@ export interface ChainResult {
   alreadyReported: boolean;
 }
 
-/** Proves the chain that ends at B (just verified); null when there is none to prove. */
-export async function proveChain(
+/**
+ * A chain proof begun before B's verification (`chain.restoreAlongside`): the cluster's verified snapshot A
+ * before B is being restored into a scratch directory of its own while B is. Whatever becomes of B, the
+ * daemon ends it with {@link endChainStart}.
+ */
+export interface ChainStart {
+  from: ListedBackup;
+  backups: ListedBackup[];
+  target: string;
+  restored: Promise<RestoreResult>;
+  abort: AbortController;
+  /** `performance.now()` when A's restore began: the proof's seconds count from it. */
+  startedAt: number;
+}
+
+/**
+ * Begins restoring A alongside B's verification when a chain may be proven after it: enabled, none proven
+ * yet, the cluster archives its binlog, and a verified snapshot precedes B. Null otherwise, and when the
+ * lookups fail (the proof after B's verdict makes them again, and says what is wrong).
+ */
+export async function beginChain(
   config: VerifyConfig,
   message: BackupCreatedMessage,
   ref: BackupRef,
-  report: VerificationReport,
   deps: VerificationDeps,
-): Promise<ChainResult | null> {
-  if (!(config.chain?.enabled ?? VERIFY_DEFAULTS.chain.enabled) || report.verdict !== "verified") return null;
-  const key = chainVerdictKey(ref);
-  const stored = await readChainVerdict(deps.s3, message.bucket, key);
-  if (stored !== null) return { verdict: stored, key, alreadyReported: true };
-  const to = endOf(report);
-  if (to === null || !report.tables.some((t) => typeof t.checksum === "number")) {
-    deps.log.info(
-      `no chain to prove up to ${ref.backupId}: its report records no GTID state or no checksums`,
-    );
+): Promise<ChainStart | null> {
+  const settings = { ...VERIFY_DEFAULTS.chain, ...config.chain };
+  if (!settings.enabled || !settings.restoreAlongside) return null;
+  try {
+    if ((await readChainVerdict(deps.s3, message.bucket, chainVerdictKey(ref))) !== null) return null;
+    const found = await chainStartOf(config, message, ref, deps);
+    if (found === null) return null;
+    const { from, backups, restoreConfig } = found;
+    const startedAt = performance.now();
+    const target = await mkdtemp(join(config.scratchDir, `chain-${ref.backupId}-`));
+    const abort = new AbortController();
+    const stop = () => abort.abort(deps.signal?.reason);
+    deps.signal?.addEventListener("abort", stop, { once: true });
+    const log = deps.log.with({ chain: `${from.backupId} → ${ref.backupId}` });
+    log.info("restoring the chain's start alongside the snapshot's verification", { from: from.backupId });
+    const restored = restoreBackup(restoreConfig, from, target, false, {
+      ...deps,
+      log,
+      signal: abort.signal,
+    });
+    // Awaited by the proof, or by endChainStart; never left to reject unobserved.
+    restored.catch(() => undefined).finally(() => deps.signal?.removeEventListener("abort", stop));
+    return { from, backups, target, restored, abort, startedAt };
+  } catch (error) {
+    deps.log.warn(`the chain's start is not restored alongside: ${messageOf(error)}`, {
+      hint: "the chain is proven after the snapshot's verification instead",
+    });
     return null;
   }
-  const restoreConfig: RestoreConfig = {
-    ...config,
-    restore: { bucket: message.bucket, prefix: ref.prefix, cluster: ref.cluster },
-  };
+}
+
+/** Ends a chain start: its restore stopped (or finished) and its directory gone. */
+export async function endChainStart(start: ChainStart | null): Promise<void> {
+  if (start === null) return;
+  start.abort.abort();
+  await start.restored.catch(() => undefined);
+  await rm(start.target, { recursive: true, force: true, maxRetries: 3 });
+}
+
+/** A, the backups listed, and the restore config of the chain ending at B; null when there is none to prove. */
+async function chainStartOf(
+  config: VerifyConfig,
+  message: BackupCreatedMessage,
+  ref: BackupRef,
+  deps: VerificationDeps,
+): Promise<{ from: ListedBackup; backups: ListedBackup[]; restoreConfig: RestoreConfig } | null> {
+  const restoreConfig = restoreConfigOf(config, message, ref);
   // A cluster without point-in-time recovery has no archive, and no chain to prove.
   if ((await listArchive(deps.s3, message.bucket, ref.prefix, ref.cluster)).length === 0) {
     deps.log.info(`cluster ${ref.cluster} has no binlog archive: no chain to prove`);
@@ -92,10 +144,59 @@ export async function proveChain(
     deps.log.info(`no verified snapshot of ${ref.cluster} before ${ref.backupId}: no chain to prove`);
     return null;
   }
+  return { from, backups, restoreConfig };
+}
+
+/**
+ * Proves the chain that ends at B (just verified); null when there is none to prove. `start`, when given, is
+ * A's restore begun alongside B's verification; the caller ends it afterwards whether it was used or not.
+ */
+export async function proveChain(
+  config: VerifyConfig,
+  message: BackupCreatedMessage,
+  ref: BackupRef,
+  report: VerificationReport,
+  deps: VerificationDeps,
+  start: ChainStart | null = null,
+): Promise<ChainResult | null> {
+  if (!(config.chain?.enabled ?? VERIFY_DEFAULTS.chain.enabled) || report.verdict !== "verified") return null;
+  const key = chainVerdictKey(ref);
+  const stored = await readChainVerdict(deps.s3, message.bucket, key);
+  if (stored !== null) return { verdict: stored, key, alreadyReported: true };
+  const to = endOf(report);
+  if (to === null || !report.tables.some((t) => typeof t.checksum === "number")) {
+    deps.log.info(
+      `no chain to prove up to ${ref.backupId}: its report records no GTID state or no checksums`,
+    );
+    return null;
+  }
+  const found =
+    start !== null
+      ? { from: start.from, backups: start.backups, restoreConfig: restoreConfigOf(config, message, ref) }
+      : await chainStartOf(config, message, ref, deps);
+  if (found === null) return null;
   await waitForArchive(config, message.bucket, ref, to, deps);
-  const verdict = await prove(restoreConfig, backups, from, to.end, to.flavor, report, deps);
+  const verdict = await prove(
+    found.restoreConfig,
+    found.backups,
+    found.from,
+    to.end,
+    to.flavor,
+    report,
+    deps,
+    start,
+  );
   return publish(config, message.bucket, key, verdict, deps);
 }
+
+const restoreConfigOf = (
+  config: VerifyConfig,
+  message: BackupCreatedMessage,
+  ref: BackupRef,
+): RestoreConfig => ({
+  ...config,
+  restore: { bucket: message.bucket, prefix: ref.prefix, cluster: ref.cluster },
+});
 
 /**
  * Waits (up to `chain.archiveWaitSeconds`) until an archived segment reaches B's GTID state: a verifier may
@@ -150,11 +251,17 @@ async function prove(
   flavor: ServerFlavor,
   report: VerificationReport,
   deps: VerificationDeps,
+  start: ChainStart | null,
 ): Promise<ChainVerdict> {
   const started = performance.now();
   const log = deps.log.with({ chain: `${a.backupId} → ${to.backupId}` });
-  log.info("proving the point-in-time chain", { from: a.backupId, to: to.backupId, gtid: to.gtid });
-  const target = await mkdtemp(join(config.scratchDir, `chain-${to.backupId}-`));
+  log.info("proving the point-in-time chain", {
+    from: a.backupId,
+    to: to.backupId,
+    gtid: to.gtid,
+    restoredAlongside: start !== null,
+  });
+  const target = start?.target ?? (await mkdtemp(join(config.scratchDir, `chain-${to.backupId}-`)));
   let checksums = new Map<string, number | null>();
   let replayed: PitrResult | null = null;
   let failure: ChainVerdict["failure"] = null;
@@ -168,6 +275,7 @@ async function prove(
         force: false,
         backupId: a.backupId,
         inspect: async (conn) => void (checksums = await replayedChecksums(conn)),
+        prepared: start?.restored,
       },
       { s3: deps.s3, log, $: deps.$, signal: deps.signal },
     );
@@ -176,7 +284,8 @@ async function prove(
     if (deps.signal?.aborted) throw error;
     failure = blame(error);
   } finally {
-    await rm(target, { recursive: true, force: true, maxRetries: 3 });
+    if (start !== null) await endChainStart(start);
+    else await rm(target, { recursive: true, force: true, maxRetries: 3 });
   }
   const compared = compareChecksums(report.tables, checksums);
   if (failure === null && replayed !== null)
@@ -201,7 +310,7 @@ async function prove(
       reachedGtid: replayed.pitr.reachedGtid,
     },
     tablesCompared: replayed === null ? 0 : compared.compared,
-    seconds: Math.round((performance.now() - started) / 10) / 100,
+    seconds: Math.round((performance.now() - (start?.startedAt ?? started)) / 10) / 100,
     verifiedAt: deps.now().toISOString(),
     verifier: { host: deps.hostname },
   };

@@ -18,7 +18,7 @@ import {
 } from "../../contracts";
 import { PipelineError, messageOf } from "../common/errors";
 import { emptyResult, segmentResult, type VerificationResult } from "./result";
-import { proveChain } from "./chain";
+import { beginChain, endChainStart, proveChain } from "./chain";
 import { runDrill } from "./drill";
 import { checkSegmentKeys, verifySegmentMessage } from "./segment";
 import { verifyAndReport, type VerificationDeps } from "./verification";
@@ -196,6 +196,8 @@ async function handleMessage(
   const backupLog = log.with({ backupId: message.backupId, cluster: message.cluster, host: message.host });
   backupLog.info("verifying backup", { manifestKey: message.manifestKey });
   const heartbeat = keepInvisible(config, sqsMessage, { ...deps, log: backupLog });
+  // The previous verified snapshot, restored alongside this one's verification for the chain proof (chain.ts).
+  const chainStart = await beginChain(config, message, ref, { ...deps, log: backupLog });
   try {
     const result = await verifyAndReport(
       config,
@@ -206,7 +208,15 @@ async function handleMessage(
     );
     // The chain from the previous verified snapshot, proven while the message is still held (chain.ts).
     if (result.verdict === "verified" && result.report !== null)
-      result.chain = await proveChain(config, message, ref, result.report, { ...deps, log: backupLog });
+      result.chain = await proveChain(
+        config,
+        message,
+        ref,
+        result.report,
+        { ...deps, log: backupLog },
+        chainStart,
+      );
+    await endChainStart(chainStart);
     // Once per snapshot interval: a restore to a random second inside the chain just proven (drill.ts).
     if (result.chain?.verdict.verdict === "verified")
       result.drill = await runDrill(config, ref, result.chain.verdict, { ...deps, log: backupLog });
@@ -217,6 +227,7 @@ async function handleMessage(
     return result;
   } catch (error) {
     heartbeat.stop();
+    await endChainStart(chainStart);
     if (deps.signal?.aborted) return release(config, sqsMessage, message, { ...deps, log: backupLog });
     return unfinished(config, message, error, { ...deps, log: backupLog });
   }

@@ -19,6 +19,7 @@ import {
   type BinlogSegmentEntry,
   type ChainVerdict,
   type StatusReport,
+  type VerifyConfig,
 } from "../../contracts";
 import { memoryLogger } from "../../hostscripts/common/log";
 import { fileSink } from "../../hostscripts/common/metrics";
@@ -43,12 +44,20 @@ jest.setTimeout(900_000);
 
 const lab = withLab({ load: true, pitr: true });
 
+type Snapshot = { backupId: string; result: VerificationResult; log: ReturnType<typeof memoryLogger> };
+
 /** A backup of the replica, verified (with the chain proof that follows); segments handled on the way. */
-async function snapshot(): Promise<{ backupId: string; result: VerificationResult }> {
+async function snapshot(config?: VerifyConfig): Promise<Snapshot> {
   const backup = await takeBackup(lab());
-  const { result } = await runLabVerifier(lab(), { idleSeconds: 120 });
+  const { result, log } = await runLabVerifier(lab(), { idleSeconds: 120, config });
   expect(result).toMatchObject({ outcome: "verified", backupId: backup.backupId });
-  return { backupId: backup.backupId, result };
+  return { backupId: backup.backupId, result, log };
+}
+
+/** When the verifier began restoring the chain's start alongside the snapshot's verification (null: it did not). */
+function restoredAlongsideAt(log: Snapshot["log"]): number | null {
+  const line = log.lines.find((l) => /restoring the chain's start alongside/.test(l.message));
+  return line === undefined ? null : Date.parse(String(line.time));
 }
 
 const chainOf = (result: VerificationResult): ChainVerdict => {
@@ -56,9 +65,9 @@ const chainOf = (result: VerificationResult): ChainVerdict => {
   return result.chain!.verdict;
 };
 
-let a: { backupId: string; result: VerificationResult };
-let b: { backupId: string; result: VerificationResult };
-let c: { backupId: string; result: VerificationResult };
+let a: Snapshot;
+let b: Snapshot;
+let c: Snapshot;
 
 test("snapshot A, load, snapshot B: the chain A → B is proven, every table's checksum equal", async () => {
   a = await snapshot();
@@ -78,6 +87,11 @@ test("snapshot A, load, snapshot B: the chain A → B is proven, every table's c
     from: { backupId: a.backupId },
     to: { backupId: b.backupId },
   });
+  // A was restored alongside B's verification, begun before B's verdict, and the proof counts from then.
+  const alongside = restoredAlongsideAt(b.log);
+  expect(alongside).not.toBeNull();
+  expect(alongside!).toBeLessThan(Date.parse(report.verifiedAt));
+  expect(Date.parse(chain.verifiedAt) - alongside!).toBeGreaterThanOrEqual(chain.seconds * 1000 - 1000);
   expect(chain.replay!.reachedGtid).toBe(chain.to.gtid);
   expect(chain.replay!.transactions).toBeGreaterThan(100);
   expect(chain.tablesCompared).toBe(report.tables.filter((t) => typeof t.checksum === "number").length);
@@ -167,7 +181,10 @@ test("a write on the replica its binlog does not record fails the next chain, na
     "SET SESSION sql_log_bin = 0",
     "UPDATE lab_pitr.marker SET committed_at = committed_at - INTERVAL 1 DAY ORDER BY id LIMIT 1",
   ]);
-  c = await snapshot();
+  // This chain is proven the other way: A restored after B's verdict, one restore at a time.
+  const config = await labVerifyConfig(lab());
+  c = await snapshot({ ...config, chain: { ...config.chain, restoreAlongside: false } });
+  expect(restoredAlongsideAt(c.log)).toBeNull();
   const chain = chainOf(c.result);
   expect(c.result.drill ?? null).toBeNull();
   expect(chain).toMatchObject({

@@ -107,6 +107,21 @@ test("targets are judged on the worst round: one slow replay or one large peak m
   expect(judgeChainTargets(results([])).map((t) => t.met)).toEqual([null, null, null]);
 });
 
+test("with rounds alternating, the targets are judged on the rounds with A restored alongside B, and both kinds are set side by side", () => {
+  const alongside = round({ restoreAlongside: true, manifestToChainSeconds: 13 });
+  const after = round({ restoreAlongside: false, manifestToChainSeconds: 26 });
+  expect(judgeChainTargets(results([alongside, after])).map((t) => t.met)).toEqual([true, true, true]);
+  expect(judgeChainTargets(results([after, after])).map((t) => t.met)).toEqual([null, null, null]);
+  const text = renderChain(results([alongside, after]));
+  expect(text).toContain("| 1 | alongside B | 10 |");
+  expect(text).toContain("| 2 | after B | 10 |");
+  expect(text).toMatch(
+    /A restored alongside B's verification \(1 rounds\): .*chain verdict 2 s \/ 2 s after B's/,
+  );
+  expect(text).toMatch(/A restored after B's verdict \(1 rounds\): .*chain verdict 15 s \/ 15 s after B's/);
+  expect(text).not.toContain("Why the budget is missed");
+});
+
 test("median and max skip missing values", () => {
   expect(medianMax([3, null, 1, 2, undefined])).toEqual({ median: 2, max: 3 });
   expect(medianMax([4, 1])).toEqual({ median: 1, max: 4 });
