@@ -1,4 +1,5 @@
 import { readFile, writeFile } from "node:fs/promises";
+import { RESTORE_ALONGSIDE_MIN_CORES } from "../contracts/chain-verdict";
 import type { ChainBenchResults, ChainRound } from "./chain";
 
 /**
@@ -62,13 +63,16 @@ function medianMin(values: (number | null | undefined)[]): { median: number; min
 const mm = (s: { median: number; max: number } | null, unit = "") =>
   s === null ? "n/a" : `${s.median}${unit} / ${s.max}${unit}`;
 
+/** Whether the verifier restores A alongside B by default on the run's machine (its cores). */
+export const alongsideByDefault = (r: ChainBenchResults) => r.machine.cores >= RESTORE_ALONGSIDE_MIN_CORES;
+
 /**
- * The rounds run as the verifier ships (A restored alongside B's verification); all of them in results
- * recorded before the setting existed.
+ * The rounds run as the verifier ships on the run's machine (A alongside B from RESTORE_ALONGSIDE_MIN_CORES
+ * cores, after B below); all of them in results recorded before the setting existed.
  */
 export function shippedRounds(r: ChainBenchResults): ChainRound[] {
-  const alongside = r.rounds.filter((x) => x.restoreAlongside === true);
-  return r.rounds.some((x) => x.restoreAlongside !== undefined) ? alongside : r.rounds;
+  const shipped = r.rounds.filter((x) => x.restoreAlongside === alongsideByDefault(r));
+  return r.rounds.some((x) => x.restoreAlongside !== undefined) ? shipped : r.rounds;
 }
 
 /** The targets, judged on the worst of the rounds run as the verifier ships. */
@@ -117,9 +121,12 @@ export function renderChain(r: ChainBenchResults): string {
     "Each round: snapshot B, then the shipped CLI `verify --once` in a child handles B's message as the daemon " +
       "does: B's verification, the chain proof A → B (A restored again, the archive replayed to B's GTID state, " +
       "every table's checksum compared) and the drill (a restore to a random second between A and B). B is the " +
-      "next round's A. Rounds alternate where A's restore runs: alongside B's verification (odd rounds, as the " +
-      "verifier ships) or after B's verdict (even rounds, `chain.restoreAlongside: false`); the targets are judged " +
-      "on the first kind. Peak RSS is polled every 100 ms over the whole child, per process name: the verifier's " +
+      "next round's A. Rounds alternate where A's restore runs: alongside B's verification (odd rounds, " +
+      "`chain.restoreAlongside: true`, the default from " +
+      `${RESTORE_ALONGSIDE_MIN_CORES} cores) or after B's verdict (even rounds, \`false\`, the default below); ` +
+      `the targets are judged on the rounds of this machine's default (${alongsideByDefault(r) ? "alongside" : "after"}, ` +
+      `${r.machine.cores} cores). ` +
+      "Peak RSS is polled every 100 ms over the whole child, per process name: the verifier's " +
       "figure is its tree (node, tar, zstd, …) without the scratch `mariadbd` and any `mariadb-binlog`, which are " +
       "reported apart (the drill and the chain replay through the server's own applier; no `mariadb-binlog` ran " +
       "when its column is 0). The primary's rate is its committed GTIDs between A's and B's backups over that time.",
@@ -182,6 +189,7 @@ function alongsideOrAfter(r: ChainBenchResults): string {
     return {
       n: rounds.length,
       verify: medianMax(rounds.map((x) => x.verification.seconds)),
+      total: medianMax(rounds.map((x) => x.manifestToChainSeconds)),
       after: medianMax(rounds.map(afterVerdict)),
       over: medianMax(rounds.map((x) => roundFigures(x).overBudgetSeconds)),
       rss: medianMax(rounds.map((x) => x.memory.verifierPeakMiB)),
@@ -190,7 +198,8 @@ function alongsideOrAfter(r: ChainBenchResults): string {
   const [with_, without] = kinds as [(typeof kinds)[0], (typeof kinds)[0]];
   if (with_.n === 0 || without.n === 0) return "";
   const say = (k: typeof with_) =>
-    `B's verification ${mm(k.verify, " s")}, chain verdict ${mm(k.after, " s")} after B's, ` +
+    `B's verification ${mm(k.verify, " s")}, chain verdict ${mm(k.after, " s")} after B's and ` +
+    `${mm(k.total, " s")} after B's manifest, ` +
     `over the budget by ${mm(k.over, " s")}, verifier peak ${mm(k.rss, " MiB")}`;
   return (
     `Side by side (median / max): A restored alongside B's verification (${with_.n} rounds): ${say(with_)}; ` +

@@ -17,7 +17,7 @@ import { backupCommand, buildCli, lastJsonLine, runPipeline, stringAt, verifyCom
  * Per round, side by side: B's own verification, the chain proof and its replay (rate against the primary's
  * commit rate measured over the same interval), the drill's RTO, the time from B's manifest to its chain
  * verdict against the issue's budget, and the verifier's peak RSS with the scratch servers' apart. Rounds
- * alternate A's restore alongside B's verification (odd, the default) and after B's verdict (even), so the
+ * alternate A's restore alongside B's verification (odd) and after B's verdict (even), so the
  * two are compared in one run on a shared machine.
  */
 
@@ -181,15 +181,21 @@ export async function runChainBench(opts: ChainBenchOptions): Promise<ChainBench
 }
 
 /**
- * The lab's verifier config as it is (A restored alongside B's verification) and with
- * `chain.restoreAlongside: false` (A restored after B's verdict), for the rounds side by side.
+ * The lab's verifier config with `chain.restoreAlongside` true (A restored alongside B's verification) and
+ * false (A restored after B's verdict), for the rounds side by side.
  */
 async function chainConfigs(lab: Lab, work: string): Promise<{ alongside: string; after: string }> {
   const config = JSON.parse(await readFile(lab.verifyConfigPath, "utf8")) as VerifyConfig;
-  const after = join(work, "verify-after.json");
-  const changed = { ...config, chain: { ...config.chain, restoreAlongside: false } };
-  await writeFile(after, `${JSON.stringify(changed, null, 2)}\n`, { mode: 0o600 });
-  return { alongside: lab.verifyConfigPath, after };
+  const write = async (name: string, restoreAlongside: boolean) => {
+    const path = join(work, name);
+    const changed = { ...config, chain: { ...config.chain, restoreAlongside } };
+    await writeFile(path, `${JSON.stringify(changed, null, 2)}\n`, { mode: 0o600 });
+    return path;
+  };
+  return {
+    alongside: await write("verify-alongside.json", true),
+    after: await write("verify-after.json", false),
+  };
 }
 
 interface Snapshot {

@@ -72,11 +72,17 @@ export interface ChainCheckSettings {
   archiveWaitSeconds?: number;
   /**
    * Restore A while B is being verified (two restores at once for that while: twice the scratch disk and the
-   * download's memory), so that B's chain verdict follows B's own by the replay and the comparison alone.
-   * False restores A after B's verdict, one restore at a time. Defaults to true.
+   * download's memory), so that B's chain verdict can follow B's own by the replay and the comparison alone.
+   * Both restores are CPU-bound (decompression, hashing, extraction): on 2 cores they take as long together as
+   * one after the other, and B's own verdict comes later (BENCHMARKS.md, `--chain`). False restores A after
+   * B's verdict, one restore at a time. Defaults to true on a verifier with at least
+   * `RESTORE_ALONGSIDE_MIN_CORES` cores, false below.
    */
   restoreAlongside?: boolean;
 }
+
+/** The cores from which a verifier restores A alongside B by default (`ChainCheckSettings.restoreAlongside`). */
+export const RESTORE_ALONGSIDE_MIN_CORES = 4;
 
 /** The JSON Schema of {@link ChainCheckSettings}; `verifyConfigSchema` embeds it. */
 export const chainCheckSettingsSchema = {

@@ -15,7 +15,8 @@ interface VerifyDefaults {
   download: Required<NonNullable<VerifyConfig["download"]>>;
   catchUp: Required<Pick<NonNullable<VerifyConfig["catchUp"]>, "timeoutSeconds">>;
   segments: Required<NonNullable<VerifyConfig["segments"]>>;
-  chain: Required<NonNullable<VerifyConfig["chain"]>>;
+  /** `restoreAlongside` depends on the verifier's cores (`RESTORE_ALONGSIDE_MIN_CORES`). */
+  chain: Required<Omit<NonNullable<VerifyConfig["chain"]>, "restoreAlongside">>;
   pitrDrill: Required<NonNullable<VerifyConfig["pitrDrill"]>>;
 }
 
@@ -32,6 +33,6 @@ export const VERIFY_DEFAULTS = {
   download: { partSizeMiB: 8, concurrency: 4, workers: 0 },
   catchUp: { timeoutSeconds: 600 },
   segments: { maxDeferrals: 2, deferSeconds: 60, timeSkewSeconds: 60 },
-  chain: { enabled: true, archiveWaitSeconds: 300, restoreAlongside: true },
+  chain: { enabled: true, archiveWaitSeconds: 300 },
   pitrDrill: { enabled: true },
 } as const satisfies VerifyDefaults;

@@ -1,7 +1,9 @@
 import { mkdtemp, rm } from "node:fs/promises";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
+  RESTORE_ALONGSIDE_MIN_CORES,
   VERIFY_DEFAULTS,
   backupIdTime,
   chainVerdictKey,
@@ -43,8 +45,10 @@ import type { VerificationDeps } from "./verification";
  * A is restored again rather than kept running since its own verification: snapshots are a backup interval
  * apart (a day), and holding a scratch server and its disk that long on a fleet that scales to zero costs
  * more, and is more fragile, than one more download and extract (docs/pitr-proof.md has the figures). That
- * restore begins when B's message arrives and runs alongside B's verification (beginChain), so that B's chain
- * verdict follows B's own by the replay and the comparison alone.
+ * restore begins when B's message arrives and runs alongside B's verification (beginChain) on a verifier with
+ * cores to spare, so that B's chain verdict follows B's own by the replay and the comparison alone; on 2 cores
+ * the two CPU-bound restores take as long together as in turn, and delay B's own verdict, so there A is
+ * restored after B (`chain.restoreAlongside`).
  *
  * Blame as for snapshots: the archive or the data failing the proof (a gap, a damaged segment, a replay the
  * applier stops, tables that differ) is a failed verdict; the verifier's own trouble (S3 unreachable, the
@@ -86,7 +90,8 @@ export async function beginChain(
   deps: VerificationDeps,
 ): Promise<ChainStart | null> {
   const settings = { ...VERIFY_DEFAULTS.chain, ...config.chain };
-  if (!settings.enabled || !settings.restoreAlongside) return null;
+  const alongside = settings.restoreAlongside ?? availableParallelism() >= RESTORE_ALONGSIDE_MIN_CORES;
+  if (!settings.enabled || !alongside) return null;
   try {
     if ((await readChainVerdict(deps.s3, message.bucket, chainVerdictKey(ref))) !== null) return null;
     const found = await chainStartOf(config, message, ref, deps);

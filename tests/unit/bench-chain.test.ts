@@ -107,14 +107,18 @@ test("targets are judged on the worst round: one slow replay or one large peak m
   expect(judgeChainTargets(results([])).map((t) => t.met)).toEqual([null, null, null]);
 });
 
-test("with rounds alternating, the targets are judged on the rounds with A restored alongside B, and both kinds are set side by side", () => {
+test("with rounds alternating, the targets are judged on the rounds of the machine's default (after B below 4 cores, alongside from 4), and both kinds are set side by side", () => {
   const alongside = round({ restoreAlongside: true, manifestToChainSeconds: 13 });
   const after = round({ restoreAlongside: false, manifestToChainSeconds: 26 });
-  expect(judgeChainTargets(results([alongside, after])).map((t) => t.met)).toEqual([true, true, true]);
-  expect(judgeChainTargets(results([after, after])).map((t) => t.met)).toEqual([null, null, null]);
-  const text = renderChain(results([alongside, after]));
+  const two = results([alongside, after]);
+  expect(judgeChainTargets(two).map((t) => t.met)).toEqual([true, true, false]);
+  const four = { ...two, machine: { ...two.machine, cores: 4 } };
+  expect(judgeChainTargets(four).map((t) => t.met)).toEqual([true, true, true]);
+  expect(judgeChainTargets(results([alongside, alongside])).map((t) => t.met)).toEqual([null, null, null]);
+  const text = renderChain(two);
   expect(text).toContain("| 1 | alongside B | 10 |");
   expect(text).toContain("| 2 | after B | 10 |");
+  expect(text).toContain("judged on the rounds of this machine's default (after, 2 cores)");
   expect(text).toMatch(
     /A restored alongside B's verification \(1 rounds\): .*chain verdict 2 s \/ 2 s after B's/,
   );
