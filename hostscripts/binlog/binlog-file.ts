@@ -39,16 +39,30 @@ export interface BinlogFileHeader {
 
 /** Reads bytes `[from, to)` of a file; fewer when the file is shorter. */
 export async function readRange(path: string, from: number, to: number): Promise<Buffer> {
+  const buffer = Buffer.allocUnsafe(Math.max(0, to - from));
+  return buffer.subarray(0, await readInto(path, buffer, 0, buffer.length, from));
+}
+
+/**
+ * Reads `length` bytes of a file from byte `from` into `buffer` at `at`; returns how many it read (fewer when
+ * the file is shorter). Lets a reader of a long file reuse one buffer instead of allocating one per read.
+ */
+export async function readInto(
+  path: string,
+  buffer: Buffer,
+  at: number,
+  length: number,
+  from: number,
+): Promise<number> {
   const handle = await open(path, "r");
   try {
-    const buffer = Buffer.allocUnsafe(Math.max(0, to - from));
     let filled = 0;
-    while (filled < buffer.length) {
-      const { bytesRead } = await handle.read(buffer, filled, buffer.length - filled, from + filled);
+    while (filled < length) {
+      const { bytesRead } = await handle.read(buffer, at + filled, length - filled, from + filled);
       if (bytesRead === 0) break;
       filled += bytesRead;
     }
-    return buffer.subarray(0, filled);
+    return filled;
   } finally {
     await handle.close();
   }

@@ -5,13 +5,12 @@ import type { Gtid, GtidState } from "../common/gtid-state";
 import { readBinlogHeader, readRange, unreadable, type BinlogFileHeader } from "./binlog-file";
 import type { BinlogProbe } from "./continuity";
 import { listBinlogs } from "../common/binlog-server";
+import { READ_BYTES } from "./cursor";
 
 /**
  * The continuity decision's view of the live server: its binlog list, file headers, and scans of whole files
  * (only when the chain's file is gone or replaced, so rarely, and once).
  */
-
-const CHUNK = 4 * 1024 * 1024;
 
 /** Walks the transactions of `file` from its start; `visit` returns true to stop (with the boundary). */
 async function walk(
@@ -23,7 +22,7 @@ async function walk(
   let offset = header.bodyOffset;
   let leftover = Buffer.alloc(0);
   for (;;) {
-    const chunk = await readRange(header.path, offset, offset + CHUNK).catch((error: unknown) => {
+    const chunk = await readRange(header.path, offset, offset + READ_BYTES).catch((error: unknown) => {
       throw unreadable(header.path, error);
     });
     if (chunk.length === 0) return null;

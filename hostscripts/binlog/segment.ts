@@ -55,8 +55,17 @@ export class PendingSegment {
   private readonly last = new Map<string, Gtid>();
   /** Wall-clock time the segment's first transaction was read: the RPO clock of the segment. */
   firstTransactionReadMs: number | null = null;
-  /** The figures at the last transaction boundary: where the segment can be cut, or rolled back to. */
-  private marked: { bytes: number; endOffset: number; events: number; lastEventMs: number | null };
+  /**
+   * The figures at the last transaction boundary: where the segment can be cut, or rolled back to. The hash
+   * is a copy of the running one there, so a rollback never reads the spool file back (up to a whole segment).
+   */
+  private marked: {
+    bytes: number;
+    endOffset: number;
+    events: number;
+    lastEventMs: number | null;
+    hash: Hash;
+  };
 
   private constructor(
     private readonly owner: SegmentOwner,
@@ -72,7 +81,13 @@ export class PendingSegment {
   ) {
     this.bytes = file.header.length;
     this.endOffset = startOffset;
-    this.marked = { bytes: this.bytes, endOffset: startOffset, events: 0, lastEventMs: null };
+    this.marked = {
+      bytes: this.bytes,
+      endOffset: startOffset,
+      events: 0,
+      lastEventMs: null,
+      hash: hash.copy(),
+    };
   }
 
   /** Opens the spool file of segment `sequence` and writes the file's header to it. */
@@ -136,6 +151,7 @@ export class PendingSegment {
       endOffset: this.endOffset,
       events: this.events,
       lastEventMs: this.lastEventMs,
+      hash: this.hash.copy(),
     };
   }
 
@@ -147,9 +163,7 @@ export class PendingSegment {
     const dropped = this.bytes - this.marked.bytes;
     if (dropped === 0) return 0;
     await this.handle.truncate(this.marked.bytes);
-    const kept = Buffer.alloc(this.marked.bytes);
-    await this.handle.read(kept, 0, kept.length, 0);
-    this.hash = createHash("sha256").update(kept);
+    this.hash = this.marked.hash.copy();
     ({
       bytes: this.bytes,
       endOffset: this.endOffset,

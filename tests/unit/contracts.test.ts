@@ -1,5 +1,22 @@
 import {
+  ajv,
   archiveKey,
+  backupConfigSchema,
+  backupCreatedSchema,
+  binlogArchivedSchema,
+  chainVerdictSchema,
+  checkReportSchema,
+  drillVerdictSchema,
+  epochRecordSchema,
+  manifestV1Schema,
+  manifestV2Schema,
+  restoreConfigSchema,
+  segmentEntrySchema,
+  segmentVerdictSchema,
+  statusConfigSchema,
+  statusReportSchema,
+  verificationSchema,
+  verifyConfigSchema,
   backupIdTime,
   clusterPrefix,
   manifestKey,
@@ -173,5 +190,31 @@ describe("metrics contract", () => {
       dimensions: { Cluster: "orders", Host: "db-1" },
       timestamp: "2026-11-24T02:00:00.000Z",
     });
+  });
+});
+
+describe("document schemas", () => {
+  // Parsers compile their schema on first use, so a schema strict mode rejects would otherwise only fail in
+  // the one process that parses that document.
+  it("every schema a parser uses compiles under the contracts' strict ajv", () => {
+    for (const schema of [
+      backupConfigSchema,
+      verifyConfigSchema,
+      restoreConfigSchema,
+      statusConfigSchema,
+      manifestV1Schema,
+      manifestV2Schema,
+      backupCreatedSchema,
+      verificationSchema,
+      checkReportSchema,
+      statusReportSchema,
+      segmentEntrySchema,
+      epochRecordSchema,
+      binlogArchivedSchema,
+      segmentVerdictSchema,
+      chainVerdictSchema,
+      drillVerdictSchema,
+    ])
+      expect(() => ajv.compile(schema)).not.toThrow();
   });
 });
