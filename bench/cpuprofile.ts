@@ -5,7 +5,8 @@ import { join } from "node:path";
  * Attributes the samples of a V8 CPU profile (`node --cpu-prof`) to the stages of the pipeline: each sample
  * goes to the first stage that matches a frame on its stack, from the leaf up, so a hash called from the
  * upload counts as hashing and the rest of the upload as the HTTP client. `tsx bench/cpuprofile.ts DIR`
- * prints the table for every profile in DIR (the bench's `--profile` writes one per process).
+ * prints the table for every profile in DIR; write them by running the CLI with
+ * `NODE_OPTIONS="--cpu-prof --cpu-prof-dir=DIR"` (one profile per process).
  *
  * The profile sees the main thread only: zstd (its own process) and the libuv thread pool (file reads and
  * writes) are not in it; `(program)` is native time outside any JavaScript frame (mostly the event loop's

@@ -94,7 +94,7 @@ export interface BackupConfig {
   keepLocal?: number;
   /**
    * zstd level and threads (0 = one per core), and `chunkMiB`: the most tar bytes one archive object (chunk)
-   * holds; chunks are compressed on their own so a restore unpacks them on every core at once, and each
+   * holds; chunks are compressed on their own so a restore can unpack several at once, and each
    * stays well inside S3's and an emulator's object limits. Defaults to level 1, threads 0, chunkMiB 1024.
    */
   compression?: { level?: number; threads?: number; chunkMiB?: number };
@@ -194,7 +194,8 @@ export interface VerifyConfig {
   drift?: { maxShrinkShare?: number; minRows?: number };
   /**
    * How archives are downloaded and unpacked: `workers` archive objects (chunks) at once, each through its own
-   * hash + decompress + extract pass on its own core (0 = one per core); ranged GETs of `partSizeMiB`,
+   * hash + decompress + extract pass (the decompression in its own `zstd -d` process, hashing and tar parsing on
+   * the command's one Node thread) (0 = one per core); ranged GETs of `partSizeMiB`,
    * `concurrency` in flight in all (shared among the workers, at least one each). Memory: about
    * (concurrency + workers) parts. Defaults to partSizeMiB 8, concurrency 4, workers 0.
    */
