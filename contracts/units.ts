@@ -31,8 +31,8 @@ export const BINLOG_STOP_TIMEOUT_SECONDS = 90;
 
 /**
  * The archiver's Node options. V8's default young generation (16 MiB semi-spaces) lets a long-running
- * process that parses every read grow to ~130 MiB; 1 MiB semi-spaces keep it near 104 MiB at 200 tx/s for
- * ~0.3 % of a core more (measured side by side on the lab). The rest of its memory is the bundle's code and
+ * process that parses every read grow; 1 MiB semi-spaces keep it lower (131 → 104 MiB in one side-by-side lab
+ * run at 200 tx/s, for ~0.3 % of a core more; the benchmark's 2 GB run peaked at 138 MiB after a backlog). The rest of its memory is the bundle's code and
  * what a read parses (binlog/cursor.ts reads 256 KiB into one buffer). The lab and the benchmark run the
  * archiver with the same options.
  */
