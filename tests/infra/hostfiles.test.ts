@@ -456,7 +456,7 @@ describe("systemd units", () => {
         expect(text.split("\n")).toEqual(
           expect.arrayContaining([
             "ExecStart=/usr/local/bin/mysql-backup binlog --config /etc/mysql-backup/backup.json",
-            "Environment=NODE_OPTIONS=--max-semi-space-size=1",
+            'Environment="NODE_OPTIONS=--max-semi-space-size=1 --max-old-space-size=64"',
             "Restart=always",
             "StartLimitIntervalSec=0",
             "KillMode=mixed",
@@ -533,6 +533,8 @@ describe("systemd units", () => {
       "ProtectHome=yes",
       "ProtectKernelModules=yes",
       "KillMode=mixed",
+      // One assignment, quoted: systemd splits an unquoted value at its spaces.
+      'Environment="NODE_OPTIONS=--max-semi-space-size=1"',
     ]) {
       expect(lines).toContain(line);
     }
