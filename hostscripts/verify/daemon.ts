@@ -196,7 +196,7 @@ async function handleMessage(
   const backupLog = log.with({ backupId: message.backupId, cluster: message.cluster, host: message.host });
   backupLog.info("verifying backup", { manifestKey: message.manifestKey });
   const heartbeat = keepInvisible(config, sqsMessage, { ...deps, log: backupLog });
-  // The previous verified snapshot, restored alongside this one's verification for the chain proof (chain.ts).
+  // The previous verified snapshot, restored alongside this one's verification where cores allow (chain.ts).
   const chainStart = await beginChain(config, message, ref, { ...deps, log: backupLog });
   try {
     const result = await verifyAndReport(
