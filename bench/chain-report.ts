@@ -1,6 +1,6 @@
-import { readFile, writeFile } from "node:fs/promises";
 import { RESTORE_ALONGSIDE_MIN_CORES } from "../contracts/chain-verdict";
 import type { ChainBenchResults, ChainRound } from "./chain";
+import { writeSection } from "./sections";
 
 /**
  * The chain-proof section of BENCHMARKS.md, rendered from `bench/results-chain.json` between its markers
@@ -228,16 +228,5 @@ function keepingA(r: ChainBenchResults, figures: ChainRoundFigures[]): string {
 
 /** Puts the section into the report file, replacing the previous one. */
 export async function writeChainSection(reportPath: string, results: ChainBenchResults): Promise<void> {
-  const current = await readFile(reportPath, "utf8").catch(() => "# Benchmarks\n");
-  const section = `${BEGIN}\n\n${renderChain(results)}\n\n${END}`;
-  const at = current.indexOf(BEGIN);
-  const end = current.indexOf(END);
-  const next =
-    at >= 0 && end > at
-      ? `${current.slice(0, at)}${section}${current.slice(end + END.length)}`
-      : `${current.trimEnd()}\n\n${section}\n`;
-  // Loaded here: prettier cannot be loaded by the unit tests' runner, which tests the rest of this file.
-  const { format, resolveConfig } = await import("prettier");
-  const style = (await resolveConfig(reportPath)) ?? {};
-  await writeFile(reportPath, await format(next, { ...style, parser: "markdown" }));
+  await writeSection(reportPath, { begin: BEGIN, end: END }, `${BEGIN}\n\n${renderChain(results)}\n\n${END}`);
 }

@@ -1,7 +1,6 @@
-import { readFile, writeFile } from "node:fs/promises";
-import { format, resolveConfig } from "prettier";
 import type { LargeResults, LargeSize } from "./large";
 import type { Measured } from "./results";
+import { writeSection } from "./sections";
 
 /**
  * The large-run section of BENCHMARKS.md (`npm run bench -- --large`), between its own `bench:…` markers so
@@ -103,18 +102,5 @@ export function renderLarge(r: LargeResults): string {
 
 /** Writes the section into the report at `path` (replacing the last one), formatted as prettier wants. */
 export async function writeLargeSection(path: string, r: LargeResults): Promise<void> {
-  const existing = await readFile(path, "utf8").catch(() => "");
-  const section = renderLarge(r);
-  const start = existing.indexOf(START);
-  const end = existing.indexOf(END);
-  let text: string;
-  if (start >= 0 && end > start) {
-    text = existing.slice(0, start) + section + existing.slice(end + END.length);
-  } else {
-    const after = existing.indexOf(AFTER);
-    const at = after >= 0 ? after + AFTER.length : existing.length;
-    text = `${existing.slice(0, at)}\n\n${section}\n${existing.slice(at)}`;
-  }
-  const style = (await resolveConfig(path)) ?? {};
-  await writeFile(path, await format(text, { ...style, parser: "markdown" }));
+  await writeSection(path, { begin: START, end: END, after: AFTER }, renderLarge(r));
 }

@@ -1,6 +1,5 @@
-import { readFile, writeFile } from "node:fs/promises";
-import { format, resolveConfig } from "prettier";
 import type { PitrBenchResults } from "./pitr";
+import { writeSection } from "./sections";
 
 /**
  * The point-in-time recovery section of BENCHMARKS.md, rendered from `bench/results-pitr.json` and placed
@@ -68,14 +67,9 @@ export async function writePitrSection(
   results: PitrBenchResults,
   command: string,
 ): Promise<void> {
-  const current = await readFile(reportPath, "utf8").catch(() => "# Benchmarks\n");
-  const section = `${BEGIN}\n\n${renderPitr(results, command)}\n\n${END}`;
-  const at = current.indexOf(BEGIN);
-  const end = current.indexOf(END);
-  const next =
-    at >= 0 && end > at
-      ? `${current.slice(0, at)}${section}${current.slice(end + END.length)}`
-      : `${current.trimEnd()}\n\n${section}\n`;
-  const style = (await resolveConfig(reportPath)) ?? {};
-  await writeFile(reportPath, await format(next, { ...style, parser: "markdown" }));
+  await writeSection(
+    reportPath,
+    { begin: BEGIN, end: END },
+    `${BEGIN}\n\n${renderPitr(results, command)}\n\n${END}`,
+  );
 }

@@ -12,6 +12,7 @@ import { startStandaloneEmulator } from "../lab/emulator";
 import { seedBackups, syntheticEstate } from "../lab/synthetic";
 import { seedArchive } from "../lab/synthetic-archive";
 import { describeMachine, loadAverageNow, type Machine } from "./machine";
+import { replaceSection } from "./sections";
 
 /**
  * `npm run bench:status`: how long `mysql-backup status` takes over a bucket with thousands of backups, side by
@@ -315,11 +316,7 @@ ${END}
 
 /** `existing` with its status section replaced, or the section appended. */
 export function withSection(existing: string, section: string): string {
-  const start = existing.indexOf(START);
-  const end = existing.indexOf(END);
-  if (start >= 0 && end > start)
-    return existing.slice(0, start) + section.trimEnd() + existing.slice(end + END.length);
-  return `${existing.trimEnd()}\n\n${section}`;
+  return replaceSection(existing, { begin: START, end: END }, section.trimEnd());
 }
 
 function positive(flag: string, value: string | undefined): number {
