@@ -7,7 +7,6 @@ import {
   type MetricDatum,
   type RestoredTable,
 } from "../../contracts";
-import { createJsonOnce } from "../common/s3";
 import type { Session } from "../restore/pitr";
 import { quoteIdentifier, readRestoredTables, tableChecksum } from "./checks";
 import { readStoredVerdict } from "./objects";
@@ -56,16 +55,6 @@ export function readChainVerdict(s3: S3Client, bucket: string, key: string): Pro
     name: "chain verdict",
     redo: "the chain proven again",
   });
-}
-
-/** Creates the chain verdict with SSE-KMS, only when none is there yet (S3 refuses with 412 otherwise). */
-export async function writeChainVerdict(
-  s3: S3Client,
-  verdict: ChainVerdict,
-  key: string,
-  kmsKeyId: string | undefined,
-): Promise<void> {
-  await createJsonOnce(s3, verdict.bucket, key, verdict, kmsKeyId);
 }
 
 /**

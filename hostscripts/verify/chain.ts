@@ -19,19 +19,12 @@ import {
 } from "../../contracts";
 import { PipelineError, messageOf } from "../common/errors";
 import { parseState, sameState } from "../common/gtid-state";
-import { isAlreadyWritten } from "../common/s3";
 import { listArchive, readArchive } from "../restore/archive";
 import { listBackups, type ListedBackup } from "../restore/list";
 import { restoreToPoint, type PitrResult } from "../restore/pitr";
 import { restoreBackup, type RestoreResult } from "../restore/restore";
-import {
-  chainMetrics,
-  compareChecksums,
-  readChainVerdict,
-  replayedChecksums,
-  writeChainVerdict,
-} from "./chain-compare";
-import { VERIFIER_S3_HINT } from "./objects";
+import { chainMetrics, compareChecksums, readChainVerdict, replayedChecksums } from "./chain-compare";
+import { createVerdictOnce } from "./objects";
 import type { VerificationDeps } from "./verification";
 
 /**
@@ -373,19 +366,10 @@ async function publish(
   verdict: ChainVerdict,
   deps: VerificationDeps,
 ): Promise<ChainResult> {
-  try {
-    await writeChainVerdict(deps.s3, verdict, key, config.s3?.kmsKeyId);
-  } catch (error) {
-    const raced = isAlreadyWritten(error) ? await readChainVerdict(deps.s3, bucket, key) : null;
-    if (raced === null)
-      throw new PipelineError(
-        "VerifierInfrastructure",
-        `cannot write s3://${bucket}/${key}: ${messageOf(error)}`,
-        VERIFIER_S3_HINT,
-        { cause: error },
-      );
-    return { verdict: raced, key, alreadyReported: true };
-  }
+  const raced = await createVerdictOnce(deps.s3, verdict, key, config.s3?.kmsKeyId, () =>
+    readChainVerdict(deps.s3, bucket, key),
+  );
+  if (raced !== null) return { verdict: raced, key, alreadyReported: true };
   await deps.metrics.put(chainMetrics(verdict, deps.now())).catch((error: unknown) => {
     throw new PipelineError(
       "VerifierInfrastructure",

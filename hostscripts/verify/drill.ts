@@ -20,7 +20,7 @@ import {
 } from "../../contracts";
 import { PipelineError, messageOf } from "../common/errors";
 import { parseState, sameState } from "../common/gtid-state";
-import { createJsonOnce, isAlreadyWritten, s3Call, s3Failure } from "../common/s3";
+import { s3Call, s3Failure } from "../common/s3";
 import { listArchive, readArchive } from "../restore/archive";
 import { listBackups } from "../restore/list";
 import { readManifest } from "../restore/objects";
@@ -29,7 +29,7 @@ import { prefixOf, verifiedManifest } from "../restore/point";
 import { verifySegment } from "../restore/segments";
 import { judgeCheckTable, quoteIdentifier, readRestoredTables, type CheckTableRow } from "./checks";
 import { drillPoint, expectedStateAt, type ExpectedState } from "./drill-point";
-import { VERIFIER_S3_HINT, readStoredVerdict } from "./objects";
+import { VERIFIER_S3_HINT, createVerdictOnce, readStoredVerdict } from "./objects";
 import { describeDrill } from "./result";
 import type { VerificationDeps } from "./verification";
 
@@ -349,19 +349,10 @@ async function publish(
   deps: DrillDeps,
 ): Promise<DrillResult> {
   parseDrillVerdict(verdict);
-  try {
-    await createJsonOnce(deps.s3, verdict.bucket, key, verdict, config.s3?.kmsKeyId);
-  } catch (error) {
-    const raced = isAlreadyWritten(error) ? await readDrillVerdict(deps.s3, verdict.bucket, key) : null;
-    if (raced === null)
-      throw new PipelineError(
-        "VerifierInfrastructure",
-        `cannot write s3://${verdict.bucket}/${key}: ${messageOf(error)}`,
-        VERIFIER_S3_HINT,
-        { cause: error },
-      );
-    return { verdict: raced, key, alreadyReported: true };
-  }
+  const raced = await createVerdictOnce(deps.s3, verdict, key, config.s3?.kmsKeyId, () =>
+    readDrillVerdict(deps.s3, verdict.bucket, key),
+  );
+  if (raced !== null) return { verdict: raced, key, alreadyReported: true };
   await deps.metrics.put(drillMetrics(verdict, deps.now())).catch((error: unknown) => {
     throw new PipelineError(
       "VerifierInfrastructure",

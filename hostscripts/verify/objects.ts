@@ -10,7 +10,7 @@ import {
   type VerifiedObjects,
 } from "../../contracts";
 import { PipelineError, messageOf } from "../common/errors";
-import { getObjectOrNull, s3Call, s3Failure } from "../common/s3";
+import { createJsonOnce, getObjectOrNull, isAlreadyWritten, s3Call, s3Failure } from "../common/s3";
 import type { Extraction } from "../restore/extract";
 import { CheckFailure, ObjectProblem, readManifest } from "../restore/objects";
 import { downloadArchive, type ArchiveDownloadOptions } from "../restore/parallel";
@@ -164,5 +164,32 @@ export async function readStoredVerdict<T>(
       `delete it (or restore its previous version) to have ${what.redo}`,
       { cause: error },
     );
+  }
+}
+
+/**
+ * Creates a verdict (segment, chain, drill) once: null when this verifier wrote it, or the verdict another one
+ * wrote first (a duplicate's verdict stands, read with `readStored`). Anything else is the verifier's trouble.
+ */
+export async function createVerdictOnce<T extends { bucket: string }>(
+  s3: S3Client,
+  verdict: T,
+  key: string,
+  kmsKeyId: string | undefined,
+  readStored: () => Promise<T | null>,
+): Promise<T | null> {
+  try {
+    await createJsonOnce(s3, verdict.bucket, key, verdict, kmsKeyId);
+    return null;
+  } catch (error) {
+    const raced = isAlreadyWritten(error) ? await readStored() : null;
+    if (raced === null)
+      throw new PipelineError(
+        "VerifierInfrastructure",
+        `cannot write s3://${verdict.bucket}/${key}: ${messageOf(error)}`,
+        VERIFIER_S3_HINT,
+        { cause: error },
+      );
+    return raced;
   }
 }

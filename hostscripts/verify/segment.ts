@@ -20,8 +20,8 @@ import {
 import { messageOf, PipelineError } from "../common/errors";
 import type { Logger } from "../common/log";
 import type { MetricsSink } from "../common/metrics";
-import { createJsonOnce, getObjectOrNull, isAlreadyWritten, s3Call } from "../common/s3";
-import { VERIFIER_S3_HINT, readObjectText, readStoredVerdict } from "./objects";
+import { getObjectOrNull, s3Call } from "../common/s3";
+import { createVerdictOnce, readObjectText, readStoredVerdict } from "./objects";
 import { checkSegment, type Predecessor, type SegmentEvidence } from "./segment-checks";
 
 /**
@@ -113,19 +113,10 @@ export async function verifySegmentMessage(
     return { outcome: "deferred", verdict: null, verdictKey, alreadyReported: false };
   }
   const verdict = buildVerdict(message, evidence, deps);
-  try {
-    await writeVerdict(deps.s3, verdict, verdictKey, config.s3?.kmsKeyId);
-  } catch (error) {
-    const raced = isAlreadyWritten(error) ? await readStored(deps.s3, message.bucket, verdictKey) : null;
-    if (raced === null)
-      throw new PipelineError(
-        "VerifierInfrastructure",
-        `cannot write s3://${message.bucket}/${verdictKey}: ${messageOf(error)}`,
-        VERIFIER_S3_HINT,
-        { cause: error },
-      );
-    return { outcome: raced.verdict, verdict: raced, verdictKey, alreadyReported: true };
-  }
+  const raced = await createVerdictOnce(deps.s3, verdict, verdictKey, config.s3?.kmsKeyId, () =>
+    readStored(deps.s3, message.bucket, verdictKey),
+  );
+  if (raced !== null) return { outcome: raced.verdict, verdict: raced, verdictKey, alreadyReported: true };
   await emit(verdict, deps);
   const failed = verdict.checks.find((c) => !c.passed);
   (failed ? deps.log.error : deps.log.info)(
@@ -230,16 +221,6 @@ function readStored(s3: S3Client, bucket: string, key: string): Promise<SegmentV
     name: "segment verdict",
     redo: "the segment checked again",
   });
-}
-
-/** Creates the verdict with SSE-KMS, only when none is there yet. */
-async function writeVerdict(
-  s3: S3Client,
-  verdict: SegmentVerdict,
-  key: string,
-  kmsKeyId?: string,
-): Promise<void> {
-  await createJsonOnce(s3, verdict.bucket, key, verdict, kmsKeyId);
 }
 
 /** The data point of a segment's verdict: SegmentVerified or SegmentFailed, dimension Cluster. */
