@@ -80,7 +80,7 @@ export function buildManifest(
 }
 
 /** The manifest's archive: the chunks as written (tar offsets) and as uploaded (key, size, sha256). */
-function archiveOf(written: ArchiveResult, uploaded: UploadedChunk[]): ArchiveV2 {
+export function archiveOf(written: ArchiveResult, uploaded: UploadedChunk[]): ArchiveV2 {
   if (uploaded.length !== written.chunks.length)
     throw new Error(`${written.chunks.length} chunks written, ${uploaded.length} uploaded; this is a bug`);
   const chunks = written.chunks.map((chunk, index) => {

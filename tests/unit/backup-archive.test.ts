@@ -20,9 +20,10 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { archiveLayoutProblem, chunkListDigest, isSplit, type ArchiveV2 } from "../../contracts";
+import { archiveLayoutProblem, isSplit, type ArchiveV2 } from "../../contracts";
 import { SYNC_EVERY_BYTES, writeArchive, type ArchiveResult } from "../../hostscripts/backup/archive";
 import { ChunkFeed, GrowingFile } from "../../hostscripts/backup/growing";
+import { archiveOf as manifestArchive } from "../../hostscripts/backup/manifest";
 import { PipelineError } from "../../hostscripts/common/errors";
 import { memoryLogger } from "../../hostscripts/common/log";
 
@@ -66,28 +67,20 @@ async function sha256sum(path: string): Promise<string> {
   return stdout.split(" ")[0];
 }
 
-/** The manifest's archive for a written archive, with each chunk's sha256 taken by sha256sum. */
+/**
+ * The manifest's archive for a written archive, built as the backup builds it, each chunk "uploaded" as its
+ * file (its sha256 by sha256sum).
+ */
 async function archiveOf(result: ArchiveResult): Promise<ArchiveV2> {
-  const chunks = [];
-  for (const chunk of result.chunks) {
-    chunks.push({
-      key: chunk.path,
-      bytes: chunk.bytes,
-      sha256: await sha256sum(chunk.path),
-      tarOffset: chunk.tarOffset,
-      tarBytes: chunk.tarBytes,
-      ...(chunk.continues ? { continues: chunk.continues } : {}),
-    });
-  }
-  return {
-    compression: "zstd",
-    format: "tar",
-    bytes: result.bytes,
-    rawBytes: result.rawBytes,
-    sha256: chunkListDigest(chunks),
-    chunkBytes: result.chunkBytes,
-    chunks,
-  };
+  const uploaded = await Promise.all(
+    result.chunks.map(async (c) => ({
+      index: c.index,
+      key: c.path,
+      bytes: c.bytes,
+      sha256: await sha256sum(c.path),
+    })),
+  );
+  return manifestArchive(result, uploaded);
 }
 
 describe.each([
