@@ -71,9 +71,13 @@ export interface ChainStart {
   startedAt: number;
 }
 
+/** beginChain found no chain to prove: no binlog archive, or no verified snapshot before B. */
+export const NO_CHAIN = "no-chain";
+
 /**
  * Begins restoring A alongside B's verification when a chain may be proven after it: enabled, none proven
- * yet, the cluster archives its binlog, and a verified snapshot precedes B. Null otherwise, and when the
+ * yet, the cluster archives its binlog, and a verified snapshot precedes B. NO_CHAIN when there is none to
+ * prove (the proof after B's verdict does not look again); null when it is not restored alongside, or the
  * lookups fail (the proof after B's verdict makes them again, and says what is wrong).
  */
 export async function beginChain(
@@ -81,14 +85,14 @@ export async function beginChain(
   message: BackupCreatedMessage,
   ref: BackupRef,
   deps: VerificationDeps,
-): Promise<ChainStart | null> {
+): Promise<ChainStart | typeof NO_CHAIN | null> {
   const settings = { ...VERIFY_DEFAULTS.chain, ...config.chain };
   const alongside = settings.restoreAlongside ?? availableParallelism() >= RESTORE_ALONGSIDE_MIN_CORES;
   if (!settings.enabled || !alongside) return null;
   try {
     if ((await readChainVerdict(deps.s3, message.bucket, chainVerdictKey(ref))) !== null) return null;
     const found = await chainStartOf(config, message, ref, deps);
-    if (found === null) return null;
+    if (found === null) return NO_CHAIN;
     const { from, backups, restoreConfig } = found;
     const startedAt = performance.now();
     const target = await mkdtemp(join(config.scratchDir, `chain-${ref.backupId}-`));
@@ -114,8 +118,8 @@ export async function beginChain(
 }
 
 /** Ends a chain start: its restore stopped (or finished) and its directory gone. */
-export async function endChainStart(start: ChainStart | null): Promise<void> {
-  if (start === null) return;
+export async function endChainStart(start: ChainStart | typeof NO_CHAIN | null): Promise<void> {
+  if (start === null || start === NO_CHAIN) return;
   start.abort.abort();
   await start.restored.catch(() => undefined);
   await rm(start.target, { recursive: true, force: true, maxRetries: 3 });
@@ -147,7 +151,8 @@ async function chainStartOf(
 
 /**
  * Proves the chain that ends at B (just verified); null when there is none to prove. `start`, when given, is
- * A's restore begun alongside B's verification; the caller ends it afterwards whether it was used or not.
+ * what beginChain found: A's restore begun alongside B's verification, which the caller ends afterwards
+ * whether it was used or not, or NO_CHAIN.
  */
 export async function proveChain(
   config: VerifyConfig,
@@ -155,7 +160,7 @@ export async function proveChain(
   ref: BackupRef,
   report: VerificationReport,
   deps: VerificationDeps,
-  start: ChainStart | null = null,
+  start: ChainStart | typeof NO_CHAIN | null = null,
 ): Promise<ChainResult | null> {
   if (!(config.chain?.enabled ?? VERIFY_DEFAULTS.chain.enabled) || report.verdict !== "verified") return null;
   const key = chainVerdictKey(ref);
@@ -168,6 +173,7 @@ export async function proveChain(
     );
     return null;
   }
+  if (start === NO_CHAIN) return null;
   const found =
     start !== null
       ? { from: start.from, backups: start.backups, restoreConfig: restoreConfigOf(config, message, ref) }

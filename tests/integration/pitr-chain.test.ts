@@ -70,12 +70,15 @@ let b: Snapshot;
 let c: Snapshot;
 
 test("snapshot A, load, snapshot B: the chain A → B is proven, every table's checksum equal", async () => {
-  a = await snapshot();
-  expect(a.result.chain ?? null).toBeNull();
-  await new Promise((r) => setTimeout(r, 20_000));
-  // A restored alongside B's verification (the default from 4 cores; this machine may have fewer).
+  // Restored alongside the snapshot's verification (the default from 4 cores; this machine may have fewer):
+  // A has no verified snapshot before it, so no chain and nothing restored for one.
   const config = await labVerifyConfig(lab());
-  b = await snapshot({ ...config, chain: { ...config.chain, restoreAlongside: true } });
+  const together = { ...config, chain: { ...config.chain, restoreAlongside: true } };
+  a = await snapshot(together);
+  expect(a.result.chain ?? null).toBeNull();
+  expect(restoredAlongsideAt(a.log)).toBeNull();
+  await new Promise((r) => setTimeout(r, 20_000));
+  b = await snapshot(together);
   const chain = chainOf(b.result);
   const report = b.result.report!;
   console.log(
