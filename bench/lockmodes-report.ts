@@ -47,7 +47,7 @@ const triple = (s: Spread | undefined) =>
   s === undefined ? "n/a" : `${ms(s.median)} / ${ms(s.p99)} / ${ms(s.max)}`;
 
 function row(name: string, summary: ModeSummary): string {
-  return `| ${name} | ${summary.blocked?.n ?? 0} | **${triple(summary.blocked)}** | ${ms(summary.noise?.max)} | ${triple(summary.lock)} | ${triple(summary.snapshot)} | ${triple(summary.whole)} |`;
+  return `| ${name} | ${summary.blocked?.n ?? 0} | **${triple(summary.blocked)}** | ${ms(summary.noise?.max)} | ${triple(summary.lock)} | ${triple(summary.hold)} | ${triple(summary.snapshot)} | ${triple(summary.whole)} |`;
 }
 
 function loadTable(load: LockModeLoad): string {
@@ -57,8 +57,8 @@ function loadTable(load: LockModeLoad): string {
   rows.push(row("mariabackup (its BLOCK_COMMIT window)", summarize(load, "mariabackup")));
   return `### ${load.name} (sysbench \`--rate=${load.rate}\`, ${load.threads} threads: primary ${load.primaryTxPerSecond.toFixed(0)} tx/s, replica applied ${load.replicaTxPerSecond.toFixed(0)} tx/s)
 
-| | n | applier blocked ms (median / p99 / max) | noise floor ms (max) | lock ms | snapshot ms | stall over the whole backup ms |
-|---|---|---|---|---|---|---|
+| | n | applier blocked ms (median / p99 / max) | noise floor ms (max) | lock ms | commits held ms | snapshot ms | stall over the whole backup ms |
+|---|---|---|---|---|---|---|---|
 ${rows.join("\n")}
 `;
 }
@@ -79,7 +79,9 @@ ${results.dataset.tableSize.toLocaleString("en")} rows; ${results.backupsPerMode
 load average ${results.machine.loadAverageAtStart.toFixed(2)} at the start, ${(results.machine.loadAverageAtEnd ?? NaN).toFixed(2)} at the end.
 "Applier blocked" is the longest gap between two observed changes of the replica's \`gtid_slave_pos\` inside the
 backup's window ("locking" to "unlocked"; for mariabackup its BLOCK_COMMIT to END log lines, whole seconds) minus the
-normal gap before it; the noise floor is the longest gap of the quiet 3 s before each backup.
+normal gap before it; the noise floor is the longest gap of the quiet 3 s before each backup. "Lock ms" and "commits
+held ms" are the backup's own \`lockMs\` (first lock statement to unlock) and \`holdMs\` (BLOCK_COMMIT or FTWRL to
+unlock; each statement and step is in \`lockSteps\` of the raw figures).
 
 | target | goal | measured | | how |
 |---|---|---|---|---|

@@ -48,6 +48,10 @@ const WARMUP_MS = 5_000;
 export interface LockModeBackup {
   mode: LockMode;
   lockMs?: number;
+  /** Part of `lockMs` with commits held (BLOCK_COMMIT or FTWRL to the unlock), as the backup reports it. */
+  holdMs?: number;
+  /** The backup's own timing of each statement and step of its lock window (`lockSteps` of its result). */
+  lockSteps?: unknown[];
   snapshotMs?: number;
   wallSeconds: number;
   /** The applier stall inside the backup's window ("locking" → "unlocked"): what the mode costs. */
@@ -212,6 +216,8 @@ async function ourBackup(lab: Lab, mode: LockMode, command: string): Promise<Loc
   return {
     mode,
     lockMs: numberAt(result, "lockMs"),
+    holdMs: numberAt(result, "holdMs"),
+    lockSteps: Array.isArray(result.lockSteps) ? result.lockSteps : undefined,
     snapshotMs: numberAt(result, "snapshotMs"),
     wallSeconds: run.wallSeconds,
     window: lockStall(watched.trace, run.stderr),
@@ -275,6 +281,8 @@ export interface ModeSummary {
   /** Noise floor of the method: the longest gap before each backup, ms. */
   noise?: Spread;
   lock?: Spread;
+  /** Commits held (`holdMs`). */
+  hold?: Spread;
   snapshot?: Spread;
   /** Stall over the whole backup, ms. */
   whole?: Spread;
@@ -294,6 +302,7 @@ export function summarize(load: LockModeLoad, mode: LockMode | "mariabackup"): M
     blocked: spread(backups.map((b) => b.window?.stallMs)),
     noise: spread(backups.map((b) => b.window?.baselineMaxGapMs)),
     lock: spread(backups.map((b) => b.lockMs)),
+    hold: spread(backups.map((b) => b.holdMs)),
     snapshot: spread(backups.map((b) => b.snapshotMs)),
     whole: spread(backups.map((b) => b.stall.stallMs)),
   };

@@ -75,7 +75,7 @@ export function summarize(r: BackupResult): string {
   const gtid = r.position.gtidSlavePos ?? r.position.gtidExecuted ?? r.position.gtidBinlogPos ?? "(none)";
   return [
     `backup ${r.backupId} of ${r.cluster}/${r.host} complete (${r.server.flavor} ${r.server.version})`,
-    `  lock     mode ${r.lockMode} (${r.lockChosenBy}): ${r.lockMs.toFixed(1)} ms (${r.lockMethod}), snapshot ${r.snapshotMs.toFixed(1)} ms, GTID ${gtid}` +
+    `  lock     mode ${r.lockMode} (${r.lockChosenBy}): ${r.lockMs.toFixed(1)} ms (${r.lockMethod}), commits held ${r.holdMs.toFixed(1)} ms, snapshot ${r.snapshotMs.toFixed(1)} ms, GTID ${gtid}` +
       (r.lockMode === "none" ? " (read before the snapshot; the verifier records the exact one)" : ""),
     `  archive  ${mb(r.rawBytes)} → ${mb(r.archiveBytes)} in ${r.archiveSeconds.toFixed(1)} s, ${r.files} files, ${r.tables} tables`,
     `  upload   s3://${r.bucket}/${r.manifestKey} in ${r.uploadSeconds.toFixed(1)} s, tagged retention=${r.retention}; total ${r.totalSeconds.toFixed(1)} s`,

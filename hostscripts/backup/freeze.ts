@@ -14,11 +14,11 @@ import {
   type ServerFacts,
 } from "../common/dialect";
 import { PipelineError, messageOf } from "../common/errors";
-import { readInventory, summarizeInventory } from "../common/inventory";
+import { readInventory, summarizeInventory, type Inventory } from "../common/inventory";
 import type { Logger } from "../common/log";
 import { checkDiskSpace } from "../common/diskspace";
 import { round } from "./durations";
-import { withLock, type SqlSession, type StepReporter } from "./lock";
+import { withLock, type LockOptions, type LockStep, type SqlSession, type StepTimer } from "./lock";
 import {
   chooseLockMode,
   crashSafetyObstacles,
@@ -76,6 +76,13 @@ export interface LockWindow {
   lockMs: number;
   /** Part of `lockMs` spent waiting for the lock statements to return. */
   acquireMs: number;
+  /**
+   * The statement that takes the hold (`LockPlan.holdFrom`: BLOCK_COMMIT, FTWRL) → unlock returned: how long
+   * the replica's commits waited, where the plan holds them. 0 in lock mode `none`.
+   */
+  holdMs: number;
+  /** Every statement and step of the window, timed (`LockStep`). */
+  steps: LockStep[];
   frozen: Frozen;
   /** Bytes of data below the source root, measured before the lock (the archive bar's total). */
   dataBytes: number;
@@ -114,12 +121,10 @@ export async function freeze(
       timeoutMs,
     });
     const window = await runThenRemoveSnapshotOnFailure(driver, backupId, log, async () => {
-      const locked = await withLock({ session, watchdog, plan, timeoutMs, log }, (signal, step) =>
-        frozenState(
-          { session, plan, driver, backupId, checkpoint: deps.checkpoint, waitForRedo },
-          signal,
-          step,
-        ),
+      const under: Under = { session, plan, driver, backupId, checkpoint: deps.checkpoint, waitForRedo };
+      const locked = await withLock(
+        { session, watchdog, plan, timeoutMs, log, beforeHold: beforeHold(under) },
+        (signal, timed) => frozenState(under, signal, timed),
       );
       if (!plan.holdsCommits) await recheckCrashSafety(session, dialect, choice);
       return locked;
@@ -127,8 +132,10 @@ export async function freeze(
     log.info("unlocked", {
       mode: plan.mode,
       lockMs: round(window.lockMs),
+      holdMs: round(window.holdMs),
       acquireMs: round(window.acquireMs),
       snapshotMs: round(window.value.snapshotMs),
+      steps: window.steps.map(({ step, atMs, ms }) => `${step} @${atMs.toFixed(1)} ${ms.toFixed(1)} ms`),
       inventory: summarizeInventory({ tables: window.value.tables, views: window.value.views }),
     });
     return {
@@ -138,6 +145,8 @@ export async function freeze(
       plan,
       lockMs: window.lockMs,
       acquireMs: window.acquireMs,
+      holdMs: window.holdMs,
+      steps: window.steps,
       frozen: window.value,
       dataBytes,
     };
@@ -238,44 +247,51 @@ interface Under {
   checkpoint: Checkpoint;
   /** Wait for InnoDB's redo log to be on disk before the snapshot (see `decideLockMode`). */
   waitForRedo: boolean;
+  /** The inventory, once read before the hold (`beforeHold`). */
+  inventory?: Inventory;
 }
 
 /**
- * Inside the window. Under a lock that holds commits, the position and the inventory are read while the
- * snapshot command runs, because they do not depend on each other and every millisecond here blocks
- * replication. Otherwise in order: the inventory and the position just before the snapshot, the position
- * just after it.
+ * Before the hold, where the plan has stages before it (MariaDB's BACKUP STAGE BLOCK_DDL before
+ * BLOCK_COMMIT): the table inventory, so the replica's commits do not wait for it. It is the snapshot's all
+ * the same: from BLOCK_DDL to BACKUP STAGE END the server holds CREATE, DROP, RENAME and TRUNCATE TABLE and
+ * the final phase of every ALTER TABLE, so no table, engine or partitioning changes between this read and the
+ * snapshot.
  */
-async function frozenState(under: Under, signal: AbortSignal, step: StepReporter): Promise<Frozen> {
+function beforeHold(under: Under): LockOptions["beforeHold"] {
+  if (under.plan.holdFrom === 0) return undefined;
+  return async (_signal, timed) => {
+    under.inventory = await timed("inventory", () => readInventory(under.session.query));
+  };
+}
+
+/**
+ * Inside the window. Under a lock that holds commits, the position (and the inventory, unless read before
+ * the hold) is read while the snapshot command runs, because they do not depend on each other and every
+ * millisecond here blocks replication. Otherwise in order: the inventory and the position just before the
+ * snapshot, the position just after it.
+ */
+async function frozenState(under: Under, signal: AbortSignal, timed: StepTimer): Promise<Frozen> {
   await under.checkpoint("locked");
-  return under.plan.holdsCommits ? frozenUnderLock(under, signal, step) : aroundSnapshot(under, signal, step);
+  return under.plan.holdsCommits
+    ? frozenUnderLock(under, signal, timed)
+    : aroundSnapshot(under, signal, timed);
 }
 
 async function frozenUnderLock(
-  { session, plan, driver, backupId, waitForRedo }: Under,
+  { session, plan, driver, backupId, waitForRedo, inventory: readBefore }: Under,
   signal: AbortSignal,
-  step: StepReporter,
+  timed: StepTimer,
 ): Promise<Frozen> {
-  const pending = new Set<string>();
-  const track = async <T>(what: string, task: () => Promise<T>): Promise<T> => {
-    pending.add(what);
-    step([...pending].join(" and "));
-    try {
-      return await task();
-    } finally {
-      pending.delete(what);
-      step([...pending].join(" and "));
-    }
-  };
-  const captured = track("capturing the position and the table inventory", async () => ({
-    position: await plan.capturePosition(session.query),
-    inventory: await readInventory(session.query),
-  }));
-  const snapshotted = track(`the ${driver.name} snapshot`, async () => {
+  const captured = (async () => ({
+    position: await timed("position", () => plan.capturePosition(session.query)),
+    inventory: readBefore ?? (await timed("inventory", () => readInventory(session.query))),
+  }))();
+  const snapshotted = (async () => {
     // Only here, where the position counts every commit before the lock; a lock-free mode proved =1.
-    if (waitForRedo) await redoOnDisk(session, signal);
-    return snapshot(driver, backupId, signal);
-  });
+    if (waitForRedo) await timed("redo log on disk", () => redoOnDisk(session, signal));
+    return timed(`${driver.name} snapshot`, () => snapshot(driver, backupId, signal));
+  })();
   const [c, s] = await Promise.allSettled([captured, snapshotted]);
   if (c.status === "rejected") throw c.reason;
   if (s.status === "rejected") throw s.reason;
@@ -286,16 +302,14 @@ async function frozenUnderLock(
 async function aroundSnapshot(
   { session, plan, driver, backupId }: Under,
   signal: AbortSignal,
-  step: StepReporter,
+  timed: StepTimer,
 ): Promise<Frozen> {
-  step("reading the table inventory");
-  const inventory = await readInventory(session.query);
-  step("reading the position before the snapshot");
-  const position = await plan.capturePosition(session.query);
-  step(`the ${driver.name} snapshot`);
-  const taken = await snapshot(driver, backupId, signal);
-  step("reading the position after the snapshot");
-  const positionAfter = await plan.captureUpperBound(session.query);
+  const inventory = await timed("inventory", () => readInventory(session.query));
+  const position = await timed("position before the snapshot", () => plan.capturePosition(session.query));
+  const taken = await timed(`${driver.name} snapshot`, () => snapshot(driver, backupId, signal));
+  const positionAfter = await timed("position after the snapshot", () =>
+    plan.captureUpperBound(session.query),
+  );
   return { position, positionAfter, ...inventory, ...taken };
 }
 

@@ -42,7 +42,12 @@ export interface LockOptions {
   /** A second, idle session used only to kill `session` on timeout. */
   watchdog: SqlSession;
   /** The lock statements and the unlock of the backup's lock mode. */
-  plan: Pick<LockPlan, "lockStatements" | "unlockStatement">;
+  plan: Pick<LockPlan, "lockStatements" | "unlockStatement" | "holdFrom">;
+  /**
+   * Runs just before the statement that takes the hold, when statements come before it (`LockPlan.holdFrom`):
+   * work that needs DDL held but not commits. Under the same timeout, its steps timed like the work's.
+   */
+  beforeHold?: (signal: AbortSignal, timed: StepTimer) => Promise<void>;
   /** Hard limit from the first lock statement to the unlock, in ms. */
   timeoutMs: number;
   /** Monotonic milliseconds. Defaults to `performance.now`. */
@@ -55,49 +60,87 @@ export interface LockWindow<T> {
   value: T;
   /** First lock statement issued → unlock returned; 0 when the plan takes no lock. */
   lockMs: number;
-  /** First lock statement issued → last one returned: time spent waiting for the lock itself. */
+  /** Time spent in the lock statements themselves, waiting for the lock (`beforeHold` not counted). */
   acquireMs: number;
+  /**
+   * The statement that holds commits issued → unlock returned: how long commits (and so the replica's
+   * applier) were held. Equals `lockMs` when the first statement holds them; 0 when the plan takes no lock.
+   */
+  holdMs: number;
+  /** Every statement and timed step of the window, in the order they started. */
+  steps: LockStep[];
 }
 
-/** Tells the work which step it is in, so a timeout can say what hung. */
-export type StepReporter = (step: string) => void;
+/** One timed step of the lock window. */
+export interface LockStep {
+  /** The statement, or what the work did (`position`, `inventory`, `snapshot`, …). */
+  step: string;
+  /** When it started, in ms after the first lock statement was issued (after the window opened without one). */
+  atMs: number;
+  ms: number;
+}
+
+/**
+ * Runs one step of the work as a timed step: named as running while it runs (also next to others running at
+ * the same time, for a timeout's message) and recorded in `LockWindow.steps`.
+ */
+export type StepTimer = <V>(step: string, task: () => Promise<V>) => Promise<V>;
 
 const TIMED_OUT = Symbol("lock timeout");
 
 /**
- * Takes the plan's lock, runs `work` (which must stop when `signal` aborts) and unlocks. If the lock,
+ * Takes the plan's lock (running `options.beforeHold` just before the statement that takes the hold), runs
+ * `work` (which must stop when `signal` aborts) and unlocks; every statement and every step run through
+ * `timed` is timed. If the lock,
  * the work and the unlock are not done within `timeoutMs`, the watchdog kills the lock session (releasing
  * the lock), `signal` aborts, and a LockTimeout error names the step that hung. If the work fails, the
  * lock is released the same way and the work's error is rethrown.
  */
 export async function withLock<T>(
   options: LockOptions,
-  work: (signal: AbortSignal, step: StepReporter) => Promise<T>,
+  work: (signal: AbortSignal, timed: StepTimer) => Promise<T>,
 ): Promise<LockWindow<T>> {
   const { session, plan, timeoutMs, log } = options;
   const now = options.now ?? (() => performance.now());
   const locks = plan.lockStatements.length > 0;
   const abort = new AbortController();
+  // What a timeout names as hung: the steps running (`timed`).
   let step = plan.lockStatements[0] ?? "the work before the snapshot";
-  const report: StepReporter = (s) => (step = s);
+  const started = now();
+  const steps: LockStep[] = [];
+  const running = new Set<string>();
+  const timed: StepTimer = async (what, task) => {
+    const at = now();
+    running.add(what);
+    step = [...running].join(" and ");
+    try {
+      return await task();
+    } finally {
+      steps.push({ step: what, atMs: at - started, ms: now() - at });
+      running.delete(what);
+      if (running.size > 0) step = [...running].join(" and ");
+    }
+  };
   let timer: NodeJS.Timeout | undefined;
   const expired = new Promise<typeof TIMED_OUT>(
     (done) => (timer = setTimeout(() => done(TIMED_OUT), timeoutMs)),
   );
 
-  const started = now();
   let acquireMs = 0;
+  let heldAt = started;
+  const statement = (sql: string) => timed(sql, () => session.query(sql));
   const locked = (async () => {
-    for (const statement of plan.lockStatements) {
-      report(statement);
-      await session.query(statement);
+    for (const [i, sql] of plan.lockStatements.entries()) {
+      if (i === plan.holdFrom && i > 0) {
+        if (options.beforeHold) await options.beforeHold(abort.signal, timed);
+        heldAt = now();
+      }
+      const t0 = now();
+      await statement(sql);
+      acquireMs += now() - t0;
     }
-    acquireMs = locks ? now() - started : 0;
-    const value = await work(abort.signal, report);
-    if (plan.unlockStatement !== null) {
-      report(plan.unlockStatement);
-      await session.query(plan.unlockStatement);
-    }
+    const value = await work(abort.signal, timed);
+    if (plan.unlockStatement !== null) await statement(plan.unlockStatement);
     return value;
   })();
   // Observed here so a failure that loses the race below is never an unhandled rejection.
@@ -108,7 +151,16 @@ export async function withLock<T>(
 
   try {
     const outcome = await Promise.race([locked, expired]);
-    if (outcome !== TIMED_OUT) return { value: outcome, lockMs: locks ? now() - started : 0, acquireMs };
+    if (outcome !== TIMED_OUT) {
+      const ended = now();
+      return {
+        value: outcome,
+        lockMs: locks ? ended - started : 0,
+        acquireMs,
+        holdMs: locks ? ended - heldAt : 0,
+        steps: steps.sort((a, b) => a.atMs - b.atMs),
+      };
+    }
   } catch (e) {
     abort.abort();
     await release(options, "the work under the lock failed");

@@ -19,6 +19,7 @@ import { logProgress, type ProgressView } from "../common/progress";
 import type { ArchiveResult } from "./archive";
 import { round, secondsSince } from "./durations";
 import { freeze, type FreezeDeps, type LockWindow } from "./freeze";
+import type { LockStep } from "./lock";
 import { backupCreatedOf, buildManifest } from "./manifest";
 import type { ArchiveUpload, UploadedChunk } from "./multipart";
 import { emitFailed, emitSucceeded } from "./metrics";
@@ -79,6 +80,10 @@ export interface BackupResult {
   lockMs: number;
   /** Part of `lockMs` spent waiting for the lock statement to return. */
   acquireMs: number;
+  /** Part of `lockMs` from the statement that holds commits (BLOCK_COMMIT, FTWRL) to the unlock. */
+  holdMs: number;
+  /** Each statement and step of the lock window: when it started (ms after the first) and how long it took. */
+  lockSteps: LockStep[];
   snapshotMs: number;
   archiveBytes: number;
   rawBytes: number;
@@ -315,6 +320,8 @@ function resultOf(
     lockMethod: window.plan.method,
     lockMs: round(window.lockMs),
     acquireMs: round(window.acquireMs),
+    holdMs: round(window.holdMs),
+    lockSteps: window.steps.map(({ step, atMs, ms }) => ({ step, atMs: round(atMs), ms: round(ms) })),
     snapshotMs: round(window.frozen.snapshotMs),
     archiveBytes: archive.bytes,
     rawBytes: archive.rawBytes,

@@ -18,6 +18,13 @@ export interface LockPlan {
   method: LockMethod;
   /** Issued in order to take the lock; the lock window starts with the first. Empty for `none`. */
   lockStatements: string[];
+  /**
+   * Index in `lockStatements` of the statement that takes the hold the snapshot needs (commits, where
+   * `holdsCommits`). The ones before it hold only DDL and writes to non-transactional tables, so what needs no
+   * more than that (the table inventory) is done between them and it, before the replica's commits wait. 0
+   * when the first statement takes the whole lock.
+   */
+  holdFrom: number;
   /** Releases what `lockStatements` took; null when nothing was taken. */
   unlockStatement: string | null;
   /**
@@ -44,26 +51,50 @@ export interface Dialect {
   lockPlan(mode: LockMode): LockPlan;
 }
 
+/**
+ * The replica's position as `mysql.gtid_slave_pos` holds it: per domain, the row with the highest `sub_id`,
+ * which is what a server recovered from the snapshot loads into `@@gtid_slave_pos`. The variable itself is
+ * updated after the applier's commit: read straight after BLOCK_COMMIT it can still lack the last transaction
+ * the table (and so the snapshot) holds — seen on the lab at the maximum rate, captured 0-1-3728 against 0-1-3729
+ * recovered. Undefined when the table cannot be read (the variable is used then).
+ */
+async function slavePosFromTable(query: Query): Promise<string | null | undefined> {
+  try {
+    const [row] = await query(
+      "SELECT GROUP_CONCAT(CONCAT(t.domain_id, '-', t.server_id, '-', t.seq_no) ORDER BY t.domain_id) AS pos " +
+        "FROM mysql.gtid_slave_pos t WHERE t.sub_id = " +
+        "(SELECT MAX(u.sub_id) FROM mysql.gtid_slave_pos u WHERE u.domain_id = t.domain_id)",
+    );
+    // No row: no position, as the variable says it ("").
+    return text(row?.pos) ?? "";
+  } catch {
+    return undefined;
+  }
+}
+
 const FTWRL = { method: "FLUSH TABLES WITH READ LOCK", statement: "FLUSH TABLES WITH READ LOCK" } as const;
 
 /**
- * MariaDB. `global`: FTWRL. `commit`: `BACKUP STAGE START` then `BLOCK_COMMIT`, which runs the stages
- * between (FLUSH, BLOCK_DDL) on the way: new writes to non-transactional tables wait from FLUSH on, BLOCK_DDL
- * waits for the running ones and flushes those tables, and BLOCK_COMMIT holds every commit and the binary log
- * — so InnoDB, Aria, MyISAM, the binlog and the GTID positions all match the snapshot, while statements on
- * InnoDB tables keep running (what mariabackup and MariaDB's "storage snapshots" procedure do). Both hold
- * commits, so the position read under them is exact; `none` reads it around the snapshot.
+ * MariaDB. `global`: FTWRL. `commit`: the BACKUP STAGEs one by one: new writes to non-transactional tables
+ * wait from FLUSH on, BLOCK_DDL waits for the running ones, flushes those tables and holds DDL (also the final
+ * rename of a running ALTER TABLE), and BLOCK_COMMIT holds every commit and the binary log — so InnoDB, Aria,
+ * MyISAM, the binlog and the GTID positions all match the snapshot, while statements on InnoDB tables keep
+ * running. It is what `BACKUP STAGE BLOCK_COMMIT` straight after START does (MariaDB's "storage snapshots"
+ * procedure, and mariabackup): the server runs the stages in between on the way, in the same order. Issued
+ * one by one, what needs only DDL held (the inventory) is done under BLOCK_DDL, before the replica's commits
+ * wait. Both modes hold commits, so the position read under them is exact; `none` reads it around the snapshot.
  */
 export function mariadbDialect(version: string): Dialect {
   const capturePosition = async (query: Query): Promise<CapturedPosition> => {
     const [gtid] = await query(
       "SELECT @@gtid_binlog_pos AS binlogPos, @@gtid_slave_pos AS slavePos, @@gtid_current_pos AS currentPos",
     );
+    const slavePos = await slavePosFromTable(query);
     const [master] = await query("SHOW MASTER STATUS");
     const [slave] = await query("SHOW SLAVE STATUS");
     return {
       gtidBinlogPos: text(gtid?.binlogPos),
-      gtidSlavePos: text(gtid?.slavePos),
+      gtidSlavePos: slavePos === undefined ? text(gtid?.slavePos) : slavePos,
       gtidCurrentPos: text(gtid?.currentPos),
       gtidExecuted: null,
       binlog: binlogOf(master),
@@ -90,7 +121,13 @@ export function mariadbDialect(version: string): Dialect {
           return {
             mode,
             method: "BACKUP STAGE BLOCK_COMMIT",
-            lockStatements: ["BACKUP STAGE START", "BACKUP STAGE BLOCK_COMMIT"],
+            lockStatements: [
+              "BACKUP STAGE START",
+              "BACKUP STAGE FLUSH",
+              "BACKUP STAGE BLOCK_DDL",
+              "BACKUP STAGE BLOCK_COMMIT",
+            ],
+            holdFrom: 3,
             unlockStatement: "BACKUP STAGE END",
             holdsCommits: true,
             capturePosition,
@@ -152,6 +189,7 @@ export function mysqlDialect(version: string, major: number, minor: number): Dia
             mode,
             method: "LOCK INSTANCE FOR BACKUP",
             lockStatements: ["LOCK INSTANCE FOR BACKUP"],
+            holdFrom: 0,
             unlockStatement: "UNLOCK INSTANCE",
             holdsCommits: false,
             capturePosition: logStatusPosition,
@@ -172,6 +210,7 @@ function noLock(
     mode: "none",
     method: "none",
     lockStatements: [],
+    holdFrom: 0,
     unlockStatement: null,
     holdsCommits: false,
     capturePosition,
@@ -184,6 +223,7 @@ function globalLock(capturePosition: LockPlan["capturePosition"]): LockPlan {
     mode: "global",
     method: FTWRL.method,
     lockStatements: [FTWRL.statement],
+    holdFrom: 0,
     unlockStatement: "UNLOCK TABLES",
     holdsCommits: true,
     capturePosition,

@@ -102,6 +102,7 @@ export async function restoreToPoint(
       plan.steps.map((s) => s.entry),
       join(work, "segments"),
       log,
+      deps.signal,
     );
     const stop = stopOf(request.until, plan);
     // The selection made from the snapshot's recorded state proves the chain (and refuses a bad target)

@@ -5,22 +5,14 @@
  * a position between the ones the replica had just before and just after the snapshot.
  */
 import { readFile, readdir } from "node:fs/promises";
-import { GetObjectCommand } from "@aws-sdk/client-s3";
-import {
-  parseBackupConfig,
-  parseManifest,
-  type BackupConfig,
-  type BackupManifest,
-  type LockMode,
-} from "../../contracts";
-import { backupDeps } from "../../hostscripts/backup/command";
+import type { BackupConfig, LockMode } from "../../contracts";
 import { runBackup, type BackupDeps, type BackupResult } from "../../hostscripts/backup/run";
 import { PipelineError } from "../../hostscripts/common/errors";
-import { memoryLogger } from "../../hostscripts/common/log";
 import { EXTRAS_SCHEMA } from "../../lab/dataset";
 import { rootSession } from "../../lab/mariadb";
 import { sql, startLoad, stopLoad, waitForReplicaCatchUp } from "../../lab/lab";
 import { withLab } from "../support/lab";
+import { domainZeroSeq, labBackup, storedManifest } from "./backup-support";
 import { runLabVerifier } from "./verify-support";
 
 jest.setTimeout(300_000);
@@ -30,8 +22,7 @@ let config: BackupConfig;
 let deps: BackupDeps;
 
 beforeAll(async () => {
-  config = parseBackupConfig(JSON.parse(await readFile(lab().backupConfigPath, "utf8")));
-  deps = await backupDeps(config, memoryLogger());
+  ({ config, deps } = await labBackup(lab()));
 });
 
 afterAll(() => {
@@ -48,19 +39,7 @@ async function refused(lockMode: LockMode): Promise<PipelineError> {
   return error as PipelineError;
 }
 
-async function manifestOf(result: BackupResult): Promise<BackupManifest> {
-  const object = await deps.s3.send(
-    new GetObjectCommand({ Bucket: config.s3.bucket, Key: result.manifestKey }),
-  );
-  return parseManifest(JSON.parse(await object.Body!.transformToString()));
-}
-
-/** The sequence number of domain 0 in a MariaDB GTID list (the lab writes only there). */
-function seq(list: string | null | undefined): number {
-  const match = /(?:^|,)0-\d+-(\d+)/.exec(list ?? "");
-  if (match === null) throw new Error(`no domain 0 in "${list}"`);
-  return Number(match[1]);
-}
+const manifestOf = (result: BackupResult) => storedManifest(deps, config, result);
 
 /** Sets a replica variable for the length of `during`, then back to what it was. */
 async function withReplicaSetting<T>(name: string, value: number, during: () => Promise<T>): Promise<T> {
@@ -166,7 +145,7 @@ describe("once every table that holds data is InnoDB", () => {
       // --rate=0: as fast as the primary goes; the replica's single applier falls behind, as after an outage.
       await startLoad(lab(), { rate: 0, threads: 4 });
       const [row] = await sql(lab(), "replica", "SELECT @@gtid_slave_pos AS pos");
-      appliedBefore = seq(String(row.pos));
+      appliedBefore = domainZeroSeq(String(row.pos));
     });
 
     afterAll(async () => {
@@ -184,8 +163,10 @@ describe("once every table that holds data is InnoDB", () => {
       const recovered = verdict.report?.position.recovered;
       expect(verdict.report?.position).toMatchObject({ lockMode: "none", bounds: expect.any(Object) });
       for (const field of ["gtidSlavePos", "gtidBinlogPos"] as const) {
-        expect(seq(recovered?.[field])).toBeGreaterThanOrEqual(seq(manifest.position[field]));
-        expect(seq(recovered?.[field])).toBeLessThanOrEqual(seq(after?.[field]));
+        expect(domainZeroSeq(recovered?.[field])).toBeGreaterThanOrEqual(
+          domainZeroSeq(manifest.position[field]),
+        );
+        expect(domainZeroSeq(recovered?.[field])).toBeLessThanOrEqual(domainZeroSeq(after?.[field]));
       }
       expect(recovered?.preparedXa).toEqual([]);
       console.log(
@@ -215,7 +196,7 @@ describe("once every table that holds data is InnoDB", () => {
 
     test("the load really ran: the replica applied transactions while the backups were taken", async () => {
       const [row] = await sql(lab(), "replica", "SELECT @@gtid_slave_pos AS pos");
-      expect(seq(String(row.pos))).toBeGreaterThan(appliedBefore);
+      expect(domainZeroSeq(String(row.pos))).toBeGreaterThan(appliedBefore);
     });
   });
 });

@@ -62,6 +62,31 @@ test("locks, runs the work, unlocks, and measures the window", async () => {
   expect(window.lockMs).toBeGreaterThanOrEqual(25);
   expect(window.lockMs).toBeLessThan(1000);
   expect(window.acquireMs).toBeLessThan(window.lockMs - 25);
+  // FTWRL holds commits from its first statement: the hold is the whole window.
+  expect(window.holdMs).toBe(window.lockMs);
+  expect(window.steps.map((s) => s.step)).toEqual(["FLUSH TABLES WITH READ LOCK", "UNLOCK TABLES"]);
+});
+
+test("times each statement and each step the work runs through timed, concurrent ones side by side", async () => {
+  const session = scriptedSession(6);
+  const watchdog = watchdogFor(session);
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const window = await withLock(
+    { session, watchdog, plan, timeoutMs: 1000, log: memoryLogger() },
+    async (_signal, timed) =>
+      Promise.all([timed("position", () => sleep(10)), timed("btrfs snapshot", () => sleep(40))]),
+  );
+  const [lock, position, snapshot, unlock] = window.steps;
+  expect(window.steps.map((s) => s.step)).toEqual([
+    "FLUSH TABLES WITH READ LOCK",
+    "position",
+    "btrfs snapshot",
+    "UNLOCK TABLES",
+  ]);
+  expect(position.atMs).toBeGreaterThanOrEqual(lock.atMs + lock.ms);
+  expect(snapshot.atMs - position.atMs).toBeLessThan(5);
+  expect(snapshot.ms).toBeGreaterThanOrEqual(35);
+  expect(unlock.atMs).toBeGreaterThanOrEqual(snapshot.atMs + snapshot.ms);
 });
 
 test("a hanging step: the watchdog kills the lock session at the timeout, the work is aborted", async () => {
@@ -71,14 +96,17 @@ test("a hanging step: the watchdog kills the lock session at the timeout, the wo
   const started = performance.now();
   const error = await withLock(
     { session, watchdog, plan, timeoutMs: 300, log: memoryLogger() },
-    (signal, step) =>
-      new Promise((_, reject) => {
-        step("the btrfs snapshot");
-        signal.addEventListener("abort", () => {
-          aborted = true;
-          reject(new Error("snapshot killed"));
-        });
-      }),
+    (signal, timed) =>
+      timed(
+        "the btrfs snapshot",
+        () =>
+          new Promise((_, reject) => {
+            signal.addEventListener("abort", () => {
+              aborted = true;
+              reject(new Error("snapshot killed"));
+            });
+          }),
+      ),
   ).catch((e: unknown) => e);
   const elapsed = performance.now() - started;
 
@@ -141,18 +169,39 @@ describe("the other lock modes", () => {
   const commit = mariadbDialect("10.11.6").lockPlan("commit");
   const none = mariadbDialect("10.11.6").lockPlan("none");
 
-  test("commit: BACKUP STAGE START and BLOCK_COMMIT, then BACKUP STAGE END", async () => {
+  test("commit: the stages one by one, the work before the hold between BLOCK_DDL and BLOCK_COMMIT", async () => {
     const session = scriptedSession(11);
     const watchdog = watchdogFor(session);
     const window = await withLock(
-      { session, watchdog, plan: commit, timeoutMs: 1000, log: memoryLogger() },
+      {
+        session,
+        watchdog,
+        plan: commit,
+        timeoutMs: 1000,
+        log: memoryLogger(),
+        beforeHold: async (_signal, timed) => {
+          await timed("inventory", () => session.query("SELECT inventory"));
+          await new Promise((r) => setTimeout(r, 30));
+        },
+      },
       async () => "snapshot",
     );
     expect(window.value).toBe("snapshot");
     expect(session.statements).toEqual([
       "BACKUP STAGE START",
+      "BACKUP STAGE FLUSH",
+      "BACKUP STAGE BLOCK_DDL",
+      "SELECT inventory",
       "BACKUP STAGE BLOCK_COMMIT",
       "BACKUP STAGE END",
+    ]);
+    // Commits are held from BLOCK_COMMIT on: the time before it is in the window, not in the hold.
+    expect(window.lockMs - window.holdMs).toBeGreaterThanOrEqual(25);
+    expect(window.acquireMs).toBeLessThan(window.lockMs - 25);
+    expect(window.steps.map((s) => s.step)).toEqual([
+      ...session.statements.slice(0, 3),
+      "inventory",
+      ...session.statements.slice(4),
     ]);
   });
 
@@ -193,14 +242,17 @@ describe("the other lock modes", () => {
     let aborted = false;
     const error = await withLock(
       { session, watchdog, plan: none, timeoutMs: 100, log: memoryLogger() },
-      (signal, step) =>
-        new Promise((_, reject) => {
-          step("the btrfs snapshot");
-          signal.addEventListener("abort", () => {
-            aborted = true;
-            reject(new Error("snapshot killed"));
-          });
-        }),
+      (signal, timed) =>
+        timed(
+          "the btrfs snapshot",
+          () =>
+            new Promise((_, reject) => {
+              signal.addEventListener("abort", () => {
+                aborted = true;
+                reject(new Error("snapshot killed"));
+              });
+            }),
+        ),
     ).catch((e: unknown) => e);
     expect((error as PipelineError).kind).toBe("LockTimeout");
     expect((error as PipelineError).message).toContain("the snapshot window (no lock held)");

@@ -149,6 +149,22 @@ test("a manifest built from MariaDB's answers validates and carries the position
   });
 });
 
+test("the replica's position is the one its gtid_slave_pos table holds, which recovery loads", async () => {
+  // The variable is updated after the applier's commit: under the lock it can lag the table by a transaction.
+  const answered: Query = async (sql) =>
+    sql.includes("FROM mysql.gtid_slave_pos") ? [{ pos: "0-1-1043" }] : replay(sql);
+  const plan = dialectFor("10.11.6-MariaDB-0+deb12u1").lockPlan("commit");
+  expect(await plan.capturePosition(answered)).toMatchObject({
+    gtidSlavePos: "0-1-1043",
+    gtidBinlogPos: "0-1-1042",
+  });
+  // An empty table is no position, as the variable says it; an unreadable one leaves the variable's.
+  const empty: Query = async (sql) =>
+    sql.includes("FROM mysql.gtid_slave_pos") ? [{ pos: null }] : replay(sql);
+  expect((await plan.capturePosition(empty)).gtidSlavePos).toBe("");
+  expect((await plan.capturePosition(replay)).gtidSlavePos).toBe("0-1-1042");
+});
+
 test("a manifest with a path escaping the archive is refused before upload", async () => {
   const bad = await parts();
   Object.assign(bad, archive([{ path: "../etc/passwd", bytes: 1, sha256: "c".repeat(64) }]));
@@ -185,7 +201,7 @@ test("each lock mode's statements follow @@version", () => {
   ]);
   expect(statements(mariadb, "commit")).toEqual([
     "BACKUP STAGE BLOCK_COMMIT",
-    ["BACKUP STAGE START", "BACKUP STAGE BLOCK_COMMIT"],
+    ["BACKUP STAGE START", "BACKUP STAGE FLUSH", "BACKUP STAGE BLOCK_DDL", "BACKUP STAGE BLOCK_COMMIT"],
     "BACKUP STAGE END",
     true,
   ]);

@@ -1,6 +1,6 @@
 import { realpath } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
-import { $ } from "zx";
+import { spawn } from "node:child_process";
 import { BACKUP_ID_PATTERN, type SnapshotDriverName } from "../../../contracts";
 import { PipelineError } from "../errors";
 
@@ -29,17 +29,53 @@ export type RunCommand = (
   options?: { signal?: AbortSignal },
 ) => Promise<CommandResult>;
 
-/** The real runner: zx, quiet, never throwing, with root's sbin directories on PATH. */
-export const runCommand: RunCommand = async (argv, options = {}) => {
-  const [file, ...args] = argv;
-  const output = await $({
-    quiet: true,
-    nothrow: true,
-    signal: options.signal,
-    env: { ...process.env, PATH: `${process.env.PATH ?? "/usr/bin:/bin"}:/usr/sbin:/sbin` },
-  })`${file} ${args}`;
-  return { exitCode: output.exitCode, signal: output.signal, stdout: output.stdout, stderr: output.stderr };
-};
+/**
+ * The real runner: the command spawned directly, never throwing, with root's sbin directories on PATH. Not
+ * through zx's `$`, which starts a shell for every command: the snapshot command runs while the replica's
+ * commits wait, and the shell added 2–6 ms to starting it on the lab's busy 2-core host (`btrfs --version`:
+ * median 4.2–5.1 ms through `$`, 2.6 ms spawned). The command leads its own process group, so an abort
+ * kills whatever it started too.
+ */
+export const runCommand: RunCommand = (argv, options = {}) =>
+  new Promise((settle) => {
+    const [file, ...args] = argv;
+    const { signal } = options;
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    const child = spawn(file, args, {
+      env: { ...process.env, PATH: `${process.env.PATH ?? "/usr/bin:/bin"}:/usr/sbin:/sbin` },
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: true,
+    });
+    const kill = () => {
+      if (child.pid === undefined) return;
+      try {
+        process.kill(-child.pid, "SIGTERM");
+      } catch {
+        // already gone
+      }
+    };
+    signal?.addEventListener("abort", kill, { once: true });
+    if (signal?.aborted) kill();
+    child.stdout.on("data", (chunk: Buffer) => stdout.push(chunk));
+    child.stderr.on("data", (chunk: Buffer) => stderr.push(chunk));
+    const done = (result: CommandResult) => {
+      signal?.removeEventListener("abort", kill);
+      settle(result);
+    };
+    // A command that cannot be started ends like one the shell could not find (exit 127).
+    child.on("error", (e) =>
+      done({ exitCode: 127, signal: null, stdout: "", stderr: `${file}: ${e.message}` }),
+    );
+    child.on("close", (exitCode, killedBy) =>
+      done({
+        exitCode,
+        signal: killedBy,
+        stdout: Buffer.concat(stdout).toString(),
+        stderr: Buffer.concat(stderr).toString(),
+      }),
+    );
+  });
 
 /** The server's files a driver must find on its volume before anything is locked. */
 export interface ServerPaths {
