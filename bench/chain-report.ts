@@ -1,4 +1,5 @@
 import { RESTORE_ALONGSIDE_MIN_CORES } from "../contracts/chain-verdict";
+import type { ChainStartKind } from "../hostscripts/verify/chain";
 import type { ChainBenchResults, ChainRound } from "./chain";
 import { writeSection } from "./sections";
 
@@ -28,7 +29,7 @@ export interface ChainRoundFigures {
   budgetSeconds: number | null;
   /** Manifest → chain verdict minus the budget (> 0: missed by that much). */
   overBudgetSeconds: number | null;
-  /** Of the chain proof: everything but the replay (A restored again, checksums, compare). */
+  /** Of the chain proof: everything but the replay (A's tree taken or restored again, checksums, compare). */
   restoreOfASeconds: number | null;
 }
 
@@ -66,13 +67,20 @@ const mm = (s: { median: number; max: number } | null, unit = "") =>
 /** Whether the verifier restores A alongside B by default on the run's machine (its cores). */
 export const alongsideByDefault = (r: ChainBenchResults) => r.machine.cores >= RESTORE_ALONGSIDE_MIN_CORES;
 
+/** Where a round's A came from (results recorded before the kept trees restored A after B). */
+const startOf = (x: ChainRound): ChainStartKind => x.start ?? "after";
+
 /**
- * The rounds run as the verifier ships on the run's machine (A alongside B from RESTORE_ALONGSIDE_MIN_CORES
- * cores, after B below); all of them in results recorded before the setting existed.
+ * The rounds run as the verifier ships when B reaches the verifier that verified A: A's kept tree replayed
+ * alongside B's verification (`chain.replayAlongside`). When a run has none (recorded before it), its kept
+ * rounds, else (recorded before the kept trees) the rounds of the machine's default restore.
  */
 export function shippedRounds(r: ChainBenchResults): ChainRound[] {
-  const shipped = r.rounds.filter((x) => x.restoreAlongside === alongsideByDefault(r));
-  return r.rounds.some((x) => x.restoreAlongside !== undefined) ? shipped : r.rounds;
+  for (const kind of ["kept-alongside", "kept"] as const) {
+    const rounds = r.rounds.filter((x) => startOf(x) === kind);
+    if (rounds.length > 0) return rounds;
+  }
+  return r.rounds.filter((x) => startOf(x) === (alongsideByDefault(r) ? "alongside" : "after"));
 }
 
 /** The targets, judged on the worst of the rounds run as the verifier ships. */
@@ -97,7 +105,10 @@ export function judgeChainTargets(
     },
     {
       target: "manifest → chain verdict ≤ (B's verification + replay) + 10 %",
-      measured: over === null ? "n/a" : `over the budget by median ${over.median} s, max ${over.max} s`,
+      measured:
+        over === null
+          ? "n/a"
+          : `verdict minus budget: median ${over.median} s, max ${over.max} s (> 0: over)`,
       met: over === null ? null : over.max <= 0,
     },
   ];
@@ -119,19 +130,21 @@ export function renderChain(r: ChainBenchResults): string {
       `the verifier with ${r.verifierNodeOptions ? `NODE_OPTIONS=\`${r.verifierNodeOptions}\`` : "no NODE_OPTIONS (as its unit runs it)"}.`,
     "",
     "Each round: snapshot B, then the shipped CLI `verify --once` in a child handles B's message as the daemon " +
-      "does: B's verification, the chain proof A → B (A restored again, the archive replayed to B's GTID state, " +
+      "does: B's verification, the chain proof A → B (A's tree, the archive replayed to B's GTID state, " +
       "every table's checksum compared) and the drill (a restore to a random second between A and B). B is the " +
-      "next round's A. Rounds alternate where A's restore runs: alongside B's verification (odd rounds, " +
-      "`chain.restoreAlongside: true`, the default from " +
-      `${RESTORE_ALONGSIDE_MIN_CORES} cores) or after B's verdict (even rounds, \`false\`, the default below); ` +
-      `the targets are judged on the rounds of this machine's default (${alongsideByDefault(r) ? "alongside" : "after"}, ` +
-      `${r.machine.cores} cores). ` +
+      "next round's A. Rounds rotate where A's tree comes from: kept since A's verification (`chain.keepVerified`, " +
+      "as the verifier ships when B reaches the verifier that verified A) and replayed alongside B's verification " +
+      "(`chain.replayAlongside`, the default) or after B's verdict; restored again after B's verdict " +
+      `(another verifier's way below ${RESTORE_ALONGSIDE_MIN_CORES} cores) or alongside B's ` +
+      `verification (its way from ${RESTORE_ALONGSIDE_MIN_CORES} cores), the kept trees removed before those ` +
+      "rounds. The column says what the verifier reported. The targets are judged on the " +
+      `"${shippedRounds(r)[0] === undefined ? "kept" : LABELS[startOf(shippedRounds(r)[0]!)].short}" rounds (${r.machine.cores} cores). ` +
       "Peak RSS is polled every 100 ms over the whole child, per process name: the verifier's " +
       "figure is its tree (node, tar, zstd, …) without the scratch `mariadbd` and any `mariadb-binlog`, which are " +
       "reported apart (the drill and the chain replay through the server's own applier; no `mariadb-binlog` ran " +
       "when its column is 0). The primary's rate is its committed GTIDs between A's and B's backups over that time.",
     "",
-    "| round | A restored | B verify s | chain s | replay s | replayed tx | replay tx/s | primary tx/s | × primary | drill RTO s | drill s | verify --once s | manifest → chain verdict s | after B's verdict s | budget s | over budget s | A restored again s | verifier peak RSS MiB (node alone) | scratch server MiB |",
+    "| round | A's tree | B verify s | chain s | replay s | replayed tx | replay tx/s | primary tx/s | × primary | drill RTO s | drill s | verify --once s | manifest → chain verdict s | after B's verdict s | budget s | verdict minus budget s | chain s but the replay | verifier peak RSS MiB (node alone) | scratch server MiB |",
     "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ...r.rounds.map((x, i) => {
       const f = figures[i]!;
@@ -164,16 +177,25 @@ export function renderChain(r: ChainBenchResults): string {
       (t) => `| ${t.target} | ${t.measured} | ${t.met === null ? "n/a" : t.met ? "yes" : "**no**"} |`,
     ),
     "",
-    keepingA(r, figures),
+    sideBySide(r),
     "",
   ];
   for (const note of r.notes) lines.push(`- note: ${note}`);
   return lines.join("\n");
 }
 
-/** Where A's restore ran in a round. */
-const where = (x: ChainRound) =>
-  x.restoreAlongside === undefined ? "after B" : x.restoreAlongside ? "alongside B" : "after B";
+/** Where a round's A came from, in the table. */
+const where = (x: ChainRound) => LABELS[startOf(x)].short;
+
+const LABELS: Record<ChainStartKind, { short: string; long: string }> = {
+  "kept-alongside": {
+    short: "kept, replayed alongside B",
+    long: "A's kept tree replayed alongside B's verification",
+  },
+  kept: { short: "kept, replayed after B", long: "A's kept tree replayed after B's verdict" },
+  after: { short: "restored after B", long: "A restored after B's verdict" },
+  alongside: { short: "restored alongside B", long: "A restored alongside B's verification" },
+};
 
 /** Seconds from B's verification report to its chain verdict. */
 function afterVerdict(x: ChainRound): number | null {
@@ -182,11 +204,12 @@ function afterVerdict(x: ChainRound): number | null {
     : round(x.manifestToChainSeconds - x.manifestToVerificationSeconds);
 }
 
-/** A restored alongside B's verification against after B's verdict, from this run's rounds side by side. */
-function alongsideOrAfter(r: ChainBenchResults): string {
-  const kinds = [true, false].map((alongside) => {
-    const rounds = r.rounds.filter((x) => x.restoreAlongside === alongside);
+/** Each kind of round of this run, side by side (the kinds it ran). */
+function sideBySide(r: ChainBenchResults): string {
+  const kinds = (["kept-alongside", "kept", "after", "alongside"] as const).map((kind) => {
+    const rounds = r.rounds.filter((x) => startOf(x) === kind);
     return {
+      kind,
       n: rounds.length,
       verify: medianMax(rounds.map((x) => x.verification.seconds)),
       total: medianMax(rounds.map((x) => x.manifestToChainSeconds)),
@@ -195,35 +218,12 @@ function alongsideOrAfter(r: ChainBenchResults): string {
       rss: medianMax(rounds.map((x) => x.memory.verifierPeakMiB)),
     };
   });
-  const [with_, without] = kinds as [(typeof kinds)[0], (typeof kinds)[0]];
-  if (with_.n === 0 || without.n === 0) return "";
-  const say = (k: typeof with_) =>
-    `B's verification ${mm(k.verify, " s")}, chain verdict ${mm(k.after, " s")} after B's and ` +
-    `${mm(k.total, " s")} after B's manifest, ` +
-    `over the budget by ${mm(k.over, " s")}, verifier peak ${mm(k.rss, " MiB")}`;
-  return (
-    `Side by side (median / max): A restored alongside B's verification (${with_.n} rounds): ${say(with_)}; ` +
-    `A restored after B's verdict (${without.n} rounds): ${say(without)}.`
-  );
-}
-
-/** Restoring A again against keeping A's scratch server until B: what each costs, from this run's figures. */
-function keepingA(r: ChainBenchResults, figures: ChainRoundFigures[]): string {
-  if (r.rounds.some((x) => x.restoreAlongside !== undefined)) return alongsideOrAfter(r);
-  const again = medianMax(figures.map((f) => f.restoreOfASeconds));
-  const interval = medianMax(r.rounds.map((x) => x.primary.seconds));
-  const server = medianMax(r.rounds.map((x) => x.memory.serverPeakMiB));
-  if (again === null || interval === null || server === null) return "";
-  return (
-    `Why the budget is missed: the chain proof restores A again (download, extract, crash recovery, server start, ` +
-    `and the checksums after the replay): median ${again.median} s, max ${again.max} s of verifier time per snapshot, ` +
-    `≈ ${round(again.median / 60)} instance-minutes — the part that keeping A's scratch server running until B ` +
-    `arrives would save, bringing the verdict to about B's verification + replay + the checksums. Keeping it ` +
-    `instead holds a verifier instance, A's scratch server (peak ${server.median} MiB here, its buffer pool) and ` +
-    `its scratch disk for the whole snapshot interval: ${interval.median} s in this run, a day (1,440 ` +
-    `instance-minutes) at the production interval, on a fleet that otherwise scales to zero — and a lost ` +
-    `instance loses it. So restoring again is kept (docs/pitr-proof.md).`
-  );
+  const ran = kinds.filter((k) => k.n > 0);
+  if (ran.length < 2) return "";
+  const say = (k: (typeof kinds)[0]) =>
+    `${LABELS[k.kind].long} (${k.n} rounds): B's verification ${mm(k.verify, " s")}, chain verdict ${mm(k.after, " s")} after B's and ` +
+    `${mm(k.total, " s")} after B's manifest, verdict minus budget ${mm(k.over, " s")}, verifier peak ${mm(k.rss, " MiB")}`;
+  return `Side by side (median / max): ${ran.map(say).join("; ")}.`;
 }
 
 /** Puts the section into the report file, replacing the previous one. */

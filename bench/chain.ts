@@ -1,8 +1,10 @@
 import { spawn } from "node:child_process";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ChainVerdict, DrillVerdict, VerificationReport, VerifyConfig } from "../contracts";
+import type { ChainStartKind } from "../hostscripts/verify/chain";
+import { keptDirOf } from "../hostscripts/verify/kept";
 import { labUp, primaryGtid, startLoad, stopLoad, type Lab } from "../lab/lab";
 import { describeMachine, loadAverageNow, type Machine } from "./machine";
 import { treeRssByName } from "./measure";
@@ -17,8 +19,10 @@ import { backupCommand, buildCli, lastJsonLine, runPipeline, stringAt, verifyCom
  * Per round, side by side: B's own verification, the chain proof and its replay (rate against the primary's
  * commit rate measured over the same interval), the drill's RTO, the time from B's manifest to its chain
  * verdict against the issue's budget, and the verifier's peak RSS with the scratch servers' apart. Rounds
- * alternate A's restore alongside B's verification (odd) and after B's verdict (even), so the
- * two are compared in one run on a shared machine.
+ * rotate where A comes from: the tree kept since A's verification, replayed alongside B's verification (as
+ * the verifier ships, on the verifier that verified A) or after B's verdict; restored again after B's verdict
+ * or alongside B's verification (with the kept trees removed first: what another verifier does), so the four
+ * are compared in one run on a shared machine.
  */
 
 /** Process names whose memory is the scratch database's, not the verifier's. */
@@ -49,10 +53,10 @@ export interface ChainRound {
   from: string;
   to: string;
   /**
-   * Whether A was restored alongside B's verification (`chain.restoreAlongside`, the default) or after B's
-   * verdict; rounds alternate, odd ones alongside. Absent in results recorded before the setting (after).
+   * Where the proof's A came from, as the verifier reported it (`ChainResult.start`): the kept tree, restored
+   * alongside B's verification or after B's verdict. Absent in results recorded before it (after).
    */
-  restoreAlongside?: boolean;
+  start?: ChainStartKind;
   /** Transactions the primary committed between A's and B's snapshot starts, and per second. */
   primary: { transactions: number; seconds: number; tps: number };
   /** The `verify --once` child: wall seconds and its memory. */
@@ -153,18 +157,21 @@ export async function runChainBench(opts: ChainBenchOptions): Promise<ChainBench
     const configs = await chainConfigs(lab, work);
     opts.say("snapshot A, verified (no chain before it)");
     let previous = await snapshot(lab, cli);
-    await verifyOnce(lab, cli, opts.verifierNodeOptions, configs.alongside);
+    await verifyOnce(lab, cli, opts.verifierNodeOptions, configs.after);
     for (let i = 1; i <= opts.rounds; i++) {
-      const alongside = i % 2 === 1;
+      const asked = ROTATION[(i - 1) % ROTATION.length]!;
       opts.say(`round ${i}/${opts.rounds}: ${opts.loadSeconds} s of load at ${opts.rate} tx/s`);
       await sleep(opts.loadSeconds * 1000);
       const next = await snapshot(lab, cli);
       opts.say(
-        `round ${i}: verify --once over ${next.backupId} (chain from ${previous.backupId}, A restored ${alongside ? "alongside B" : "after B"}, drill)`,
+        `round ${i}: verify --once over ${next.backupId} (chain from ${previous.backupId}, A ${asked}, drill)`,
       );
-      const config = alongside ? configs.alongside : configs.after;
-      const verified = await verifyOnce(lab, cli, opts.verifierNodeOptions, config);
-      const measured = { ...roundOf(previous, next, verified), restoreAlongside: alongside };
+      // Another verifier's view: no tree of A kept here (B's own is kept for the next round as ever).
+      if (asked === "after" || asked === "alongside") await forgetKept(configs.scratchDir);
+      const verified = await verifyOnce(lab, cli, opts.verifierNodeOptions, configs[asked]);
+      const measured = roundOf(previous, next, verified);
+      if (measured.chain !== null && measured.start !== asked)
+        results.notes.push(`round ${i}: A was to come ${asked}, the verifier says ${measured.start ?? "?"}`);
       results.rounds.push(measured);
       opts.say(describeRound(measured));
       previous = next;
@@ -180,22 +187,40 @@ export async function runChainBench(opts: ChainBenchOptions): Promise<ChainBench
   return results;
 }
 
+/** Where A comes from, round after round: the first round's A is the one verified before it, so kept. */
+const ROTATION: readonly ChainStartKind[] = ["kept-alongside", "kept", "after", "alongside"];
+
 /**
- * The lab's verifier config with `chain.restoreAlongside` true (A restored alongside B's verification) and
- * false (A restored after B's verdict), for the rounds side by side.
+ * The lab's verifier config per kind of round: `chain.replayAlongside` true or false on the kept tree;
+ * `chain.restoreAlongside` false or true for A restored again (its kept tree removed first). Every one keeps
+ * B's tree.
  */
-async function chainConfigs(lab: Lab, work: string): Promise<{ alongside: string; after: string }> {
+async function chainConfigs(
+  lab: Lab,
+  work: string,
+): Promise<Record<ChainStartKind, string> & { scratchDir: string }> {
   const config = JSON.parse(await readFile(lab.verifyConfigPath, "utf8")) as VerifyConfig;
-  const write = async (name: string, restoreAlongside: boolean) => {
+  const write = async (name: string, restoreAlongside: boolean, replayAlongside: boolean) => {
     const path = join(work, name);
-    const changed = { ...config, chain: { ...config.chain, restoreAlongside } };
-    await writeFile(path, `${JSON.stringify(changed, null, 2)}\n`, { mode: 0o600 });
+    const chain = { ...config.chain, restoreAlongside, replayAlongside, keepVerified: true };
+    await writeFile(path, `${JSON.stringify({ ...config, chain }, null, 2)}\n`, { mode: 0o600 });
     return path;
   };
+  const after = await write("verify-after.json", false, false);
   return {
-    alongside: await write("verify-alongside.json", true),
-    after: await write("verify-after.json", false),
+    "kept-alongside": await write("verify-replay-alongside.json", false, true),
+    kept: after,
+    after,
+    alongside: await write("verify-alongside.json", true, false),
+    scratchDir: config.scratchDir,
   };
+}
+
+/** Removes the verifier's kept trees, as if B's message had reached another verifier. */
+async function forgetKept(scratchDir: string): Promise<void> {
+  const dir = keptDirOf({ scratchDir } as VerifyConfig);
+  for (const name of await readdir(dir).catch(() => [] as string[]))
+    await rm(join(dir, name), { recursive: true, force: true });
 }
 
 interface Snapshot {
@@ -232,7 +257,7 @@ interface Verified {
     outcome?: string;
     backupId?: string;
     report?: VerificationReport;
-    chain?: { verdict: ChainVerdict } | null;
+    chain?: { verdict: ChainVerdict; start?: ChainStartKind } | null;
     drill?: { verdict: DrillVerdict } | null;
   };
   wallSeconds: number;
@@ -353,6 +378,7 @@ function roundOf(a: Snapshot, b: Snapshot, verified: Verified): ChainRound {
   return {
     from: a.backupId,
     to: b.backupId,
+    start: result.chain?.start,
     primary: { transactions, seconds: round2(seconds), tps: round2(tps) },
     verifyWallSeconds: verified.wallSeconds,
     memory: verified.memory,

@@ -104,7 +104,7 @@ function backupSection(r: BenchResults): string {
   ];
   for (const c of r.competitors) {
     if (c.backup === undefined) {
-      rows.push(`| ${c.name} | failed: ${c.error ?? "?"} | | | | | | |`);
+      rows.push(`| ${c.name} | failed: ${cellText(c.error ?? "?")} | | | | | | |`);
       continue;
     }
     const b = c.backup;
@@ -288,7 +288,9 @@ function methodSection(): string {
   The longest gap of those 3 quiet seconds is shown too: it is this method's noise floor on a busy shared machine.
 - **Lock window**: as reported by our backup (\`lockMs\` of its \`--json\` result: first lock statement to unlock
   around the snapshot, in the lock mode the backup used — \`auto\` on the lab: BACKUP STAGE BLOCK_COMMIT, since its MyISAM
-  and Aria tables hold rows).
+  and Aria tables hold rows). Since the stages are issued one by one (issue 17), that is START to END: FLUSH, BLOCK_DDL
+  and the inventory come before commits are held, and only from BLOCK_COMMIT do the replica's commits wait
+  (\`holdMs\`, reported in the lock-modes section); "stall over the lock window" is what the applier felt of it.
 - **CPU**: user + system of every process of the command (bash \`times\` after the pipeline, which includes all
   waited-for descendants); the replica mysqld's CPU from \`/proc/<pid>/stat\` before and after.
 - **Peak RSS**: the sum of the RSS of the command's whole process tree, polled every 50 ms (\`/proc/<pid>/task/*/children\`).
@@ -350,4 +352,9 @@ function machineSection(r: BenchResults): string {
 | storage | the lab's btrfs volume is a sparse file on the root disk, on a loop device |
 ${versions.join("\n")}
 `;
+}
+
+/** Text for one markdown table cell: its first line, without the pipes that would split the cell. */
+function cellText(text: string): string {
+  return (text.split("\n")[0] ?? "").replace(/\|/g, "\\|");
 }

@@ -59,7 +59,9 @@ export interface VerifierFleetArgs extends PipelineEndpoints {
   warmupSeconds?: number;
   /**
    * Size of the encrypted gp3 root volume, which holds the scratch restores: make it larger than the
-   * largest restored datadir plus its archive. Defaults to 200.
+   * largest restored datadir plus its archive, and three datadirs for the verifier to keep the newest
+   * verified tree for the next chain proof (`chain.keepVerified`; below that it restores A again). Defaults
+   * to 200.
    */
   scratchVolumeGiB?: number;
   /**

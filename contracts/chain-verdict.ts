@@ -79,6 +79,19 @@ export interface ChainCheckSettings {
    * `RESTORE_ALONGSIDE_MIN_CORES` cores, false below.
    */
   restoreAlongside?: boolean;
+  /**
+   * Keep the newest verified snapshot's restored tree (files only, its server stopped) on the scratch disk,
+   * per cluster with a binlog archive, so that the next chain proof on this verifier replays onto it instead
+   * of restoring it again; the oldest trees are removed first when the scratch volume would keep less free than
+   * twice a tree's size. Off with `catchUp` (its tree is replicated past the snapshot). Defaults to true.
+   */
+  keepVerified?: boolean;
+  /**
+   * On A's kept tree, begin the replay while B is being verified (towards the state B's manifest captured),
+   * so that B's chain verdict follows B's own by the comparison alone; both compete for the verifier's cores,
+   * so B's own verdict comes later. False replays after B's verdict. Defaults to true.
+   */
+  replayAlongside?: boolean;
 }
 
 /** The cores from which a verifier restores A alongside B by default (`ChainCheckSettings.restoreAlongside`). */
@@ -92,6 +105,8 @@ export const chainCheckSettingsSchema = {
     enabled: { type: "boolean" },
     archiveWaitSeconds: { type: "integer", minimum: 0, maximum: 3600 },
     restoreAlongside: { type: "boolean" },
+    keepVerified: { type: "boolean" },
+    replayAlongside: { type: "boolean" },
   },
 } as const;
 

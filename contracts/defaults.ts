@@ -33,6 +33,6 @@ export const VERIFY_DEFAULTS = {
   download: { partSizeMiB: 8, concurrency: 4, workers: 0 },
   catchUp: { timeoutSeconds: 600 },
   segments: { maxDeferrals: 2, deferSeconds: 60, timeSkewSeconds: 60 },
-  chain: { enabled: true, archiveWaitSeconds: 300 },
+  chain: { enabled: true, archiveWaitSeconds: 300, keepVerified: true, replayAlongside: true },
   pitrDrill: { enabled: true },
 } as const satisfies VerifyDefaults;

@@ -41,9 +41,21 @@ export function createLogger(
   return make(options.base ?? {});
 }
 
-/** A logger that keeps its lines in memory, for tests that assert what was logged. */
-export function memoryLogger(): Logger & { lines: Array<{ level: Level; message: string } & LogFields> } {
-  const lines: Array<{ level: Level; message: string } & LogFields> = [];
-  const logger = createLogger({ write: (line) => lines.push(JSON.parse(line)) });
+/** A line as `memoryLogger` keeps it. */
+export type MemoryLine = { level: Level; message: string } & LogFields;
+
+/**
+ * A logger that keeps its lines in memory, for tests that assert what was logged; `onLine` sees each one as it
+ * is written (a test that acts at a given step).
+ */
+export function memoryLogger(onLine?: (line: MemoryLine) => void): Logger & { lines: MemoryLine[] } {
+  const lines: MemoryLine[] = [];
+  const logger = createLogger({
+    write: (text) => {
+      const line = JSON.parse(text) as MemoryLine;
+      lines.push(line);
+      onLine?.(line);
+    },
+  });
   return Object.assign(logger, { lines });
 }

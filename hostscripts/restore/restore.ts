@@ -140,16 +140,33 @@ export async function restoreBackup(
     );
   });
   log.info("restored", { datadir, files: extraction.files.size, removedReplicationState: removed });
+  return restoredResultOf(
+    manifest,
+    chosen,
+    target,
+    extraction.objects.reduce((sum, object) => sum + object.bytes, 0),
+    Math.round(performance.now() - started) / 1000,
+  );
+}
+
+/** What a restore of `chosen` into `target` returns (the verifier's kept trees are described the same way). */
+export function restoredResultOf(
+  manifest: BackupManifest,
+  chosen: ListedBackup,
+  target: string,
+  archiveBytes: number,
+  seconds: number,
+): RestoreResult {
   return {
     backupId: chosen.backupId,
     host: chosen.host,
     verdict: chosen.verdict,
     target,
-    datadir,
+    datadir: mapSourcePath(manifest.snapshot.sourceRoot, target, manifest.settings.datadir),
     serverOptions: restoredServerOptions(manifest, target),
     replicationStatements: replicationStatements(manifest),
-    archiveBytes: extraction.objects.reduce((sum, object) => sum + object.bytes, 0),
-    seconds: Math.round(performance.now() - started) / 1000,
+    archiveBytes,
+    seconds,
   };
 }
 

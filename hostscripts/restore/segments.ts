@@ -78,10 +78,13 @@ export async function downloadSegments(
   entries: BinlogSegmentEntry[],
   dir: string,
   log: Logger,
+  signal?: AbortSignal,
 ): Promise<VerifiedSegment[]> {
   await mkdir(dir, { recursive: true, mode: 0o750 });
   let bytes = 0;
   const segments = await inParallel(entries, 2, async (entry) => {
+    // SIGTERM (the verifier's chain and drill): no more segments.
+    signal?.throwIfAborted();
     const data = await getSegment(s3, bucket, entry);
     const body = verifySegment(data, entry, bucket);
     const path = join(dir, `${entry.host}-${entry.epoch}-${String(entry.sequence).padStart(10, "0")}.binlog`);

@@ -20,6 +20,7 @@ import { PipelineError, messageOf } from "../common/errors";
 import { emptyResult, segmentResult, type VerificationResult } from "./result";
 import { beginChain, endChainStart, proveChain } from "./chain";
 import { runDrill } from "./drill";
+import { sweepIncoming } from "./kept";
 import { checkSegmentKeys, verifySegmentMessage } from "./segment";
 import { verifyAndReport, type VerificationDeps } from "./verification";
 
@@ -89,6 +90,8 @@ export async function runVerifier(
 ): Promise<VerificationResult> {
   const workers = options.once ? 1 : (config.concurrency ?? VERIFY_DEFAULTS.concurrency);
   const latest = { result: emptyResult("idle") };
+  // A tree a verifier stopped while keeping it never came in whole (kept.ts); the whole ones stay for the chain.
+  await sweepIncoming(config);
   await Promise.all(
     Array.from({ length: workers }, (_, i) =>
       runWorker(

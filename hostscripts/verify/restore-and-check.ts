@@ -54,6 +54,11 @@ export interface RestoreAndCheckDeps {
   $: Shell;
   /** SIGTERM: stops the scratch server at once; what was found then says nothing about the backup. */
   signal?: AbortSignal;
+  /**
+   * Given the restored tree of a backup whose every check passed, once its scratch server is stopped: may move
+   * it away (the verifier keeps the newest verified tree for the next chain proof, kept.ts). Defaults to none.
+   */
+  keep?: (root: string, manifest: BackupManifest) => Promise<void>;
 }
 
 /** What a restore found, whatever check it stopped at. */
@@ -102,6 +107,8 @@ export async function verifyBackup(
   const started = performance.now();
   try {
     await restoreAndCheck(config, message, ref, { ...deps, binary, build, work }, findings);
+    if (deps.keep && findings.manifest && allPassed(findings.checks) && !deps.signal?.aborted)
+      await deps.keep(join(work, "root"), findings.manifest);
   } catch (error) {
     if (error instanceof Unsupported) {
       findings.unsupportedReason = error.message;
@@ -117,6 +124,9 @@ export async function verifyBackup(
 }
 
 const seconds = (from: number) => (performance.now() - from) / 1000;
+
+const allPassed = (checks: CheckResult[]) =>
+  CHECKS.every((name) => checks.some((c) => c.name === name && c.passed)) && checks.every((c) => c.passed);
 
 const allPassedBut = (last: CheckName, checks: CheckResult[]) =>
   CHECKS.filter((name) => name !== last).every((name) => checks.some((c) => c.name === name && c.passed));

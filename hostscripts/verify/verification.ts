@@ -6,6 +6,7 @@ import {
   metric,
   verificationKey,
   type BackupCreatedMessage,
+  type BackupManifest,
   type BackupRef,
   type CheckResult,
   type MetricDatum,
@@ -22,6 +23,7 @@ import { describeDrift, readReport } from "../restore/verdicts";
 import { DEFAULT_DRIFT, judgeDrift } from "./history";
 import { VERIFIER_S3_HINT } from "./objects";
 import { buildReport, reportMetrics, tagBackup, writeReport } from "./report";
+import { keepVerified, keepsVerified } from "./kept";
 import { verifyBackup, type Findings, type RestoreAndCheckDeps } from "./restore-and-check";
 import { emptyResult, resultOfReport, type VerificationResult } from "./result";
 
@@ -74,7 +76,11 @@ export async function verifyAndReport(
 ): Promise<VerificationResult> {
   const stored = await storedVerdict(message, ref, deps, delivery);
   if (stored !== null) return stored;
-  const found = await verifyBackup(config, message, ref, deps);
+  const keep = keepsVerified(config)
+    ? (root: string, manifest: BackupManifest) =>
+        keepVerified(config, message.bucket, ref, manifest, root, deps)
+    : undefined;
+  const found = await verifyBackup(config, message, ref, { ...deps, keep });
   // Whatever a restore found after SIGTERM (a killed server, a cut download) says nothing about the backup.
   if (deps.signal?.aborted) throw new Interrupted(`verification of ${ref.backupId} was interrupted`);
   const now = deps.now();

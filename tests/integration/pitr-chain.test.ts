@@ -1,9 +1,10 @@
 /**
  * The point-in-time chain proof (issue 14) on the lab, under sysbench load with the binlog archiver beside the
- * replica: snapshot A, load, snapshot B — the verifier proves A → B (A restored, the archive replayed to B's
- * GTID state, every table's checksum equal to B's). A write on the replica that its binlog does not record
- * (`SET sql_log_bin = 0`) before snapshot C fails B → C naming the table. A segment deleted from S3 before
- * snapshot D fails C → D as a gap naming the missing GTIDs. After the proven chain A → B, the restore drill to
+ * replica: snapshot A, load, snapshot B — the verifier proves A → B (A's tree kept since its verification, the
+ * archive replayed to B's GTID state, every table's checksum equal to B's). A write on the replica that its
+ * binlog does not record (`SET sql_log_bin = 0`) before snapshot C fails B → C naming the table (B restored
+ * again, alongside C's verification). A segment deleted from S3 before snapshot D fails C → D as a gap naming
+ * the missing GTIDs. After the proven chain A → B, the restore drill to
  * a random second between A and B passes at the GTID state `mariadb-binlog` (the oracle) says was committed
  * then; a drill across the deleted segment fails, naming the state the archive holds at its point and the
  * restore's refusal. SIGTERM during the next chain proof stops it and releases the message, with no verdict.
@@ -68,18 +69,27 @@ const chainOf = (result: VerificationResult): ChainVerdict => {
 let a: Snapshot;
 let b: Snapshot;
 let c: Snapshot;
+let d: Snapshot;
 
-test("snapshot A, load, snapshot B: the chain A → B is proven, every table's checksum equal", async () => {
-  // Restored alongside the snapshot's verification (the default from 4 cores; this machine may have fewer):
-  // A has no verified snapshot before it, so no chain and nothing restored for one.
-  const config = await labVerifyConfig(lab());
-  const together = { ...config, chain: { ...config.chain, restoreAlongside: true } };
-  a = await snapshot(together);
+test("snapshot A, load, snapshot B: the chain A → B is proven on A's kept tree, every table's checksum equal", async () => {
+  // A has no verified snapshot before it, so no chain and nothing restored for one; its verified tree is kept.
+  a = await snapshot();
   expect(a.result.chain ?? null).toBeNull();
   expect(restoredAlongsideAt(a.log)).toBeNull();
+  const keptA = await expectNoScratchLeft(lab());
+  expect(keptA).toEqual([expect.stringMatching(new RegExp(`^[0-9a-f]{16}-${a.backupId}$`))]);
   await new Promise((r) => setTimeout(r, 20_000));
-  b = await snapshot(together);
+  // Restoring alongside is asked for, but A's kept tree makes it needless: the proof downloads nothing of A
+  // (the drill after it restores A from S3, as an operator would), and replays onto A's tree while B is
+  // verified.
+  const config = await labVerifyConfig(lab());
+  b = await snapshot({ ...config, chain: { ...config.chain, restoreAlongside: true } });
   const chain = chainOf(b.result);
+  expect(b.result.chain!.start).toBe("kept-alongside");
+  expect(restoredAlongsideAt(b.log)).toBeNull();
+  const proofLines = b.log.lines.filter((l) => l.chain !== undefined);
+  expect(proofLines.some((l) => /proving the point-in-time chain/.test(l.message))).toBe(true);
+  expect(proofLines.filter((l) => /downloading and extracting/.test(l.message))).toEqual([]);
   const report = b.result.report!;
   console.log(
     `chain ${a.backupId} → ${b.backupId}: ${chain.replay?.transactions} transactions from ${chain.replay?.segments} segments replayed in ${chain.replay?.seconds}s; ` +
@@ -92,16 +102,19 @@ test("snapshot A, load, snapshot B: the chain A → B is proven, every table's c
     from: { backupId: a.backupId },
     to: { backupId: b.backupId },
   });
-  // A was restored alongside B's verification, begun before B's verdict, and the proof counts from then.
-  const alongside = restoredAlongsideAt(b.log);
-  expect(alongside).not.toBeNull();
-  expect(alongside!).toBeLessThan(Date.parse(report.verifiedAt));
-  expect(Date.parse(chain.verifiedAt) - alongside!).toBeGreaterThanOrEqual(chain.seconds * 1000 - 1000);
+  // The replay onto A's tree began alongside B's verification, and the proof counts from then.
+  const replaying = b.log.lines.find((l) => /replaying onto the chain's start alongside/.test(l.message));
+  expect(replaying).toBeDefined();
+  expect(Date.parse(String(replaying!.time))).toBeLessThan(Date.parse(report.verifiedAt));
+  expect(Date.parse(chain.verifiedAt) - Date.parse(String(replaying!.time))).toBeGreaterThanOrEqual(
+    chain.seconds * 1000 - 1000,
+  );
   expect(chain.replay!.reachedGtid).toBe(chain.to.gtid);
   expect(chain.replay!.transactions).toBeGreaterThan(100);
   expect(chain.tablesCompared).toBe(report.tables.filter((t) => typeof t.checksum === "number").length);
   expect(chain.tablesCompared).toBeGreaterThan(5);
-  await expectNoScratchLeft(lab());
+  // A's tree was taken by the proof and removed with it; B's is kept for the next one.
+  expect(await expectNoScratchLeft(lab())).toEqual([keptA[0]!.replace(a.backupId, b.backupId)]);
   await expectDrillPassed(chain);
   const listed = await cli(["restore", "--config", lab().restoreConfigPath, "list"]);
   const pitr = listed.json.pitr as PitrSummary;
@@ -186,12 +199,16 @@ test("a write on the replica its binlog does not record fails the next chain, na
     "SET SESSION sql_log_bin = 0",
     "UPDATE lab_pitr.marker SET committed_at = committed_at - INTERVAL 1 DAY ORDER BY id LIMIT 1",
   ]);
-  // This chain is proven the other way: A restored after B's verdict, one restore at a time (the default
-  // below 4 cores).
+  // This chain is proven without B's kept tree: B restored alongside C's verification (the default from 4
+  // cores; this machine may have fewer), begun before C's verdict, and the proof counts from then.
   const config = await labVerifyConfig(lab());
-  c = await snapshot({ ...config, chain: { ...config.chain, restoreAlongside: false } });
-  expect(restoredAlongsideAt(c.log)).toBeNull();
+  c = await snapshot({ ...config, chain: { ...config.chain, restoreAlongside: true, keepVerified: false } });
+  const alongside = restoredAlongsideAt(c.log);
+  expect(alongside).not.toBeNull();
+  expect(alongside!).toBeLessThan(Date.parse(c.result.report!.verifiedAt));
   const chain = chainOf(c.result);
+  expect(c.result.chain!.start).toBe("alongside");
+  expect(Date.parse(chain.verifiedAt) - alongside!).toBeGreaterThanOrEqual(chain.seconds * 1000 - 1000);
   expect(c.result.drill ?? null).toBeNull();
   expect(chain).toMatchObject({
     verdict: "failed",
@@ -228,8 +245,11 @@ test("a segment deleted from S3 fails the next chain as a gap, naming the missin
     s3.send(new DeleteObjectCommand({ Bucket: lab().s3.bucket, Key: victim.segmentKey })),
   );
   await waitForArchive(lab(), Date.now() + 3_000, 300_000);
-  const d = await snapshot();
+  // C's tree was not kept: C is restored after D's verdict (the default below 4 cores).
+  const config = await labVerifyConfig(lab());
+  d = await snapshot({ ...config, chain: { ...config.chain, restoreAlongside: false } });
   const chain = chainOf(d.result);
+  expect(d.result.chain!.start).toBe("after");
   expect(chain).toMatchObject({ verdict: "failed", failure: { kind: "gap" } });
   const [domain, , beforeSeq] = victim.gtid.before.split("-").map(Number);
   const last = victim.gtid.last!;
@@ -296,7 +316,14 @@ test("SIGTERM during a chain proof stops its replay, removes its scratch server 
       await new Promise((r) => setTimeout(r, 100));
     }
   })();
-  const { result, log } = await runLabVerifier(lab(), { idleSeconds: 120, signal: controller.signal });
+  // A restored after E's verdict: a replay onto a kept tree runs alongside E's verification, while this
+  // process's main thread extracts E, too briefly for the watcher's turns to see it.
+  const config = await labVerifyConfig(lab());
+  const { result, log } = await runLabVerifier(lab(), {
+    idleSeconds: 120,
+    signal: controller.signal,
+    config: { ...config, chain: { ...config.chain, restoreAlongside: false, keepVerified: false } },
+  });
   controller.abort();
   await watcher;
   expect(seen).not.toBeNull();
@@ -309,4 +336,34 @@ test("SIGTERM during a chain proof stops its replay, removes its scratch server 
       await expect(s3.send(new HeadObjectCommand({ Bucket: lab().s3.bucket, Key: key }))).rejects.toThrow();
   });
   await expectNoScratchLeft(lab());
+});
+
+test("SIGTERM during a replay begun alongside a verification stops it, and removes the kept tree it took", async () => {
+  // E's message, released above, comes back: its verdict stands, and its chain from D is proven again, on D's
+  // kept tree (E's proof above restored D instead), the replay begun at once. The verifier is stopped as that
+  // replay starts applying.
+  const controller = new AbortController();
+  let abortedAt: string | null = null;
+  const { result, log } = await runLabVerifier(lab(), {
+    idleSeconds: 120,
+    signal: controller.signal,
+    onLog: (line) => {
+      if (line.chain !== undefined && line.message === "replaying" && abortedAt === null) {
+        abortedAt = String(line.chain);
+        controller.abort();
+      }
+    },
+  });
+  expect(abortedAt).toBe(`${d.backupId} → ${result.backupId}`);
+  expect(result).toMatchObject({ outcome: "interrupted" });
+  expect(log.lines.some((l) => /replaying onto the chain's start alongside/.test(l.message))).toBe(true);
+  const { cluster } = b.result.chain!.verdict;
+  const ref = { prefix: "backups", cluster, host: "replica1", backupId: result.backupId! };
+  await withClients(lab(), async ({ s3 }) => {
+    await expect(
+      s3.send(new HeadObjectCommand({ Bucket: lab().s3.bucket, Key: chainVerdictKey(ref) })),
+    ).rejects.toThrow();
+  });
+  const kept = await expectNoScratchLeft(lab());
+  expect(kept.filter((name) => name.endsWith(d.backupId))).toEqual([]);
 });

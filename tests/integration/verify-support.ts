@@ -2,7 +2,8 @@
  * What the verifier's integration tests share: a backup of the lab replica, `verify --once` with real
  * clients, and the assertions that nothing of a restore is left and how deep the queue is.
  */
-import { readFile } from "node:fs/promises";
+import { readFile, readdir } from "node:fs/promises";
+import { basename, join } from "node:path";
 import { hostname } from "node:os";
 import type { S3Client } from "@aws-sdk/client-s3";
 import { GetQueueAttributesCommand, type SQSClient } from "@aws-sdk/client-sqs";
@@ -10,7 +11,7 @@ import { $ } from "zx";
 import { parseBackupConfig, parseVerifyConfig, type VerifyConfig } from "../../contracts";
 import { backupDeps } from "../../hostscripts/backup/command";
 import { runBackup, type BackupResult } from "../../hostscripts/backup/run";
-import { memoryLogger } from "../../hostscripts/common/log";
+import { memoryLogger, type MemoryLine } from "../../hostscripts/common/log";
 import { fileSink, type MetricsSink } from "../../hostscripts/common/metrics";
 import { runVerifier, type VerifierDeps } from "../../hostscripts/verify/daemon";
 import type { VerificationResult } from "../../hostscripts/verify/result";
@@ -52,11 +53,13 @@ export async function runLabVerifier(
     metrics?: MetricsSink;
     /** Receives the result of each binlog.archived message handled on the way. */
     onSegment?: (result: VerificationResult) => void;
+    /** Sees each log line as the verifier writes it. */
+    onLog?: (line: MemoryLine) => void;
   } = {},
 ): Promise<{ result: VerificationResult; log: ReturnType<typeof memoryLogger> }> {
   const config = options.config ?? (await labVerifyConfig(lab));
   const clients = labAwsClients(lab);
-  const log = memoryLogger();
+  const log = memoryLogger(options.onLog);
   const deps: VerifierDeps = {
     ...clients,
     s3: options.s3 ?? clients.s3,
@@ -87,11 +90,21 @@ export async function runLabVerifier(
   }
 }
 
-/** Nothing of a restore is left: no scratch directory, no scratch server. */
-export async function expectNoScratchLeft(lab: Lab): Promise<void> {
-  expect((await leftovers(lab.dir)).scratch).toEqual([]);
+/**
+ * Nothing of a restore is left: no scratch directory but the verified trees kept for the next chain proof, no
+ * scratch server. Returns the kept entries' names.
+ */
+export async function expectNoScratchLeft(lab: Lab): Promise<string[]> {
+  const scratch = (await leftovers(lab.dir)).scratch;
+  expect(scratch.filter((path) => basename(path) !== "kept")).toEqual([]);
   const scratchServers = (await processesUsing(lab.dir)).filter((p) => p.command.includes("/scratch/"));
   expect(scratchServers).toEqual([]);
+  // The verified trees kept for the next chain proof (kept.ts): whole entries only, a manifest beside the tree.
+  const keptDir = scratch.find((path) => basename(path) === "kept");
+  const kept = keptDir === undefined ? [] : await readdir(keptDir);
+  for (const entry of kept)
+    expect((await readdir(join(keptDir!, entry))).sort()).toEqual(["manifest.json", "root"]);
+  return kept;
 }
 
 /** Messages in the queue, visible or in flight. */

@@ -107,23 +107,33 @@ test("targets are judged on the worst round: one slow replay or one large peak m
   expect(judgeChainTargets(results([])).map((t) => t.met)).toEqual([null, null, null]);
 });
 
-test("with rounds alternating, the targets are judged on the rounds of the machine's default (after B below 4 cores, alongside from 4), and both kinds are set side by side", () => {
-  const alongside = round({ restoreAlongside: true, manifestToChainSeconds: 13 });
-  const after = round({ restoreAlongside: false, manifestToChainSeconds: 26 });
-  const two = results([alongside, after]);
-  expect(judgeChainTargets(two).map((t) => t.met)).toEqual([true, true, false]);
-  const four = { ...two, machine: { ...two.machine, cores: 4 } };
+test("with rounds rotating, the targets are judged on the kept tree replayed alongside B, and every kind is set side by side", () => {
+  const early = round({ start: "kept-alongside", manifestToChainSeconds: 13 });
+  const kept = round({ start: "kept", manifestToChainSeconds: 14 });
+  const after = round({ start: "after", manifestToChainSeconds: 26 });
+  const alongside = round({ start: "alongside", manifestToChainSeconds: 20 });
+  const four = results([early, kept, after, alongside]);
   expect(judgeChainTargets(four).map((t) => t.met)).toEqual([true, true, true]);
-  expect(judgeChainTargets(results([alongside, alongside])).map((t) => t.met)).toEqual([null, null, null]);
-  const text = renderChain(two);
-  expect(text).toContain("| 1 | alongside B | 10 |");
-  expect(text).toContain("| 2 | after B | 10 |");
-  expect(text).toContain("judged on the rounds of this machine's default (after, 2 cores)");
-  expect(text).toMatch(
-    /A restored alongside B's verification \(1 rounds\): .*chain verdict 2 s \/ 2 s after B's/,
+  // Without such rounds (recorded before them): the kept rounds, else the machine's default restore.
+  expect(judgeChainTargets(results([kept, after])).map((t) => t.met)).toEqual([true, true, false]);
+  expect(judgeChainTargets(results([alongside, after])).map((t) => t.met)).toEqual([true, true, false]);
+  const wide = results([alongside, after]);
+  wide.machine = { ...wide.machine, cores: 4 };
+  expect(judgeChainTargets(wide)[2]!.measured).toBe(
+    "verdict minus budget: median 6.8 s, max 6.8 s (> 0: over)",
   );
+  const text = renderChain(four);
+  expect(text).toContain("| 1 | kept, replayed alongside B | 10 |");
+  expect(text).toContain("| 2 | kept, replayed after B | 10 |");
+  expect(text).toContain("| 3 | restored after B | 10 |");
+  expect(text).toContain("| 4 | restored alongside B | 10 |");
+  expect(text).toContain('The targets are judged on the "kept, replayed alongside B" rounds (2 cores)');
+  expect(text).toMatch(
+    /A's kept tree replayed alongside B's verification \(1 rounds\): .*chain verdict 2 s \/ 2 s after B's/,
+  );
+  expect(text).toMatch(/A's kept tree replayed after B's verdict \(1 rounds\): .*verdict minus budget 0.8 s/);
   expect(text).toMatch(/A restored after B's verdict \(1 rounds\): .*chain verdict 15 s \/ 15 s after B's/);
-  expect(text).not.toContain("Why the budget is missed");
+  expect(text).toMatch(/A restored alongside B's verification \(1 rounds\): .*verdict minus budget 6.8 s/);
 });
 
 test("median and max skip missing values", () => {
@@ -138,8 +148,8 @@ test("the section names the command, every round and the targets", () => {
   );
   expect(text).toContain("`npm run bench -- --chain`");
   expect(text).toContain("| 2 (chain none) |");
-  expect(text).toContain("over the budget by median 12.8 s, max 12.8 s");
-  expect(text).toContain("median 12 s, max 12 s of verifier time");
+  expect(text).toContain("verdict minus budget: median 12.8 s, max 12.8 s (> 0: over)");
+  expect(text).toContain("| 1 | restored after B | 10 |");
 });
 
 test("the primary's transactions are the sum of its GTID sequence numbers", () => {
