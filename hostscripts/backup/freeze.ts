@@ -253,15 +253,25 @@ interface Under {
 
 /**
  * Before the hold, where the plan has stages before it (MariaDB's BACKUP STAGE BLOCK_DDL before
- * BLOCK_COMMIT): the table inventory, so the replica's commits do not wait for it. It is the snapshot's all
- * the same: from BLOCK_DDL to BACKUP STAGE END the server holds CREATE, DROP, RENAME and TRUNCATE TABLE and
- * the final phase of every ALTER TABLE, so no table, engine or partitioning changes between this read and the
- * snapshot.
+ * BLOCK_COMMIT), side by side:
+ * - the table inventory, so the replica's commits do not wait for it. It is the snapshot's all the same: from
+ *   BLOCK_DDL to BACKUP STAGE END the server holds CREATE, DROP, RENAME and TRUNCATE TABLE and the final phase
+ *   of every ALTER TABLE, so no table, engine or partitioning changes between this read and the snapshot;
+ * - the volume flushed once more (the driver's `flush`, as before the lock). The flush before the lock is
+ *   tens of milliseconds old by now, and on a replica applying at its limit the relay and binary logs
+ *   dirty the page cache quickly; whatever is dirty, and a filesystem commit already running, the snapshot
+ *   must write or wait for while commits are held. Flushed here, with only DDL held, the snapshot finds
+ *   milliseconds of writes (lab at the maximum rate: `BENCHMARKS.md`, lock modes).
  */
 function beforeHold(under: Under): LockOptions["beforeHold"] {
   if (under.plan.holdFrom === 0) return undefined;
+  const { driver, session } = under;
   return async (_signal, timed) => {
-    under.inventory = await timed("inventory", () => readInventory(under.session.query));
+    const [inventory] = await Promise.all([
+      timed("inventory", () => readInventory(session.query)),
+      driver.flush && timed("volume flushed", async () => driver.flush?.()),
+    ]);
+    under.inventory = inventory;
   };
 }
 

@@ -179,6 +179,14 @@ describe("once every table that holds data is InnoDB", () => {
       const result = await backup("commit");
       expect(result).toMatchObject({ lockMode: "commit", lockChosenBy: "config" });
       expect(result.lockMs).toBeGreaterThan(0);
+      // The inventory and a second flush of the volume run with only DDL held; the hold begins after them.
+      const order = result.lockSteps.map((s) => s.step);
+      const at = (step: string) => order.indexOf(step);
+      expect(at("BACKUP STAGE BLOCK_DDL")).toBeGreaterThanOrEqual(0);
+      for (const step of ["inventory", "volume flushed"]) {
+        expect(at(step)).toBeGreaterThan(at("BACKUP STAGE BLOCK_DDL"));
+        expect(at(step)).toBeLessThan(at("BACKUP STAGE BLOCK_COMMIT"));
+      }
       const manifest = await manifestOf(result);
       const verdict = await verified(result.backupId);
       expect(verdict.report?.position.recovered?.gtidSlavePos).toBe(manifest.position.gtidSlavePos);

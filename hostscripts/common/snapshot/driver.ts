@@ -127,8 +127,9 @@ export interface SnapshotDriver {
   /** Removes snapshots this tool left behind in earlier runs (a crash); returns their names. */
   removeStale(): Promise<string[]>;
   /**
-   * Writes the volume's dirty data out just before the lock, so the snapshot taken under the lock has
-   * little left to flush (btrfs under write load: lock median 26 → 14 ms, `bench/lock-experiment.ts`).
+   * Writes the volume's dirty data out just before the lock, and again just before the hold where the lock
+   * mode has stages before it (BLOCK_DDL → BLOCK_COMMIT), so the snapshot taken while commits wait has little
+   * left to flush (btrfs under write load: lock median 26 → 14 ms, `bench/lock-experiment.ts`).
    * Best effort: a failure only costs lock time.
    */
   flush?(): Promise<void>;
