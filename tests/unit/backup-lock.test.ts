@@ -5,7 +5,7 @@
  */
 import { mariadbDialect } from "../../hostscripts/common/dialect";
 import { PipelineError } from "../../hostscripts/common/errors";
-import { withLock, type SqlSession } from "../../hostscripts/backup/lock";
+import { withLock, type SqlSession, type StepTimer } from "../../hostscripts/backup/lock";
 import { memoryLogger } from "../../hostscripts/common/log";
 
 /** A session that records statements; `hang` makes a statement wait until the session is killed. */
@@ -89,6 +89,21 @@ test("times each statement and each step the work runs through timed, concurrent
   expect(unlock.atMs).toBeGreaterThanOrEqual(snapshot.atMs + snapshot.ms);
 });
 
+/** Work whose snapshot step never ends until the window aborts it; `onAbort` is told. */
+function hangingSnapshot(onAbort: () => void) {
+  return (signal: AbortSignal, timed: StepTimer) =>
+    timed(
+      "the btrfs snapshot",
+      () =>
+        new Promise<never>((_, reject) => {
+          signal.addEventListener("abort", () => {
+            onAbort();
+            reject(new Error("snapshot killed"));
+          });
+        }),
+    );
+}
+
 test("a hanging step: the watchdog kills the lock session at the timeout, the work is aborted", async () => {
   const session = scriptedSession(7);
   const watchdog = watchdogFor(session);
@@ -96,17 +111,7 @@ test("a hanging step: the watchdog kills the lock session at the timeout, the wo
   const started = performance.now();
   const error = await withLock(
     { session, watchdog, plan, timeoutMs: 300, log: memoryLogger() },
-    (signal, timed) =>
-      timed(
-        "the btrfs snapshot",
-        () =>
-          new Promise((_, reject) => {
-            signal.addEventListener("abort", () => {
-              aborted = true;
-              reject(new Error("snapshot killed"));
-            });
-          }),
-      ),
+    hangingSnapshot(() => (aborted = true)),
   ).catch((e: unknown) => e);
   const elapsed = performance.now() - started;
 
@@ -242,17 +247,7 @@ describe("the other lock modes", () => {
     let aborted = false;
     const error = await withLock(
       { session, watchdog, plan: none, timeoutMs: 100, log: memoryLogger() },
-      (signal, timed) =>
-        timed(
-          "the btrfs snapshot",
-          () =>
-            new Promise((_, reject) => {
-              signal.addEventListener("abort", () => {
-                aborted = true;
-                reject(new Error("snapshot killed"));
-              });
-            }),
-        ),
+      hangingSnapshot(() => (aborted = true)),
     ).catch((e: unknown) => e);
     expect((error as PipelineError).kind).toBe("LockTimeout");
     expect((error as PipelineError).message).toContain("the snapshot window (no lock held)");
