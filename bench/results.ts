@@ -76,7 +76,13 @@ export function measured(run: CommandRun, bytes?: number): Measured {
 
 /** One of our backups. */
 export interface OurBackup extends Measured {
+  /** First lock statement → unlock (`lockMs` of its result). */
   lockMs?: number;
+  /**
+   * The statement that holds commits (BLOCK_COMMIT, FTWRL) → unlock (`holdMs` of its result): how long the
+   * replica's commits waited. Runs before it was recorded read it from `result`.
+   */
+  holdMs?: number;
   archiveSeconds?: number;
   uploadSeconds?: number;
   archiveBytes?: number;
@@ -161,4 +167,11 @@ export function spread(values: (number | undefined)[]): Spread | undefined {
     p99: quantile(defined, 0.99),
     max: Math.max(...defined),
   };
+}
+
+/** How long a backup held the replica's commits: its `holdMs`, else its result's, else its whole lock window. */
+export function commitsHeldMs(backup: OurBackup): number | undefined {
+  if (backup.holdMs !== undefined) return backup.holdMs;
+  const fromResult = backup.result.holdMs;
+  return typeof fromResult === "number" ? fromResult : backup.lockMs;
 }

@@ -374,6 +374,7 @@ async function ourBackups(lab: Lab, command: string, count: number, notes: strin
       const backup: OurBackup = {
         ...measured(run),
         lockMs: numberAt(result, "lockMs", "lock.ms", "lockWindowMs"),
+        holdMs: numberAt(result, "holdMs"),
         archiveSeconds: numberAt(result, "archiveSeconds", "timings.archiveSeconds", "archive.seconds"),
         uploadSeconds: numberAt(result, "uploadSeconds", "timings.uploadSeconds", "upload.seconds"),
         archiveBytes: numberAt(result, "archiveBytes", "archive.bytes"),

@@ -1,6 +1,6 @@
 import type { BenchResults, CompetitorResult, TargetVerdict } from "./results";
 import { median } from "./stall";
-import { spread } from "./results";
+import { commitsHeldMs, spread } from "./results";
 
 /**
  * The targets of issue 7 (and the benchmark targets of issue 2), judged on one run's results. Each
@@ -64,6 +64,7 @@ function round(value: number): string {
 /** Every target, judged. */
 export function evaluateTargets(results: BenchResults): TargetVerdict[] {
   const backups = results.ours.backups;
+  const held = spread(backups.map(commitsHeldMs));
   const lock = spread(backups.map((b) => b.lockMs));
   const stall = spread(backups.map((b) => b.stall.stallMs));
   const lockStall = spread(backups.map((b) => b.lockStall?.stallMs));
@@ -77,12 +78,15 @@ export function evaluateTargets(results: BenchResults): TargetVerdict[] {
   const mib = (bytes: number | undefined) => (bytes === undefined ? undefined : bytes / 2 ** 20);
   return [
     verdict(
-      "lock window p99 under write load",
+      "lock window p99 under write load (commits held)",
       100,
       "ms",
-      lock?.p99,
+      held?.p99,
       true,
-      `p99 (nearest rank) of ${lock?.n ?? 0} backups; median ${round(lock?.median ?? NaN)} ms, max ${round(lock?.max ?? NaN)} ms`,
+      `p99 (nearest rank) of ${held?.n ?? 0} backups of the time the replica's commits were held (\`holdMs\`: ` +
+        `BLOCK_COMMIT or FTWRL to unlock); median ${round(held?.median ?? NaN)} ms, max ${round(held?.max ?? NaN)} ms; ` +
+        `the whole window with the stages before the hold (\`lockMs\`): median ${round(lock?.median ?? NaN)} ms, ` +
+        `p99 ${round(lock?.p99 ?? NaN)} ms`,
     ),
     verdict(
       "replication stall per backup",
