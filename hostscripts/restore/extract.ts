@@ -192,7 +192,7 @@ async function hashAndFeed(
   source: AsyncIterable<Uint8Array>,
   sink: Writable,
 ): Promise<{ bytes: number; sha256: string }> {
-  const hash = sha256Stream();
+  const hash = sha256Stream("VerifierInfrastructure");
   let bytes = 0;
   let open = true;
   sink.on("error", () => {

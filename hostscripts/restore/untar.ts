@@ -354,7 +354,7 @@ class ChunkParser {
       offset,
       remaining,
       entryBytes,
-      hash: sha256Stream(),
+      hash: sha256Stream("VerifierInfrastructure"),
       batch: [],
       batchBytes: 0,
     };

@@ -18,7 +18,7 @@ function reference(data: Buffer): string {
 
 /** Feeds `data` in pieces of random sizes (1 byte to 300 KiB), each awaited as a restore does. */
 async function feed(data: Buffer, offload: boolean): Promise<string> {
-  const hash = sha256Stream(offload);
+  const hash = sha256Stream("VerifierInfrastructure", offload);
   for (let at = 0; at < data.length;) {
     const take = Math.min(data.length - at, 1 + Math.floor(Math.random() * 300 * 1024));
     await hash.update(data.subarray(at, at + take));
@@ -46,7 +46,7 @@ describe.each([
   test("a buffer written over once update resolved does not change the digest", async () => {
     const data = randomBytes(3 * 1024 * 1024 + 17);
     const reused = Buffer.alloc(64 * 1024);
-    const hash = sha256Stream(offload);
+    const hash = sha256Stream("VerifierInfrastructure", offload);
     for (let at = 0; at < data.length; at += reused.length) {
       const n = data.copy(reused, 0, at, Math.min(data.length, at + reused.length));
       await hash.update(reused.subarray(0, n));
@@ -60,10 +60,10 @@ test("a process that hashed on the worker ends by itself, and one that left a ha
   const script = `
     import { sha256Stream } from ${JSON.stringify(join(ROOT, "hostscripts/common/hash-offload"))};
     void (async () => {
-      const done = sha256Stream(true);
+      const done = sha256Stream("VerifierInfrastructure", true);
       await done.update(Buffer.alloc(3 * 1024 * 1024, 1));
       console.log(await done.digest());
-      const abandoned = sha256Stream(true);
+      const abandoned = sha256Stream("VerifierInfrastructure", true);
       await abandoned.update(Buffer.alloc(1500 * 1024, 2));
     })();
   `;
