@@ -1,11 +1,11 @@
 import { spawn, type ChildProcessByStdio } from "node:child_process";
-import { createHash, type Hash } from "node:crypto";
 import { once } from "node:events";
 import { open, rename, unlink, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import type { FilePiece } from "../../contracts";
 import { messageOf } from "../common/errors";
+import { sha256Stream, type StreamHash } from "../common/hash-offload";
 import { END_OF_ARCHIVE, paddingAfter } from "../common/tar";
 import { GrowingFile, type ChunkFeed } from "./growing";
 
@@ -76,7 +76,7 @@ interface OpenFile {
   size: number;
   offset: number;
   pieceStart: number;
-  hash: Hash;
+  hash: StreamHash;
   pieces: FilePiece[];
 }
 
@@ -115,7 +115,7 @@ export class ChunkedTarWriter {
 
   /** A file's data follows: `size` bytes, hashed in pieces where a chunk boundary cuts them. */
   beginFile(path: string, size: number): void {
-    this.file = { path, size, offset: 0, pieceStart: 0, hash: createHash("sha256"), pieces: [] };
+    this.file = { path, size, offset: 0, pieceStart: 0, hash: sha256Stream("ArchiveFailed"), pieces: [] };
   }
 
   /**
@@ -131,14 +131,14 @@ export class ChunkedTarWriter {
     for (let at = 0; at < data.length;) {
       let chunk = await this.current();
       if (this.position - chunk.tarOffset === this.options.chunkBytes) {
-        file.pieces.push(this.pieceOf(file));
+        file.pieces.push(await this.pieceOf(file));
         file.pieceStart = file.offset;
-        file.hash = createHash("sha256");
+        file.hash = sha256Stream("ArchiveFailed");
         chunk = await this.cut({ path: file.path, offset: file.offset });
       }
       const room = chunk.tarOffset + this.options.chunkBytes - this.position;
       const piece = data.subarray(at, at + Math.min(room, data.length - at));
-      file.hash.update(piece);
+      await file.hash.update(piece);
       file.offset += piece.length;
       at += piece.length;
       pending++;
@@ -155,8 +155,8 @@ export class ChunkedTarWriter {
       throw new Error(`${file.path}: ${file.offset} of ${file.size} bytes written`);
     const padding = paddingAfter(file.size);
     if (padding > 0) await this.send(Buffer.alloc(padding));
-    if (file.pieces.length === 0) return { sha256: file.hash.digest("hex") };
-    return { pieces: [...file.pieces, this.pieceOf(file)] };
+    if (file.pieces.length === 0) return { sha256: await file.hash.digest() };
+    return { pieces: [...file.pieces, await this.pieceOf(file)] };
   }
 
   /** Ends the tar stream and the last chunk; resolves with every chunk once each is complete on disk. */
@@ -187,8 +187,12 @@ export class ChunkedTarWriter {
       if (result.status === "fulfilled") await unlink(result.value.path).catch(() => undefined);
   }
 
-  private pieceOf(file: OpenFile): FilePiece {
-    return { offset: file.pieceStart, bytes: file.offset - file.pieceStart, sha256: file.hash.digest("hex") };
+  private async pieceOf(file: OpenFile): Promise<FilePiece> {
+    return {
+      offset: file.pieceStart,
+      bytes: file.offset - file.pieceStart,
+      sha256: await file.hash.digest(),
+    };
   }
 
   private async current(): Promise<OpenChunk> {

@@ -1,4 +1,3 @@
-import { createHash, type Hash } from "node:crypto";
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -8,6 +7,7 @@ import {
   type S3Client,
 } from "@aws-sdk/client-s3";
 import { noCheckpoint, type Checkpoint } from "../common/checkpoint";
+import { sha256Stream, type StreamHash } from "../common/hash-offload";
 import { PipelineError, messageOf } from "../common/errors";
 import type { Logger } from "../common/log";
 import { DEFAULT_RETRY, withRetries, type RetryPolicy } from "../common/retry";
@@ -85,7 +85,7 @@ interface OpenUpload {
   index: number;
   key: string;
   uploadId: string;
-  hash: Hash;
+  hash: StreamHash;
   bytes: number;
   parts: Array<{ completed: CompletedPart; bytes: number; crc32: number; etag?: string }>;
 }
@@ -115,7 +115,7 @@ export async function uploadArchive(
         index: chunk.index,
         key,
         uploadId,
-        hash: createHash("sha256"),
+        hash: sha256Stream("UploadFailed"),
         bytes: 0,
         parts: [],
       };
@@ -133,12 +133,14 @@ export async function uploadArchive(
       completion: completionOf(u),
     }));
     await progress.started?.(records);
-    const chunks = uploads.map((u) => ({
-      index: u.index,
-      key: u.key,
-      bytes: u.bytes,
-      sha256: u.hash.digest("hex"),
-    }));
+    const chunks = await Promise.all(
+      uploads.map(async (u) => ({
+        index: u.index,
+        key: u.key,
+        bytes: u.bytes,
+        sha256: await u.hash.digest(),
+      })),
+    );
     await progress.beforeComplete?.(chunks);
     await Promise.all(records.map((record) => completeUpload(s3, record, record.completion, log, policy)));
     await progress.checkpoint?.("uploaded");
@@ -203,7 +205,7 @@ class PartSender {
         throw this.failure;
       }
       const body = await chunk.source.read(buffer, Math.min(this.partSize, available - offset), offset);
-      upload.hash.update(body);
+      await upload.hash.update(body);
       upload.bytes += body.length;
       const sending = this.sendPart(upload, index, body)
         .catch((e: unknown) => {

@@ -1,9 +1,9 @@
 import { spawn, type ChildProcessByStdio } from "node:child_process";
-import { createHash } from "node:crypto";
 import { posix } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { isSplit, type ArchivedFile } from "../../contracts";
 import { PipelineError, messageOf } from "../common/errors";
+import { sha256Stream } from "../common/hash-offload";
 import {
   ArchiveUnpacker,
   UnsafeEntryError,
@@ -192,7 +192,7 @@ async function hashAndFeed(
   source: AsyncIterable<Uint8Array>,
   sink: Writable,
 ): Promise<{ bytes: number; sha256: string }> {
-  const hash = createHash("sha256");
+  const hash = sha256Stream("VerifierInfrastructure");
   let bytes = 0;
   let open = true;
   sink.on("error", () => {
@@ -201,11 +201,13 @@ async function hashAndFeed(
   });
   try {
     for await (const chunk of source) {
-      hash.update(chunk);
+      await hash.update(chunk);
       bytes += chunk.length;
       if (open) open = await written(sink, chunk);
     }
   } catch (error) {
+    // The hashing thread's own failure is already named; anything else broke the download.
+    if (error instanceof PipelineError) throw error;
     throw new PipelineError(
       "VerifierInfrastructure",
       `the archive download broke off after ${bytes} bytes: ${messageOf(error)}`,
@@ -215,7 +217,7 @@ async function hashAndFeed(
   } finally {
     sink.end();
   }
-  return { bytes, sha256: hash.digest("hex") };
+  return { bytes, sha256: await hash.digest() };
 }
 
 /** Writes `chunk` and resolves once it is handed to zstd (true), or zstd's input failed (false). */

@@ -1,8 +1,8 @@
-import { createHash, type Hash } from "node:crypto";
 import { mkdir, open, realpath, symlink, type FileHandle } from "node:fs/promises";
 import { join, posix } from "node:path";
 import type { FilePiece } from "../../contracts";
 import { PipelineError, messageOf } from "../common/errors";
+import { sha256Stream, type StreamHash } from "../common/hash-offload";
 import { writeAllAt } from "../common/streams";
 import {
   BLOCK,
@@ -203,7 +203,7 @@ interface Writing {
   remaining: number;
   /** Bytes of the entry's data (its padding follows them). */
   entryBytes: number;
-  hash: Hash;
+  hash: StreamHash;
   batch: Buffer[];
   batchBytes: number;
 }
@@ -354,7 +354,7 @@ class ChunkParser {
       offset,
       remaining,
       entryBytes,
-      hash: createHash("sha256"),
+      hash: sha256Stream("VerifierInfrastructure"),
       batch: [],
       batchBytes: 0,
     };
@@ -365,7 +365,7 @@ class ChunkParser {
     const w = this.writing!;
     const take = Math.min(w.remaining, data.length - at);
     const piece = data.subarray(at, at + take);
-    w.hash.update(piece);
+    await w.hash.update(piece);
     w.batch.push(piece);
     w.batchBytes += take;
     w.remaining -= take;
@@ -389,7 +389,7 @@ class ChunkParser {
     await this.flush(w);
     this.writing = null;
     if (w.remaining === 0) this.skip = paddingAfter(w.entryBytes);
-    const fragment = { offset: w.start, bytes: w.offset - w.start, sha256: w.hash.digest("hex") };
+    const fragment = { offset: w.start, bytes: w.offset - w.start, sha256: await w.hash.digest() };
     await this.unpacker.doneWith(w.path, fragment);
   }
 }
