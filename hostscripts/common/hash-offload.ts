@@ -137,6 +137,11 @@ class HashWorker {
   private check(): void {
     if (this.failure) throw this.failure;
   }
+
+  /** Whether the worker failed: its hashes fail, and new ones go to a new worker. */
+  get failed(): boolean {
+    return this.failure !== null;
+  }
 }
 
 let shared: HashWorker | undefined;
@@ -153,7 +158,8 @@ export function hashesOffloaded(): boolean {
  */
 export function sha256Stream(kind: ExitCodeName, offload = hashesOffloaded()): StreamHash {
   if (!offload) return inlineHash(createHash("sha256"));
-  shared ??= new HashWorker();
+  // A worker that failed takes down the hashes it held, not those of the next backup or message.
+  if (shared === undefined || shared.failed) shared = new HashWorker();
   return offloadedHash(shared, kind);
 }
 

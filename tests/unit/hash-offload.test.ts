@@ -7,6 +7,7 @@ import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { PipelineError } from "../../hostscripts/common/errors";
 import { sha256Stream } from "../../hostscripts/common/hash-offload";
 
 const run = promisify(execFile);
@@ -54,6 +55,19 @@ describe.each([
     }
     expect(await hash.digest()).toBe(reference(data));
   });
+});
+
+test("a failed worker fails the hashes it held with the caller's kind; the next hash gets a new worker", async () => {
+  const misused = sha256Stream("ArchiveFailed", true);
+  await misused.update(Buffer.from("abc"));
+  await misused.digest();
+  // A second digest asks the worker for a hash it no longer has: the worker thread dies of it.
+  const error = await misused.digest().catch((e: unknown) => e);
+  expect(error).toBeInstanceOf(PipelineError);
+  expect(error).toMatchObject({ kind: "ArchiveFailed" });
+  expect((error as Error).message).toMatch(/the hashing thread failed/);
+  const data = randomBytes(2 * 1024 * 1024 + 5);
+  expect(await feed(data, true)).toBe(reference(data));
 });
 
 test("a process that hashed on the worker ends by itself, and one that left a hash unfinished too", async () => {
