@@ -36,7 +36,9 @@ export async function startS3Guard(upstream: string): Promise<S3Guard> {
   const target = new URL(upstream);
   const server = createServer((req, res) => {
     void handle(req, res).catch((error: Error) => {
-      res.writeHead(500).end(error.message);
+      // A client that went away (killed mid-request) has no one left to answer.
+      if (res.headersSent || res.destroyed) res.destroy();
+      else res.writeHead(500).end(error.message);
     });
   });
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -93,7 +95,11 @@ function header(req: IncomingMessage, name: string): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }
 
-/** Passes a request to the emulator and its answer back; resolves with the status. */
+/**
+ * Passes a request to the emulator and its answer back; resolves with the status. A client killed while it
+ * sent its body (the archiver under kill -9) never ends its request: the upstream request is then cut off and
+ * the promise rejects, so the key's lock is released instead of holding every later PUT of that key.
+ */
 function forward(req: IncomingMessage, res: ServerResponse, target: URL): Promise<number> {
   return new Promise((resolve, reject) => {
     const upstream = request(
@@ -102,9 +108,20 @@ function forward(req: IncomingMessage, res: ServerResponse, target: URL): Promis
         res.writeHead(answer.statusCode ?? 502, answer.headers);
         answer.pipe(res);
         answer.on("end", () => resolve(answer.statusCode ?? 502));
+        answer.on("error", reject);
       },
     );
     upstream.on("error", reject);
+    const gone = () => {
+      upstream.destroy();
+      reject(new Error(`the client went away during ${req.method} ${req.url}`));
+    };
+    req.on("close", () => {
+      if (!req.complete) gone();
+    });
+    res.on("close", () => {
+      if (!res.writableFinished) gone();
+    });
     req.pipe(upstream);
   });
 }
