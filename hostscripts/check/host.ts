@@ -1,5 +1,5 @@
 import { constants } from "node:fs";
-import { access, mkdtemp, rm, stat, statfs } from "node:fs/promises";
+import { access, mkdtemp, rm, stat } from "node:fs/promises";
 import { delimiter, dirname, join } from "node:path";
 import { humanBytes } from "../common/output";
 import type { Checklist } from "./findings";
@@ -83,12 +83,6 @@ export async function checkWritableDir(
       `mkdir -p ${dir}`,
     );
   return existing;
-}
-
-/** The free space of the file system that holds `dir`. */
-export async function freeBytes(dir: string): Promise<number> {
-  const fs = await statfs(dir);
-  return Number(fs.bavail) * Number(fs.bsize);
 }
 
 /** `dir` itself, or its nearest ancestor that exists. */

@@ -15,7 +15,8 @@ import { findServerBinary, readServerBuild, whyCannotRun, type ServerBuild } fro
 import type { RunCommand } from "../common/snapshot";
 import { checkQueue } from "./aws";
 import { Checklist } from "./findings";
-import { checkTools, checkWritableDir, freeBytes } from "./host";
+import { freeBytes } from "../common/diskspace";
+import { checkTools, checkWritableDir } from "./host";
 import { checkMetrics } from "./replica";
 
 /**

@@ -44,14 +44,13 @@ export async function checkDiskSpace(
   const ratio = settings.ratio ?? (await lastRatio(localDir)) ?? 1;
   const archiveBytes = Math.ceil(dataBytes * ratio);
   const reserveBytes = (settings.reserveMiB ?? DEFAULT_RESERVE_MIB) * MiB;
-  const fs = await statfs(localDir);
-  const freeBytes = Number(fs.bavail) * Number(fs.bsize);
-  const estimate = { dataBytes, ratio, archiveBytes, reserveBytes, freeBytes };
-  if (archiveBytes + reserveBytes > freeBytes) {
+  const free = await freeBytes(localDir);
+  const estimate = { dataBytes, ratio, archiveBytes, reserveBytes, freeBytes: free };
+  if (archiveBytes + reserveBytes > free) {
     const gib = (n: number) => `${(n / 1024 ** 3).toFixed(2)} GiB`;
     throw new PipelineError(
       "DiskSpace",
-      `${localDir} has ${gib(freeBytes)} free, but an archive of ${sourceRoot} (${gib(dataBytes)} × ratio ` +
+      `${localDir} has ${gib(free)} free, but an archive of ${sourceRoot} (${gib(dataBytes)} × ratio ` +
         `${ratio.toFixed(2)} = ${gib(archiveBytes)}) plus the reserve of ${gib(reserveBytes)} needs more; nothing was locked or written`,
       "free space in localDir, lower keepLocal, move localDir to a larger volume, or set diskSpace.ratio / " +
         "diskSpace.reserveMiB if the estimate is too cautious for this data",
@@ -95,4 +94,10 @@ async function lastRatio(localDir: string): Promise<number | null> {
     }
   }
   return null;
+}
+
+/** The free space (for an unprivileged user) of the file system that holds `path`. */
+export async function freeBytes(path: string): Promise<number> {
+  const fs = await statfs(path);
+  return Number(fs.bavail) * Number(fs.bsize);
 }

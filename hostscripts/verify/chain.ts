@@ -211,9 +211,7 @@ async function chainStartOf(
     return null;
   }
   const backups = await listBackups(deps.s3, restoreConfig.restore);
-  const from = backups.find(
-    (b) => b.complete && b.verdict === "verified" && b.backupId < ref.backupId && b.backupId !== ref.backupId,
-  );
+  const from = backups.find((b) => b.complete && b.verdict === "verified" && b.backupId < ref.backupId);
   if (from === undefined) {
     deps.log.info(`no verified snapshot of ${ref.cluster} before ${ref.backupId}: no chain to prove`);
     return null;

@@ -1,16 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import {
-  access,
-  chown,
-  mkdir,
-  readFile,
-  readdir,
-  rename,
-  rm,
-  stat,
-  statfs,
-  writeFile,
-} from "node:fs/promises";
+import { access, chown, mkdir, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
   VERIFY_DEFAULTS,
@@ -19,6 +8,7 @@ import {
   type BackupRef,
   type VerifyConfig,
 } from "../../contracts";
+import { freeBytes } from "../common/diskspace";
 import { messageOf } from "../common/errors";
 import type { Logger } from "../common/log";
 import { listArchive } from "../restore/archive";
@@ -240,11 +230,6 @@ async function discard(dir: string, name: string): Promise<void> {
 
 /** Entry names sort by their snapshot's time: the backup id after the 16-character key. */
 const byBackupId = (a: string, b: string) => a.slice(17).localeCompare(b.slice(17));
-
-async function freeBytes(path: string): Promise<number> {
-  const stats = await statfs(path);
-  return stats.bavail * stats.bsize;
-}
 
 /** Removes what a verifier stopped mid-keep left: entries that never came in whole. */
 export async function sweepIncoming(config: VerifyConfig): Promise<void> {
