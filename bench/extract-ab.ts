@@ -1,5 +1,5 @@
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
-import { basename, join } from "node:path";
+import { basename, join, resolve } from "node:path";
 import { archiveObjectsOf, parseManifest } from "../contracts";
 import { readLab } from "../lab/lab";
 import { bundleHostScripts } from "../scripts/bundle";
@@ -7,11 +7,12 @@ import { say } from "./benchlab";
 import { mustRunMeasured } from "./measure";
 
 /**
- * `tsx bench/extract-ab.ts LAB_DIR BACKUP_ID [ROUNDS] [OUT.json]`: our restore's unpacking against plain
+ * `tsx bench/extract-ab.ts LAB_DIR BACKUP_ID [ROUNDS] [OUT.json] [--before BUNDLE]`: our restore's unpacking against plain
  * `zstd -d | tar -x`, like for like, from the chunk files of a backup the lab kept on local disk: ours is
  * `bench/extract-only.ts` (the restore's `extractChunk`: sha256 of the compressed bytes, zstd -d, our tar
  * parser, every file's sha256, then every file compared with the manifest) with one chunk at a time and with
- * one per core; neither side downloads, so neither pays for the lab's S3 emulator. The sides alternate in
+ * one per core (and the same of another tree's bundle with `--before`); neither side downloads, so neither pays
+ * for the lab's S3 emulator. The sides alternate in
  * order, round by round; the target is removed after each (outside the measured time).
  */
 
@@ -30,9 +31,12 @@ const median = (values: number[]) => {
 };
 
 async function main(): Promise<void> {
-  const [labDir, backupId, roundsArg, out] = process.argv.slice(2);
+  const args = process.argv.slice(2);
+  const beforeAt = args.indexOf("--before");
+  const before = beforeAt >= 0 ? resolve(args.splice(beforeAt, 2)[1]) : undefined;
+  const [labDir, backupId, roundsArg, out] = args;
   if (!labDir || !backupId)
-    throw new Error("usage: tsx bench/extract-ab.ts LAB_DIR BACKUP_ID [ROUNDS] [OUT.json]");
+    throw new Error("usage: tsx bench/extract-ab.ts LAB_DIR BACKUP_ID [ROUNDS] [OUT.json] [--before BUNDLE]");
   const rounds = Number(roundsArg ?? 3);
   const lab = await readLab(labDir);
   const backup = join(lab.backupsDir, backupId);
@@ -53,6 +57,12 @@ async function main(): Promise<void> {
     },
     { name: "ours, 1 chunk at a time", command: `node ${ours.path} ${backup} ${target} 1` },
     { name: "ours, one chunk per core", command: `node ${ours.path} ${backup} ${target} 0` },
+    ...(before
+      ? [
+          { name: "ours before, 1 chunk at a time", command: `node ${before} ${backup} ${target} 1` },
+          { name: "ours before, one chunk per core", command: `node ${before} ${backup} ${target} 0` },
+        ]
+      : []),
   ];
   const runs: SideRun[] = [];
   const startedAt = new Date().toISOString();
@@ -94,7 +104,7 @@ async function main(): Promise<void> {
   const results = {
     startedAt,
     finishedAt: new Date().toISOString(),
-    command: `tsx bench/extract-ab.ts ${labDir} ${backupId} ${rounds}`,
+    command: `tsx bench/extract-ab.ts ${labDir} ${backupId} ${rounds}${before ? ` --before ${before}` : ""}`,
     rawBytes,
     chunks: chunks.length,
     runs,
