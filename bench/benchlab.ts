@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { DeleteObjectsCommand, ListObjectsV2Command, type S3Client } from "@aws-sdk/client-s3";
 import { PurgeQueueCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import { parseBackupConfig, type BackupConfig } from "../contracts";
+import { DEFAULT_CHUNK_BYTES } from "../hostscripts/backup/archive";
 import { labDown, labUp, readLab, sql, type Lab } from "../lab/lab";
 import { waitUntil } from "../lab/processes";
 
@@ -86,6 +87,9 @@ export async function benchBackupConfig(
   await writeFile(path, `${JSON.stringify(config, null, 2)}\n`);
   return path;
 }
+
+/** The product's chunk size in MiB (`compression.chunkMiB` defaults to it), which the benches back up with. */
+export const PRODUCT_CHUNK_MIB = DEFAULT_CHUNK_BYTES / (1024 * 1024);
 
 /** The largest multipart part the emulator accepts, in MiB (its body limit is 11 MiB). */
 const EMULATOR_MAX_PART_MIB = 10;

@@ -4,7 +4,7 @@ import type { Connection } from "mysql2/promise";
 import { labAwsClients, type Lab } from "../lab/lab";
 import { rootQuery, rootSession } from "../lab/mariadb";
 import { sh } from "../lab/processes";
-import { benchBackupConfig, clearRemote, freshLab, say } from "./benchlab";
+import { PRODUCT_CHUNK_MIB, benchBackupConfig, clearRemote, freshLab, say } from "./benchlab";
 import { treeBytes } from "./limit";
 import { describeMachine, loadAverageNow, type Machine } from "./machine";
 import { runMeasured } from "./measure";
@@ -91,8 +91,6 @@ function baseDataset(gb: number): { tables: number; tableSize: number } {
 
 /** The schema of the replica-only copies. */
 const COPY_SCHEMA = "bench_large";
-/** The product's chunk size (contracts: compression.chunkMiB defaults to 1024). */
-const CHUNK_MIB = 1024;
 /** Tables made per FLUSH … FOR EXPORT (the source tables are read-locked while their files are copied). */
 const COPIES_PER_BATCH = 8;
 
@@ -112,7 +110,7 @@ export async function runLargeSuite(opts: LargeOptions): Promise<LargeResults> {
     command: opts.command,
     machine: await describeMachine(),
     base,
-    chunkMiB: CHUNK_MIB,
+    chunkMiB: PRODUCT_CHUNK_MIB,
     sizes: [],
     notes,
   };
@@ -120,7 +118,7 @@ export async function runLargeSuite(opts: LargeOptions): Promise<LargeResults> {
   const config = await benchBackupConfig(lab, work, notes, (c) => ({
     ...c,
     keepLocal: 0,
-    compression: { ...c.compression, chunkMiB: CHUNK_MIB },
+    compression: { ...c.compression, chunkMiB: PRODUCT_CHUNK_MIB },
   }));
   const { cli, problem } = await buildCli(work);
   if (problem !== undefined) notes.push(problem);

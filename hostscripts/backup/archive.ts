@@ -79,6 +79,8 @@ export const DEFAULT_CHUNK_BYTES = 1024 * 1024 * 1024;
 /** Bytes per read of a file, and how many such buffers are in flight (being read, or in zstd's input). */
 const READ_BYTES = 1024 * 1024;
 const READ_BUFFERS = 8;
+/** Reads of a file issued ahead of the one being sent to zstd (each holds one of the READ_BUFFERS). */
+const READ_AHEAD = 4;
 
 /** Writes the archive of `root` into `dir`; on failure removes every chunk file and throws ArchiveFailed. */
 export async function writeArchive(options: ArchiveOptions): Promise<ArchiveResult> {
@@ -189,49 +191,88 @@ function header(name: string, stats: Stats, type: "file" | "directory" | "symlin
 }
 
 /**
- * Streams one file into the archive, hashing it on the way: reads of READ_BYTES into the pool's buffers, the
- * next read running while zstd takes the previous one. A snapshot must not change: a file that ends early or
- * grows fails the archive.
+ * Streams one file into the archive, hashing it on the way: reads of READ_BYTES into the pool's buffers, up to
+ * READ_AHEAD of them issued ahead of the one zstd is taking, so the disk and zstd work at the same time (one
+ * read at a time left zstd waiting for every read of a cold snapshot, and the disk waiting for zstd). A
+ * snapshot must not change: a file that ends early or grows fails the archive.
  */
 async function packFile(full: string, name: string, stats: Stats, walk: Walk): Promise<ArchivedFile> {
   const { writer, buffers } = walk;
   let handle: FileHandle | undefined;
+  const ahead: Array<Promise<FileRead>> = [];
   try {
     handle = await open(full, "r");
+    const file = handle;
     await writer.header(encodeHeader(header(name, stats, "file")), stats.size > 0);
     writer.beginFile(name, stats.size);
+    let requested = 0;
     for (let position = 0; position < stats.size;) {
-      const buffer = await buffers.take();
-      const { bytesRead } = await handle.read(
-        buffer,
-        0,
-        Math.min(buffer.length, stats.size - position),
-        position,
-      );
-      if (bytesRead === 0) {
-        buffers.give(buffer);
-        throw changed(full, stats.size, position);
+      while (ahead.length < READ_AHEAD && requested < stats.size) {
+        const length = Math.min(READ_BYTES, stats.size - requested);
+        const read = readAt(file, buffers, requested, length);
+        read.catch(() => undefined);
+        ahead.push(read);
+        requested += length;
       }
-      position += bytesRead;
-      walk.onBytes(bytesRead);
-      await writer.fileData(buffer.subarray(0, bytesRead), () => buffers.give(buffer));
+      const { buffer, bytes, wanted } = await ahead.shift()!;
+      if (bytes < wanted) {
+        buffers.give(buffer);
+        throw changed(full, stats.size, position + bytes);
+      }
+      position += bytes;
+      walk.onBytes(bytes);
+      await writer.fileData(buffer.subarray(0, bytes), () => buffers.give(buffer));
       if (!walk.paused && writer.tarBytes >= 2 * READ_BYTES) {
         walk.paused = true;
         await walk.checkpoint("archive");
       }
     }
-    const { bytesRead: beyond } = await handle.read(Buffer.alloc(1), 0, 1, stats.size);
-    if (beyond > 0) throw changed(full, stats.size, stats.size + beyond);
+    const { bytesRead: beyond } = await file.read(Buffer.alloc(1), 0, 1, stats.size);
+    if (beyond > 0) throw changed(full, stats.size, "grew");
     return { path: name, bytes: stats.size, ...(await writer.endFile()) };
   } finally {
+    // Reads still in flight (the archive failed) finish before the file is closed; their buffers go back.
+    for (const settled of await Promise.allSettled(ahead))
+      if (settled.status === "fulfilled") buffers.give(settled.value.buffer);
     // Closed in every case, so nothing in the snapshot stays open (it could not be unmounted).
     await handle?.close();
   }
 }
 
-function changed(full: string, size: number, bytes: number): Error {
+/** One read of a file: `wanted` bytes at `position` into a buffer of the pool; `bytes` < `wanted` at the end of the file. */
+interface FileRead {
+  buffer: Buffer;
+  bytes: number;
+  wanted: number;
+}
+
+/** Reads `wanted` bytes at `position` (fewer only where the file ends); the buffer is the caller's to give back. */
+async function readAt(
+  file: FileHandle,
+  buffers: BufferPool,
+  position: number,
+  wanted: number,
+): Promise<FileRead> {
+  const buffer = await buffers.take();
+  try {
+    let bytes = 0;
+    while (bytes < wanted) {
+      const { bytesRead } = await file.read(buffer, bytes, wanted - bytes, position + bytes);
+      if (bytesRead === 0) break;
+      bytes += bytesRead;
+    }
+    return { buffer, bytes, wanted };
+  } catch (error) {
+    buffers.give(buffer);
+    throw error;
+  }
+}
+
+/** The error for a file of the snapshot that ended early (`bytes` found) or grew past the size it had. */
+function changed(full: string, size: number, bytes: number | "grew"): Error {
+  const now = bytes === "grew" ? `more than ${size}` : `${bytes}`;
   return new Error(
-    `${full} changed size while it was archived (${size} → ${bytes === size ? "more than" : ""}${bytes} bytes); a snapshot must not change`,
+    `${full} changed size while it was archived (${size} → ${now} bytes); a snapshot must not change`,
   );
 }
 

@@ -113,7 +113,7 @@ export async function downloadArchive(
 }
 
 /** Where each object's tar stream begins, and the files listed in pieces (readManifest checked the layout). */
-function layoutOf(manifest: BackupManifest): { starts: ChunkStart[]; split: Map<string, number> } {
+export function layoutOf(manifest: BackupManifest): { starts: ChunkStart[]; split: Map<string, number> } {
   if (manifest.formatVersion === 1) return { starts: [{}], split: new Map() };
   const sizes = new Map(manifest.files.map((file) => [file.path, file.bytes]));
   const starts = manifest.archive.chunks.map(({ continues }) =>

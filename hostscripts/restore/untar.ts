@@ -85,6 +85,11 @@ export function safeLinkTarget(path: string, target: string): string {
 
 /** The extract writes a file in calls of at least this many bytes (but the last). */
 const WRITE_BATCH_BYTES = 1024 * 1024;
+/**
+ * Writes of a chunk's file data in flight while its parser goes on (each of about WRITE_BATCH_BYTES): parsing,
+ * hashing and `zstd -d` no longer wait for every write to reach the page cache.
+ */
+const WRITES_IN_FLIGHT = 2;
 
 /** Unpacks the chunks of one archive into `root` (which must exist and be empty); see the module comment. */
 export class ArchiveUnpacker {
@@ -206,6 +211,8 @@ interface Writing {
   hash: StreamHash;
   batch: Buffer[];
   batchBytes: number;
+  /** Writes issued and not yet awaited, oldest first (at most WRITES_IN_FLIGHT). */
+  writes: Array<Promise<unknown>>;
 }
 
 /** The parser of one chunk's tar bytes. */
@@ -280,8 +287,10 @@ class ChunkParser {
   /** Lets go of a file left open by a stream that broke off. */
   async release(): Promise<void> {
     if (this.writing) {
-      const { path } = this.writing;
+      const { path, writes } = this.writing;
       this.writing = null;
+      // The file is closed only once no write to it is in flight.
+      await Promise.allSettled(writes);
       await this.unpacker.doneWith(path, null);
     }
   }
@@ -357,6 +366,7 @@ class ChunkParser {
       hash: sha256Stream("VerifierInfrastructure"),
       batch: [],
       batchBytes: 0,
+      writes: [],
     };
     if (remaining === 0) await this.closeWriting();
   }
@@ -374,19 +384,26 @@ class ChunkParser {
     return take;
   }
 
+  /** Issues the write of the batch; waits for the oldest write in flight when there are too many. */
   private async flush(w: Writing): Promise<void> {
     const batch = w.batch;
     const position = w.offset;
     w.offset += w.batchBytes;
     w.batch = [];
     w.batchBytes = 0;
-    if (batch.length > 0) await writeSafely(w.path, () => writeAllAt(w.file, batch, position));
+    if (batch.length === 0) return;
+    const write = writeSafely(w.path, () => writeAllAt(w.file, batch, position));
+    // Handled where it is awaited (below, in closeWriting or in release).
+    write.catch(() => undefined);
+    w.writes.push(write);
+    if (w.writes.length > WRITES_IN_FLIGHT) await w.writes.shift();
   }
 
   /** The file's data in this chunk is written: records the fragment, skips the entry's padding if it ended. */
   private async closeWriting(): Promise<void> {
     const w = this.writing!;
     await this.flush(w);
+    while (w.writes.length > 0) await w.writes.shift();
     this.writing = null;
     if (w.remaining === 0) this.skip = paddingAfter(w.entryBytes);
     const fragment = { offset: w.start, bytes: w.offset - w.start, sha256: await w.hash.digest() };

@@ -7,6 +7,7 @@ import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import {
   access,
+  appendFile,
   mkdir,
   mkdtemp,
   readFile,
@@ -15,6 +16,7 @@ import {
   rm,
   stat,
   symlink,
+  truncate,
   writeFile,
 } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -180,6 +182,47 @@ test("a failure removes every chunk file and says what failed", async () => {
   expect((error as PipelineError).message).toContain("no-such-snapshot");
   expect(await readdir(dir)).toEqual([]);
 }, 30_000);
+
+describe("a snapshot that changes while it is archived", () => {
+  // The `archive` pause point comes once 2 MiB are written: inside the first file here, with reads of it
+  // already issued ahead. What happens to that file then must fail the archive, not end up in it.
+  const cases: Array<[string, (path: string) => Promise<void>, RegExp]> = [
+    [
+      "shrinks",
+      (path) => truncate(path, 3 * MiB),
+      /changed size while it was archived \(8388608 → \d+ bytes\)/,
+    ],
+    [
+      "grows",
+      (path) => appendFile(path, "more"),
+      /changed size while it was archived \(8388608 → more than 8388608 bytes\)/,
+    ],
+  ];
+  test.each(cases)(
+    "a file that %s fails the archive, naming it; no chunk is left and nothing stays open",
+    async (_, change, message) => {
+      const root = await mkdtemp(join(work, "changing-"));
+      const big = join(root, "a-big.ibd");
+      await writeFile(big, randomBytes(8 * MiB));
+      await writeFile(join(root, "b-after.ibd"), randomBytes(MiB));
+      const dir = await mkdtemp(join(work, "changing-out-"));
+      const error = await writeArchive({
+        root,
+        dir,
+        chunkBytes: 2 * MiB,
+        log: memoryLogger(),
+        checkpoint: async () => change(big),
+      }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(PipelineError);
+      expect((error as PipelineError).kind).toBe("ArchiveFailed");
+      expect((error as PipelineError).message).toContain(big);
+      expect((error as PipelineError).message).toMatch(message);
+      expect(await readdir(dir)).toEqual([]);
+      expect(await openFilesUnder(root)).toEqual([]);
+    },
+    30_000,
+  );
+});
 
 /** The files below `dir` this process has open. */
 async function openFilesUnder(dir: string): Promise<string[]> {

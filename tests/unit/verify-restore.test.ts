@@ -5,7 +5,7 @@
 import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, readdir, readlink, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -297,6 +297,32 @@ describe("extracting real tar+zstd streams", () => {
     const { extraction } = await extractInto("evil", join(work, "evil.tar.zst"));
     expect(extraction.unpackError).toMatch(/"..\/escaped" refused/);
     await expect(readdir(join(work, "evil"))).resolves.toEqual([]);
+  });
+
+  test("a scratch disk that fills up mid-file is the verifier's problem, named, with no write left running", async () => {
+    // 2 MiB of tmpfs for a 6 MiB file: writes of it are in flight when one fails with ENOSPC.
+    const big = join(work, "big-src");
+    await mkdir(big);
+    await writeFile(join(big, "ibdata1"), randomBytes(6 * 1024 * 1024));
+    await run("sh", ["-c", `tar -C ${big} -cf - . | zstd -q -1 -c > ${work}/big.tar.zst`]);
+    const tiny = join(work, "tiny");
+    await mkdir(tiny);
+    await run("mount", ["-t", "tmpfs", "-o", "size=2m", "tiny", tiny]);
+    try {
+      const error = await extractArchive(createReadStream(join(work, "big.tar.zst")), tiny).catch(
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(PipelineError);
+      expect((error as PipelineError).kind).toBe("VerifierInfrastructure");
+      expect((error as PipelineError).message).toMatch(/cannot write ibdata1 into the scratch directory/);
+      expect((error as PipelineError).hint).toMatch(/scratch disk is full/);
+      // Nothing of the extraction keeps the file open (the tmpfs unmounts below only then).
+      const fds = await readdir("/proc/self/fd");
+      const open = await Promise.all(fds.map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => "")));
+      expect(open.filter((target) => target.startsWith(tiny + "/"))).toEqual([]);
+    } finally {
+      await run("umount", [tiny]);
+    }
   });
 
   test("a link out of the root is refused", async () => {
