@@ -1,9 +1,11 @@
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { readLab, labAwsClients, type Lab } from "../lab/lab";
 import { benchBackupConfig, clearRemote, say } from "./benchlab";
 import { runMeasured, type CommandRun } from "./measure";
 import { buildCli, lastJsonLine, numberAt } from "./pipeline";
+import { report, runScript } from "./side-by-side";
+import { median } from "./stall";
 
 /**
  * `tsx bench/hash-offload.ts LAB_DIR [ROUNDS] [OUT]`: the SHA-256s of a backup and of a restore computed on a
@@ -72,12 +74,6 @@ async function oneWay(lab: Lab, cli: string, work: string, way: Way, round: numb
   return run;
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
-
 async function main(): Promise<void> {
   const [dir, roundsArg, out] = process.argv.slice(2);
   if (!dir) throw new Error("usage: tsx bench/hash-offload.ts LAB_DIR [ROUNDS] [OUT.json]");
@@ -127,11 +123,7 @@ async function main(): Promise<void> {
     runs,
     summary,
   };
-  console.log(JSON.stringify(summary, null, 2));
-  if (out) await writeFile(out, `${JSON.stringify(results, null, 2)}\n`);
+  await report(results, out);
 }
 
-main().catch((error: unknown) => {
-  console.error(error);
-  process.exit(1);
-});
+runScript(main);

@@ -202,14 +202,13 @@ async function packFile(full: string, name: string, stats: Stats, walk: Walk): P
   const ahead: Array<Promise<FileRead>> = [];
   try {
     handle = await open(full, "r");
-    const file = handle;
     await writer.header(encodeHeader(header(name, stats, "file")), stats.size > 0);
     writer.beginFile(name, stats.size);
     let requested = 0;
     for (let position = 0; position < stats.size;) {
       while (ahead.length < READ_AHEAD && requested < stats.size) {
         const length = Math.min(READ_BYTES, stats.size - requested);
-        const read = readAt(file, buffers, requested, length);
+        const read = readAt(handle, buffers, requested, length);
         read.catch(() => undefined);
         ahead.push(read);
         requested += length;
@@ -227,7 +226,7 @@ async function packFile(full: string, name: string, stats: Stats, walk: Walk): P
         await walk.checkpoint("archive");
       }
     }
-    const { bytesRead: beyond } = await file.read(Buffer.alloc(1), 0, 1, stats.size);
+    const { bytesRead: beyond } = await handle.read(Buffer.alloc(1), 0, 1, stats.size);
     if (beyond > 0) throw changed(full, stats.size, "grew");
     return { path: name, bytes: stats.size, ...(await writer.endFile()) };
   } finally {
